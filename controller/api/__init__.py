@@ -1,0 +1,1 @@
+"""REST northbound (FastAPI). OpenAPI at ``/openapi.json``, docs at ``/docs``."""

@@ -1,0 +1,150 @@
+"""FastAPI application factory: routers, error handlers, /healthz, /metrics.
+
+Other packages add routes with ``register_router`` (a function that returns an
+APIRouter for the runtime); the app includes them all.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+from controller import logs
+from controller.api import jobs
+from controller.api.deps import (
+    RT,
+    Caller,
+    Paging,
+    cpn_error_handler,
+    request_validation_handler,
+)
+from controller.api.resources import crud_router
+from controller.errors import CpnError
+from controller.models import (
+    ENTITY_KINDS,
+    ComputeInstance,
+    ComputeNode,
+    ComputeResource,
+    Link,
+    Router,
+    Service,
+    Site,
+    Tenant,
+    User,
+)
+from controller.runtime import Runtime
+from controller.store.base import Action, JournalQuery
+
+RouterFactory = Callable[[Runtime], APIRouter]
+_EXTRA_ROUTERS: list[RouterFactory] = []
+
+
+def register_router(factory: RouterFactory) -> None:
+    _EXTRA_ROUTERS.append(factory)
+
+
+CRUD: list[tuple[type[Any], str]] = [
+    (Site, "sites"), (Router, "routers"), (ComputeNode, "nodes"),
+    (ComputeResource, "resources"), (Link, "links"), (Service, "services"),
+    (Tenant, "tenants"), (User, "users"), (ComputeInstance, "instances"),
+]
+
+
+def _metrics(rt: Runtime) -> tuple[Counter, Histogram]:
+    requests = Counter("cpn_http_requests_total", "REST requests", ["method", "status"],
+                       registry=rt.metrics)
+    latency = Histogram("cpn_http_request_seconds", "REST request latency",
+                        registry=rt.metrics)
+    objects = Gauge("cpn_objects", "Objects in the state store", ["kind"],
+                    registry=rt.metrics)
+    for kind, cls in ENTITY_KINDS.items():
+        objects.labels(kind).set_function(_counter(rt, cls))
+    Gauge("cpn_journal_seq", "Last journal sequence number",
+          registry=rt.metrics).set_function(rt.store.last_seq)
+    Gauge("cpn_events_published_total", "Events published on the bus",
+          registry=rt.metrics).set_function(lambda: rt.bus.published)
+    return requests, latency
+
+
+def _counter(rt: Runtime, cls: type[Any]) -> Callable[[], float]:
+    return lambda: float(rt.store.count(cls))
+
+
+def create_app(rt: Runtime) -> FastAPI:
+    app = FastAPI(
+        title="CPN controller",
+        version="0.1.0",
+        description="Compute-aware network control plane. Authenticate with "
+        "'Authorization: Bearer <token>' (cpn token create). Errors are JSON with field "
+        "paths.",
+    )
+    app.state.rt = rt
+    app.add_exception_handler(CpnError, cpn_error_handler)
+    app.add_exception_handler(RequestValidationError, request_validation_handler)
+    requests, latency = _metrics(rt)
+
+    @app.middleware("http")
+    async def count(request: Request,
+                    call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        t0 = time.perf_counter()
+        resp = await call_next(request)
+        latency.observe(time.perf_counter() - t0)
+        requests.labels(request.method, str(resp.status_code)).inc()
+        return resp
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness and a state summary (no auth)")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "zone": rt.zone, "journal_seq": rt.store.last_seq(),
+                "objects": {k: rt.store.count(c) for k, c in ENTITY_KINDS.items()},
+                "components": [c.name for c in rt.started]}
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (no auth)")
+    def metrics() -> Response:
+        return Response(generate_latest(rt.metrics), media_type=CONTENT_TYPE_LATEST)
+
+    for cls, plural in CRUD:
+        app.include_router(crud_router(cls, plural))
+    app.include_router(jobs.router)
+    app.include_router(_ops_router())
+    for factory in _EXTRA_ROUTERS:
+        app.include_router(factory(rt))
+    return app
+
+
+def _ops_router() -> APIRouter:
+    r = APIRouter(prefix="/api/v1", tags=["ops"])
+
+    @r.get("/events", summary="The change journal (who, what, when, why, previous value)")
+    def events(rt: RT, who: Caller, page: Paging,
+               since: Annotated[int, Query(ge=0, description="only seq > since")] = 0,
+               kind: str | None = None, key: str | None = None, actor: str | None = None,
+               action: Action | None = None,
+               newest_first: bool = False) -> dict[str, Any]:
+        q = JournalQuery(since=since, kind=kind, key=key, actor=actor, action=action,
+                         limit=page.offset + page.limit + 1, descending=newest_first)
+        entries = [e.to_json_dict() for e in rt.store.journal(q)]
+        out = page.apply(entries)
+        out["total"] = None  # the journal is open-ended; follow next_offset or 'since'
+        out["last_seq"] = rt.store.last_seq()
+        return out
+
+    @r.get("/logs", summary="Search the controller's logs (GBT-8.4: query, keyword, download)")
+    def get_logs(rt: RT, who: Caller, grep: str | None = None,
+                 level: Annotated[str | None, Query(pattern="^(debug|info|key|warning|error)$")]
+                 = None,
+                 module: str | None = None,
+                 limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> dict[str, Any]:
+        recs = list(logs.search(rt.settings.state, grep=grep, level=level, module=module,
+                                limit=limit))
+        return {"items": recs, "total": len(recs)}
+
+    @r.get("/whoami", summary="The caller's token name, role and tenant")
+    def whoami(who: Caller) -> dict[str, Any]:
+        return {"name": who.name, "role": who.role.value, "tenant": who.tenant}
+
+    return r

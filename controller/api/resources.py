@@ -1,0 +1,67 @@
+"""Generic CRUD routes for the configured kinds (sites, nodes, resources, links …).
+
+Reads need any valid token; writes need role operator. Keys that contain '/'
+(``site/node``) are accepted as path suffixes. Writes go through
+``StateWriter`` so references are checked and the change is journaled with the
+caller's name and an optional ``X-CPN-Reason`` header.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import pydantic
+from fastapi import APIRouter, Body, Header, Response
+
+from controller.api.deps import RT, Caller, Operator, Paging
+from controller.errors import NotFoundError, ValidationError, issues_from_pydantic
+from controller.models import Entity
+
+
+def crud_router(cls: type[Entity], plural: str) -> APIRouter:
+    router = APIRouter(prefix=f"/api/v1/{plural}", tags=[plural])
+    kind = cls.KIND
+
+    @router.get("", summary=f"List {plural}")
+    def list_(rt: RT, who: Caller, page: Paging) -> dict[str, Any]:
+        return page.apply([o.to_json_dict() for o in rt.store.list(cls)])
+
+    @router.get("/{key:path}", summary=f"Get one {kind}")
+    def get(key: str, rt: RT, who: Caller) -> dict[str, Any]:
+        obj = rt.store.get(cls, key)
+        if obj is None:
+            raise NotFoundError(kind, key)
+        return obj.to_json_dict()
+
+    def _parse(body: Any) -> Entity:
+        try:
+            return cls.model_validate(body)
+        except pydantic.ValidationError as exc:
+            raise ValidationError(issues_from_pydantic(exc, ("body",))) from exc
+
+    @router.post("", status_code=201, summary=f"Create a {kind}")
+    def create(rt: RT, who: Operator, body: Annotated[dict[str, Any], Body()],
+               x_cpn_reason: Annotated[str, Header()] = "") -> dict[str, Any]:
+        obj = _parse(body)
+        rt.writer.put(obj, f"api:{who.name}", x_cpn_reason or f"create {kind}",
+                      create_only=True, path_prefix="body")
+        return obj.to_json_dict()
+
+    @router.put("/{key:path}", summary=f"Create or replace a {kind}")
+    def replace(key: str, rt: RT, who: Operator, body: Annotated[dict[str, Any], Body()],
+                x_cpn_reason: Annotated[str, Header()] = "") -> dict[str, Any]:
+        obj = _parse(body)
+        if obj.key != key:
+            raise ValidationError.single("body", f"body describes {kind} {obj.key!r} but the "
+                                         f"URL names {key!r}", "make them match")
+        rt.writer.put(obj, f"api:{who.name}", x_cpn_reason or f"replace {kind}",
+                      path_prefix="body")
+        return obj.to_json_dict()
+
+    @router.delete("/{key:path}", status_code=204, summary=f"Delete a {kind}")
+    def delete(key: str, rt: RT, who: Operator,
+               x_cpn_reason: Annotated[str, Header()] = "") -> Response:
+        rt.writer.delete(cls, key, f"api:{who.name}", x_cpn_reason or f"delete {kind}")
+        return Response(status_code=204)
+
+    return router

@@ -1,0 +1,233 @@
+"""Commands that run or administer the controller locally: run, config, token, logs, status."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from controller.cli.client import Client, fail, print_json, print_table
+from controller.errors import CpnError, ValidationError
+from controller.models import Role
+
+
+def hostport(value: str, what: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise typer.BadParameter(f"{what} must be HOST:PORT, e.g. 127.0.0.1:8080 (got {value!r})")
+    return host.strip("[]"), int(port)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("status")(status)
+    app.command("logs")(logs_cmd)
+    config_app = typer.Typer(help="Check config files.", no_args_is_help=True)
+    config_app.command("check")(config_check)
+    app.add_typer(config_app, name="config")
+    token_app = typer.Typer(help="API tokens (roles operator, tenant, viewer).",
+                            no_args_is_help=True)
+    token_app.command("create")(token_create)
+    token_app.command("list")(token_list)
+    token_app.command("revoke")(token_revoke)
+    app.add_typer(token_app, name="token")
+
+
+StateOpt = Annotated[str | None, typer.Option("--state", help="State directory (default: the "
+                                              "config's controller.state, else ./var).")]
+
+
+def run(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Network config YAML "
+                                                "(sites, links, services …).")] = None,
+    api: Annotated[str | None, typer.Option(help="REST listen HOST:PORT [127.0.0.1:8080]")]
+    = None,
+    dns: Annotated[str | None, typer.Option(help="DNS listen HOST:PORT [127.0.0.1:5353]")]
+    = None,
+    state: StateOpt = None,
+    log_level: Annotated[str | None, typer.Option(help="debug|info|key|warning|error")] = None,
+    log_json: Annotated[bool, typer.Option(help="JSON lines on stderr too.")] = False,
+) -> None:
+    """Run the controller: apply the config, serve REST (and the other components)
+    until Ctrl-C.
+
+    Example:  cpn run --config examples/gba.yaml --api 127.0.0.1:8080 --state ./var
+    """
+    from controller import logs
+    from controller.config import load_config
+    from controller.runtime import Runtime, Settings
+    from controller.wiring import build
+
+    try:
+        cfg = load_config(config) if config else None
+    except ValidationError as exc:
+        fail(f"config rejected, nothing applied.\n{exc.render()}")
+    sec = cfg.controller if cfg else None
+    settings = Settings(
+        api=hostport(api or (sec.api if sec else "127.0.0.1:8080"), "--api"),
+        dns=hostport(dns or (sec.dns if sec else "127.0.0.1:5353"), "--dns"),
+        state=Path(state or (sec.state if sec else "./var")),
+        log_level=log_level or (sec.log_level if sec else "info"),
+    )
+    logs.setup(settings.log_level, settings.state, json_stderr=log_json, process_name="cpn-run")
+    try:
+        rt = Runtime(cfg, settings)
+        rt.apply_config()
+        _ensure_admin_token(rt, settings.state)
+        asyncio.run(rt.serve(build(rt)))
+    except CpnError as exc:
+        fail(str(exc))
+
+
+def _ensure_admin_token(rt: object, state: Path) -> None:
+    from controller.auth import digest, new_token
+    from controller.logs import key_event
+
+    store = rt.store  # type: ignore[attr-defined]
+    path = state / "admin.token"
+    if path.exists() or store.list_tokens():
+        return
+    tok = new_token()
+    store.add_token(digest(tok), "admin", Role.OPERATOR.value, None)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(tok + "\n")
+    import logging
+
+    key_event(logging.getLogger("cpn.auth"), "operator token 'admin' written",
+              path=str(path))
+
+
+def config_check(
+    file: Annotated[Path, typer.Argument(help="Config YAML to check.")],
+) -> None:
+    """Validate a config file without applying it; prints every problem with its path.
+
+    Example:  cpn config check examples/gba.yaml
+    """
+    from controller.config import load_config
+
+    try:
+        cfg = load_config(file)
+    except ValidationError as exc:
+        fail(exc.render())
+    counts: dict[str, int] = {}
+    for e in cfg.entities:
+        counts[e.KIND] = counts.get(e.KIND, 0) + 1
+    typer.echo(f"{file}: ok - " + ", ".join(f"{n} {k}s" for k, n in sorted(counts.items())))
+
+
+def _open_store(state: str | None):  # type: ignore[no-untyped-def]
+    from controller.store import SqliteStore
+
+    return SqliteStore(Path(state or os.environ.get("CPN_STATE") or "./var") / "state.db")
+
+
+def token_create(
+    role: Annotated[Role, typer.Option("--role", help="operator | tenant | viewer")],
+    name: Annotated[str | None, typer.Option(help="Token name (unique).")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Tenant (required for role tenant).")]
+    = None,
+    state: StateOpt = None,
+) -> None:
+    """Create an API token and print it once (only its hash is stored).
+
+    Example:  cpn token create --role viewer --name dashboard --state ./var
+    """
+    from controller.auth import digest, new_token
+
+    if role is Role.TENANT and not tenant:
+        raise typer.BadParameter("role tenant needs --tenant NAME", param_hint="--tenant")
+    tok = new_token()
+    name = name or f"{role.value}-{tok[4:10]}"
+    store = _open_store(state)
+    try:
+        store.add_token(digest(tok), name, role.value, tenant)
+    except CpnError as exc:
+        fail(str(exc))
+    finally:
+        store.close()
+    typer.echo(tok)
+
+
+def token_list(state: StateOpt = None) -> None:
+    """List tokens (names and roles, never the secrets).
+
+    Example:  cpn token list --state ./var
+    """
+    store = _open_store(state)
+    try:
+        print_table(store.list_tokens(), ["name", "role", "tenant", "created", "revoked"])
+    finally:
+        store.close()
+
+
+def token_revoke(name: Annotated[str, typer.Argument()], state: StateOpt = None) -> None:
+    """Revoke a token by name (effective within 5 s).
+
+    Example:  cpn token revoke dashboard
+    """
+    store = _open_store(state)
+    try:
+        if not store.revoke_token(name):
+            fail(f"no token named {name!r}; see 'cpn token list'")
+    finally:
+        store.close()
+    typer.echo(f"revoked {name}")
+
+
+ApiOpt = Annotated[str | None, typer.Option("--api", help="Controller HOST:PORT "
+                                            "[$CPN_API or 127.0.0.1:8080]")]
+TokenOpt = Annotated[str | None, typer.Option("--token", help="Bearer token [$CPN_TOKEN or "
+                                              "./var/admin.token]")]
+
+
+def status(api: ApiOpt = None, token: TokenOpt = None, state: StateOpt = None,
+           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show the controller's health, object counts and running components.
+
+    Example:  cpn status --api 127.0.0.1:8080
+    """
+    c = Client(api, token, state)
+    health = c.call("GET", "/healthz")
+    who = c.call("GET", "/api/v1/whoami")
+    if as_json:
+        print_json({"health": health, "whoami": who})
+        return
+    typer.echo(f"controller {c.base}: {health['status']}, zone {health['zone']}, "
+               f"journal seq {health['journal_seq']}")
+    typer.echo("components: " + (", ".join(health["components"]) or "-"))
+    typer.echo("objects: " + ", ".join(f"{k}={v}" for k, v in health["objects"].items() if v))
+    typer.echo(f"you: {who['name']} ({who['role']})")
+
+
+def logs_cmd(
+    grep: Annotated[str | None, typer.Option(help="Keyword (case-insensitive).")] = None,
+    level: Annotated[str | None, typer.Option(help="Minimum level: debug|info|key|warning|"
+                                              "error")] = None,
+    module: Annotated[str | None, typer.Option(help="Module prefix, e.g. cpn.api")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 200,
+    state: StateOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Raw JSON lines.")] = False,
+) -> None:
+    """Search the controller's stored logs (GBT-8.4: level, module, pid, process, time, content).
+
+    Example:  cpn logs --grep MEC-1 --level key
+    """
+    from controller.logs import LEVELS, search
+
+    if level and level not in LEVELS:
+        raise typer.BadParameter(f"level must be one of {', '.join(LEVELS)}", param_hint="--level")
+    base = state or os.environ.get("CPN_STATE") or "./var"
+    recs = list(search(base, grep=grep, level=level, module=module, limit=100_000))[-limit:]
+    for r in recs:
+        if as_json:
+            typer.echo(json.dumps(r, ensure_ascii=False))
+        else:
+            extra = " ".join(f"{k}={v}" for k, v in (r.get("fields") or {}).items())
+            typer.echo(f"{r['time']} {r['level'].upper():7} {r['module']} "
+                       f"[{r['process']}:{r['pid']}] {r['content']} {extra}".rstrip())

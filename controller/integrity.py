@@ -1,0 +1,153 @@
+"""Referential rules across objects, shared by config loading and the REST API.
+
+Rules checked (each returns ``Issue``s with a path relative to the object):
+- a node's and a resource's site exists; an exclusive resource's scope names
+  nodes of its site; a shared resource's scope is ``*`` or nodes of its site;
+- a link's endpoints are known sites or routers;
+- a router's site (if any) exists;
+- a service instance's site exists;
+- a tenant's parent exists and the tenant tree has no cycle;
+- a user's tenant exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from controller.errors import Issue
+from controller.models import (
+    ComputeNode,
+    ComputeResource,
+    Entity,
+    Link,
+    Router,
+    Service,
+    Tenant,
+    User,
+)
+
+
+class View:
+    """What the rules may look up: names of existing things."""
+
+    def __init__(
+        self,
+        sites: Iterable[str],
+        routers: Iterable[str],
+        nodes: Iterable[str],
+        tenants: dict[str, str | None],
+    ) -> None:
+        self.sites = set(sites)
+        self.routers = set(routers)
+        self.nodes = set(nodes)  # "site/node"
+        self.tenants = dict(tenants)  # name -> parent
+
+
+def _known(name: str, pool: set[str], what: str, path: str) -> list[Issue]:
+    if name in pool:
+        return []
+    hint = ", ".join(sorted(pool)[:8]) or "none defined"
+    return [Issue(path, f"unknown {what} {name!r}", f"use one of: {hint}")]
+
+
+def check(obj: Entity, view: View) -> list[Issue]:
+    """Issues for ``obj`` given what exists; paths are relative to ``obj``."""
+    rule = _RULES.get(type(obj))
+    return rule(obj, view) if rule else []
+
+
+def _node(obj: ComputeNode, v: View) -> list[Issue]:
+    return _known(obj.site, v.sites, "site", "site")
+
+
+def _resource(obj: ComputeResource, v: View) -> list[Issue]:
+    issues = _known(obj.site, v.sites, "site", "site")
+    if issues:
+        return issues
+    site_nodes = {n.split("/", 1)[1] for n in v.nodes if n.startswith(obj.site + "/")}
+    for i, owner in enumerate(obj.scope):
+        if owner == "*":
+            continue
+        if owner not in site_nodes:
+            what = "owner node" if not obj.shareable else "node in sharing range"
+            issues.append(Issue(
+                f"scope[{i}]", f"unknown {what} {owner!r} in site {obj.site!r}",
+                f"use one of: {', '.join(sorted(site_nodes)) or 'no nodes defined'}"
+                + ("" if not obj.shareable else " or '*'"),
+            ))
+    return issues
+
+
+def _link(obj: Link, v: View) -> list[Issue]:
+    pool = v.sites | v.routers
+    return _known(obj.a, pool, "site or router", "a") + _known(
+        obj.b, pool, "site or router", "b")
+
+
+def _router(obj: Router, v: View) -> list[Issue]:
+    return _known(obj.site, v.sites, "site", "site") if obj.site else []
+
+
+def _service(obj: Service, v: View) -> list[Issue]:
+    out: list[Issue] = []
+    for i, inst in enumerate(obj.instances):
+        out += _known(inst.site, v.sites, "site", f"instances[{i}].site")
+    return out
+
+
+def _tenant(obj: Tenant, v: View) -> list[Issue]:
+    if obj.parent is None:
+        return []
+    issues = _known(obj.parent, set(v.tenants) - {obj.name}, "parent tenant", "parent")
+    if issues:
+        return issues
+    seen = {obj.name}
+    cur: str | None = obj.parent
+    while cur is not None:
+        if cur in seen:
+            return [Issue("parent", f"tenant tree has a cycle through {cur!r}",
+                          "make the tenant tree a tree")]
+        seen.add(cur)
+        cur = v.tenants.get(cur)
+    return []
+
+
+def _user(obj: User, v: View) -> list[Issue]:
+    return _known(obj.tenant, set(v.tenants), "tenant", "tenant") if obj.tenant else []
+
+
+_RULES: dict[type[Entity], Callable[..., list[Issue]]] = {
+    ComputeNode: _node,
+    ComputeResource: _resource,
+    Link: _link,
+    Router: _router,
+    Service: _service,
+    Tenant: _tenant,
+    User: _user,
+}
+
+#: Kinds that other objects refer to; deleting one that is referenced is refused.
+def referrers(kind: str, key: str, objects: Iterable[Entity]) -> list[str]:
+    """Keys of objects that refer to ``kind``/``key`` (to refuse dangling deletes)."""
+    out: list[str] = []
+    for o in objects:
+        refs: set[str] = set()
+        if kind == "site":
+            if isinstance(o, ComputeNode | ComputeResource):
+                refs.add(o.site)
+            elif isinstance(o, Link):
+                refs |= {o.a, o.b}
+            elif isinstance(o, Router) and o.site:
+                refs.add(o.site)
+            elif isinstance(o, Service):
+                refs |= {i.site for i in o.instances}
+        elif kind == "router" and isinstance(o, Link):
+            refs |= {o.a, o.b}
+        elif kind == "tenant":
+            if isinstance(o, User) and o.tenant:
+                refs.add(o.tenant)
+            elif isinstance(o, Tenant) and o.parent:
+                refs.add(o.parent)
+        if key in refs:
+            out.append(f"{o.KIND} {o.key}")
+    return out

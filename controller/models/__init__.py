@@ -1,0 +1,73 @@
+"""The domain model: the one language between CPN's packages.
+
+Every storable object is an ``Entity`` with a ``KIND`` and a ``key``; see
+``controller.models.base``.
+"""
+
+from __future__ import annotations
+
+from controller.models.base import ENTITY_KINDS, Entity, Model, Name
+from controller.models.compute import (
+    Arch,
+    ComputeInstance,
+    ComputeNode,
+    ComputeResource,
+    InstanceSpec,
+    InstanceState,
+    InstanceTopology,
+    Precision,
+    ResourceType,
+)
+from controller.models.job import TERMINAL, Job, JobKind, JobSpec, JobState
+from controller.models.link import Link, LinkKind, LinkState
+from controller.models.service import (
+    AffinityMode,
+    Requirements,
+    Service,
+    ServiceContactInstance,
+)
+from controller.models.site import (
+    InterconnectKind,
+    Router,
+    Site,
+    SiteKind,
+    interconnect_preference,
+)
+from controller.models.tenancy import Quota, Role, Tenant, User
+
+__all__ = [
+    "ENTITY_KINDS",
+    "TERMINAL",
+    "AffinityMode",
+    "Arch",
+    "ComputeInstance",
+    "ComputeNode",
+    "ComputeResource",
+    "Entity",
+    "InstanceSpec",
+    "InstanceState",
+    "InstanceTopology",
+    "InterconnectKind",
+    "Job",
+    "JobKind",
+    "JobSpec",
+    "JobState",
+    "Link",
+    "LinkKind",
+    "LinkState",
+    "Model",
+    "Name",
+    "Precision",
+    "Quota",
+    "Requirements",
+    "ResourceType",
+    "Role",
+    "Router",
+    "Service",
+    "ServiceContactInstance",
+    "Site",
+    "SiteKind",
+    "Tenant",
+    "User",
+    "interconnect_preference",
+]

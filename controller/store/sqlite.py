@@ -1,0 +1,312 @@
+"""Embedded state store on SQLite (WAL) with an in-memory index of current objects.
+
+Rules:
+- SQLite is the durable truth; the in-memory index (kind → key → object) is a
+  read cache rebuilt from SQLite at open, so restart restores state exactly.
+- A transaction stages its writes in memory, then writes objects and journal
+  rows inside one SQLite transaction (``BEGIN IMMEDIATE``). The cache is updated
+  only after SQLite committed, so a failed commit leaves both untouched.
+- WAL with ``synchronous=NORMAL``: a committed transaction survives a process
+  crash; on power loss the last few transactions may roll back (documented
+  trade-off; set ``durable=True`` for ``synchronous=FULL``).
+- One writer at a time (a lock); readers never block.
+- Tokens live in their own table (``tokens``) because they are secrets (only hashes
+  are stored) and other processes (``cpn token create``) write them.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from controller.errors import CpnError, NotFoundError
+from controller.models.base import ENTITY_KINDS, Entity
+from controller.store.base import Action, Change, JournalEntry, JournalQuery, Listener
+
+E = TypeVar("E", bound=Entity)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL,
+    key  TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY,
+    txid INTEGER NOT NULL,
+    ts TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    action TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT,
+    previous TEXT
+);
+CREATE INDEX IF NOT EXISTS journal_kind_key ON journal (kind, key);
+CREATE TABLE IF NOT EXISTS tokens (
+    sha256 TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    tenant TEXT,
+    created TEXT NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+"""
+
+
+class StoreError(CpnError):
+    """The store could not be opened or written."""
+
+
+class _Txn:
+    """Staged writes of one transaction (see ``Transaction`` Protocol)."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        # (kind, key) -> new value or None for delete; insertion order kept
+        self._staged: dict[tuple[str, str], Entity | None] = {}
+
+    def get(self, kind: type[E], key: str) -> E | None:
+        ident = (kind.KIND, key)
+        if ident in self._staged:
+            return self._staged[ident]  # type: ignore[return-value]
+        return self._store.get(kind, key)
+
+    def put(self, obj: Entity) -> None:
+        if not obj.KIND:
+            raise TypeError(f"{type(obj).__name__} is not a storable entity")
+        self._staged[(obj.KIND, obj.key)] = obj
+
+    def delete(self, kind: type[Entity], key: str) -> None:
+        if self.get(kind, key) is None:
+            raise NotFoundError(kind.KIND, key)
+        self._staged[(kind.KIND, key)] = None
+
+    def changes(self) -> builtins.list[Change]:
+        out: builtins.list[Change] = []
+        cache = self._store._cache
+        for (kind, key), value in self._staged.items():
+            previous = cache.get(kind, {}).get(key)
+            if value is None:
+                if previous is None:
+                    continue
+                out.append(Change(Action.DELETE, kind, key, None, previous))
+            elif previous is None:
+                out.append(Change(Action.CREATE, kind, key, value, None))
+            elif previous != value:
+                out.append(Change(Action.UPDATE, kind, key, value, previous))
+        return out
+
+
+class SqliteStore:
+    """SQLite-backed ``Store``. ``path=':memory:'`` for tests."""
+
+    def __init__(self, path: str | Path, *, durable: bool = False) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open state store {self.path}: {exc}") from exc
+        self._lock = threading.RLock()
+        self._listeners: list[Listener] = []
+        self._cache: dict[str, dict[str, Entity]] = {}
+        # JSON of each cached object, so the journal's "previous" needs no re-encoding
+        self._json: dict[str, dict[str, str]] = {}
+        self._seq = 0
+        self._txid = 0
+        self._load()
+
+    # -- reading -------------------------------------------------------------------
+    def _load(self) -> None:
+        for kind, key, value in self._db.execute("SELECT kind, key, value FROM objects"):
+            cls = ENTITY_KINDS.get(kind)
+            if cls is None:
+                # An object of a kind this build does not know (a newer version wrote
+                # it): keep it in SQLite untouched, but do not serve it.
+                continue
+            self._cache.setdefault(kind, {})[key] = cls.model_validate_json(value)
+            self._json.setdefault(kind, {})[key] = value
+        row = self._db.execute("SELECT MAX(seq), MAX(txid) FROM journal").fetchone()
+        self._seq = row[0] or 0
+        self._txid = row[1] or 0
+
+    def get(self, kind: type[E], key: str) -> E | None:
+        return self._cache.get(kind.KIND, {}).get(key)  # type: ignore[return-value]
+
+    def list(self, kind: type[E]) -> builtins.list[E]:
+        with self._lock:  # a consistent snapshot while another thread commits
+            items = sorted(self._cache.get(kind.KIND, {}).items())
+        return [obj for _, obj in items]  # type: ignore[misc]
+
+    def count(self, kind: type[Entity]) -> int:
+        return len(self._cache.get(kind.KIND, {}))
+
+    def last_seq(self) -> int:
+        return self._seq
+
+    # -- writing -------------------------------------------------------------------
+    @contextmanager
+    def transaction(self, actor: str, reason: str = "") -> Iterator[_Txn]:
+        """Stage writes in the block; commit them atomically when it exits cleanly."""
+        with self._lock:
+            txn = _Txn(self)
+            yield txn
+            changes = txn.changes()
+            if changes:
+                self._commit(changes, actor, reason)
+        if changes:
+            self._notify(changes)
+
+    def _commit(self, changes: builtins.list[Change], actor: str, reason: str) -> None:
+        ts = datetime.now(UTC).isoformat()
+        txid = self._txid + 1
+        seq = self._seq
+        obj_rows: builtins.list[tuple[str, str, str]] = []
+        del_rows: builtins.list[tuple[str, str]] = []
+        journal_rows: builtins.list[tuple[Any, ...]] = []
+        encoded: builtins.list[str | None] = []
+        for ch in changes:
+            seq += 1
+            value_json = ch.value.model_dump_json() if ch.value is not None else None
+            prev_json = self._json.get(ch.kind, {}).get(ch.key)
+            encoded.append(value_json)
+            if value_json is None:
+                del_rows.append((ch.kind, ch.key))
+            else:
+                obj_rows.append((ch.kind, ch.key, value_json))
+            journal_rows.append(
+                (seq, txid, ts, actor, reason, ch.action.value, ch.kind, ch.key, value_json,
+                 prev_json)
+            )
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            if obj_rows:
+                db.executemany(
+                    "INSERT INTO objects(kind, key, value) VALUES (?, ?, ?) "
+                    "ON CONFLICT(kind, key) DO UPDATE SET value = excluded.value",
+                    obj_rows,
+                )
+            if del_rows:
+                db.executemany("DELETE FROM objects WHERE kind = ? AND key = ?", del_rows)
+            db.executemany(
+                "INSERT INTO journal(seq, txid, ts, actor, reason, action, kind, key, value,"
+                " previous) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                journal_rows,
+            )
+            db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"state store write failed, nothing applied: {exc}") from exc
+            raise
+        self._seq, self._txid = seq, txid
+        for ch, value_json in zip(changes, encoded, strict=True):
+            bucket = self._cache.setdefault(ch.kind, {})
+            jbucket = self._json.setdefault(ch.kind, {})
+            if ch.value is None or value_json is None:
+                bucket.pop(ch.key, None)
+                jbucket.pop(ch.key, None)
+            else:
+                bucket[ch.key] = ch.value
+                jbucket[ch.key] = value_json
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(changes)`` after each commit; returns an unsubscribe function."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _notify(self, changes: builtins.list[Change]) -> None:
+        for listener in list(self._listeners):
+            listener(changes)
+
+    # -- journal -------------------------------------------------------------------
+    def journal(self, query: JournalQuery = JournalQuery()) -> builtins.list[JournalEntry]:
+        where = ["seq > ?"] if not query.descending else ["(? = 0 OR seq < ?)"]
+        args: list[Any] = [query.since] if not query.descending else [query.since, query.since]
+        for column, value in (("kind", query.kind), ("key", query.key), ("actor", query.actor),
+                              ("action", query.action.value if query.action else None)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        order = "DESC" if query.descending else "ASC"
+        sql = (f"SELECT seq, txid, ts, actor, reason, action, kind, key, value, previous "
+               f"FROM journal WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?")
+        args.append(max(0, min(query.limit, 10_000)))
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [
+            JournalEntry(
+                seq=r[0], txid=r[1], ts=datetime.fromisoformat(r[2]), actor=r[3], reason=r[4],
+                action=Action(r[5]), kind=r[6], key=r[7],
+                value=json.loads(r[8]) if r[8] is not None else None,
+                previous=json.loads(r[9]) if r[9] is not None else None,
+            )
+            for r in rows
+        ]
+
+    # -- tokens (secrets; only hashes stored) --------------------------------------
+    def add_token(self, sha256: str, name: str, role: str, tenant: str | None) -> None:
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO tokens(sha256, name, role, tenant, created) VALUES (?,?,?,?,?)",
+                    (sha256, name, role, tenant, datetime.now(UTC).isoformat()),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise StoreError(f"a token named {name!r} already exists") from exc
+
+    def find_token(self, sha256: str) -> tuple[str, str, str | None] | None:
+        """``(name, role, tenant)`` of a live token with this hash, else None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT name, role, tenant FROM tokens WHERE sha256 = ? AND revoked = 0",
+                (sha256,),
+            ).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    def revoke_token(self, name: str) -> bool:
+        with self._lock:
+            cur = self._db.execute("UPDATE tokens SET revoked = 1 WHERE name = ?", (name,))
+        return cur.rowcount > 0
+
+    def list_tokens(self) -> builtins.list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, role, tenant, created, revoked FROM tokens ORDER BY name"
+            ).fetchall()
+        return [dict(zip(("name", "role", "tenant", "created", "revoked"), r, strict=True))
+                for r in rows]
+
+    # -- small metadata (e.g. which config was applied last) ------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT v FROM meta WHERE k = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO meta(k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE "
+                             "SET v = excluded.v", (key, value))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

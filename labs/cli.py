@@ -1,0 +1,44 @@
+"""Lab and benchmark commands: ``cpn bench …`` and ``cpn lab …``."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from typing import Annotated
+
+import typer
+
+bench_app = typer.Typer(help="Benchmarks; each prints a final JSON line of figures.",
+                        no_args_is_help=True)
+
+#: bench name -> (module with ``run(**options) -> dict``, one-line help).
+#: Options come from ``--opt KEY=VALUE``.
+BENCHES: dict[str, tuple[str, str]] = {
+    "store": ("labs.bench.store", "Sustained updates/s into the state store with journal."),
+}
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench")
+
+
+def _make(name: str, module: str, summary: str) -> None:
+    def cmd(opt: Annotated[list[str] | None, typer.Option("--opt", help="KEY=VALUE option "
+                                                          "for the bench.")] = None) -> None:
+        mod = importlib.import_module(module)
+        kwargs = {}
+        for item in opt or []:
+            k, sep, v = item.partition("=")
+            if not sep:
+                raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--opt")
+            kwargs[k.replace("-", "_")] = json.loads(v) if v[:1].isdigit() or v in (
+                "true", "false") else v
+        result = mod.run(**kwargs)
+        typer.echo(json.dumps(result))
+
+    cmd.__doc__ = f"{summary}\n\nExample:  cpn bench {name} --opt key=value"
+    bench_app.command(name)(cmd)
+
+
+for _name, (_module, _summary) in BENCHES.items():
+    _make(_name, _module, _summary)
