@@ -284,6 +284,9 @@ def _cross_checks(b: _Builder) -> None:
 
 def parse_config(text: str, source: str = "<config>") -> NetworkConfig:
     """Validate config ``text``; raise ``ValidationError`` naming every problem."""
+    from controller.plugins import load_config_sections
+
+    load_config_sections()
     lines = _Lines(text)
     try:
         doc = yaml.safe_load(text)

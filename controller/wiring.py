@@ -1,33 +1,18 @@
-"""Which components the controller runs, in start order.
-
-Each package contributes factories here (one line each); a factory gets the
-runtime and returns a component, or None when its config section is absent.
-"""
+"""Which components the controller runs, in start order: the REST API, then each
+plugin's components (``controller.plugins``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from controller import plugins
 from controller.runtime import Component, Runtime
-
-Factory = Callable[[Runtime], Component | None]
-
-
-def _api(rt: Runtime) -> Component | None:
-    from controller.api.server import ApiServer
-
-    return ApiServer()
-
-
-COMPONENTS: list[Factory] = [
-    _api,
-]
 
 
 def build(rt: Runtime) -> list[Component]:
-    out = []
-    for factory in COMPONENTS:
-        comp = factory(rt)
-        if comp is not None:
-            out.append(comp)
+    from controller.api.server import ApiServer
+
+    out: list[Component] = [ApiServer()]
+    for mod in plugins.modules():
+        factory = getattr(mod, "components", None)
+        if factory is not None:
+            out.extend(factory(rt))
     return out

@@ -1,7 +1,6 @@
 """FastAPI application factory: routers, error handlers, /healthz, /metrics.
 
-Other packages add routes with ``register_router`` (a function that returns an
-APIRouter for the runtime); the app includes them all.
+Other packages add routes through ``controller.plugins`` (``routers(rt)``).
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
-from controller import logs
+from controller import logs, plugins
 from controller.api import jobs
 from controller.api.deps import (
     RT,
@@ -28,6 +27,7 @@ from controller.errors import CpnError
 from controller.models import (
     ENTITY_KINDS,
     ComputeInstance,
+    ComputeMetrics,
     ComputeNode,
     ComputeResource,
     Link,
@@ -40,18 +40,11 @@ from controller.models import (
 from controller.runtime import Runtime
 from controller.store.base import Action, JournalQuery
 
-RouterFactory = Callable[[Runtime], APIRouter]
-_EXTRA_ROUTERS: list[RouterFactory] = []
-
-
-def register_router(factory: RouterFactory) -> None:
-    _EXTRA_ROUTERS.append(factory)
-
-
 CRUD: list[tuple[type[Any], str]] = [
     (Site, "sites"), (Router, "routers"), (ComputeNode, "nodes"),
     (ComputeResource, "resources"), (Link, "links"), (Service, "services"),
     (Tenant, "tenants"), (User, "users"), (ComputeInstance, "instances"),
+    (ComputeMetrics, "metrics"),
 ]
 
 
@@ -111,8 +104,10 @@ def create_app(rt: Runtime) -> FastAPI:
         app.include_router(crud_router(cls, plural))
     app.include_router(jobs.router)
     app.include_router(_ops_router())
-    for factory in _EXTRA_ROUTERS:
-        app.include_router(factory(rt))
+    for mod in plugins.modules():
+        factory = getattr(mod, "routers", None)
+        for router in factory(rt) if factory is not None else []:
+            app.include_router(router)
     return app
 
 

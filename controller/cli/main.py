@@ -7,12 +7,12 @@ given by ``--api`` / ``$CPN_API`` (default 127.0.0.1:8080) with the token from
 
 from __future__ import annotations
 
-import importlib
 from typing import Annotated
 
 import typer
 
-from controller.cli import admin, objects
+from controller import plugins
+from controller.cli import admin, bench, objects
 
 app = typer.Typer(
     name="cpn",
@@ -27,25 +27,11 @@ app = typer.Typer(
 admin.register(app)
 objects.register(app)
 
-#: (module, attribute) of typer apps other packages contribute, added as sub-commands.
-#: The module must define ``register(app: typer.Typer) -> None``.
-EXTRA_COMMANDS: list[str] = [
-    "labs.cli",
-]
-
-
-def _extend() -> None:
-    for module in EXTRA_COMMANDS:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue
-            raise
-        mod.register(app)
-
-
-_extend()
+bench.register(app)
+for _mod in plugins.modules():
+    _reg = getattr(_mod, "register_cli", None)
+    if _reg is not None:
+        _reg(app)
 
 
 @app.callback()

@@ -20,6 +20,7 @@ from controller.models.compute import (
 )
 from controller.models.job import TERMINAL, Job, JobKind, JobSpec, JobState
 from controller.models.link import Link, LinkKind, LinkState
+from controller.models.metrics import ComputeMetrics
 from controller.models.service import (
     AffinityMode,
     Requirements,
@@ -41,6 +42,7 @@ __all__ = [
     "AffinityMode",
     "Arch",
     "ComputeInstance",
+    "ComputeMetrics",
     "ComputeNode",
     "ComputeResource",
     "Entity",

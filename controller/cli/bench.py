@@ -1,4 +1,4 @@
-"""Lab and benchmark commands: ``cpn bench …`` and ``cpn lab …``."""
+"""``cpn bench NAME``: benchmarks from every plugin's ``BENCHES`` (final line JSON)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,20 @@ bench_app = typer.Typer(help="Benchmarks; each prints a final JSON line of figur
                         no_args_is_help=True)
 
 #: bench name -> (module with ``run(**options) -> dict``, one-line help).
-#: Options come from ``--opt KEY=VALUE``.
+#: Options come from ``--opt KEY=VALUE``. Plugins add theirs (``controller.plugins``).
 BENCHES: dict[str, tuple[str, str]] = {
     "store": ("labs.bench.store", "Sustained updates/s into the state store with journal."),
 }
 
 
 def register(app: typer.Typer) -> None:
+    from controller import plugins
+
+    benches = dict(BENCHES)
+    for mod in plugins.modules():
+        benches.update(getattr(mod, "BENCHES", {}))
+    for name, (module, summary) in sorted(benches.items()):
+        _make(name, module, summary)
     app.add_typer(bench_app, name="bench")
 
 
@@ -39,6 +46,3 @@ def _make(name: str, module: str, summary: str) -> None:
     cmd.__doc__ = f"{summary}\n\nExample:  cpn bench {name} --opt key=value"
     bench_app.command(name)(cmd)
 
-
-for _name, (_module, _summary) in BENCHES.items():
-    _make(_name, _module, _summary)

@@ -1,0 +1,53 @@
+"""Where packages plug into the controller — the only list of extensions.
+
+Each module named in ``PLUGINS`` may define any of:
+
+- ``CONFIG_SECTIONS: dict[str, type[Model]]`` — top-level config sections it owns;
+- ``components(rt: Runtime) -> list[Component]`` — things the controller runs
+  (started in ``PLUGINS`` order after the REST API, stopped in reverse);
+- ``routers(rt: Runtime) -> list[fastapi.APIRouter]`` — REST routes;
+- ``register_cli(app: typer.Typer) -> None`` — ``cpn`` sub-commands;
+- ``BENCHES: dict[str, tuple[str, str]]`` — ``cpn bench NAME``: (module with
+  ``run(**opts) -> dict``, one-line summary).
+
+Plugin modules must be cheap to import (import heavy libraries inside functions).
+A module listed here that does not exist yet is skipped.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+from types import ModuleType
+
+PLUGINS: tuple[str, ...] = (
+    "telemetry.plugin_bgp",
+    "telemetry.plugin_agent",
+    "srv6.plugin_paths",
+    "srv6.plugin_dataplane",
+    "dns_compute.plugin",
+    "scheduler.plugin",
+    "optical.plugin",
+    "labs.plugin",
+)
+
+
+@cache
+def modules() -> tuple[ModuleType, ...]:
+    out = []
+    for name in PLUGINS:
+        try:
+            out.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    return tuple(out)
+
+
+@cache
+def load_config_sections() -> None:
+    from controller.config import register_section
+
+    for mod in modules():
+        for name, model in getattr(mod, "CONFIG_SECTIONS", {}).items():
+            register_section(name, model)
