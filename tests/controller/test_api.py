@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from controller.api.app import create_app
+from controller.auth import digest
+from controller.config import load_config
+from controller.models import Site
+from controller.runtime import Runtime, Settings
+from tests.conftest import ROOT
+
+TOKENS = {"operator": "op-token-0123456789", "viewer": "viewer-token-0123456789",
+          "tenant": "tenant-token-0123456789"}
+
+
+@pytest.fixture
+def rt(tmp_path: Path) -> Iterator[Runtime]:
+    cfg = load_config(ROOT / "examples" / "gba.yaml")
+    runtime = Runtime(cfg, Settings(state=tmp_path))
+    runtime.apply_config()
+    runtime.store.add_token(digest(TOKENS["operator"]), "ops", "operator", None)
+    runtime.store.add_token(digest(TOKENS["viewer"]), "dash", "viewer", None)
+    runtime.store.add_token(digest(TOKENS["tenant"]), "lab", "tenant", "ai-lab")
+    try:
+        yield runtime
+    finally:
+        runtime.store.close()
+
+
+@pytest.fixture
+def client(rt: Runtime) -> TestClient:
+    return TestClient(create_app(rt))
+
+
+def h(role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[role]}"}
+
+
+def err(resp: Any) -> dict[str, Any]:
+    body: dict[str, Any] = resp.json()["error"]
+    return body
+
+
+def test_health_metrics_and_openapi_need_no_token(client: TestClient) -> None:
+    assert client.get("/healthz").json()["objects"]["site"] == 8
+    metrics = client.get("/metrics").text
+    assert 'cpn_objects{kind="site"} 8.0' in metrics
+    paths = client.get("/openapi.json").json()["paths"]
+    for p in ("/api/v1/sites", "/api/v1/jobs", "/api/v1/events", "/api/v1/links"):
+        assert p in paths
+
+
+def test_missing_and_invalid_token_is_401(client: TestClient) -> None:
+    r = client.get("/api/v1/sites")
+    assert r.status_code == 401 and "missing bearer token" in err(r)["message"]
+    r = client.get("/api/v1/sites", headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401 and "invalid or revoked" in err(r)["message"]
+
+
+def test_revoked_token_is_refused(client: TestClient, rt: Runtime) -> None:
+    rt.store.revoke_token("dash")
+    rt.tokens._cache.clear()
+    assert client.get("/api/v1/sites", headers=h("viewer")).status_code == 401
+
+
+def test_viewer_reads_but_cannot_write(client: TestClient) -> None:
+    assert client.get("/api/v1/sites", headers=h("viewer")).status_code == 200
+    r = client.post("/api/v1/sites", headers=h("viewer"),
+                    json={"name": "X", "kind": "mec", "region": "r"})
+    assert r.status_code == 403 and "needs role operator" in err(r)["message"]
+
+
+def test_pagination(client: TestClient) -> None:
+    r = client.get("/api/v1/sites?limit=3&offset=0", headers=h("viewer")).json()
+    assert (len(r["items"]), r["total"], r["next_offset"]) == (3, 8, 3)
+    last = client.get("/api/v1/sites?limit=3&offset=6", headers=h("viewer")).json()
+    assert len(last["items"]) == 2 and last["next_offset"] is None
+    assert client.get("/api/v1/sites?limit=0", headers=h("viewer")).status_code == 422
+
+
+def test_create_get_delete_site_with_journal(client: TestClient, rt: Runtime) -> None:
+    body = {"name": "MEC-NEW", "kind": "mec", "region": "x"}
+    r = client.post("/api/v1/sites", headers={**h("operator"), "X-CPN-Reason": "expansion"},
+                    json=body)
+    assert r.status_code == 201
+    assert client.post("/api/v1/sites", headers=h("operator"), json=body).status_code == 409
+    assert client.get("/api/v1/sites/MEC-NEW", headers=h("viewer")).json()["region"] == "x"
+    ev = client.get("/api/v1/events?kind=site&key=MEC-NEW", headers=h("viewer")).json()
+    assert ev["items"][0]["actor"] == "api:ops" and ev["items"][0]["reason"] == "expansion"
+    assert client.delete("/api/v1/sites/MEC-NEW", headers=h("operator")).status_code == 204
+    assert client.get("/api/v1/sites/MEC-NEW", headers=h("viewer")).status_code == 404
+
+
+def test_invalid_body_is_422_with_field_paths(client: TestClient) -> None:
+    r = client.post("/api/v1/links", headers=h("operator"),
+                    json={"a": "HUB-GZ", "b": "NOWHERE", "delay_ms": -3})
+    assert r.status_code == 422
+    assert [i["path"] for i in err(r)["issues"]] == ["body.delay_ms"]
+    r = client.post("/api/v1/links", headers=h("operator"), json={"a": "HUB-GZ", "b": "NOWHERE"})
+    assert r.status_code == 422
+    [issue] = err(r)["issues"]
+    assert issue["path"] == "body.b" and "unknown site or router 'NOWHERE'" in issue["message"]
+
+
+def test_referenced_site_cannot_be_deleted(client: TestClient, rt: Runtime) -> None:
+    r = client.delete("/api/v1/sites/MEC-GZ1", headers=h("operator"))
+    assert r.status_code == 409 and "still referred to" in err(r)["message"]
+    assert rt.store.get(Site, "MEC-GZ1") is not None
+
+
+def test_keys_with_slash(client: TestClient) -> None:
+    r = client.get("/api/v1/resources/HUB-GZ/gz-cpu", headers=h("viewer"))
+    assert r.status_code == 200 and r.json()["value"] == 256
+
+
+def test_job_lifecycle_and_tenant_isolation(client: TestClient) -> None:
+    spec = {"spec": {"name": "train", "requirements": {"gpu": 2}}}
+    r = client.post("/api/v1/jobs", headers=h("tenant"), json=spec)
+    assert r.status_code == 201
+    job = r.json()
+    assert job["tenant"] == "ai-lab" and job["state"] == "submitted"
+    jid = job["id"]
+    r = client.patch(f"/api/v1/jobs/{jid}", headers=h("tenant"), json={"priority": 900})
+    assert r.json()["spec"]["priority"] == 900
+    r = client.patch(f"/api/v1/jobs/{jid}", headers=h("tenant"), json={"replicas": 0})
+    assert r.status_code == 422 and err(r)["issues"][0]["path"] == "body.replicas"
+    # operator's job in another tenant is invisible to the tenant
+    other = client.post("/api/v1/jobs", headers=h("operator"),
+                        json={"spec": {"name": "x"}, "tenant": "city-ops"}).json()
+    assert client.get(f"/api/v1/jobs/{other['id']}", headers=h("tenant")).status_code == 404
+    ids = [j["id"] for j in client.get("/api/v1/jobs", headers=h("tenant")).json()["items"]]
+    assert ids == [jid]
+    assert client.post("/api/v1/jobs", headers=h("viewer"), json=spec).status_code == 403
+    # run → finish via adapter report; modify after start refused; delete after end
+    r = client.post(f"/api/v1/jobs/{jid}/status", headers=h("operator"),
+                    json={"state": "running", "site": "HUB-GZ"})
+    assert r.json()["state"] == "running" and r.json()["started_at"]
+    r = client.patch(f"/api/v1/jobs/{jid}", headers=h("tenant"), json={"priority": 1})
+    assert r.status_code == 409
+    assert client.delete(f"/api/v1/jobs/{jid}", headers=h("tenant")).status_code == 409
+    client.post(f"/api/v1/jobs/{jid}/status", headers=h("operator"), json={"state": "finished"})
+    r = client.post(f"/api/v1/jobs/{jid}/cancel", headers=h("tenant"))
+    assert r.status_code == 409 and "cannot become cancelled" in err(r)["message"]
+    assert client.delete(f"/api/v1/jobs/{jid}", headers=h("tenant")).status_code == 204
+
+
+def test_job_over_quota_is_refused_naming_the_quota(client: TestClient) -> None:
+    body = {"spec": {"name": "big", "requirements": {"gpu": 20}}, "tenant": "city-ops"}
+    r = client.post("/api/v1/jobs", headers=h("operator"), json=body)
+    assert r.status_code == 409 and "quota.gpu is 16" in err(r)["message"]
+
+
+def test_events_filter_and_logs_endpoint(client: TestClient) -> None:
+    r = client.get("/api/v1/events?kind=link&limit=5", headers=h("viewer")).json()
+    assert len(r["items"]) == 5 and all(e["kind"] == "link" for e in r["items"])
+    assert r["items"][0]["actor"] == "config"
+    assert client.get("/api/v1/logs?level=bogus", headers=h("viewer")).status_code == 422
