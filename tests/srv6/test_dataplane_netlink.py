@@ -1,0 +1,82 @@
+"""The ``PolicyProgrammer`` contract against a real kernel: ``NetlinkProgrammer`` in a
+namespace (GBA-6.4.3c). Tampering is done with ``ip route`` behind its back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from labs.netns import Lab, Ns
+from srv6.dataplane import PolicyProgrammer, Seg6Route
+from srv6.dataplane.netlink import NetlinkProgrammer
+from srv6.dataplane.state import RTPROT_CPN, Route, Seg6LocalRoute
+from tests.conftest import needs_netns
+from tests.srv6.test_programmer_contract import ProgrammerContract
+
+
+def node_ns(lab: Lab) -> Ns:
+    """One router namespace with eth0/eth1 (veths to a peer) and SRv6 enabled."""
+    r1, peer = lab.ns("r1"), lab.ns("p")
+    lab.link(r1, peer, "eth0", "eth0", ["10.0.0.1/24", "fd00::1/64"],
+             ["10.0.0.2/24", "fd00::2/64"])
+    lab.link(r1, peer, "eth1", "eth1", ["10.0.1.1/24", "fd01::1/64"],
+             ["10.0.1.2/24", "fd01::2/64"])
+    r1.enable_forwarding(srv6=True)
+    return r1
+
+
+def ip_args(route: Route) -> list[str]:
+    if isinstance(route, Seg6Route):
+        return ["ip", route.dst, "encap", "seg6", "mode", route.mode, "segs",
+                ",".join(route.segments), "dev", route.dev]
+    nh = ["nh4", route.nh4] if route.nh4 else ["nh6", route.nh6] if route.nh6 else []
+    return ["ip", "-6", "route", route.sid, "encap", "seg6local", "action", route.action,
+            *[x for x in nh if x], "dev", route.dev]
+
+
+@needs_netns
+@pytest.mark.lab
+class TestNetlink(ProgrammerContract):
+    @pytest.fixture(autouse=True)
+    def _lab(self) -> Iterator[None]:
+        with Lab("nl") as lab:
+            self.ns = node_ns(lab)
+            yield
+
+    def make(self) -> PolicyProgrammer:
+        return NetlinkProgrammer("r1", netns=self.ns.name)
+
+    def tamper_delete(self, prog: PolicyProgrammer, route: Route) -> None:
+        dst = route.dst if isinstance(route, Seg6Route) else route.sid
+        fam = "-4" if isinstance(route, Seg6Route) and route.family == 4 else "-6"
+        self.ns.run(["ip", fam, "route", "del", dst])
+
+    def tamper_add(self, prog: PolicyProgrammer, route: Route) -> None:
+        args = ip_args(route)
+        if args[1] != "-6":
+            args = ["ip", "route", "add", *args[1:]]
+        else:
+            args = ["ip", "-6", "route", "add", *args[3:]]
+        self.ns.run([*args, "proto", str(RTPROT_CPN)])
+
+    def bad_route(self, prog: PolicyProgrammer) -> Route:
+        return Seg6Route(dst="10.99.0.0/24", segments=("fc00:9::1",), dev="nosuchdev")
+
+    def test_foreign_routes_are_left_alone(self, prog: PolicyProgrammer) -> None:
+        # a seg6local route installed by someone else (proto static) is not CPN's
+        self.ns.run("ip -6 route add fc00:1::77 encap seg6local action End dev eth0")
+        assert len(prog.read_actual()) == 0
+        prog.load(prog.read_actual())
+        assert prog.commit().ops == 0
+        assert "fc00:1::77" in self.ns.run("ip -6 route").stdout
+
+    def test_kernel_shows_travel_order(self, prog: PolicyProgrammer) -> None:
+        r = Seg6Route(dst="10.30.0.0/24", segments=("fc00:2::1", "fc00:3::1", "fc00:5::d4"),
+                      dev="eth0")
+        local = Seg6LocalRoute(sid="fc00:1::1", action="End", dev="eth0")
+        from srv6.dataplane import NodeState
+        prog.load(NodeState.of([r, local]))
+        assert not prog.commit().failed
+        out = self.ns.run("ip route show 10.30.0.0/24").stdout
+        assert "segs 3 [ fc00:2::1 fc00:3::1 fc00:5::d4 ]" in out, out

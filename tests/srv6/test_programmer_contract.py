@@ -1,0 +1,134 @@
+"""The one ``PolicyProgrammer`` contract (GBA-6.4.3c). Every backend subclasses
+``ProgrammerContract`` and supplies ``make`` (a fresh programmer on a node with devices
+``eth0``/``eth1``), ``tamper_delete`` / ``tamper_add`` (change the node behind the
+programmer's back) and ``bad_route`` (a route the node will refuse mid-commit).
+
+``TestMemory`` runs it against the in-memory backend; ``test_dataplane_netlink`` and
+``test_dataplane_agent`` run the same suite against a real kernel in namespaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from srv6.dataplane import MemoryProgrammer, NodeState, PolicyProgrammer, Seg6LocalRoute, Seg6Route
+from srv6.dataplane.state import Route
+
+A = Seg6Route(dst="10.20.0.0/24", segments=("fc00:2::1", "fc00:5::d4"), dev="eth0")
+A2 = Seg6Route(dst="10.20.0.0/24", segments=("fc00:4::1", "fc00:5::d4"), dev="eth0")
+B = Seg6Route(dst="fd00:20::/64", segments=("fc00:3::1",), dev="eth1")
+INL = Seg6Route(dst="fd00:30::/64", segments=("fc00:3::1", "fc00:2::1"), dev="eth1",
+                mode="inline")
+L1 = Seg6LocalRoute(sid="fc00:1::1", action="End", dev="eth0")
+L2 = Seg6LocalRoute(sid="fc00:1::d4", action="End.DX4", nh4="10.0.0.2", dev="eth0")
+L3 = Seg6LocalRoute(sid="fc00:1::d6", action="End.DX6", nh6="fd00::2", dev="eth1")
+L4 = Seg6LocalRoute(sid="fc00:1::e", action="End.X", nh6="fd00::2", dev="eth1")
+FULL = NodeState.of([A, B, INL, L1, L2, L3, L4])
+
+
+class ProgrammerContract:
+    """Shared suite; subclasses implement the hooks below."""
+
+    @pytest.fixture
+    def prog(self) -> Iterator[PolicyProgrammer]:
+        p = self.make()
+        try:
+            yield p
+        finally:
+            p.close()
+
+    def make(self) -> PolicyProgrammer:
+        raise NotImplementedError
+
+    def tamper_delete(self, prog: PolicyProgrammer, route: Route) -> None:
+        raise NotImplementedError
+
+    def tamper_add(self, prog: PolicyProgrammer, route: Route) -> None:
+        raise NotImplementedError
+
+    def bad_route(self, prog: PolicyProgrammer) -> Route:
+        """A steering route this node refuses (applied after the SIDs of a commit)."""
+        raise NotImplementedError
+
+    # -- the contract ----------------------------------------------------------------
+    def test_starts_empty_and_commit_programs_everything(self, prog: PolicyProgrammer) -> None:
+        assert len(prog.read_actual()) == 0
+        prog.load(FULL)
+        assert len(prog.diff()) == len(FULL)
+        res = prog.commit()
+        assert not res.failed, res.error
+        assert res.changed and res.ops == len(FULL)
+        assert prog.read_actual() == FULL  # read back: segment order, actions, nexthops
+
+    def test_reapply_changes_nothing(self, prog: PolicyProgrammer) -> None:
+        prog.load(FULL)
+        prog.commit()
+        prog.load(FULL)
+        assert prog.diff() == []
+        res = prog.commit()
+        assert not res.changed and not res.failed and res.ops == 0
+
+    def test_changed_segment_list_is_one_replace(self, prog: PolicyProgrammer) -> None:
+        prog.load(NodeState.of([A, L1]))
+        prog.commit()
+        prog.load(NodeState.of([A2, L1]))
+        ops = prog.diff()
+        assert [(o.kind, o.route) for o in ops] == [("replace", A2)]
+        assert prog.commit().changed
+        assert prog.read_actual() == NodeState.of([A2, L1])
+
+    def test_reconcile_restores_deleted_and_removes_stale(self, prog: PolicyProgrammer) -> None:
+        prog.load(FULL)
+        prog.commit()
+        self.tamper_delete(prog, L2)
+        stale = Seg6LocalRoute(sid="fc00:1::99", action="End", dev="eth0")
+        self.tamper_add(prog, stale)
+        actual = prog.read_actual()
+        assert L2 not in actual and stale in actual
+        prog.load(FULL)
+        kinds = sorted((o.kind, o.route.key[2]) for o in prog.diff())
+        assert kinds == [("add", "fc00:1::d4/128"), ("delete", "fc00:1::99/128")]
+        assert prog.commit().changed
+        assert prog.read_actual() == FULL
+
+    def test_failure_mid_commit_rolls_back(self, prog: PolicyProgrammer) -> None:
+        prog.load(NodeState.of([A, L1]))
+        prog.commit()
+        before = prog.read_actual()
+        prog.load(NodeState.of([A2, L1, L2, L3, self.bad_route(prog)]))
+        res = prog.commit()
+        assert res.failed and not res.changed
+        assert res.error and res.ops >= 2  # SIDs went in before the steering route failed
+        assert prog.read_actual() == before  # never half-programmed
+
+    def test_rollback_restores_previous_commit(self, prog: PolicyProgrammer) -> None:
+        first = NodeState.of([A, L1])
+        prog.load(first)
+        prog.commit()
+        prog.load(NodeState.of([A2, B, L2]))
+        prog.commit()
+        res = prog.rollback()
+        assert res.changed and not res.failed
+        assert prog.read_actual() == first
+        assert not prog.rollback().changed  # nothing more to roll back
+
+
+class TestMemory(ProgrammerContract):
+    def make(self) -> PolicyProgrammer:
+        return MemoryProgrammer("r1")
+
+    def tamper_delete(self, prog: PolicyProgrammer, route: Route) -> None:
+        assert isinstance(prog, MemoryProgrammer)
+        del prog.kernel[route.key]
+
+    def tamper_add(self, prog: PolicyProgrammer, route: Route) -> None:
+        assert isinstance(prog, MemoryProgrammer)
+        prog.kernel[route.key] = route
+
+    def bad_route(self, prog: PolicyProgrammer) -> Route:
+        assert isinstance(prog, MemoryProgrammer)
+        bad = Seg6Route(dst="10.99.0.0/24", segments=("fc00:9::1",), dev="eth0")
+        prog.fail_on.add(bad.key)
+        return bad
