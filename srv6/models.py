@@ -128,7 +128,8 @@ class LocalSid(Entity):
 
     Fields: ``sid``; ``behavior`` (End, End.X, End.DX4, End.DX6); ``node``; ``locator``
     (name); ``nexthop`` (End.X: IPv6 neighbour; End.DX4: IPv4; End.DX6: IPv6);
-    ``interface`` (outgoing interface for End.X / End.DX*); ``owner`` (what asked for it).
+    ``interface`` (outgoing interface for End.X / End.DX*); ``link`` (End.X: the
+    ``controller.models.Link`` key of the adjacency); ``owner`` (what asked for it).
     """
 
     KIND = "srv6-local-sid"
@@ -138,6 +139,7 @@ class LocalSid(Entity):
     locator: Name
     nexthop: IPv4Address | IPv6Address | None = None
     interface: str | None = Field(default=None, max_length=15)
+    link: str | None = None
     owner: str = ""
 
     @property
