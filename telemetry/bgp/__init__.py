@@ -1,0 +1,1 @@
+"""BGP compute awareness: metadata codecs, the ExaBGP JSON decoder, the managed speaker."""
