@@ -1,0 +1,1 @@
+"""Lab optical network elements: netconfd + OpenSSH per NE, plus an NE behaviour process."""
