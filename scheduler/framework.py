@@ -1,0 +1,286 @@
+"""The allocation stage: kube-scheduler style extension points (WP-3.3.1, GBA-6.5f).
+
+Rules:
+- A plug-in implements only the extension points it needs (duck-typed methods):
+  ``pre_filter(state, task, snap)``, ``filter(state, task, node)``,
+  ``post_filter(state, task, snap, failed)`` (preemption), ``score(state, task, node)``,
+  ``normalize(state, task, scores)``, ``reserve``/``unreserve`` (unreserve idempotent),
+  ``permit``, ``bind``. Expected outcomes are ``Status`` values, never exceptions;
+  an exception inside a plug-in becomes ``Status.error`` naming the plug-in.
+- Scores are 0–100 after NormalizeScore; the framework rejects a score out of range
+  (an Error status naming the plug-in), then weights and sums them.
+- Like kube-scheduler's ``percentageOfNodesToScore``, filtering stops after enough
+  feasible nodes were found (adaptive: 50 % − nodes/125, at least 5 %, at least 100
+  nodes), starting where the previous cycle stopped so the whole cluster is visited.
+- Replicas are placed all-or-nothing: if replica k fails, replicas 0..k-1 are
+  unreserved and the task is reported unschedulable.
+- Pure: the ``Snapshot`` is mutated only through Reserve/Unreserve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from scheduler.models import Decision, NodeInfo, Snapshot, Task
+
+
+class Code(StrEnum):
+    SUCCESS = "success"
+    UNSCHEDULABLE = "unschedulable"
+    UNRESOLVABLE = "unschedulable-and-unresolvable"
+    ERROR = "error"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """An extension point's outcome: ``code``, ``reasons``, ``plugin``."""
+
+    code: Code = Code.SUCCESS
+    reasons: tuple[str, ...] = ()
+    plugin: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code is Code.SUCCESS
+
+    @staticmethod
+    def success() -> Status:
+        return _SUCCESS
+
+    @staticmethod
+    def unschedulable(*reasons: str, plugin: str = "") -> Status:
+        return Status(Code.UNSCHEDULABLE, reasons, plugin)
+
+    @staticmethod
+    def unresolvable(*reasons: str, plugin: str = "") -> Status:
+        return Status(Code.UNRESOLVABLE, reasons, plugin)
+
+    @staticmethod
+    def error(*reasons: str, plugin: str = "") -> Status:
+        return Status(Code.ERROR, reasons, plugin)
+
+    @staticmethod
+    def skip(plugin: str = "") -> Status:
+        return Status(Code.SKIP, (), plugin)
+
+
+_SUCCESS = Status()
+CycleState = dict[str, Any]
+
+
+class Registry:
+    """Plug-in factories by name; duplicate names are refused."""
+
+    def __init__(self) -> None:
+        self._factories: dict[str, Callable[[dict[str, Any]], Any]] = {}
+
+    def register(self, name: str, factory: Callable[[dict[str, Any]], Any]) -> None:
+        if name in self._factories:
+            raise ValueError(f"scheduler plug-in {name!r} is already registered")
+        self._factories[name] = factory
+
+    def names(self) -> list[str]:
+        return sorted(self._factories)
+
+    def build(self, name: str, args: dict[str, Any]) -> Any:
+        try:
+            factory = self._factories[name]
+        except KeyError:
+            raise ValueError(
+                f"unknown scheduler plug-in {name!r}; known: {', '.join(self.names())}"
+            ) from None
+        return factory(args)
+
+
+@dataclass(slots=True)
+class Profile:
+    """Plug-ins for one queue/tenant (WP-3.3.1 policy configuration layer): ``name``,
+    ``plugins`` (in order) and ``weights`` (score plug-in name → weight)."""
+
+    name: str
+    plugins: list[Any]
+    weights: dict[str, float] = field(default_factory=dict)
+    _points: dict[str, list[Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.plugins]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"profile {self.name!r}: plug-in(s) listed twice: {sorted(dup)}")
+        for point in ("pre_filter", "filter", "post_filter", "score", "normalize", "reserve",
+                      "permit", "bind"):
+            self._points[point] = [p for p in self.plugins if hasattr(p, point)]
+
+    def at(self, point: str) -> list[Any]:
+        return self._points[point]
+
+
+def feasible_target(total: int, percentage: float | None = None) -> int:
+    """kube-scheduler's adaptive number of feasible nodes to find."""
+    if total < 100:
+        return total
+    pct = percentage if percentage is not None else max(5.0, 50.0 - total / 125.0)
+    return max(100, int(total * pct / 100.0))
+
+
+class Framework:
+    """Runs one profile's allocation stage over a snapshot."""
+
+    def __init__(self, profile: Profile, percentage: float | None = None) -> None:
+        self.profile = profile
+        self.percentage = percentage
+        self._next = 0
+
+    # ------------------------------------------------------------------ cycle
+    def schedule(self, task: Task, snap: Snapshot) -> Decision:
+        """Place every replica of ``task`` (all or nothing) and return the decision."""
+        placed: list[NodeInfo] = []
+        state: CycleState = {}
+        last = Decision(task.id, Code.SUCCESS.value)
+        for _ in range(max(1, task.replicas)):
+            d, node = self._one(task, snap, state)
+            if node is None:
+                for n in reversed(placed):
+                    self._unreserve(state, task, n)
+                extra = (f"replica {len(placed) + 1}/{task.replicas}",) if task.replicas > 1 \
+                    else ()
+                return Decision(task.id, d.code, (), None, d.reasons + extra, d.scores,
+                                d.victims, d.inputs)
+            placed.append(node)
+            last = d
+        nodes = tuple(n.name for n in placed)
+        return Decision(task.id, Code.SUCCESS.value, nodes, placed[0].site, last.reasons,
+                        last.scores, tuple(state.get("victims", ())), last.inputs)
+
+    def _one(self, task: Task, snap: Snapshot,
+             state: CycleState) -> tuple[Decision, NodeInfo | None]:
+        prof = self.profile
+        for p in prof.at("pre_filter"):
+            st = self._call(p, "pre_filter", state, task, snap)
+            if st.code is Code.SKIP:
+                state.setdefault("skip", set()).add(p.name)
+            elif not st.ok:
+                return self._fail(task, st), None
+        skip: set[str] = state.get("skip", set())
+        filters = [p for p in prof.at("filter") if p.name not in skip]
+        feasible, failed = self._find_feasible(state, task, snap, filters)
+        if not feasible:
+            for p in prof.at("post_filter"):
+                st, nominated = p.post_filter(state, task, snap, failed)
+                if st.ok and nominated is not None:
+                    feasible = [nominated]
+                    break
+        if not feasible:
+            return self._no_fit(task, failed, len(snap.nodes)), None
+        best, ranked = self._score(state, task, feasible, skip)
+        if isinstance(best, Status):
+            return self._fail(task, best), None
+        for i, p in enumerate(prof.at("reserve")):
+            st = self._call(p, "reserve", state, task, best)
+            if not st.ok:
+                for q in reversed(prof.at("reserve")[: i + 1]):
+                    q.unreserve(state, task, best)
+                return self._fail(task, st), None
+        for p in prof.at("permit"):
+            st = self._call(p, "permit", state, task, best)
+            if not st.ok:
+                self._unreserve(state, task, best)
+                return self._fail(task, st), None
+        for p in prof.at("bind"):
+            st = self._call(p, "bind", state, task, best)
+            if st.code is Code.SKIP:
+                continue
+            if not st.ok:
+                self._unreserve(state, task, best)
+                return self._fail(task, st), None
+            break
+        inputs = {"feasible": len(feasible), "filtered_out": len(failed),
+                  "profile": prof.name, "requests": task.requests}
+        return Decision(task.id, Code.SUCCESS.value, (best.name,), best.site,
+                        tuple(state.get("notes", ())), tuple(ranked[:3]), (), inputs), best
+
+    def _unreserve(self, state: CycleState, task: Task, node: NodeInfo) -> None:
+        for q in reversed(self.profile.at("reserve")):
+            q.unreserve(state, task, node)
+
+    def _find_feasible(self, state: CycleState, task: Task, snap: Snapshot,
+                       filters: Sequence[Any]) -> tuple[list[NodeInfo], dict[str, Status]]:
+        order = snap.order
+        total = len(order)
+        want = feasible_target(total, self.percentage)
+        feasible: list[NodeInfo] = []
+        failed: dict[str, Status] = {}
+        start = self._next % total if total else 0
+        nodes = snap.nodes
+        visited = 0
+        for k in range(total):
+            idx = (start + k) % total
+            node = nodes[order[idx]]
+            visited = k + 1
+            for p in filters:
+                st = p.filter(state, task, node)
+                if not st.ok:
+                    failed[node.name] = st if st.plugin else Status(st.code, st.reasons, p.name)
+                    break
+            else:
+                feasible.append(node)
+                if len(feasible) >= want:
+                    break
+        self._next = start + visited
+        return feasible, failed
+
+    def _score(self, state: CycleState, task: Task, feasible: list[NodeInfo],
+               skip: set[str]) -> tuple[NodeInfo | Status, list[tuple[str, float]]]:
+        prof = self.profile
+        totals = dict.fromkeys((n.name for n in feasible), 0.0)
+        for p in prof.at("score"):
+            if p.name in skip:
+                continue
+            w = prof.weights.get(p.name, 1.0)
+            if w == 0:
+                continue
+            scores = {n.name: float(p.score(state, task, n)) for n in feasible}
+            if hasattr(p, "normalize"):
+                p.normalize(state, task, scores)
+            for name, s in scores.items():
+                if not 0.0 <= s <= 100.0 or s != s:
+                    return Status.error(f"score {s!r} for {name} outside 0-100",
+                                        plugin=p.name), []
+                totals[name] += w * s
+        by_name = {n.name: n for n in feasible}
+        ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
+        return by_name[ranked[0][0]], ranked
+
+    def _call(self, plugin: Any, point: str, *args: Any) -> Status:
+        try:
+            st: Status = getattr(plugin, point)(*args)
+        except Exception as exc:  # a plug-in bug must not take the scheduler down
+            return Status.error(f"{type(exc).__name__}: {exc}", plugin=plugin.name)
+        if not st.plugin:
+            st = Status(st.code, st.reasons, plugin.name)
+        return st
+
+    @staticmethod
+    def _fail(task: Task, st: Status) -> Decision:
+        reasons = tuple(f"{st.plugin}: {r}" for r in st.reasons) or (f"{st.plugin}: {st.code}",)
+        return Decision(task.id, st.code.value, reasons=reasons)
+
+    @staticmethod
+    def _no_fit(task: Task, failed: dict[str, Status], total: int) -> Decision:
+        # Summarise like kube-scheduler: "0/N nodes available: 3 Insufficient gpu, ...".
+        counts: dict[str, int] = {}
+        resolvable = False
+        for st in failed.values():
+            key = f"{st.plugin}: {'; '.join(st.reasons)}" if st.reasons else st.plugin
+            counts[key] = counts.get(key, 0) + 1
+            resolvable |= st.code is not Code.UNRESOLVABLE
+        code = Code.UNSCHEDULABLE if resolvable or not failed else Code.UNRESOLVABLE
+        if not failed:
+            code = Code.UNRESOLVABLE
+        head = f"0/{total} nodes available"
+        parts = [f"{c} {k}" for k, c in sorted(counts.items(), key=lambda kv: -kv[1])[:5]]
+        return Decision(task.id, code.value, reasons=(head, *parts))

@@ -1,0 +1,35 @@
+"""Cloud bursting (WP-3.3.3): use ``cloud`` sites only when local capacity is out.
+
+Rules:
+- Score: non-cloud nodes 100, cloud nodes 0. With the profile's weight above the
+  sum of the others, a cloud node wins only when no local node is feasible.
+- ``allow: false`` filters cloud sites out entirely (a tenant that may not burst).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controller.models import SiteKind
+from scheduler.framework import CycleState, Status
+from scheduler.models import NodeInfo, Task
+from scheduler.plugins.base import Args, parse_args
+
+
+class BurstArgs(Args):
+    allow: bool = True
+
+
+class CloudBursting:
+    name = "cloud-bursting"
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        self.a = parse_args(self.name, BurstArgs, args)
+
+    def filter(self, state: CycleState, task: Task, node: NodeInfo) -> Status:
+        if not self.a.allow and node.site_kind is SiteKind.CLOUD:
+            return Status.unresolvable("cloud bursting not allowed", plugin=self.name)
+        return Status.success()
+
+    def score(self, state: CycleState, task: Task, node: NodeInfo) -> float:
+        return 0.0 if node.site_kind is SiteKind.CLOUD else 100.0

@@ -1,0 +1,116 @@
+"""Core plug-ins every profile uses: resource fit, node state, accounting, bind,
+node ordering (WP-3.3.3: least-loaded; prefer awake nodes).
+
+Rules:
+- ``node-resources-fit`` covers CPU, memory, GPU/NPU/TPU and extended resources
+  (any resource name). A request larger than a node's *capacity* can never fit
+  there (unresolvable); larger than its *free* amount is unschedulable (may clear).
+- ``resources`` Reserve adds the request to the node, Unreserve removes it
+  (idempotent per (task, node, replica) through the cycle state).
+- ``default-binder`` records the placement in the cycle state; the edge (component,
+  simulator) applies it to the store.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scheduler.framework import CycleState, Status
+from scheduler.models import NodeInfo, Snapshot, Task
+from scheduler.plugins.base import Args, parse_args
+
+
+class NodeResourcesFit:
+    name = "node-resources-fit"
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        parse_args(self.name, Args, args)
+
+    def pre_filter(self, state: CycleState, task: Task, snap: Snapshot) -> Status:
+        if any(v < 0 for v in task.requests.values()):
+            return Status.unresolvable("negative resource request")
+        return Status.success()
+
+    def filter(self, state: CycleState, task: Task, node: NodeInfo) -> Status:
+        short = node.fits(task.requests)
+        if short is None:
+            return Status.success()
+        if task.requests[short] > node.capacity.get(short, 0.0) + 1e-9:
+            return Status.unresolvable(f"capacity {short} < {task.requests[short]:g}",
+                                       plugin=self.name)
+        return Status.unschedulable(f"insufficient {short}", plugin=self.name)
+
+
+class NodeReady:
+    """Filter: an overloaded node (CATS hysteresis state) takes no new work."""
+
+    name = "node-ready"
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        parse_args(self.name, Args, args)
+
+    def filter(self, state: CycleState, task: Task, node: NodeInfo) -> Status:
+        if node.overloaded:
+            return Status.unschedulable("node overloaded", plugin=self.name)
+        return Status.success()
+
+
+class Resources:
+    name = "resources"
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        parse_args(self.name, Args, args)
+
+    def reserve(self, state: CycleState, task: Task, node: NodeInfo) -> Status:
+        held: list[str] = state.setdefault("held", [])
+        node.add(task.id, task.priority, task.requests, task.group)
+        held.append(node.name)
+        return Status.success()
+
+    def unreserve(self, state: CycleState, task: Task, node: NodeInfo) -> None:
+        held: list[str] = state.setdefault("held", [])
+        if node.name in held:  # idempotent: only undo what was reserved
+            held.remove(node.name)
+            node.remove(task.id, task.requests, task.group)
+
+
+class DefaultBinder:
+    name = "default-binder"
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        parse_args(self.name, Args, args)
+
+    def bind(self, state: CycleState, task: Task, node: NodeInfo) -> Status:
+        state.setdefault("bound", []).append(node.name)
+        return Status.success()
+
+
+class LeastLoaded:
+    """Score: share of the node left free after placing the task (like
+    kube-scheduler's LeastAllocated), averaged over the resources requested."""
+
+    name = "least-loaded"
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        parse_args(self.name, Args, args)
+
+    def score(self, state: CycleState, task: Task, node: NodeInfo) -> float:
+        parts = []
+        for r, c in node.capacity.items():
+            if c <= 0:
+                continue
+            after = node.used.get(r, 0.0) + task.requests.get(r, 0.0)
+            parts.append(max(0.0, 1.0 - after / c))
+        return 100.0 * sum(parts) / len(parts) if parts else 0.0
+
+
+class PreferAwake:
+    """Score: awake nodes first; waking a sleeping node costs time and energy."""
+
+    name = "prefer-awake"
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        parse_args(self.name, Args, args)
+
+    def score(self, state: CycleState, task: Task, node: NodeInfo) -> float:
+        return 100.0 if node.awake else 0.0
