@@ -1,0 +1,215 @@
+"""Link probes: delay, jitter, loss between sites over UDP (GBA-6.4.3b network metrics).
+
+Rules:
+- Wire format (sans-I/O ``encode_probe``/``decode_probe``): 24 bytes, big-endian
+  ``magic "CPNP" | version 1 | flags (0 = probe, 1 = reply) | pad 2 | seq u64 |
+  t_send_ns u64`` (sender's monotonic clock). The responder echoes the packet with
+  flags = 1; only the sender's clock is used, so clocks need not be synchronised.
+- ``ProbeWindow`` keeps the last ``window`` probes: delay = mean RTT / 2 (ms); jitter
+  = RFC 3550 §6.4.1 estimator ``J += (|D| − J)/16`` over consecutive RTTs, halved to
+  one-way; loss % = probes without a reply within ``timeout`` / probes due. Late or
+  duplicate replies are ignored; a reply with a bad magic/length is dropped.
+- ``ProbeComponent`` writes ``Link.delay_ms/jitter_ms/loss_pct`` of the configured link
+  key at most once per window period and only when a value moved (coalesced); an
+  unknown link is logged once, never created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from controller.errors import RemoteProtocolError
+from telemetry.models import ProbePeer
+
+log = logging.getLogger("cpn.telemetry.probes")
+
+_FMT = struct.Struct("!4sBBxxQQ")
+MAGIC = b"CPNP"
+PROBE, REPLY = 0, 1
+
+
+def encode_probe(seq: int, t_ns: int, flags: int = PROBE) -> bytes:
+    return _FMT.pack(MAGIC, 1, flags, seq, t_ns)
+
+
+def decode_probe(data: bytes) -> tuple[int, int, int]:
+    """→ (flags, seq, t_send_ns); ``RemoteProtocolError`` for anything else."""
+    if len(data) != _FMT.size:
+        raise RemoteProtocolError(f"probe of {len(data)} bytes, expected {_FMT.size}")
+    magic, ver, flags, seq, t_ns = _FMT.unpack(data)
+    if magic != MAGIC or ver != 1 or flags not in (PROBE, REPLY):
+        raise RemoteProtocolError("not a CPN probe (bad magic/version/flags)")
+    return flags, seq, t_ns
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSample:
+    """Measured over a window: ``delay_ms`` (one-way, RTT/2), ``jitter_ms``,
+    ``loss_pct`` (0–100), ``sent``, ``received``."""
+
+    delay_ms: float
+    jitter_ms: float
+    loss_pct: float
+    sent: int
+    received: int
+
+
+class ProbeWindow:
+    """Sans-I/O probe bookkeeping for one peer (times in ns, caller's clock)."""
+
+    def __init__(self, window: int = 50, timeout_ns: int = 1_000_000_000) -> None:
+        self.window, self.timeout_ns = window, timeout_ns
+        self.sent: OrderedDict[int, int] = OrderedDict()  # seq -> t_send
+        self.rtt: dict[int, int] = {}
+        self.jitter_ns = 0.0
+        self._last_rtt: int | None = None
+        self.next_seq = 0
+
+    def probe(self, now_ns: int) -> bytes:
+        seq, self.next_seq = self.next_seq, self.next_seq + 1
+        self.sent[seq] = now_ns
+        while len(self.sent) > self.window:
+            old, _ = self.sent.popitem(last=False)
+            self.rtt.pop(old, None)
+        return encode_probe(seq, now_ns)
+
+    def reply(self, data: bytes, now_ns: int) -> int | None:
+        """Account a reply; returns its RTT (ns) or None if ignored."""
+        try:
+            flags, seq, t_ns = decode_probe(data)
+        except RemoteProtocolError:
+            return None
+        if flags != REPLY or self.sent.get(seq) != t_ns or seq in self.rtt:
+            return None
+        rtt = now_ns - t_ns
+        if rtt < 0 or rtt > self.timeout_ns:
+            return None
+        self.rtt[seq] = rtt
+        if self._last_rtt is not None:  # RFC 3550 §6.4.1
+            self.jitter_ns += (abs(rtt - self._last_rtt) - self.jitter_ns) / 16
+        self._last_rtt = rtt
+        return rtt
+
+    def sample(self, now_ns: int) -> LinkSample | None:
+        due = [s for s, t in self.sent.items() if now_ns - t > self.timeout_ns or s in self.rtt]
+        if not due:
+            return None
+        got = [self.rtt[s] for s in due if s in self.rtt]
+        delay = (sum(got) / len(got) / 2 / 1e6) if got else 0.0
+        loss = 100.0 * (len(due) - len(got)) / len(due)
+        return LinkSample(round(delay, 4), round(self.jitter_ns / 2 / 1e6, 4), round(loss, 2),
+                          len(due), len(got))
+
+
+class ProbeResponder(asyncio.DatagramProtocol):
+    """Echo probes back as replies (the peer's clock is never read)."""
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.answered = 0
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        try:
+            flags, seq, t_ns = decode_probe(data)
+        except RemoteProtocolError:
+            return
+        if flags == PROBE:
+            self.transport.sendto(encode_probe(seq, t_ns, REPLY), addr)
+            self.answered += 1
+
+
+class ProbeSender(asyncio.DatagramProtocol):
+    """Sends a probe every ``interval_ms`` to one peer; replies feed ``window``."""
+
+    def __init__(self, window: ProbeWindow) -> None:
+        self.window = window
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.window.reply(data, time.monotonic_ns())
+
+    def error_received(self, exc: Exception) -> None:  # ICMP unreachable etc.
+        log.debug("probe error: %s", exc)
+
+
+def _addr(hp: str) -> tuple[str, int]:
+    host, _, port = hp.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+async def start_responder(listen: str) -> tuple[asyncio.DatagramTransport, ProbeResponder]:
+    loop = asyncio.get_running_loop()
+    t, p = await loop.create_datagram_endpoint(ProbeResponder, local_addr=_addr(listen))
+    return t, p
+
+
+class ProbeComponent:
+    """Component: answer probes on ``listen``; probe ``peers``; write link state."""
+
+    name = "telemetry-probes"
+
+    def __init__(self, peers: list[ProbePeer], listen: str | None = None) -> None:
+        self.peers, self.listen = peers, listen
+        self.windows: dict[str, ProbeWindow] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._transports: list[Any] = []
+        self._warned: set[str] = set()
+        self.last: dict[str, LinkSample] = {}
+
+    async def start(self, rt: Any) -> None:
+        self.store = rt.store
+        if self.listen:
+            t, _ = await start_responder(self.listen)
+            self._transports.append(t)
+        for peer in self.peers:
+            self._tasks.append(asyncio.create_task(self._probe(peer)))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for tr in self._transports:
+            tr.close()
+
+    async def _probe(self, peer: ProbePeer) -> None:
+        loop = asyncio.get_running_loop()
+        win = self.windows[peer.link] = ProbeWindow(
+            peer.window, timeout_ns=int(max(1000.0, 5 * peer.interval_ms) * 1e6))
+        tr, _ = await loop.create_datagram_endpoint(lambda: ProbeSender(win),
+                                                    remote_addr=_addr(peer.peer))
+        self._transports.append(tr)
+        n = 0
+        while True:
+            tr.sendto(win.probe(time.monotonic_ns()))
+            n += 1
+            if n % max(peer.window // 5, 1) == 0:
+                self._emit(peer.link, win.sample(time.monotonic_ns()))
+            await asyncio.sleep(peer.interval_ms / 1000)
+
+    def _emit(self, link_key: str, sample: LinkSample | None) -> None:
+        from controller.models import Link
+
+        if sample is None:
+            return
+        self.last[link_key] = sample
+        link = self.store.get(Link, link_key)
+        if link is None:
+            if link_key not in self._warned:
+                self._warned.add(link_key)
+                log.warning("probed link not in topology; not written",
+                            extra={"fields": {"link": link_key}})
+            return
+        upd = {"delay_ms": sample.delay_ms, "jitter_ms": sample.jitter_ms,
+               "loss_pct": sample.loss_pct}
+        if all(abs(getattr(link, k) - v) < 0.01 for k, v in upd.items()):
+            return
+        with self.store.transaction("telemetry-probes", "link probe") as txn:
+            txn.put(link.model_copy(update=upd))
