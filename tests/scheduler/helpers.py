@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from controller.models import Link, Router, SiteKind
 from scheduler.models import NodeInfo, Snapshot
 from scheduler.network import graph_from
@@ -9,7 +11,7 @@ from scheduler.network import graph_from
 
 def node(site: str, name: str = "n0", kind: SiteKind = SiteKind.COMPUTE_CENTRE,
          **kw: object) -> NodeInfo:
-    cap = kw.pop("capacity", {"cpu": 16.0, "memory": 64.0})
+    cap = cast(dict[str, float], kw.pop("capacity", {"cpu": 16.0, "memory": 64.0}))
     return NodeInfo(name=f"{site}/{name}", site=site, site_kind=kind,
                     capacity=dict(cap), **kw)  # type: ignore[arg-type]
 
