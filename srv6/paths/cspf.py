@@ -1,0 +1,209 @@
+"""Constrained shortest path first (CSPF) for one SR policy, pure.
+
+Rules:
+- Input is a ``Topology``, the two ends and ``Constraints``; output is a ``PathResult``.
+  Expected failures (infeasible constraints) are a result with ``ok=False`` and
+  ``failed_constraint`` naming the constraint; malformed input (unknown node, unknown
+  link, unknown ``disjoint_from`` policy) raises ``ValidationError``.
+- Prunable constraints (exclude nodes/links/SRLGs, affinity, min bandwidth on the
+  residual after ``reserved``, ``disjoint_from``) remove edges; the path minimises
+  ``constraints.metric`` on what is left. When nothing connects the ends, the
+  constraints are re-applied one by one in that order and the first one that cuts the
+  ends apart is named.
+- ``max_delay_ms`` is additive: if the metric-shortest path is too slow, the
+  minimum-delay path decides feasibility exactly (if even it is too slow, the
+  constraint is infeasible); otherwise LARAC (Lagrangian relaxation, Jüttner et al.
+  2001) finds a low-metric path within the bound. Never returns a path over the bound.
+- The segment list is the minimal one (``segments.minimal_segments``); a path needing
+  more than ``max_sid_depth`` SIDs fails naming ``max_sid_depth``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from ipaddress import IPv6Address
+
+from controller.errors import ValidationError
+from srv6.models import Constraints, PathResult, SegmentList
+from srv6.paths.segments import SegmentError, minimal_segments
+from srv6.paths.spf import Path, path_cost, reachable, shortest_path
+from srv6.paths.topology import Topology
+
+LARAC_ROUNDS = 24
+
+
+def edge_filters(
+    topo: Topology,
+    c: Constraints,
+    reserved: Mapping[str, float] | None = None,
+    existing: Mapping[str, Sequence[str]] | None = None,
+) -> list[tuple[str, list[bool]]]:
+    """Per-constraint edge masks, in the order failures are reported."""
+    for link in c.exclude_links:
+        if link not in topo.edge_by_key and link not in topo.down_links:
+            raise ValidationError.single("constraints.exclude_links",
+                                         f"unknown link {link!r}")
+    edges = topo.edges
+    out: list[tuple[str, list[bool]]] = []
+    if c.exclude_links:
+        bad = set(c.exclude_links)
+        out.append(("exclude_links", [e.key not in bad for e in edges]))
+    if c.exclude_srlgs:
+        srlgs = frozenset(c.exclude_srlgs)
+        out.append(("exclude_srlgs", [not (e.srlgs & srlgs) for e in edges]))
+    if c.include_any or c.include_all or c.exclude_any:
+        any_, all_, ex = frozenset(c.include_any), frozenset(c.include_all), \
+            frozenset(c.exclude_any)
+        out.append(("affinity", [
+            (not any_ or bool(e.colors & any_)) and all_ <= e.colors
+            and not (e.colors & ex) for e in edges]))
+    if c.min_bandwidth_mbps > 0:
+        res = reserved or {}
+        need = c.min_bandwidth_mbps
+        out.append(("min_bandwidth_mbps",
+                    [e.available_mbps - res.get(e.key, 0.0) >= need for e in edges]))
+    if c.disjoint_from is not None:
+        if existing is None or c.disjoint_from not in existing:
+            raise ValidationError.single(
+                "constraints.disjoint_from", f"unknown policy {c.disjoint_from!r}",
+                "name an existing policy key headend~color~endpoint")
+        used = {topo.edge_by_key[k] for k in existing[c.disjoint_from]
+                if k in topo.edge_by_key}
+        risk: frozenset[str] = frozenset().union(*(edges[e].srlgs for e in used))
+        out.append(("disjoint_from", [e.id not in used and not (e.srlgs & risk)
+                                      for e in edges]))
+    return out
+
+
+def combine(masks: Sequence[list[bool]], n_edges: int) -> list[bool] | None:
+    if not masks:
+        return None
+    if len(masks) == 1:
+        return masks[0]
+    return [all(col) for col in zip(*masks, strict=True)] if n_edges else []
+
+
+def banned_nodes(topo: Topology, c: Constraints) -> set[int]:
+    return {topo.node(name, "constraints.exclude_nodes") for name in c.exclude_nodes}
+
+
+def compute_path(
+    topo: Topology,
+    headend: str,
+    endpoint: str,
+    constraints: Constraints | None = None,
+    *,
+    reserved: Mapping[str, float] | None = None,
+    existing: Mapping[str, Sequence[str]] | None = None,
+    final_sid: IPv6Address | None = None,
+    with_segments: bool = True,
+) -> PathResult:
+    c = constraints or Constraints()
+    src, dst = topo.node(headend, "headend"), topo.node(endpoint, "endpoint")
+    if src == dst:
+        raise ValidationError.single("endpoint", f"headend and endpoint are both {headend!r}")
+    ban = banned_nodes(topo, c)
+    fail = Fail(headend, endpoint)
+    for end, name in ((src, headend), (dst, endpoint)):
+        if end in ban:
+            return fail("exclude_nodes", f"{name} itself is in exclude_nodes")
+    filters = edge_filters(topo, c, reserved, existing)
+    mask = combine([m for _, m in filters], len(topo.edges))
+    metric = topo.weights(c.metric)
+    found = shortest_path(topo, metric, src, dst, edge_ok=mask, banned_nodes=ban)
+    if found is None:
+        return name_cut(topo, src, dst, ban, filters, fail)
+    why = f"shortest by {c.metric} metric meeting every constraint"
+    if c.max_delay_ms is not None:
+        delay_w = topo.weights("delay")
+        if path_cost(delay_w, found[1]) > c.max_delay_ms:
+            found, why = _delay_bounded(topo, metric, delay_w, src, dst, mask, ban,
+                                        c.max_delay_ms, found)
+            if found is None:
+                return fail("max_delay_ms", why)
+    return build_result(topo, found, c, headend, endpoint, reserved, why, final_sid,
+                   with_segments)
+
+
+class Fail:
+    def __init__(self, headend: str, endpoint: str) -> None:
+        self.headend, self.endpoint = headend, endpoint
+
+    def __call__(self, constraint: str, reason: str) -> PathResult:
+        return PathResult(ok=False, headend=self.headend, endpoint=self.endpoint,
+                          failed_constraint=constraint, reason=reason)
+
+
+def name_cut(topo: Topology, src: int, dst: int, ban: set[int],
+              filters: list[tuple[str, list[bool]]], fail: Fail) -> PathResult:
+    a, b = topo.names[src], topo.names[dst]
+    if not reachable(topo, src, dst, None):
+        return fail("connectivity", f"no up links connect {a} to {b}")
+    if ban and not reachable(topo, src, dst, None, ban):
+        return fail("exclude_nodes", f"without the excluded nodes {a} cannot reach {b}")
+    masks: list[list[bool]] = []
+    for name, m in filters:
+        masks.append(m)
+        if not reachable(topo, src, dst, combine(masks, len(topo.edges)), ban):
+            return fail(name, f"the links left after applying {name} (with the constraints "
+                              f"before it) do not connect {a} to {b}")
+    return fail("connectivity", f"no path from {a} to {b}")  # pragma: no cover
+
+
+def _delay_bounded(topo: Topology, metric: list[float], delay_w: list[float], src: int,
+                   dst: int, mask: list[bool] | None, ban: set[int], bound: float,
+                   cheap: Path) -> tuple[Path | None, str]:
+    fast = shortest_path(topo, delay_w, src, dst, edge_ok=mask, banned_nodes=ban)
+    assert fast is not None  # same graph as ``cheap``
+    best_delay = path_cost(delay_w, fast[1])
+    if best_delay > bound:
+        return None, (f"the lowest-delay path from {topo.names[src]} to {topo.names[dst]} "
+                      f"takes {best_delay:.3f} ms > max_delay_ms {bound:g}")
+    # LARAC: ``cheap`` violates the bound, ``fast`` meets it; move λ between them.
+    for _ in range(LARAC_ROUNDS):
+        c_c, d_c = path_cost(metric, cheap[1]), path_cost(delay_w, cheap[1])
+        c_f, d_f = path_cost(metric, fast[1]), path_cost(delay_w, fast[1])
+        if d_c <= d_f:
+            break
+        lam = (c_f - c_c) / (d_c - d_f)
+        mixed = [m + lam * d for m, d in zip(metric, delay_w, strict=True)]
+        got = shortest_path(topo, mixed, src, dst, edge_ok=mask, banned_nodes=ban)
+        assert got is not None
+        lagr = path_cost(mixed, got[1])
+        if abs(lagr - (c_c + lam * d_c)) < 1e-9 or got[1] in (cheap[1], fast[1]):
+            break
+        if path_cost(delay_w, got[1]) <= bound:
+            fast = got
+        else:
+            cheap = got
+    return fast, f"lowest-metric path found within max_delay_ms {bound:g} (LARAC)"
+
+
+def build_result(topo: Topology, path: Path, c: Constraints, headend: str, endpoint: str,
+            reserved: Mapping[str, float] | None, why: str, final_sid: IPv6Address | None,
+            with_segments: bool) -> PathResult:
+    nodes, edges = path
+    res = reserved or {}
+    delay = path_cost(topo.weights("delay"), edges)
+    hops = [topo.names[u] for u in nodes]
+    out = PathResult(
+        ok=True, headend=headend, endpoint=endpoint, hops=hops,
+        links=[topo.edges[e].key for e in edges], delay_ms=round(delay, 6),
+        igp_metric=sum(topo.edges[e].igp for e in edges),
+        min_available_mbps=min(topo.edges[e].available_mbps - res.get(topo.edges[e].key, 0.0)
+                               for e in edges),
+        reason=why)
+    if not with_segments:
+        return out
+    try:
+        segs = minimal_segments(topo, nodes, edges, max_sid_depth=c.max_sid_depth,
+                                final_sid=final_sid)
+    except SegmentError as exc:
+        return out.model_copy(update={"ok": False, "failed_constraint": exc.constraint,
+                                      "reason": str(exc)})
+    out.segment_list = SegmentList(sids=[s.sid for s in segs], hops=hops,
+                                   delay_ms=out.delay_ms)
+    out.segment_hops = [topo.names[s.node] if s.edge is None
+                        else f"{topo.names[s.node]} via {topo.edges[s.edge].key}"
+                        for s in segs]
+    return out

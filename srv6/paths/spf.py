@@ -1,0 +1,122 @@
+"""Shortest-path primitives over ``Topology`` (heapq Dijkstra), pure.
+
+Rules:
+- Weights are per edge id (``Topology.weights(metric)``); an edge is usable iff
+  ``edge_ok[e]`` (or ``edge_ok`` is None) and it is not in ``banned_edges``; a node in
+  ``banned_nodes`` is never entered.
+- Ties are broken deterministically by node index, so results are reproducible.
+- ``igp_tree`` counts equal-cost shortest paths (capped at 2) so callers can tell a
+  *unique* IGP shortest path from an ECMP one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence, Set
+from heapq import heappop, heappush
+
+from srv6.paths.topology import Topology
+
+INF = float("inf")
+
+Path = tuple[list[int], list[int]]  # (nodes, edge ids)
+
+
+def shortest_path(
+    topo: Topology,
+    weight: Sequence[float],
+    src: int,
+    dst: int,
+    *,
+    edge_ok: Sequence[bool] | None = None,
+    banned_edges: Set[int] = frozenset(),
+    banned_nodes: Set[int] = frozenset(),
+) -> Path | None:
+    """Cheapest ``src``→``dst`` path, or None when unreachable."""
+    if src in banned_nodes or dst in banned_nodes:
+        return None
+    dist: dict[int, float] = {src: 0.0}
+    prev: dict[int, tuple[int, int]] = {}
+    done: set[int] = set()
+    heap: list[tuple[float, int]] = [(0.0, src)]
+    adj = topo.adj
+    while heap:
+        d, u = heappop(heap)
+        if u in done:
+            continue
+        if u == dst:
+            break
+        done.add(u)
+        for v, e in adj[u]:
+            if v in done or (edge_ok is not None and not edge_ok[e]):
+                continue
+            if e in banned_edges or v in banned_nodes:
+                continue
+            nd = d + weight[e]
+            if nd < dist.get(v, INF):
+                dist[v] = nd
+                prev[v] = (u, e)
+                heappush(heap, (nd, v))
+    if dst not in dist:
+        return None
+    nodes, edges = [dst], []
+    while nodes[-1] != src:
+        u, e = prev[nodes[-1]]
+        nodes.append(u)
+        edges.append(e)
+    nodes.reverse()
+    edges.reverse()
+    return nodes, edges
+
+
+def reachable(topo: Topology, src: int, dst: int, edge_ok: Sequence[bool] | None,
+              banned_nodes: Set[int] = frozenset()) -> bool:
+    """BFS reachability (used to name which constraint disconnected a pair)."""
+    if src in banned_nodes or dst in banned_nodes:
+        return False
+    seen = {src}
+    stack = [src]
+    while stack:
+        u = stack.pop()
+        if u == dst:
+            return True
+        for v, e in topo.adj[u]:
+            if v in seen or v in banned_nodes or (edge_ok is not None and not edge_ok[e]):
+                continue
+            seen.add(v)
+            stack.append(v)
+    return False
+
+
+def igp_tree(topo: Topology, weight: Sequence[float], src: int,
+             horizon: float = INF) -> tuple[dict[int, float], dict[int, int]]:
+    """Distances from ``src`` and number of equal-cost shortest paths (capped at 2) for
+    every node within ``horizon``; counts are exact because weights are >= 1."""
+    dist: dict[int, float] = {src: 0.0}
+    count: dict[int, int] = {src: 1}
+    done: set[int] = set()
+    heap: list[tuple[float, int]] = [(0.0, src)]
+    adj = topo.adj
+    while heap:
+        d, u = heappop(heap)
+        if u in done:
+            continue
+        if d > horizon:
+            break
+        done.add(u)
+        cu = count[u]
+        for v, e in adj[u]:
+            if v in done:
+                continue
+            nd = d + weight[e]
+            old = dist.get(v, INF)
+            if nd < old:
+                dist[v] = nd
+                count[v] = cu
+                heappush(heap, (nd, v))
+            elif nd == old:
+                count[v] = min(2, count[v] + cu)
+    return {u: dist[u] for u in done}, {u: count[u] for u in done}
+
+
+def path_cost(weight: Sequence[float], edges: Sequence[int]) -> float:
+    return sum(weight[e] for e in edges)

@@ -1,0 +1,160 @@
+"""The IP/SRv6 topology graph that path computation runs on (pure).
+
+Rules:
+- Built from ``controller.models`` ``Router``/``Site``/``Link`` lists plus srv6 overlays
+  (``LinkAffinity`` colours, ``Locator``s, ``LocalSid``s). Nothing is read from I/O.
+- Links are bidirectional; a link in state ``down`` is left out entirely (neither IGP
+  nor CSPF may use it). A link naming an unknown node is a ``ValidationError``.
+- Parallel links are separate edges (each has its own key).
+- Node SIDs: an explicit ``End`` ``LocalSid`` wins, else the node's ``Locator`` (or the
+  router's ``locator`` field) with function ``END_FUNCTION``. Adjacency (End.X) SIDs:
+  an explicit ``End.X`` ``LocalSid`` with ``link`` set wins, else a derived default
+  (function ``ADJ_BASE`` + position of the link in the node's sorted link keys) — the
+  default is for labs without an allocator; use ``srv6.sid`` for stable ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from ipaddress import IPv6Address, IPv6Network
+
+from controller.errors import Issue, ValidationError
+from controller.models import Link, LinkState, Router, Site
+from srv6.models import LinkAffinity, LocalSid, Locator, SidBehavior
+
+END_FUNCTION = 1
+ADJ_BASE = 0xE000
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """One link as the graph sees it; ``a``/``b`` are node indexes."""
+
+    id: int
+    key: str
+    a: int
+    b: int
+    igp: int
+    delay_ms: float
+    capacity_mbps: float
+    available_mbps: float
+    srlgs: frozenset[str]
+    colors: frozenset[str]
+    kind: str
+
+    def other(self, node: int) -> int:
+        return self.b if node == self.a else self.a
+
+
+@dataclass(slots=True)
+class Topology:
+    """Nodes by index, edges by id, adjacency ``adj[u] = [(v, edge_id), ...]``."""
+
+    names: list[str]
+    index: dict[str, int]
+    edges: list[Edge]
+    adj: list[list[tuple[int, int]]]
+    edge_by_key: dict[str, int]
+    node_sids: dict[int, IPv6Address] = field(default_factory=dict)
+    #: (node index, edge id) -> End.X SID of that node over that link
+    adj_sids: dict[tuple[int, int], IPv6Address] = field(default_factory=dict)
+    #: keys of links left out because they are down (still valid names in constraints)
+    down_links: set[str] = field(default_factory=set)
+
+    @property
+    def n(self) -> int:
+        return len(self.names)
+
+    def node(self, name: str, what: str = "node") -> int:
+        try:
+            return self.index[name]
+        except KeyError:
+            raise ValidationError.single(
+                what, f"unknown {what} {name!r} (not a router or site of the topology)",
+                "use a node from the topology") from None
+
+    def weights(self, metric: str) -> list[float]:
+        if metric == "delay":
+            return [e.delay_ms for e in self.edges]
+        return [float(e.igp) for e in self.edges]
+
+    @classmethod
+    def build(
+        cls,
+        links: Iterable[Link],
+        routers: Iterable[Router] = (),
+        sites: Iterable[Site] = (),
+        *,
+        affinities: Iterable[LinkAffinity] = (),
+        locators: Iterable[Locator] = (),
+        local_sids: Iterable[LocalSid] = (),
+    ) -> Topology:
+        routers = list(routers)
+        names: list[str] = [r.name for r in routers]
+        names += [s.name for s in sites if s.name not in set(names)]
+        index: dict[str, int] = {}
+        for name in names:
+            index.setdefault(name, len(index))
+        names = list(index)
+        colors = {a.link: frozenset(a.colors) for a in affinities}
+        edges: list[Edge] = []
+        adj: list[list[tuple[int, int]]] = [[] for _ in names]
+        by_key: dict[str, int] = {}
+        down: set[str] = set()
+        issues: list[Issue] = []
+        for link in links:
+            if link.state is LinkState.DOWN:
+                down.add(link.key)
+                continue
+            missing = [end for end in (link.a, link.b) if end not in index]
+            if missing:
+                issues.append(Issue(f"links.{link.key}", f"unknown node {missing[0]!r}",
+                                    "declare it as a router or site"))
+                continue
+            if link.key in by_key:
+                issues.append(Issue(f"links.{link.key}", "duplicate link key",
+                                    "give parallel links an explicit id"))
+                continue
+            eid = len(edges)
+            a, b = index[link.a], index[link.b]
+            edges.append(Edge(eid, link.key, a, b, link.igp_metric, link.delay_ms,
+                              link.capacity_mbps, link.available, frozenset(link.srlgs),
+                              colors.get(link.key, frozenset()), str(link.kind)))
+            by_key[link.key] = eid
+            adj[a].append((b, eid))
+            adj[b].append((a, eid))
+        if issues:
+            raise ValidationError(issues, source="topology")
+        topo = cls(names, index, edges, adj, by_key, down_links=down)
+        topo._assign_sids(routers, list(locators), list(local_sids))
+        return topo
+
+    def _assign_sids(self, routers: list[Router], locators: list[Locator],
+                     local_sids: list[LocalSid]) -> None:
+        prefixes: dict[str, tuple[IPv6Network, int]] = {}
+        for r in routers:
+            if r.locator is not None:
+                prefixes[r.name] = (r.locator, 16)
+        for loc in locators:
+            prefixes[loc.node] = (loc.prefix, loc.function_len)
+        for name, (prefix, flen) in prefixes.items():
+            u = self.index.get(name)
+            if u is None:
+                continue
+            shift = 128 - prefix.prefixlen - flen
+            base = int(prefix.network_address)
+            self.node_sids[u] = IPv6Address(base | (END_FUNCTION << shift))
+            keys = sorted(self.edges[e].key for _, e in self.adj[u])
+            for v, e in self.adj[u]:
+                del v
+                pos = keys.index(self.edges[e].key)
+                self.adj_sids[(u, e)] = IPv6Address(base | ((ADJ_BASE + pos) << shift))
+        for ls in local_sids:
+            u = self.index.get(ls.node)
+            if u is None:
+                continue
+            if ls.behavior is SidBehavior.END:
+                self.node_sids[u] = ls.sid
+            elif ls.behavior is SidBehavior.END_X and ls.link in self.edge_by_key:
+                self.adj_sids[(u, self.edge_by_key[ls.link])] = ls.sid
