@@ -130,6 +130,9 @@ expected end epoch s, from runtime estimates, for reservation/backfill)."""
             self.groups[group] = self.groups.get(group, 0) + 1
 
     def remove(self, task_id: str, req: Resources, group: str | None) -> None:
+        """Undo ``add``; a task not on this node is ignored (idempotent)."""
+        if task_id not in self.tasks:
+            return
         for r, v in req.items():
             self.used[r] = max(0.0, self.used.get(r, 0.0) - v)
         prev = self.tasks.get(task_id)
