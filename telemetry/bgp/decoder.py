@@ -115,7 +115,8 @@ def _addr(v: Any, where: str) -> str:
 
 
 def _prefix(n: Any, where: str) -> str:
-    v = n.get("nlri") if isinstance(n, dict) else None
+    # exabgp.api.compact=true prints bare strings instead of {"nlri": PREFIX}
+    v = n if isinstance(n, str) else n.get("nlri") if isinstance(n, dict) else None
     if not isinstance(v, str):
         raise _Bad(f"{where}: expected {{'nlri': PREFIX}}, got {n!r:.80}")
     try:

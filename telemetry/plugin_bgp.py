@@ -1,0 +1,114 @@
+"""Plugin: BGP compute awareness (issue #3) — ExaBGP speaker + ingest into the store.
+
+Rules:
+- Present only when the config has a ``bgp:`` section (``telemetry.bgp.models``).
+- ``BgpComponent`` wires ``ExaBgpSpeaker`` (process) → ``ExaBgpDecoder`` (sans-I/O)
+  → ``BgpIngestCore`` (store). Decoded events are also published on the bus.
+  Store writes are flushed by one task every ``flush_ms``, in batches of
+  ``batch`` records with a loop yield between batches (flood safety).
+- Cheap to import: heavy modules are imported inside functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from telemetry.bgp.models import BgpConfig
+
+if TYPE_CHECKING:
+    from controller.events import StateChanged
+    from controller.runtime import Runtime
+    from telemetry.bgp.decoder import ExaBgpDecoder
+    from telemetry.bgp.ingest import BgpIngestCore
+    from telemetry.bgp.speaker import ExaBgpSpeaker
+
+log = logging.getLogger("cpn.telemetry.bgp")
+
+CONFIG_SECTIONS = {"bgp": BgpConfig}
+BENCHES = {"bgp-ingest": ("labs.bench.bgp_ingest",
+                          "10,000 routes with compute metadata GoBGP → ExaBGP → store")}
+
+
+class BgpComponent:
+    """The controller's BGP speaker and ingest."""
+
+    name = "bgp"
+
+    def __init__(self, cfg: BgpConfig) -> None:
+        self.cfg = cfg
+        self.core: BgpIngestCore | None = None
+        self.decoder: ExaBgpDecoder | None = None
+        self.speaker: ExaBgpSpeaker | None = None
+        self._rt: Runtime | None = None
+        self._dirty = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._unsub: Any = None
+
+    async def start(self, rt: Runtime) -> None:
+        from controller.events import StateChanged
+        from telemetry.bgp.codec import codec_by_name
+        from telemetry.bgp.decoder import ExaBgpDecoder
+        from telemetry.bgp.ingest import BgpIngestCore
+        from telemetry.bgp.speaker import ExaBgpSpeaker
+
+        self._rt = rt
+        self.decoder = ExaBgpDecoder(codec_by_name(self.cfg.codec))
+        self.core = BgpIngestCore(self.cfg, rt.store)
+        self._unsub = rt.bus.on(StateChanged, self._on_state)
+        self._dirty = asyncio.Event()
+        self._flusher = asyncio.create_task(self._flush_loop(), name="bgp-flush")
+        self.speaker = ExaBgpSpeaker(self.cfg, rt.settings.state / "bgp", self.on_data,
+                                     self.on_exit)
+        await self.speaker.start()
+        self._dirty.set()  # commit the at-start staleness
+
+    def _on_state(self, ev: StateChanged) -> None:
+        if self.core is not None and "service" in ev.kinds():
+            self.core.services_changed()
+
+    def on_data(self, data: bytes) -> None:
+        assert self.decoder is not None and self.core is not None and self._rt is not None
+        events = self.decoder.feed(data)
+        self.core.handle(events)
+        for ev in events:
+            self._rt.bus.publish(ev)
+        if self.core.pending:
+            self._dirty.set()
+
+    def on_exit(self, rc: int) -> None:
+        if self.core is not None:
+            self.core.mark_stale({p.site for p in self.cfg.peers}, f"exabgp exited ({rc})")
+            self._dirty.set()
+
+    async def _flush_loop(self) -> None:
+        assert self.core is not None
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            if self.cfg.flush_ms:
+                await asyncio.sleep(self.cfg.flush_ms / 1000)
+            while self.core.flush():
+                await asyncio.sleep(0)  # let the loop breathe between batches
+
+    async def stop(self) -> None:
+        if self.speaker is not None:
+            await self.speaker.stop()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        if self.core is not None:
+            while self.core.flush():
+                pass
+        if self._unsub is not None:
+            self._unsub()
+
+
+def components(rt: Runtime) -> list[BgpComponent]:
+    sec = rt.cfg.sections.get("bgp") if rt.cfg is not None else None
+    if not isinstance(sec, BgpConfig):
+        return []
+    return [BgpComponent(sec)]
