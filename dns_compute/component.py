@@ -1,0 +1,100 @@
+"""The DNS component: wires store events → ``ZoneKeeper`` → responder, server, publisher.
+
+Rules:
+- Config: ``dns:`` section (``DnsSection``); listen address = ``dns.listen`` or the
+  controller's ``controller.dns`` setting; zone = ``zone:``.
+- Every ``StateChanged`` touching a relevant kind marks the zone dirty; one rebuild is
+  scheduled per loop turn (bursts of metric updates coalesce into one new version).
+- When ``dns.knot`` is set, a ``KnotPublisher`` follows every zone version (RFC 2136).
+- ``ChangeFeed`` fans zone versions out to REST subscribers (SSE / long-poll).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from controller.events import StateChanged
+from controller.logs import key_event
+from dns_compute.feed import ChangeFeed
+from dns_compute.keeper import RELEVANT, ZoneKeeper
+from dns_compute.models import DnsSection
+from dns_compute.server import DnsServer
+
+if TYPE_CHECKING:
+    from controller.runtime import Runtime
+    from dns_compute.publisher import KnotPublisher
+
+log = logging.getLogger("cpn.dns")
+
+
+def dns_section(rt: Runtime) -> DnsSection:
+    sec = rt.cfg.sections.get("dns") if rt.cfg is not None else None
+    return sec if isinstance(sec, DnsSection) else DnsSection()
+
+
+def split_hostport(value: str, default_port: int = 53) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        return value, default_port
+    return host.strip("[]"), int(port)
+
+
+class DnsComponent:
+    """Runs the compute zone, the embedded responder and (optionally) the publisher."""
+
+    name = "dns"
+
+    def __init__(self) -> None:
+        self.keeper: ZoneKeeper | None = None
+        self.server: DnsServer | None = None
+        self.publisher: KnotPublisher | None = None
+        self.feed = ChangeFeed()
+        self._unsub: Any = None
+        self._scheduled = False
+
+    async def start(self, rt: Runtime) -> None:
+        sec = dns_section(rt)
+        host, port = split_hostport(sec.listen) if sec.listen else rt.settings.dns
+        rt.settings.extra["dns_compute"] = self
+        self.keeper = ZoneKeeper(rt.zone, sec, ns_address=host if host[0].isdigit()
+                                 else "127.0.0.1")
+        for cls in RELEVANT:
+            self.keeper.load(rt.store.list(cls))
+        self.keeper.listeners.append(self.feed.publish)
+        if sec.knot is not None:
+            from dns_compute.publisher import KnotPublisher
+            self.publisher = KnotPublisher.from_config(rt.zone, sec.knot)
+            self.keeper.listeners.append(self.publisher.follow)
+            await self.publisher.start()
+        self.keeper.rebuild()
+        self._unsub = rt.bus.on(StateChanged, self._on_change)
+        if sec.enabled:
+            self.server = DnsServer(self.keeper.responder, host, port, sec.udp_threads)
+            await self.server.start()
+            key_event(log, "dns responder listening", zone=rt.zone, host=host,
+                      port=self.server.port, udp_threads=sec.udp_threads)
+
+    def _on_change(self, event: StateChanged) -> None:
+        assert self.keeper is not None
+        if self.keeper.apply(event.changes) and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._rebuild)
+
+    def _rebuild(self) -> None:
+        self._scheduled = False
+        assert self.keeper is not None
+        try:
+            self.keeper.rebuild()
+        except Exception:
+            log.exception("zone rebuild failed; previous zone kept")
+
+    async def stop(self) -> None:
+        if self._unsub is not None:
+            self._unsub()
+        if self.server is not None:
+            await self.server.stop()
+        if self.publisher is not None:
+            await self.publisher.stop()
+        self.feed.close()

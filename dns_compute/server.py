@@ -1,0 +1,148 @@
+"""The embedded authoritative DNS server: thin socket adapters around ``Responder``.
+
+Rules:
+- UDP is served by ``udp_threads`` blocking loops, each on its own socket bound with
+  SO_REUSEPORT to the same address (the kernel spreads clients across them). A loop is
+  ``recvfrom → cache lookup → sendto``: the cache maps the query bytes after the id to
+  the answer bytes after the id, so a repeated question costs one dict lookup and a
+  concatenation (id patched in). The cache belongs to one zone version and is dropped
+  when the responder's zone changes; it is bounded (cleared past ``CACHE_MAX``).
+- Answers that depend on the source address (steered names asked without ECS) are
+  cached per source address; answers the responder marks uncacheable are not cached.
+- TCP (RFC 7766) runs on the asyncio loop: 2-octet length framing, pipelined queries,
+  idle connections closed after ``TCP_IDLE_S``.
+- ``stop()`` wakes each UDP loop with an empty datagram and joins it; sockets are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+
+from dns_compute.responder import CACHE_ANY, CACHE_SOURCE, Responder
+
+log = logging.getLogger("cpn.dns")
+
+CACHE_MAX = 100_000
+TCP_IDLE_S = 10.0
+
+
+def _udp_loop(sock: socket.socket, responder: Responder, stop: threading.Event) -> None:
+    recv = sock.recvfrom
+    send = sock.sendto
+    respond = responder.respond
+    zone = None
+    cache: dict[bytes, object] = {}
+    while True:
+        try:
+            data, addr = recv(4096)
+        except OSError:
+            if stop.is_set():
+                return
+            continue
+        if stop.is_set():
+            return
+        z = responder.zone
+        if z is not zone:
+            zone = z
+            cache = {}
+        tail = data[2:]
+        hit = cache.get(tail)
+        if hit is not None:
+            if hit.__class__ is bytes:
+                send(data[:2] + hit, addr)  # type: ignore[operator]
+                continue
+            per_src = hit.get(addr[0])  # type: ignore[attr-defined]
+            if per_src is not None:
+                send(data[:2] + per_src, addr)
+                continue
+        try:
+            out, mode = respond(data, addr[0], False, z)
+        except Exception:  # never let one query kill the loop
+            log.exception("DNS responder failed on a %d-octet query", len(data))
+            continue
+        if out is None:
+            continue
+        with contextlib.suppress(OSError):
+            send(out, addr)
+        if len(cache) >= CACHE_MAX:
+            cache.clear()
+        if mode == CACHE_ANY:
+            cache[tail] = out[2:]
+        elif mode == CACHE_SOURCE:
+            slot = cache.get(tail)
+            if not isinstance(slot, dict):
+                slot = {}
+                cache[tail] = slot
+            slot[addr[0]] = out[2:]
+
+
+class DnsServer:
+    """UDP threads + asyncio TCP listener for one ``Responder`` on ``(host, port)``."""
+
+    def __init__(self, responder: Responder, host: str, port: int,
+                 udp_threads: int = 1) -> None:
+        self.responder = responder
+        self.host = host
+        self.port = port
+        self.udp_threads = udp_threads
+        self._stop = threading.Event()
+        self._socks: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._tcp: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        for i in range(self.udp_threads):
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            sock.bind((self.host, self.port))
+            if self.port == 0:
+                self.port = sock.getsockname()[1]
+            self._socks.append(sock)
+            t = threading.Thread(target=_udp_loop, args=(sock, self.responder, self._stop),
+                                 name=f"cpn-dns-udp-{i}", daemon=True)
+            self._threads.append(t)
+        self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port,
+                                               reuse_port=True)
+        for t in self._threads:
+            t.start()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for sock in self._socks:
+            with contextlib.suppress(OSError):
+                sock.sendto(b"", sock.getsockname())
+        for t in self._threads:
+            await asyncio.to_thread(t.join, 2.0)
+        for sock in self._socks:
+            sock.close()
+        if self._tcp is not None:
+            self._tcp.close()
+            await self._tcp.wait_closed()
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        source = peer[0] if peer else "127.0.0.1"
+        try:
+            while True:
+                head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_S)
+                size = int.from_bytes(head, "big")
+                data = await asyncio.wait_for(reader.readexactly(size), TCP_IDLE_S)
+                out, _ = self.responder.respond(data, source, tcp=True)
+                if out is None:
+                    break
+                writer.write(len(out).to_bytes(2, "big") + out)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
