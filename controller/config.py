@@ -86,6 +86,8 @@ class AuthSection(Model):
 
 
 _SECTIONS: dict[str, type[Model]] = {"controller": ControllerSection, "auth": AuthSection}
+#: Sections always present (with defaults); plugin sections appear only when given.
+CORE_SECTIONS = frozenset(_SECTIONS)
 
 
 def register_section(name: str, model: type[Model]) -> None:
@@ -311,6 +313,8 @@ def parse_config(text: str, source: str = "<config>") -> NetworkConfig:
         b.issues.append(Issue("zone", f"not a DNS zone name: {zone!r}", "e.g. 'cpn.example'"))
     sections: dict[str, Model] = {}
     for name, model in _SECTIONS.items():
+        if name not in doc and name not in CORE_SECTIONS:
+            continue  # a plugin's section is optional: absent means "not used"
         try:
             sections[name] = model.model_validate(doc.get(name) or {})
         except pydantic.ValidationError as exc:

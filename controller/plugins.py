@@ -21,6 +21,7 @@ from functools import cache
 from types import ModuleType
 
 PLUGINS: tuple[str, ...] = (
+    "controller.netconf.plugin",
     "telemetry.plugin_bgp",
     "telemetry.plugin_agent",
     "srv6.plugin_paths",

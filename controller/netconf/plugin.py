@@ -1,0 +1,20 @@
+"""Plug the NETCONF northbound into the controller (``netconf:`` config section)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controller.netconf.server import NetconfSection
+
+CONFIG_SECTIONS = {"netconf": NetconfSection}
+
+
+def components(rt: Any) -> list[Any]:
+    if rt.cfg is None:
+        return []
+    raw = rt.cfg.sections.get("netconf")
+    if not isinstance(raw, NetconfSection) or not raw.users:
+        return []
+    from controller.netconf.server import NetconfServer
+
+    return [NetconfServer(raw)]

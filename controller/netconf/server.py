@@ -1,0 +1,271 @@
+"""The NETCONF-over-SSH server (RFC 6242) as a controller component — a thin asyncssh
+adapter around ``NetconfSession``.
+
+Why asyncssh: it is maintained, asyncio-native (the controller's loop), supports
+server-side public-key auth per user and the ``netconf`` subsystem directly. The PyPI
+``netconf`` server package needs paramiko < 4 (it imports ``paramiko.dsskey``) and was
+last released in 2020; paramiko is threaded, which would put a second concurrency
+model into the controller.
+
+Rules:
+- Users authenticate with SSH public keys listed in the ``netconf:`` config section;
+  each maps to a role (operator / tenant / viewer), as REST tokens do.
+- One broken or hostile session (bad framing, oversized message) is closed; the
+  server keeps serving the others.
+- Store changes become RFC 5277 notifications for subscribed sessions:
+  ``placement-changed`` (a job's site), ``alarm`` (metrics overloaded / unavailable /
+  stale, raised or cleared), ``policy-programmed`` (SR policy kinds) and
+  ``config-changed`` (everything else configurable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+from pydantic import Field
+
+from controller.errors import ConnectionError
+from controller.events import StateChanged
+from controller.logs import key_event
+from controller.models import ComputeMetrics, Job, Model, Role
+from controller.netconf import xmlmap
+from controller.netconf.datastore import Datastores
+from controller.netconf.session import NetconfSession, SessionClosed
+from controller.runtime import Runtime
+
+log = logging.getLogger("cpn.netconf")
+Q = xmlmap.Q
+
+
+class NetconfUser(Model):
+    """An SSH user: ``name``, ``role``, ``tenant``, and ``authorized_key`` (one OpenSSH
+    public key line) or ``authorized_keys_file``."""
+
+    name: str = Field(min_length=1)
+    role: Role = Role.VIEWER
+    tenant: str | None = None
+    authorized_key: str | None = None
+    authorized_keys_file: str | None = None
+
+
+class NetconfSection(Model):
+    """``netconf:`` — ``listen`` HOST:PORT, ``host_key`` path (generated if missing),
+    ``max_message_bytes``, ``users``."""
+
+    listen: str = "127.0.0.1:8830"
+    host_key: str | None = None
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=4096)
+    users: list[NetconfUser] = Field(default_factory=list)
+
+
+class _Auth(asyncssh.SSHServer):
+    def __init__(self, keys: dict[str, list[asyncssh.SSHKey]]) -> None:
+        self._keys = keys
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return any(k.public_data == key.public_data for k in self._keys.get(username, []))
+
+
+def state_tree(rt: Runtime) -> ET.Element:
+    """``config false`` data: compute metrics and job placements."""
+    state = ET.Element(Q + "state")
+    metrics = ET.SubElement(state, Q + "compute-metrics")
+    for m in rt.store.list(ComputeMetrics):
+        e = ET.SubElement(metrics, Q + "metric")
+        for k, v in (("site", m.site), ("service", m.service), ("l2", f"{m.l2:g}"),
+                     ("overloaded", str(m.overloaded).lower()),
+                     ("available", str(m.available).lower()),
+                     ("stale", str(m.stale).lower()), ("source", m.source)):
+            ET.SubElement(e, Q + k).text = v
+        for name, value in sorted(m.l1.items()):
+            l1 = ET.SubElement(e, Q + "l1")
+            ET.SubElement(l1, Q + "name").text = name
+            ET.SubElement(l1, Q + "value").text = f"{value:g}"
+        for name, value in sorted(m.l0.items()):
+            l0 = ET.SubElement(e, Q + "l0")
+            ET.SubElement(l0, Q + "name").text = name
+            ET.SubElement(l0, Q + "value").text = f"{value:g}"
+    placements = ET.SubElement(state, Q + "placements")
+    for j in rt.store.list(Job):
+        p = ET.SubElement(placements, Q + "placement")
+        ET.SubElement(p, Q + "job").text = j.id
+        ET.SubElement(p, Q + "state").text = j.state.value
+        if j.site:
+            ET.SubElement(p, Q + "site").text = j.site
+    return state
+
+
+def notifications_for(event: StateChanged) -> list[ET.Element]:
+    out = []
+    for ch in event.changes:
+        if ch.kind == "job":
+            old = getattr(ch.previous, "site", None)
+            new = getattr(ch.value, "site", None)
+            if new != old:
+                e = ET.Element(Q + "placement-changed")
+                ET.SubElement(e, Q + "job").text = ch.key
+                if new:
+                    ET.SubElement(e, Q + "site").text = str(new)
+                out.append(e)
+        elif ch.kind == "metrics":
+            for cond in ("overloaded", "stale"):
+                was = bool(getattr(ch.previous, cond, False))
+                now = bool(getattr(ch.value, cond, False))
+                if was != now:
+                    out.append(_alarm(ch.key, cond, cleared=not now))
+            was_av = bool(getattr(ch.previous, "available", True))
+            now_av = bool(getattr(ch.value, "available", True))
+            if was_av != now_av:
+                out.append(_alarm(ch.key, "unavailable", cleared=now_av))
+        elif "policy" in ch.kind:
+            e = ET.Element(Q + "policy-programmed")
+            ET.SubElement(e, Q + "policy").text = ch.key
+            ET.SubElement(e, Q + "action").text = ch.action.value
+            out.append(e)
+        elif ch.kind in xmlmap.BY_KIND:
+            e = ET.Element(Q + "config-changed")
+            ET.SubElement(e, Q + "kind").text = ch.kind
+            ET.SubElement(e, Q + "key").text = ch.key
+            ET.SubElement(e, Q + "action").text = ch.action.value
+            out.append(e)
+    return out
+
+
+def _alarm(key: str, condition: str, cleared: bool) -> ET.Element:
+    e = ET.Element(Q + "alarm")
+    ET.SubElement(e, Q + "resource").text = key
+    ET.SubElement(e, Q + "condition").text = condition
+    ET.SubElement(e, Q + "cleared").text = str(cleared).lower()
+    return e
+
+
+class NetconfServer:
+    name = "netconf"
+
+    def __init__(self, section: NetconfSection) -> None:
+        self.section = section
+        self._server: asyncssh.SSHAcceptor | None = None
+        self.sessions: dict[int, tuple[NetconfSession, Any]] = {}
+        self._sub: Any = None
+        self._pump: asyncio.Task[None] | None = None
+
+    def _keys(self) -> dict[str, list[asyncssh.SSHKey]]:
+        keys: dict[str, list[asyncssh.SSHKey]] = {}
+        for u in self.section.users:
+            try:
+                if u.authorized_key:
+                    keys.setdefault(u.name, []).append(
+                        asyncssh.import_public_key(u.authorized_key))
+                if u.authorized_keys_file:
+                    for line in Path(u.authorized_keys_file).read_text().splitlines():
+                        if line.strip() and not line.lstrip().startswith("#"):
+                            keys.setdefault(u.name, []).append(
+                                asyncssh.import_public_key(line.strip()))
+            except (asyncssh.KeyImportError, OSError, ValueError) as exc:
+                raise ConnectionError(f"netconf.users[{u.name}]: bad public key: {exc}") from exc
+        return keys
+
+    async def start(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.ds = Datastores(rt.store)
+        host, _, port = self.section.listen.rpartition(":")
+        key_path = Path(self.section.host_key or rt.settings.state / "netconf_host_key")
+        if not key_path.exists():
+            key_path.parent.mkdir(parents=True, exist_ok=True)
+            asyncssh.generate_private_key("ssh-ed25519").write_private_key(str(key_path))
+            key_path.chmod(0o600)
+        users = {u.name: u for u in self.section.users}
+        keys = self._keys()
+
+        async def handle(process: asyncssh.SSHServerProcess[bytes]) -> None:
+            await self._serve(process, users)
+
+        try:
+            self._server = await asyncssh.listen(
+                host.strip("[]"), int(port), server_host_keys=[str(key_path)],
+                server_factory=lambda: _Auth(keys), process_factory=handle, encoding=None,
+                allow_scp=False, agent_forwarding=False, x11_forwarding=False)
+        except OSError as exc:
+            raise ConnectionError(f"NETCONF cannot listen on {self.section.listen}: "
+                                  f"{exc.strerror}") from exc
+        self._sub = rt.bus.subscribe(StateChanged, maxsize=1000)
+        self._pump = asyncio.create_task(self._notify_loop())
+        key_event(log, "NETCONF server listening", listen=self.section.listen,
+                  users=len(users))
+
+    async def _notify_loop(self) -> None:
+        while True:
+            event = await self._sub.get()
+            assert isinstance(event, StateChanged)
+            bodies = notifications_for(event)
+            for sess, chan in list(self.sessions.values()):
+                if not sess.subscribed:
+                    continue
+                for body in bodies:
+                    with contextlib.suppress(Exception):
+                        chan.write(sess.notification(body))
+
+    def _kill(self, sid: int) -> bool:
+        entry = self.sessions.get(sid)
+        if entry is None:
+            return False
+        entry[1].close()
+        return True
+
+    async def _serve(self, process: asyncssh.SSHServerProcess[bytes],
+                     users: dict[str, NetconfUser]) -> None:
+        if process.subsystem != "netconf":
+            process.stderr.write(b"only the netconf subsystem is served here\n")
+            process.exit(1)
+            return
+        user = users[process.get_extra_info("username")]
+        sess = NetconfSession(self.ds, user.name, user.role, state_xml=lambda: state_tree(
+            self.rt), max_message=self.section.max_message_bytes, kill=self._kill)
+        self.sessions[sess.id] = (sess, process.stdout)
+        log.info("netconf session %d opened by %s (%s)", sess.id, user.name, user.role.value)
+        try:
+            process.stdout.write(sess.start())
+            while not sess.closed:
+                data = await process.stdin.read(65536)
+                if not data:
+                    break
+                out = sess.receive(data)
+                if out:
+                    process.stdout.write(out)
+        except SessionClosed as exc:
+            log.warning("netconf session %d closed: %s", sess.id, exc)
+        except (asyncssh.Error, ConnectionResetError, BrokenPipeError):
+            pass
+        finally:
+            self.sessions.pop(sess.id, None)
+            self.ds.release_session(sess.id)
+            with contextlib.suppress(Exception):
+                process.exit(0)
+            log.info("netconf session %d ended", sess.id)
+
+    async def stop(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+        if self._sub is not None:
+            self._sub.close()
+        for _, chan in list(self.sessions.values()):
+            with contextlib.suppress(Exception):
+                chan.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()

@@ -1,0 +1,207 @@
+"""Domain objects ⇄ the ``cpn`` YANG data tree (``controller/yang/cpn.yang``).
+
+Rules:
+- Leaf names are the model's field names with ``_`` → ``-``; a ``list[...]`` field is a
+  leaf-list or list (repeated element); a nested model is a container; booleans are
+  ``true``/``false``; fields holding free-form maps (``labels``, ``extended``) are not
+  exposed over NETCONF (REST has them).
+- Each configurable kind sits in ``/cpn/<container>/<element>`` keyed by the leaves in
+  ``ListMap.keys``. ``Link`` is keyed by ``name`` (its ``id``, or ``a~b``).
+- Parsing is strict: an unknown element is an error with its path, like pydantic's
+  unknown-key error.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from controller.models import Entity, Link, Router, Service, Site, Tenant
+
+NS = "urn:cpn:yang:cpn"
+BASE_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
+Q = f"{{{NS}}}"
+ET.register_namespace("cpn", NS)
+
+
+@dataclass(frozen=True)
+class ListMap:
+    container: str
+    element: str
+    cls: type[Entity]
+    keys: tuple[str, ...]
+    hidden: frozenset[str] = frozenset({"labels", "extended", "params"})
+
+
+LISTS: tuple[ListMap, ...] = (
+    ListMap("sites", "site", Site, ("name",)),
+    ListMap("routers", "router", Router, ("name",)),
+    ListMap("links", "link", Link, ("name",), frozenset({"id"})),
+    ListMap("services", "service", Service, ("name",)),
+    ListMap("tenants", "tenant", Tenant, ("name",)),
+)
+BY_CONTAINER = {m.container: m for m in LISTS}
+BY_KIND = {m.cls.KIND: m for m in LISTS}
+
+#: key leaves of nested YANG lists, by field name
+NESTED_KEYS: dict[str, tuple[str, ...]] = {"instances": ("site", "address")}
+
+
+def yname(field: str) -> str:
+    return field.replace("_", "-")
+
+
+def fname(tag: str) -> str:
+    return tag.split("}", 1)[-1].replace("-", "_")
+
+
+# ----------------------------------------------------------------------------- to XML
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(value)
+    return str(value)
+
+
+def _emit(parent: ET.Element, name: str, value: Any, model: type[BaseModel] | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, list):
+        for item in value:
+            _emit(parent, name, item, model)
+        return
+    el = ET.SubElement(parent, Q + yname(name))
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _emit(el, k, v, None)
+    else:
+        el.text = _scalar(value)
+
+
+def entity_xml(obj: Entity, m: ListMap) -> ET.Element:
+    el = ET.Element(Q + m.element)
+    data = obj.model_dump(mode="json", exclude=set(m.hidden))
+    if isinstance(obj, Link):
+        ET.SubElement(el, Q + "name").text = obj.key
+    for field, value in data.items():
+        _emit(el, field, value, None)
+    return el
+
+
+def config_tree(objects: dict[str, dict[str, Entity]]) -> ET.Element:
+    """``<cpn>`` with every configurable list, for get-config."""
+    root = ET.Element(Q + "cpn")
+    for m in LISTS:
+        cont = ET.SubElement(root, Q + m.container)
+        for key in sorted(objects.get(m.cls.KIND, {})):
+            cont.append(entity_xml(objects[m.cls.KIND][key], m))
+    return root
+
+
+# --------------------------------------------------------------------------- from XML
+class XmlDataError(ValueError):
+    """Bad data in an edit: ``path`` is the field path inside the entry."""
+
+    def __init__(self, path: tuple[str, ...], message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+def _unwrap(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _unwrap(args[0]) if len(args) == 1 else annotation
+    return annotation
+
+
+def _field_shape(model: type[BaseModel], name: str) -> tuple[str, Any]:
+    """('list' | 'model' | 'scalar', inner type) of ``model.name``."""
+    ann = _unwrap(model.model_fields[name].annotation)
+    if typing.get_origin(ann) is list:
+        inner = _unwrap(typing.get_args(ann)[0])
+        return "list", inner
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return "model", ann
+    return "scalar", ann
+
+
+def element_dict(el: ET.Element, model: type[BaseModel], hidden: frozenset[str],
+                 path: tuple[str, ...] = ()) -> dict[str, Any]:
+    """XML element → dict ready for ``model.model_validate`` (strict on unknown tags)."""
+    out: dict[str, Any] = {}
+    for child in el:
+        if not isinstance(child.tag, str):
+            continue
+        if not child.tag.startswith(Q):
+            raise XmlDataError((*path, child.tag), f"element {child.tag!r} is not in the "
+                               f"cpn namespace {NS}")
+        name = fname(child.tag)
+        if name not in model.model_fields or name in hidden:
+            raise XmlDataError((*path, yname(name)), f"unknown element {yname(name)!r}")
+        shape, inner = _field_shape(model, name)
+        if shape == "model":
+            out[name] = element_dict(child, inner, frozenset(), (*path, yname(name)))
+        elif shape == "list":
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                item: Any = element_dict(child, inner, frozenset(), (*path, yname(name)))
+            else:
+                item = (child.text or "").strip()
+            out.setdefault(name, []).append(item)
+        else:
+            if len(child):
+                raise XmlDataError((*path, yname(name)), f"{yname(name)} is a leaf, not a "
+                                   "container")
+            out[name] = (child.text or "").strip()
+    return out
+
+
+def entry_from_xml(el: ET.Element, m: ListMap) -> tuple[dict[str, Any], str | None]:
+    """(field dict, operation attribute) of a list entry element."""
+    op = el.get(f"{{{BASE_NS}}}operation")
+    name_el = None
+    if m.cls is Link:
+        name_el = el.find(Q + "name")
+        if name_el is not None:
+            el.remove(name_el)
+    data = element_dict(el, m.cls, m.hidden)
+    if name_el is not None:
+        name = (name_el.text or "").strip()
+        data["_name"] = name
+    return data, op
+
+
+def key_of(data: dict[str, Any], m: ListMap) -> str | None:
+    if m.cls is Link:
+        name = data.get("_name")
+        if name:
+            return str(name)
+        if "a" in data and "b" in data:
+            return f"{data['a']}~{data['b']}"
+        return None
+    value = data.get(m.keys[0])
+    return str(value) if value is not None else None
+
+
+def finish_link(data: dict[str, Any]) -> dict[str, Any]:
+    name = data.pop("_name", None)
+    if name and name != f"{data.get('a')}~{data.get('b')}":
+        data["id"] = name
+    return data
+
+
+def entry_path(m: ListMap, key: str, field_path: tuple[str | int, ...] = ()) -> str:
+    """An RFC 6241 error-path for a field of an entry."""
+    keyleaf = m.keys[0]
+    path = f"/cpn:cpn/cpn:{m.container}/cpn:{m.element}[cpn:{keyleaf}='{key}']"
+    for part in field_path:
+        if isinstance(part, int):
+            continue
+        path += f"/cpn:{yname(str(part))}"
+    return path
