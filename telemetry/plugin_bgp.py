@@ -37,8 +37,9 @@ class BgpComponent:
 
     name = "bgp"
 
-    def __init__(self, cfg: BgpConfig) -> None:
+    def __init__(self, cfg: BgpConfig, wrap: list[str] | None = None) -> None:
         self.cfg = cfg
+        self.wrap = wrap
         self.core: BgpIngestCore | None = None
         self.decoder: ExaBgpDecoder | None = None
         self.speaker: ExaBgpSpeaker | None = None
@@ -61,7 +62,7 @@ class BgpComponent:
         self._dirty = asyncio.Event()
         self._flusher = asyncio.create_task(self._flush_loop(), name="bgp-flush")
         self.speaker = ExaBgpSpeaker(self.cfg, rt.settings.state / "bgp", self.on_data,
-                                     self.on_exit)
+                                     self.on_exit, wrap=self.wrap)
         await self.speaker.start()
         self._dirty.set()  # commit the at-start staleness
 

@@ -91,8 +91,10 @@ class ExaBgpSpeaker:
     """One managed ExaBGP process plus the socket its API process reports on."""
 
     def __init__(self, cfg: BgpConfig, workdir: Path, on_data: Callable[[bytes], None],
-                 on_exit: Callable[[int], None] | None = None) -> None:
+                 on_exit: Callable[[int], None] | None = None,
+                 wrap: list[str] | None = None) -> None:
         self.cfg = cfg
+        self.wrap = list(wrap or [])  # e.g. ["ip", "netns", "exec", NS] in labs
         self.workdir = workdir
         self.on_data = on_data
         self.on_exit = on_exit
@@ -130,7 +132,7 @@ class ExaBgpSpeaker:
         fh = self.log_path.open("ab")
         try:
             return await asyncio.create_subprocess_exec(
-                str(binary), str(self.config_path), stdin=asyncio.subprocess.DEVNULL,
+                *self.wrap, str(binary), str(self.config_path), stdin=asyncio.subprocess.DEVNULL,
                 stdout=fh, stderr=asyncio.subprocess.STDOUT,
                 env={**os.environ, **exabgp_env(self.cfg)}, start_new_session=True)
         finally:
