@@ -29,7 +29,8 @@ from optical.models import (
 NS = "urn:cpn:params:xml:ns:yang:cpn-optical-device"
 NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
 _Q = "{" + NS + "}"
-FILTER = f'<device xmlns="{NS}"/><ne-state xmlns="{NS}"/>'
+FILTER = (f'<filter type="subtree" xmlns="{NC}"><device xmlns="{NS}"/>'
+          f'<ne-state xmlns="{NS}"/></filter>')
 
 
 def _leaf(tag: str, value: object | None) -> str:
