@@ -126,11 +126,13 @@ class TelemetrySection(Model):
 
 class ProbePeer(Model):
     """A link probe target: ``link`` (the ``Link`` key to update), ``peer``
-    (``host:port`` of its probe responder), ``interval_ms``, ``window`` (probes)."""
+    (``host:port`` of its probe responder), ``interval_ms``, ``timeout_ms`` (a probe
+    unanswered this long is lost), ``window`` (decided probes kept)."""
 
     link: str
     peer: str
     interval_ms: float = Field(default=100, ge=5, le=60_000)
+    timeout_ms: float = Field(default=500, ge=1, le=60_000)
     window: int = Field(default=50, ge=2, le=10_000)
 
 

@@ -7,8 +7,8 @@ Rules:
   flags = 1; only the sender's clock is used, so clocks need not be synchronised.
 - ``ProbeWindow`` keeps the last ``window`` probes: delay = mean RTT / 2 (ms); jitter
   = RFC 3550 §6.4.1 estimator ``J += (|D| − J)/16`` over consecutive RTTs, halved to
-  one-way; loss % = probes without a reply within ``timeout`` / probes due. Late or
-  duplicate replies are ignored; a reply with a bad magic/length is dropped.
+  one-way; loss % = probes without a reply within ``timeout`` / probes decided (in-
+  flight probes are not counted). Late or duplicate replies are ignored; a reply with a bad magic/length is dropped.
 - ``ProbeComponent`` writes ``Link.delay_ms/jitter_ms/loss_pct`` of the configured link
   key at most once per window period and only when a value moved (coalesced); an
   unknown link is logged once, never created.
@@ -20,7 +20,7 @@ import asyncio
 import logging
 import struct
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,50 +61,60 @@ class LinkSample:
 
 
 class ProbeWindow:
-    """Sans-I/O probe bookkeeping for one peer (times in ns, caller's clock)."""
+    """Sans-I/O probe bookkeeping for one peer (times in ns, caller's clock).
+
+    A probe is *in flight* until answered or ``timeout_ns`` old; then it is decided
+    (RTT or lost) and enters the window of the last ``window`` decided probes."""
 
     def __init__(self, window: int = 50, timeout_ns: int = 1_000_000_000) -> None:
         self.window, self.timeout_ns = window, timeout_ns
-        self.sent: OrderedDict[int, int] = OrderedDict()  # seq -> t_send
-        self.rtt: dict[int, int] = {}
+        self.in_flight: OrderedDict[int, int] = OrderedDict()  # seq -> t_send
+        self.done: deque[int | None] = deque(maxlen=window)  # RTT ns or None (lost)
         self.jitter_ns = 0.0
         self._last_rtt: int | None = None
         self.next_seq = 0
 
     def probe(self, now_ns: int) -> bytes:
+        self.expire(now_ns)
         seq, self.next_seq = self.next_seq, self.next_seq + 1
-        self.sent[seq] = now_ns
-        while len(self.sent) > self.window:
-            old, _ = self.sent.popitem(last=False)
-            self.rtt.pop(old, None)
+        self.in_flight[seq] = now_ns
         return encode_probe(seq, now_ns)
 
+    def expire(self, now_ns: int) -> None:
+        while self.in_flight:
+            seq, t = next(iter(self.in_flight.items()))
+            if now_ns - t <= self.timeout_ns:
+                break
+            del self.in_flight[seq]
+            self.done.append(None)
+
     def reply(self, data: bytes, now_ns: int) -> int | None:
-        """Account a reply; returns its RTT (ns) or None if ignored."""
+        """Account a reply; returns its RTT (ns) or None if ignored (bad, late, dup)."""
         try:
             flags, seq, t_ns = decode_probe(data)
         except RemoteProtocolError:
             return None
-        if flags != REPLY or self.sent.get(seq) != t_ns or seq in self.rtt:
+        if flags != REPLY or self.in_flight.get(seq) != t_ns:
             return None
         rtt = now_ns - t_ns
         if rtt < 0 or rtt > self.timeout_ns:
             return None
-        self.rtt[seq] = rtt
+        del self.in_flight[seq]
+        self.done.append(rtt)
         if self._last_rtt is not None:  # RFC 3550 §6.4.1
             self.jitter_ns += (abs(rtt - self._last_rtt) - self.jitter_ns) / 16
         self._last_rtt = rtt
         return rtt
 
     def sample(self, now_ns: int) -> LinkSample | None:
-        due = [s for s, t in self.sent.items() if now_ns - t > self.timeout_ns or s in self.rtt]
-        if not due:
+        self.expire(now_ns)
+        if not self.done:
             return None
-        got = [self.rtt[s] for s in due if s in self.rtt]
+        got = [r for r in self.done if r is not None]
         delay = (sum(got) / len(got) / 2 / 1e6) if got else 0.0
-        loss = 100.0 * (len(due) - len(got)) / len(due)
+        loss = 100.0 * (len(self.done) - len(got)) / len(self.done)
         return LinkSample(round(delay, 4), round(self.jitter_ns / 2 / 1e6, 4), round(loss, 2),
-                          len(due), len(got))
+                          len(self.done), len(got))
 
 
 class ProbeResponder(asyncio.DatagramProtocol):
@@ -181,8 +191,8 @@ class ProbeComponent:
 
     async def _probe(self, peer: ProbePeer) -> None:
         loop = asyncio.get_running_loop()
-        win = self.windows[peer.link] = ProbeWindow(
-            peer.window, timeout_ns=int(max(1000.0, 5 * peer.interval_ms) * 1e6))
+        win = self.windows[peer.link] = ProbeWindow(peer.window,
+                                                    timeout_ns=int(peer.timeout_ms * 1e6))
         tr, _ = await loop.create_datagram_endpoint(lambda: ProbeSender(win),
                                                     remote_addr=_addr(peer.peer))
         self._transports.append(tr)
