@@ -8,7 +8,8 @@ Rules:
 - ``ProbeWindow`` keeps the last ``window`` probes: delay = mean RTT / 2 (ms); jitter
   = RFC 3550 §6.4.1 estimator ``J += (|D| − J)/16`` over consecutive RTTs, halved to
   one-way; loss % = probes without a reply within ``timeout`` / probes decided (in-
-  flight probes are not counted). Late or duplicate replies are ignored; a reply with a bad magic/length is dropped.
+  flight probes are not counted). Late or duplicate replies are ignored; a reply with
+  a bad magic/length is dropped.
 - ``ProbeComponent`` writes ``Link.delay_ms/jitter_ms/loss_pct`` of the configured link
   key at most once per window period and only when a value moved (coalesced); an
   unknown link is logged once, never created.
