@@ -85,6 +85,7 @@ def render_base(cfg: NeConfig) -> str:
         body += "<transceiver>" + _leaf("name", name) + _leaf("rate", rate) + "</transceiver>"
     for port, trx in cfg.add_drop.items():
         body += "<add-drop>" + _leaf("port", port) + _leaf("transceiver", trx) + "</add-drop>"
+    body += "".join(_group(g) for g in cfg.groups.values())
     return f'<config><device xmlns="{NS}">{body}</device></config>'
 
 

@@ -126,13 +126,13 @@ def _dijkstra(adj: dict[str, list[tuple[str, Fiber]]], src: str, dst: str,
             return d, nodes[::-1], fibers[::-1]
         if d > dist.get(u, math.inf):
             continue
-        for v, f in adj.get(u, ()):
-            if f.id in banned_f or v in banned_n:
+        for v, fb in adj.get(u, ()):
+            if fb.id in banned_f or v in banned_n:
                 continue
-            nd = d + f.length_km
+            nd = d + fb.length_km
             if nd < dist.get(v, math.inf):
                 dist[v] = nd
-                prev[v] = (u, f.id)
+                prev[v] = (u, fb.id)
                 heapq.heappush(heap, (nd, v))
     return None
 
@@ -258,9 +258,9 @@ def commit(net: Network, p: Plan) -> None:
         net.lightpaths[lp.id] = Lightpath(lp.id, lp.nodes, lp.fibers, lp.channel, lp.rate,
                                           lp.osnr_db, lp.used_ts | frozenset(p.odu.slots))
         return
-    for lp in (p.working, p.protect):
-        if lp is not None:
-            net.add(lp)
+    for light in (p.working, p.protect):
+        if light is not None:
+            net.add(light)
 
 
 def plan_batch(net: Network, reqs: Iterable[Request], k: int = 3,

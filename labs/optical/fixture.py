@@ -25,7 +25,7 @@ from types import TracebackType
 
 from labs.optical.ne import LabNe, make_keys
 from optical.codec import render_base
-from optical.models import Fiber, NeConfig, NeLink
+from optical.models import Fiber, NeConfig, NeLink, ProtectionGroup
 from optical.netconf import NetconfDevice
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +40,7 @@ def ring_fibers(n: int) -> list[Fiber]:
     return out
 
 
-def ne_config(ne: str, fibers: list[Fiber]) -> NeConfig:
+def ne_config(ne: str, fibers: list[Fiber], wtr_ms: int = 1000) -> NeConfig:
     mine = [f for f in fibers if ne in (f.a, f.b)]
     return NeConfig(
         name=ne,
@@ -48,7 +48,10 @@ def ne_config(ne: str, fibers: list[Fiber]) -> NeConfig:
         add_drop={f"p{i}": f"trx{i}" for i in range(1, 5)},
         links={f.id: NeLink(f.id, f.other(ne), f.length_km, f.attenuation_db_per_km,
                             f.delay, f.srlgs) for f in mine},
-        transceivers={f"trx{i}": ("rate-100G", "rate-400G")[i % 2] for i in range(1, 5)})
+        transceivers={f"trx{i}": ("rate-100G", "rate-400G")[i % 2] for i in range(1, 5)},
+        groups={f"omsp-{f.protect_of}": ProtectionGroup(
+            f"omsp-{f.protect_of}", f.protect_of, f.id, wait_to_restore_ms=wtr_ms)
+            for f in mine if f.protect_of})
 
 
 class OpticalLab:
