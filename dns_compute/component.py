@@ -46,7 +46,8 @@ class DnsComponent:
 
     name = "dns"
 
-    def __init__(self) -> None:
+    def __init__(self, section: DnsSection | None = None) -> None:
+        self.section = section
         self.keeper: ZoneKeeper | None = None
         self.server: DnsServer | None = None
         self.publisher: KnotPublisher | None = None
@@ -55,7 +56,7 @@ class DnsComponent:
         self._scheduled = False
 
     async def start(self, rt: Runtime) -> None:
-        sec = dns_section(rt)
+        sec = self.section or dns_section(rt)
         host, port = split_hostport(sec.listen) if sec.listen else rt.settings.dns
         rt.settings.extra["dns_compute"] = self
         self.keeper = ZoneKeeper(rt.zone, sec, ns_address=host if host[0].isdigit()

@@ -124,7 +124,7 @@ def diff(have: dict[Key, RRset], want: dict[Key, RRset]) -> Diff:
     return d
 
 
-_PERMANENT = {
+_PERMANENT: dict[dns.rcode.Rcode, str] = {
     dns.rcode.REFUSED: "REFUSED: the primary's ACL does not allow UPDATE for this key, "
                        "or it does not serve the zone (check 'acl: action: update' and "
                        "'zone: acl:' in knot.conf)",
@@ -143,6 +143,7 @@ class KnotPublisher:
         self.origin = dns.name.from_text(origin.rstrip(".") + ".")
         self.host, self.port = host, port
         self.key_name = tsig_name
+        self._keyname = dns.name.from_text(tsig_name)
         self.algorithm = dns.name.from_text(tsig_algorithm)
         self.keyring = dns.tsigkeyring.from_text({tsig_name: tsig_secret})
         self.timeout_s, self.retries, self.backoff_s = timeout_s, retries, backoff_s
@@ -153,7 +154,6 @@ class KnotPublisher:
         self._desired: Zone | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self.published = asyncio.Event() if _loop() else None
 
     @classmethod
     def from_config(cls, origin: str, cfg: KnotTarget) -> KnotPublisher:
@@ -260,9 +260,9 @@ class KnotPublisher:
                 raise ConnectionError(f"UPDATE to {self.where}: zone kept changing under "
                                       f"us for {attempts} attempts")
 
-    async def _send(self, d: Diff, serial: int) -> int:
+    async def _send(self, d: Diff, serial: int) -> dns.rcode.Rcode:
         upd = dns.update.UpdateMessage(self.origin, keyring=self.keyring,
-                                       keyname=self.key_name, keyalgorithm=self.algorithm)
+                                       keyname=self._keyname, keyalgorithm=self.algorithm)
         soa = await self._soa_rdataset()
         if soa is not None:
             # RFC 2136 §2.4.2: value-dependent prerequisite; its TTL must be zero.
@@ -291,7 +291,7 @@ class KnotPublisher:
         def xfr() -> dns.zone.Zone:
             zone = dns.zone.Zone(self.origin, relativize=False)
             query, _ = dns.xfr.make_query(zone, serial=None, keyring=self.keyring,
-                                          keyname=self.key_name,
+                                          keyname=self._keyname,
                                           keyalgorithm=self.algorithm)
             dns.query.inbound_xfr(self.host, zone, query, port=self.port,
                                   timeout=self.timeout_s, lifetime=self.timeout_s * 2)
@@ -323,11 +323,3 @@ class KnotPublisher:
 
 class _Transient(Exception):
     pass
-
-
-def _loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-        return True
-    except RuntimeError:
-        return False

@@ -60,9 +60,13 @@ Part = tuple[int, bytes]
 
 def _rdata_wire(rrset: RRset) -> list[bytes]:
     rdtype = dns.rdatatype.from_text(rrset.rdtype)
-    return [dns.rdata.from_text(dns.rdataclass.IN, rdtype, text, origin=dns.name.root,
-                                relativize=False)
-            .to_wire() for text in rrset.rdatas]
+    out: list[bytes] = []
+    for text in rrset.rdatas:
+        wire = dns.rdata.from_text(dns.rdataclass.IN, rdtype, text, origin=dns.name.root,
+                                   relativize=False).to_wire()
+        assert wire is not None
+        out.append(wire)
+    return out
 
 
 def render_rrset(rrset: RRset, owner: bytes) -> Part:
@@ -79,7 +83,7 @@ class _Net:
     network: int
     mask: int
     prefixlen: int
-    scope: int
+    nested: tuple[tuple[int, int], ...]  # (network, prefixlen) of subnets inside this one
 
 
 @dataclass
@@ -89,6 +93,9 @@ class WireSteering:
     nets: list[_Net]
     answers: list[dict[int, Part]]
     default: dict[int, Part]
+
+    def all_nets(self, version: int) -> tuple[tuple[int, int], ...]:
+        return tuple((n.network, n.prefixlen) for n in self.nets if n.version == version)
 
 
 @dataclass
@@ -134,11 +141,26 @@ def _addr_parts(rrsets: dict[str, RRset]) -> dict[int, Part]:
 
 def _net(sub: ClientSubnet, all_subs: tuple[ClientSubnet, ...]) -> _Net:
     p = sub.prefix
-    nested = [o.prefix.prefixlen for o in all_subs
-              if o.prefix.version == p.version and o.prefix != p
-              and o.prefix.subnet_of(p)]  # type: ignore[arg-type]
-    scope = max(nested) if nested else p.prefixlen
-    return _Net(p.version, int(p.network_address), int(p.netmask), p.prefixlen, scope)
+    nested = tuple((int(o.prefix.network_address), o.prefix.prefixlen) for o in all_subs
+                   if o.prefix.version == p.version and o.prefix != p
+                   and o.prefix.subnet_of(p))  # type: ignore[arg-type]
+    return _Net(p.version, int(p.network_address), int(p.netmask), p.prefixlen, nested)
+
+
+def scope_for(addr: int, width: int, start: int, others: tuple[tuple[int, int], ...]) -> int:
+    """RFC 7871 §7.2.1 scope: the shortest prefix length >= ``start`` whose block around
+    ``addr`` overlaps none of ``others`` (subnets that would get another answer)."""
+    for length in range(start, width + 1):
+        overlap = False
+        for net, plen in others:
+            m = min(length, plen)
+            shift = width - m
+            if (addr >> shift) == (net >> shift):
+                overlap = True
+                break
+        if not overlap:
+            return length
+    return width
 
 
 def _header(qid: int, rd: bool, aa: bool, tc: bool, rcode: int, opcode: int,
@@ -254,15 +276,23 @@ def _steer(st: WireSteering, q: Query, source: str) -> tuple[dict[int, Part], in
             return st.default, 0, CACHE_SOURCE
         version, addr, src_len = ip.version, int(ip), ip.max_prefixlen
         mode = CACHE_SOURCE
+    width = 32 if version == 4 else 128
     for i, net in enumerate(st.nets):
         if net.version == version and (addr & net.mask) == net.network:
             if net.prefixlen > src_len and q.ecs is not None:
-                # The client hid bits this subnet needs: the answer is for its
-                # shorter prefix only if no other subnet overlaps it; be exact instead.
-                continue
-            return st.answers[i], net.scope, mode
-    return st.default, src_len, mode
+                continue  # the client hid bits this subnet needs: not a match
+            return st.answers[i], scope_for(addr, width, net.prefixlen, net.nested), mode
+    return st.default, scope_for(addr, width, 0, st.all_nets(version)), mode
 
 
-__all__ = ["CACHE_ANY", "CACHE_NONE", "CACHE_SOURCE", "RCODE_FORMERR", "Responder",
-           "WireZone", "reject_wire", "render_rrset"]
+__all__ = [
+    "CACHE_ANY",
+    "CACHE_NONE",
+    "CACHE_SOURCE",
+    "RCODE_FORMERR",
+    "Responder",
+    "WireZone",
+    "reject_wire",
+    "render_rrset",
+    "scope_for",
+]

@@ -36,6 +36,7 @@ def _udp_loop(sock: socket.socket, responder: Responder, stop: threading.Event) 
     respond = responder.respond
     zone = None
     cache: dict[bytes, object] = {}
+    lookup = cache.get
     while True:
         try:
             data, addr = recv(4096)
@@ -49,8 +50,9 @@ def _udp_loop(sock: socket.socket, responder: Responder, stop: threading.Event) 
         if z is not zone:
             zone = z
             cache = {}
+            lookup = cache.get
         tail = data[2:]
-        hit = cache.get(tail)
+        hit = lookup(tail)
         if hit is not None:
             if hit.__class__ is bytes:
                 send(data[:2] + hit, addr)  # type: ignore[operator]
