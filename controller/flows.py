@@ -75,8 +75,8 @@ class HeadendSpec(Model):
 
 
 class FlowsSection(Model):
-    """``flows:`` config section. ``enabled`` (the loop runs only when true); ``steer`` (False = place once, never move);
-    ``services`` (names; empty = every service with a path); ``client_node`` (where
+    """``flows:`` config section. ``enabled`` (the loop runs only when true); ``steer``
+    (False = place once, never move); ``services`` (names; empty = every service with a path); ``client_node`` (where
     clients attach, for path delay); ``headend``; ``paths`` (site → PathSpec);
     ``programmer`` (``netlink``; ``memory`` for dry runs); ``log`` (JSON-lines file,
     default ``<state>/flows.jsonl``)."""
@@ -231,7 +231,7 @@ class FlowController:
         from srv6.dataplane import Seg6LocalRoute
 
         by_node: dict[str, tuple[str | None, list[Any]]] = {}
-        for site, path in self.cfg.paths.items():
+        for path in self.cfg.paths.values():
             e = path.egress
             if e is None:
                 continue

@@ -39,6 +39,13 @@ def resolve(name: str, server: str, port: int) -> dict[str, Any]:
     r = dns.query.udp(q, server, port=port, timeout=2.0)
     out["txt"] = [b"".join(rd.strings).decode() for rrset in r.answer
                   if rrset.rdtype == dns.rdatatype.TXT for rd in rrset]
+    try:
+        q = dns.message.make_query(name, "SVCB")
+        r = dns.query.udp(q, server, port=port, timeout=2.0)
+        out["svcb"] = sorted(rd.to_text() for rrset in r.answer
+                             if rrset.rdtype == dns.rdatatype.SVCB for rd in rrset)
+    except Exception as exc:  # an old responder may not know SVCB; record why
+        out["svcb_error"] = str(exc)
     if not out["a"]:
         raise SystemExit(f"camera: DNS {server}:{port} gave no A record for {name}")
     return out

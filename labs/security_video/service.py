@@ -117,8 +117,6 @@ class Reporter:
                     r = c.put(f"{self.url}/api/v1/metrics/{key}", json=body)
                     if r.status_code >= 400:
                         emit("report_failed", status=r.status_code, body=r.text[:200])
-                    elif body.get("immediate"):
-                        pass
                 except httpx.HTTPError as exc:
                     emit("report_failed", error=str(exc))
 
@@ -183,7 +181,6 @@ def main(argv: list[str] | None = None) -> int:
     emit("ready", site=a.site, port=a.port)
     while True:
         data, addr = sock.recvfrom(65535)
-        t = time.monotonic_ns()
         try:
             msg = decode(data)
         except ValueError:
@@ -192,7 +189,6 @@ def main(argv: list[str] | None = None) -> int:
             eng.jobs.put((msg, addr))
         elif isinstance(msg, Job):
             eng.jobs.put((msg, None))
-        del t
 
 
 if __name__ == "__main__":

@@ -1,0 +1,205 @@
+"""Run one security-video scenario (with or without CPN steering) and collect its data.
+
+Rules:
+- Order: topology → controller (``cpn run`` in ``ctl``; it installs the egress SIDs and
+  the initial steering route) → analytics services at both MECs → camera (DNS, then
+  frames) → after ``before_s`` the load generator on MEC-1 → camera finishes → drain.
+- A process that exits or is not ready in time stops the run with ``LabError`` naming
+  it and the tail of its log; the ``Lab`` tears everything down on every exit path.
+- Collected: the camera's frames/results, each process's JSON event lines and the
+  controller's ``flows.jsonl`` decisions — raw data for ``report.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from labs.netns import Lab, LabError, Ns, wait_for
+from labs.security_video import topology as T
+
+ROOT = Path(__file__).resolve().parents[2]
+PY = sys.executable
+BASE_CONFIG = ROOT / "examples" / "security-video-lab.yaml"
+
+
+@dataclass(frozen=True)
+class Params:
+    steer: bool = True
+    before_s: float = 4.0
+    after_s: float = 6.0
+    fps: float = 30.0
+    frame_size: int = 1200
+    frame_work_ms: float = 8.0
+    load_util: float = 0.9
+    load_job_ms: float = 20.0
+    high_pct: float = 80.0
+    low_pct: float = 60.0
+
+
+def _events(path: Path) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if not path.exists():
+        return out
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+def _tail(path: Path, n: int = 15) -> str:
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+
+
+class Run:
+    def __init__(self, lab: Lab, workdir: Path, params: Params) -> None:
+        self.lab = lab
+        self.dir = workdir
+        self.p = params
+        self.procs: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+
+    def start(self, ns: Ns, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        log = self.dir / f"{name}.log"
+        proc = ns.popen(argv, name=name, log=log, env={"PYTHONPATH": str(ROOT),
+                                                        "PYTHONUNBUFFERED": "1"})
+        self.procs[name] = (proc, log)
+        return proc
+
+    def check_alive(self) -> None:
+        for name, (proc, log) in self.procs.items():
+            if name in ("camera", "loadgen"):
+                continue
+            if proc.poll() is not None:
+                raise LabError(f"lab process {name!r} exited with {proc.returncode}; "
+                               f"log {log}:\n{_tail(log)}")
+
+    def wait(self, pred: Any, timeout: float, what: str, name: str) -> Any:
+        def check() -> Any:
+            self.check_alive()
+            return pred()
+        try:
+            return wait_for(check, timeout, what)
+        except LabError as exc:
+            log = self.procs[name][1] if name in self.procs else None
+            raise LabError(f"{name}: {exc}" + (f"; log {log}:\n{_tail(log)}" if log else "")) \
+                from None
+
+    def config(self, t: T.Topology, token: str) -> Path:
+        doc = yaml.safe_load(BASE_CONFIG.read_text())
+        doc["controller"]["state"] = str(self.dir / "state")
+        doc["flows"]["steer"] = self.p.steer
+        doc["flows"]["headend"]["netns"] = t.r1.name
+        doc["flows"]["paths"]["MEC-1"]["egress"]["netns"] = t.r2.name
+        doc["flows"]["paths"]["MEC-2"]["egress"]["netns"] = t.r3.name
+        from labs.plugin import has_dns_compute
+
+        if has_dns_compute():
+            # the camera's flow must keep one service address across the handover: the
+            # network (R1) steers it; new answers show the choice in SVCB priorities
+            doc["dns"] = {"services": {"video": {"anycast": True}}}
+            doc["lab_dns"] = {"enabled": False}
+        doc.setdefault("auth", {}).setdefault("tokens", []).append(
+            {"name": "lab-reporter", "role": "operator", "token": token})
+        path = self.dir / "controller.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+
+def run_scenario(workdir: Path, params: Params) -> dict[str, Any]:
+    """Run the scenario once; returns the raw data (see module rules)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for old in workdir.glob("*.log"):
+        old.unlink()
+    flows_log = workdir / "state" / "flows.jsonl"
+    # a fresh controller state each run: metrics of an earlier run must not leak in
+    shutil.rmtree(workdir / "state", ignore_errors=True)
+    p = params
+    with Lab("svid") as lab:
+        t = T.build(lab)
+        run = Run(lab, workdir, p)
+        token = secrets.token_hex(24)
+        token_file = workdir / "reporter.token"
+        token_file.write_text(token + "\n")
+        os.chmod(token_file, 0o600)
+        cfg = run.config(t, token)
+        cpn = [PY, "-m", "controller.cli.main", "run", "--config", str(cfg),
+               "--api", "0.0.0.0:8080", "--dns", "0.0.0.0:5353",
+               "--state", str(workdir / "state")]
+        run.start(t.ctl, "controller", cpn)
+        run.wait(lambda: T.ANYCAST in T.steering_route(t.r1), 30,
+                 "the controller to program R1's initial steering route", "controller")
+        for site, ns, ctl in (("MEC-1", t.mec1, T.CTL_FOR["mec1"]),
+                              ("MEC-2", t.mec2, T.CTL_FOR["mec2"])):
+            run.start(ns, site, [
+                PY, "-m", "labs.security_video.service", "--site", site,
+                "--frame-work-ms", str(p.frame_work_ms), "--high", str(p.high_pct),
+                "--low", str(p.low_pct), "--controller", f"http://{ctl}:8080",
+                "--token-file", str(token_file), "--workdir", str(workdir)])
+        for site in ("MEC-1", "MEC-2"):
+            log = run.procs[site][1]
+            run.wait(lambda log=log: '"ready"' in log.read_text(errors="replace")
+                     if log.exists() else False, 20, f"{site} service ready", site)
+        duration = p.before_s + p.after_s
+        cam = run.start(t.cam, "camera", [
+            PY, "-m", "labs.security_video.camera", "--name", "video.svc.cpn.example",
+            "--dns", f"{T.CTL_FOR['cam']}:5353", "--fps", str(p.fps),
+            "--size", str(p.frame_size), "--duration", str(duration),
+            "--out", str(workdir / "camera.json")])
+        cam_log = run.procs["camera"][1]
+        run.wait(lambda: _streaming(cam, cam_log),
+                 20, "camera to resolve the service and start streaming", "camera")
+        time.sleep(p.before_s)
+        run.start(t.mec1, "loadgen", [
+            PY, "-m", "labs.security_video.loadgen", "--target",
+            f"{T.MEC_ADDR['MEC-1']}:5004", "--util", str(p.load_util),
+            "--job-ms", str(p.load_job_ms)])
+        run.wait(lambda: '"sent_all"' in cam_log.read_text(errors="replace"),
+                 duration + 20, "camera to send all frames", "camera")
+        lab.stop(run.procs["loadgen"][0])
+        try:
+            cam.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            raise LabError(f"camera did not finish; log:\n{_tail(cam_log)}") from None
+        if cam.returncode != 0:
+            raise LabError(f"camera failed ({cam.returncode}):\n{_tail(cam_log)}")
+        dns_after = t.cam.run(
+            [PY, "-c", "import json,sys; from labs.security_video.camera import resolve; "
+             f"print(json.dumps(resolve('video.svc.cpn.example', '{T.CTL_FOR['cam']}', 5353)))"],
+            check=False)
+        route_after = T.steering_route(t.r1)
+    data: dict[str, Any] = json.loads((workdir / "camera.json").read_text())
+    data["events"] = {name: _events(workdir / f"{name}.log")
+                      for name in ("MEC-1", "MEC-2", "loadgen", "camera")}
+    data["decisions"] = _events(flows_log)
+    data["dns_after"] = (json.loads(dns_after.stdout) if dns_after.returncode == 0
+                         else {"error": dns_after.stderr.strip()[-300:]})
+    data["route_after"] = route_after
+    data["params"] = p.__dict__
+    data["argv"] = {k: shlex.join(v[0].args) if isinstance(v[0].args, list) else ""
+                    for k, v in run.procs.items()}
+    return data
+
+
+def _streaming(cam: subprocess.Popen[bytes], log: Path) -> bool:
+    text = log.read_text(errors="replace") if log.exists() else ""
+    if '"streaming"' in text:
+        return True
+    if cam.poll() is not None:
+        raise LabError(f"camera exited ({cam.returncode}) before streaming:\n{_tail(log)}")
+    return False
