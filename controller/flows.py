@@ -76,10 +76,10 @@ class HeadendSpec(Model):
 
 class FlowsSection(Model):
     """``flows:`` config section. ``enabled`` (the loop runs only when true); ``steer``
-    (False = place once, never move); ``services`` (names; empty = every service with a path); ``client_node`` (where
-    clients attach, for path delay); ``headend``; ``paths`` (site → PathSpec);
-    ``programmer`` (``netlink``; ``memory`` for dry runs); ``log`` (JSON-lines file,
-    default ``<state>/flows.jsonl``)."""
+    (False = place once, never move); ``services`` (names; empty = every service with a
+    path); ``client_node`` (where clients attach, for path delay); ``headend``;
+    ``paths`` (site → PathSpec); ``programmer`` (``netlink``; ``memory`` for dry
+    runs); ``log`` (JSON-lines file, default ``<state>/flows.jsonl``)."""
 
     enabled: bool = False
     steer: bool = True
