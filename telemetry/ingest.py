@@ -96,6 +96,7 @@ class IngestCore:
         self.resources: dict[str, ComputeResource] = {}
         self.sites: set[str] = set()
         self.last: dict[str, tuple[datetime, int]] = {}
+        self._ids: dict[tuple[str, str], str] = {}
         self.admitted = self.refused = 0
         self._reload()
         self._unsub = store.subscribe(self._on_commit)
@@ -180,7 +181,10 @@ class IngestCore:
                          adm: Admission) -> None:
         for sample in report.resources:
             key = f"{report.site}/{sample.name}"
-            cid = compute_id(ca_fp, report.site, sample.name)
+            ident = (ca_fp, key)
+            cid = self._ids.get(ident)
+            if cid is None:
+                cid = self._ids[ident] = compute_id(ca_fp, report.site, sample.name)
             res = self.resources.get(key)
             if res is None:
                 # WP-3.1.2: authenticated compute enters management on first report
@@ -190,8 +194,10 @@ class IngestCore:
                                       value=sample.value, scope=["*"], shareable=True,
                                       extended=sample.extended, compute_id=cid)
             else:
-                res = res.model_copy(update={"value": sample.value, "compute_id": cid,
-                                             "extended": {**res.extended, **sample.extended}})
+                # fields were validated when the record was made; only value/ids change
+                res = ComputeResource.model_construct(**{
+                    **res.__dict__, "value": sample.value, "compute_id": cid,
+                    "extended": {**res.extended, **sample.extended}})
             self.resources[key] = res
             self._stage(res)
             adm.updates += 1
