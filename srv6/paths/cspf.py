@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from ipaddress import IPv6Address
+from operator import and_
 
 from controller.errors import ValidationError
 from srv6.models import Constraints, PathResult, SegmentList
@@ -44,13 +45,20 @@ def edge_filters(
             raise ValidationError.single("constraints.exclude_links",
                                          f"unknown link {link!r}")
     edges = topo.edges
+    m = len(edges)
     out: list[tuple[str, list[bool]]] = []
     if c.exclude_links:
-        bad = set(c.exclude_links)
-        out.append(("exclude_links", [e.key not in bad for e in edges]))
+        mask = [True] * m
+        for key in c.exclude_links:
+            if key in topo.edge_by_key:
+                mask[topo.edge_by_key[key]] = False
+        out.append(("exclude_links", mask))
     if c.exclude_srlgs:
-        srlgs = frozenset(c.exclude_srlgs)
-        out.append(("exclude_srlgs", [not (e.srlgs & srlgs) for e in edges]))
+        mask = [True] * m
+        for g in c.exclude_srlgs:
+            for e in topo.srlg_edges.get(g, ()):
+                mask[e] = False
+        out.append(("exclude_srlgs", mask))
     if c.include_any or c.include_all or c.exclude_any:
         any_, all_, ex = frozenset(c.include_any), frozenset(c.include_all), \
             frozenset(c.exclude_any)
@@ -58,10 +66,8 @@ def edge_filters(
             (not any_ or bool(e.colors & any_)) and all_ <= e.colors
             and not (e.colors & ex) for e in edges]))
     if c.min_bandwidth_mbps > 0:
-        res = reserved or {}
         need = c.min_bandwidth_mbps
-        out.append(("min_bandwidth_mbps",
-                    [e.available_mbps - res.get(e.key, 0.0) >= need for e in edges]))
+        out.append(("min_bandwidth_mbps", [a >= need for a in topo.available(reserved)]))
     if c.disjoint_from is not None:
         if existing is None or c.disjoint_from not in existing:
             raise ValidationError.single(
@@ -75,12 +81,13 @@ def edge_filters(
     return out
 
 
-def combine(masks: Sequence[list[bool]], n_edges: int) -> list[bool] | None:
+def combine(masks: Sequence[list[bool]]) -> list[bool] | None:
     if not masks:
         return None
-    if len(masks) == 1:
-        return masks[0]
-    return [all(col) for col in zip(*masks, strict=True)] if n_edges else []
+    out = masks[0]
+    for mask in masks[1:]:
+        out = list(map(and_, out, mask))
+    return out
 
 
 def banned_nodes(topo: Topology, c: Constraints) -> set[int]:
@@ -108,7 +115,7 @@ def compute_path(
         if end in ban:
             return fail("exclude_nodes", f"{name} itself is in exclude_nodes")
     filters = edge_filters(topo, c, reserved, existing)
-    mask = combine([m for _, m in filters], len(topo.edges))
+    mask = combine([m for _, m in filters])
     metric = topo.weights(c.metric)
     found = shortest_path(topo, metric, src, dst, edge_ok=mask, banned_nodes=ban)
     if found is None:
@@ -144,7 +151,7 @@ def name_cut(topo: Topology, src: int, dst: int, ban: set[int],
     masks: list[list[bool]] = []
     for name, m in filters:
         masks.append(m)
-        if not reachable(topo, src, dst, combine(masks, len(topo.edges)), ban):
+        if not reachable(topo, src, dst, combine(masks), ban):
             return fail(name, f"the links left after applying {name} (with the constraints "
                               f"before it) do not connect {a} to {b}")
     return fail("connectivity", f"no path from {a} to {b}")  # pragma: no cover

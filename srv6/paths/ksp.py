@@ -87,7 +87,7 @@ def k_shortest(
     ban = banned_nodes(topo, c)
     fail = Fail(headend, endpoint)
     filters = edge_filters(topo, c, reserved, existing)
-    mask = combine([m for _, m in filters], len(topo.edges))
+    mask = combine([m for _, m in filters])
     weight = topo.weights(c.metric)
     delay_w = topo.weights("delay")
     out: list[PathResult] = []
@@ -214,7 +214,7 @@ def disjoint_pair(
     ban = banned_nodes(topo, c)
     fail = Fail(headend, endpoint)
     filters = edge_filters(topo, c, reserved)
-    mask = combine([m for _, m in filters], len(topo.edges))
+    mask = combine([m for _, m in filters])
     weight = topo.weights(c.metric)
     delay_w = topo.weights("delay")
     candidates: list[tuple[Path, Path]] = []

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
-from srv6.paths.spf import igp_tree
+from srv6.paths.spf import unique_prefix
 from srv6.paths.topology import Topology
 
 
@@ -60,13 +60,7 @@ def minimal_segments(
     out: list[Segment] = []
     i = 0
     while i < last:
-        dist, count = igp_tree(topo, weight, nodes[i], horizon=cum[last] - cum[i])
-        j = i
-        while j < last:
-            v = nodes[j + 1]
-            if dist.get(v) != cum[j + 1] - cum[i] or count.get(v, 0) != 1:
-                break
-            j += 1
+        j = unique_prefix(topo, weight, nodes, cum, i)
         if j > i:
             sid = topo.node_sids.get(nodes[j])
             if j == last and final_sid is not None:

@@ -120,3 +120,46 @@ def igp_tree(topo: Topology, weight: Sequence[float], src: int,
 
 def path_cost(weight: Sequence[float], edges: Sequence[int]) -> float:
     return sum(weight[e] for e in edges)
+
+
+def unique_prefix(topo: Topology, weight: Sequence[float], nodes: Sequence[int],
+                  cum: Sequence[float], i: int) -> int:
+    """The largest ``j`` such that ``nodes[i..j]`` is the unique shortest path from
+    ``nodes[i]`` to ``nodes[j]`` (``cum`` = prefix costs of the path). A Dijkstra from
+    ``nodes[i]`` with equal-cost path counting that stops as soon as the answer is known
+    (the next path node settles with the wrong distance or an ECMP count), so its ball
+    is only as large as the stretch the path follows the IGP."""
+    src = nodes[i]
+    last = len(nodes) - 1
+    dist: dict[int, float] = {src: 0.0}
+    count: dict[int, int] = {src: 1}
+    done: set[int] = set()
+    heap: list[tuple[float, int]] = [(0.0, src)]
+    adj = topo.adj
+    j = i
+    base = cum[i]
+    while heap and j < last:
+        d, u = heappop(heap)
+        if u in done:
+            continue
+        done.add(u)
+        while j < last and nodes[j + 1] in done:
+            v = nodes[j + 1]
+            if dist[v] != cum[j + 1] - base or count[v] != 1:
+                return j
+            j += 1
+        if j == last or d > cum[j + 1] - base:
+            break
+        cu = count[u]
+        for v, e in adj[u]:
+            if v in done:
+                continue
+            nd = d + weight[e]
+            old = dist.get(v, INF)
+            if nd < old:
+                dist[v] = nd
+                count[v] = cu
+                heappush(heap, (nd, v))
+            elif nd == old:
+                count[v] = 2 if count[v] + cu > 1 else 1
+    return j

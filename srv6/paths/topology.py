@@ -15,7 +15,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address, IPv6Network
 
@@ -61,6 +61,9 @@ class Topology:
     adj_sids: dict[tuple[int, int], IPv6Address] = field(default_factory=dict)
     #: keys of links left out because they are down (still valid names in constraints)
     down_links: set[str] = field(default_factory=set)
+    #: SRLG -> edge ids carrying it (for fast exclusion)
+    srlg_edges: dict[str, list[int]] = field(default_factory=dict)
+    _weights: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -75,9 +78,24 @@ class Topology:
                 "use a node from the topology") from None
 
     def weights(self, metric: str) -> list[float]:
-        if metric == "delay":
-            return [e.delay_ms for e in self.edges]
-        return [float(e.igp) for e in self.edges]
+        """Per-edge weights for ``igp``/``delay`` (cached; callers must not mutate)."""
+        got = self._weights.get(metric)
+        if got is None:
+            if metric == "delay":
+                got = [e.delay_ms for e in self.edges]
+            else:
+                got = [float(e.igp) for e in self.edges]
+            self._weights[metric] = got
+        return got
+
+    def available(self, reserved: Mapping[str, float] | None = None) -> list[float]:
+        """Per-edge Mbit/s left after ``reserved`` (link key -> Mbit/s)."""
+        out = [e.available_mbps for e in self.edges]
+        for key, mbps in (reserved or {}).items():
+            eid = self.edge_by_key.get(key)
+            if eid is not None:
+                out[eid] -= mbps
+        return out
 
     @classmethod
     def build(
@@ -102,6 +120,7 @@ class Topology:
         adj: list[list[tuple[int, int]]] = [[] for _ in names]
         by_key: dict[str, int] = {}
         down: set[str] = set()
+        srlg_edges: dict[str, list[int]] = {}
         issues: list[Issue] = []
         for link in links:
             if link.state is LinkState.DOWN:
@@ -124,9 +143,11 @@ class Topology:
             by_key[link.key] = eid
             adj[a].append((b, eid))
             adj[b].append((a, eid))
+            for g in link.srlgs:
+                srlg_edges.setdefault(g, []).append(eid)
         if issues:
             raise ValidationError(issues, source="topology")
-        topo = cls(names, index, edges, adj, by_key, down_links=down)
+        topo = cls(names, index, edges, adj, by_key, down_links=down, srlg_edges=srlg_edges)
         topo._assign_sids(routers, list(locators), list(local_sids))
         return topo
 
