@@ -384,13 +384,13 @@ class IngestServer:
                 "site": site, "peer": str(peer), "reason": str(exc)}})
             return (403 if isinstance(exc, Refused) else 400), {
                 "error": str(exc), "issues": [_issue(i) for i in exc.issues]}
-        for service, over in adm.flips:
-            key_event(log, "overload state changed", site=site, service=service,
-                      overloaded=over)
         if adm.urgent:
-            self.core.flush()
+            self.core.flush()  # committed before the key event is logged
         else:
             self._wake.set()
+        for service, over in adm.flips:
+            key_event(log, "overload state changed", site=site, service=service,
+                      overloaded=over, seq=adm.seq)
         return 202, {"site": site, "seq": adm.seq, "updates": adm.updates}
 
 
