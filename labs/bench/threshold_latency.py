@@ -46,7 +46,7 @@ print(json.dumps(out))
 
 def _pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
 def run(crossings: int = 100, gap_ms: float = 150, **_opts: Any) -> dict[str, Any]:
