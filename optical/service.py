@@ -167,9 +167,18 @@ class OpticalController:
         self.snaps[ne] = snap
         return snap
 
-    def network(self) -> Network:
+    def down_fibers(self) -> set[str]:
+        """Fibers down and not carried by an OMSP group that switched to protect."""
         down = {lk for s in self.snaps.values() for lk, st in s.state.links.items()
                 if st == "down"}
+        return down - self.omsp_covered()
+
+    def omsp_covered(self) -> set[str]:
+        return {g.working_link for s in self.snaps.values() for g in s.config.groups.values()
+                if s.state.active.get(g.name) == "protect"}
+
+    def network(self) -> Network:
+        down = self.down_fibers()
         lps = [lp for p in self.paths.values() if p.state is not PathState.FAILED
                for lp in (p.working, p.protect) if lp is not None]
         return Network.build(fibers_from(self.snaps), lps, down)
@@ -250,10 +259,8 @@ class OpticalController:
     # --- faults ----------------------------------------------------------------------
     async def evaluate(self) -> None:
         """React to the NEs' current state: record switches, restore broken paths."""
-        down = {lk for s in self.snaps.values() for lk, st in s.state.links.items()
-                if st == "down"}
-        omsp = {g.working_link for s in self.snaps.values() for g in s.config.groups.values()
-                if s.state.active.get(g.name) == "protect"}
+        omsp = self.omsp_covered()
+        down = self.down_fibers() | omsp
         for path in list(self.paths.values()):
             if path.state not in (PathState.ACTIVE, PathState.DOWN):
                 continue
