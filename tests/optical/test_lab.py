@@ -87,6 +87,7 @@ def test_fiber_cuts_protect_and_restore_with_cross_layer(lab: OpticalLab,
 
     def on_ip(key: str, up: bool, srlgs: list[str]) -> None:
         link = store.get(Link, key)
+        assert link is not None
         with store.transaction("optical", "cross-layer") as txn:
             txn.put(link.model_copy(update={"state": LinkState.UP if up else LinkState.DOWN,
                                             "srlgs": srlgs}))
@@ -99,7 +100,8 @@ def test_fiber_cuts_protect_and_restore_with_cross_layer(lab: OpticalLab,
             assert "f0-1" in prot.working.fibers
             unp = await ctl.create_path(Request("ip1", "ne1", "ne3"), ip_links=("r1~r3",))
             assert unp.working.fibers == ("f1-2", "f2-3")
-            assert store.get(Link, "r1~r3").srlgs == ["duct-1", "duct-2"]
+            ip = store.get(Link, "r1~r3")
+            assert ip is not None and ip.srlgs == ["duct-1", "duct-2"]
             # Cut the OMSP-protected span: NE switches, the path stays up.
             lab.cut("f0-1")
             assert await ctl.wait_for(lambda: any(h.startswith("omsp:f0-1")
@@ -116,6 +118,7 @@ def test_fiber_cuts_protect_and_restore_with_cross_layer(lab: OpticalLab,
                 assert new.id in (await running_xcs(lab, ne))["xcs"]
             assert "ip1" not in (await running_xcs(lab, "ne2"))["xcs"], "old xc kept"
             link = store.get(Link, "r1~r3")
+            assert link is not None
             assert link.state is LinkState.UP and "duct-2" not in link.srlgs
         finally:
             lab.repair("f0-1")
