@@ -23,6 +23,7 @@ def run_cli(report: Path, steer_modes: list[bool], **opts: Any) -> int:
     from labs.security_video.scenario import Params, run_scenario
 
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)  # also when started with SIGINT ignored
     results = []
     try:
         for steer in steer_modes:

@@ -48,6 +48,10 @@ class Params:
     low_pct: float = 60.0
 
 
+class ProcessDied(LabError):
+    """A lab process exited while the lab needed it."""
+
+
 def _events(path: Path) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if not path.exists():
@@ -86,7 +90,7 @@ class Run:
             if name in ("camera", "loadgen"):
                 continue
             if proc.poll() is not None:
-                raise LabError(f"lab process {name!r} exited with {proc.returncode}; "
+                raise ProcessDied(f"lab process {name!r} exited with {proc.returncode}; "
                                f"log {log}:\n{_tail(log)}")
 
     def wait(self, pred: Any, timeout: float, what: str, name: str) -> Any:
@@ -95,6 +99,8 @@ class Run:
             return pred()
         try:
             return wait_for(check, timeout, what)
+        except ProcessDied:
+            raise
         except LabError as exc:
             log = self.procs[name][1] if name in self.procs else None
             raise LabError(f"{name}: {exc}" + (f"; log {log}:\n{_tail(log)}" if log else "")) \
