@@ -192,11 +192,13 @@ class BindingSid(Model):
 class SegmentList(Model):
     """RFC 9256 §5: ``sids`` (in order, first = first segment), ``weight`` (WECMP
     share, 0 = not used), ``hops`` (node names the path crosses, display only),
+    ``links`` (link keys the path crosses, for disjointness and reservations),
     ``delay_ms`` (computed end-to-end delay), ``valid``."""
 
     sids: list[IPv6Address] = Field(min_length=1)
     weight: int = Field(default=1, ge=0, le=MAX_U32)
     hops: list[str] = Field(default_factory=list)
+    links: list[str] = Field(default_factory=list)
     delay_ms: float | None = Field(default=None, ge=0)
     valid: bool = True
 

@@ -208,7 +208,7 @@ def build_result(topo: Topology, path: Path, c: Constraints, headend: str, endpo
     except SegmentError as exc:
         return out.model_copy(update={"ok": False, "failed_constraint": exc.constraint,
                                       "reason": str(exc)})
-    out.segment_list = SegmentList(sids=[s.sid for s in segs], hops=hops,
+    out.segment_list = SegmentList(sids=[s.sid for s in segs], hops=hops, links=out.links,
                                    delay_ms=out.delay_ms)
     out.segment_hops = [topo.names[s.node] if s.edge is None
                         else f"{topo.names[s.node]} via {topo.edges[s.edge].key}"
