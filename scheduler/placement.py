@@ -22,9 +22,12 @@ Rules:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from typing import NamedTuple
 
 from controller.models import InterconnectKind, SiteKind, interconnect_preference
 from scheduler.models import Resources
@@ -87,8 +90,10 @@ class PlacementProblem:
     max_options: int = 24
 
 
-@dataclass(frozen=True, slots=True)
-class Option:
+class Option(NamedTuple):
+    """One (site, path) choice of a flow and its integer cost (a tuple: built by the
+    ten thousand, so cheap to create)."""
+
     site: str
     path: CandidatePath
     cost: int
@@ -116,48 +121,123 @@ class PlacementPlan:
         return sorted(f for f, a in self.assign.items() if a is None)
 
 
+@cache
 def _ic_rank(kind: SiteKind, kinds: frozenset[str]) -> int:
+    """GBA-5.2 rank (0 = preferred) of the worst interconnect kind on a path."""
     pref = interconnect_preference(kind)
     return max((pref.index(InterconnectKind(k)) for k in kinds if k), default=0)
 
 
 def build_options(p: PlacementProblem, fixed: set[str] | None = None
                   ) -> tuple[dict[str, list[Option]], dict[str, int]]:
-    """Cheapest options per flow and the unplaced penalty per flow."""
+    """Cheapest options per flow and the unplaced penalty per flow.
+
+    Vectorised with numpy: flows are grouped by origin; per origin the (site, path)
+    table is built once and the group's costs are one (flows x options) matrix."""
+    import numpy as np
+
     w = p.weights
+    sites = list(p.sites)
+    res_names = sorted({r for s in sites for r in s.capacity})
+    cap = np.array([[s.capacity.get(r, 0.0) for r in res_names] for s in sites])
+    used = np.array([[s.used.get(r, 0.0) for r in res_names] for s in sites])
+    price = np.array([s.price for s in sites])
+    energy = np.array([s.energy_w for s in sites])
+    has_cap = cap > 0
+    inv_cap = np.where(has_cap, 1.0 / np.where(has_cap, cap, 1.0), 0.0)  # S x R
+    n_cap = np.maximum(has_cap.sum(axis=1), 1)
+    u0 = (used * inv_cap).sum(axis=1)  # S
+    site_index = {s.name: i for i, s in enumerate(sites)}
+    names = [s.name for s in sites]
+    groups: dict[str, list[PFlow]] = {}
+    for f in p.flows:
+        groups.setdefault(f.origin, []).append(f)
     options: dict[str, list[Option]] = {}
     penalty: dict[str, int] = {}
-    for f in p.flows:
-        size = sum(f.demand.values())
-        cur = p.current.get(f.id)
-        opts: list[Option] = []
-        for s in p.sites:
-            if f.allowed_sites is not None and s.name not in f.allowed_sites:
+    k = p.max_options
+    for origin, flows in groups.items():
+        idx: list[int] = []
+        dl: list[float] = []
+        ic: list[float] = []
+        plist: list[CandidatePath] = []
+        for i, st in enumerate(sites):
+            for path in p.paths.get((origin, st.name), ()):
+                idx.append(i)
+                dl.append(path.delay_ms)
+                ic.append(_ic_rank(st.kind, path.kinds))
+                plist.append(path)
+        if not plist:
+            for f in flows:
+                options[f.id], penalty[f.id] = [], 100 * SCALE
+            continue
+        sidx = np.array(idx, dtype=np.int64)
+        delay = np.array(dl)
+        net = w.delay * delay + w.interconnect * np.array(ic)  # P
+        dem = np.array([[f.demand.get(r, 0.0) for r in res_names] for f in flows])  # F x R
+        unknown = np.array([any(r not in res_names for r in f.demand) for f in flows])
+        size = np.array([sum(f.demand.values()) for f in flows])  # F
+        fits = np.all(dem[:, None, :] <= cap[None, :, :] + 1e-9, axis=2)  # F x S
+        fits &= ~unknown[:, None]
+        util = (u0[None, :] + dem @ inv_cap.T) / n_cap[None, :]  # F x S
+        base = (size[:, None] * (w.price * price + w.energy * energy / 100.0)[None, :]
+                + w.load * util)
+        cost = base[:, sidx] + net[None, :]  # F x P
+        ok = fits[:, sidx]
+        bounds = np.array([f.max_delay_ms if f.max_delay_ms is not None else np.inf
+                           for f in flows])
+        ok &= delay[None, :] <= bounds[:, None]
+        for fi, f in enumerate(flows):
+            if f.allowed_sites is not None:
+                allowed = np.array([st.name in f.allowed_sites for st in sites])
+                ok[fi] &= allowed[sidx]
+        cur_i = np.full(len(flows), -1)
+        has_cur = np.array([f.id in p.current for f in flows])
+        for fi, f in enumerate(flows):
+            cur = p.current.get(f.id)
+            if cur is None:
                 continue
-            if any(v > s.capacity.get(r, 0.0) for r, v in f.demand.items()):
-                continue
-            util = [(s.used.get(r, 0.0) + f.demand.get(r, 0.0)) / c
-                    for r, c in s.capacity.items() if c > 0]
-            base = (w.price * s.price * size + w.energy * s.energy_w * size / 100.0
-                    + w.load * (sum(util) / len(util) if util else 0.0))
-            for path in p.paths.get((f.origin, s.name), ()):
-                if f.max_delay_ms is not None and path.delay_ms > f.max_delay_ms:
-                    continue
-                c = base + w.delay * path.delay_ms + w.interconnect * _ic_rank(s.kind,
-                                                                               path.kinds)
-                is_cur = cur is not None and cur == (s.name, path.links)
-                if cur is not None and not is_cur:
-                    c += w.migration
-                opts.append(Option(s.name, path, round(c * SCALE)))
-        opts.sort(key=lambda o: (o.cost, o.site, o.path.links))
-        keep = opts[: p.max_options]
-        if cur is not None and not any((o.site, o.path.links) == cur for o in keep):
-            keep += [o for o in opts if (o.site, o.path.links) == cur]
-        if fixed is not None and f.id in fixed and cur is not None:
-            keep = [o for o in keep if (o.site, o.path.links) == cur] or keep
-        options[f.id] = keep
-        worst = max((o.cost for o in keep), default=0)
-        penalty[f.id] = 10 * worst + 1000 * SCALE
+            ci = site_index.get(cur[0], -1)
+            for j in np.nonzero(ok[fi] & (sidx == ci))[0]:
+                if plist[j].links == cur[1]:
+                    cur_i[fi] = j
+        cost = cost + np.where(has_cur, w.migration, 0.0)[:, None]
+        rows = np.nonzero(cur_i >= 0)[0]
+        cost[rows, cur_i[rows]] -= w.migration
+        icost = np.rint(cost * SCALE).astype(np.int64)
+        # Selection key: the best path of each site first (diverse sites), then the
+        # sites' second paths, and so on; within a tier by cost.
+        tiers = [0] * len(idx)
+        for t in range(1, len(idx)):
+            if idx[t] == idx[t - 1]:
+                tiers[t] = tiers[t - 1] + 1
+        tier = np.array(tiers, dtype=np.int64)
+        big = np.int64(2**40)
+        masked = np.where(ok, icost + tier[None, :] * big, np.iinfo(np.int64).max)
+        n_opt = masked.shape[1]
+        if n_opt > k:
+            top = np.argpartition(masked, k - 1, axis=1)[:, :k]
+        else:
+            top = np.broadcast_to(np.arange(n_opt), (len(flows), n_opt))
+        top_cost = np.take_along_axis(masked, top, axis=1)
+        order = np.argsort(top_cost, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        top_l = top.tolist()
+        ok_l = np.take_along_axis(ok, top, axis=1).tolist()
+        cost_l = icost.tolist()
+        cur_l = cur_i.tolist()
+        site_of = [names[i] for i in idx]
+        for fi, f in enumerate(flows):
+            js = [j for j, good in zip(top_l[fi], ok_l[fi], strict=True) if good]
+            c = cur_l[fi]
+            if c >= 0 and c not in js:
+                js.append(c)
+            if fixed is not None and f.id in fixed and c >= 0:
+                js = [c]
+            row = cost_l[fi]
+            keep = [Option(site_of[j], plist[j], row[j]) for j in js]
+            options[f.id] = keep
+            worst = max((o.cost for o in keep), default=0)
+            penalty[f.id] = 2 * worst + 100 * SCALE
     return options, penalty
 
 
@@ -202,16 +282,26 @@ class _Usage:
                 u[ln] = u.get(ln, 0.0) + f.bandwidth_mbps
 
 
-def greedy(p: PlacementProblem, fixed: set[str] | None = None
+Built = tuple[dict[str, list[Option]], dict[str, int]]
+
+
+def greedy(p: PlacementProblem, fixed: set[str] | None = None, built: Built | None = None
            ) -> tuple[dict[str, Option | None], int]:
-    options, penalty = build_options(p, fixed)
+    options, penalty = built if built is not None else build_options(p, fixed)
     use = _Usage(p)
     out: dict[str, Option | None] = {}
     by_id = {f.id: f for f in p.flows}
     cur_first = [f for f in p.flows if f.id in p.current]
-    rest = sorted((f for f in p.flows if f.id not in p.current),
-                  key=lambda f: (len(options[f.id]), -sum(f.demand.values()),
-                                 -f.bandwidth_mbps, f.id))
+    def regret(f: PFlow) -> tuple[int, float, str]:
+        # Serve first the flows that lose most if their best option is taken.
+        o = options[f.id]
+        if len(o) < 2:
+            return (0, -float("inf"), f.id)
+        # delay-bound flows with few options first, then by regret per unit of demand
+        return (0 if len(o) < p.max_options // 2 else 1,
+                -(o[1].cost - o[0].cost) / max(1e-9, sum(f.demand.values())), f.id)
+
+    rest = sorted((f for f in p.flows if f.id not in p.current), key=regret)
     for f in cur_first:  # keep current assignments first: migration-free start
         cur = p.current[f.id]
         o = next((o for o in options[f.id] if (o.site, o.path.links) == cur), None)
@@ -243,9 +333,9 @@ def solve(p: PlacementProblem, *, time_limit_s: float = 10.0, workers: int = 2,
           use_cpsat: bool = True) -> PlacementPlan:
     """Greedy, then CP-SAT from the greedy hint (see module rules)."""
     t0 = time.perf_counter()
-    g_choice, g_obj = greedy(p, fixed)
-    t_greedy = time.perf_counter() - t0
     options, penalty = build_options(p, fixed)
+    g_choice, g_obj = greedy(p, fixed, (options, penalty))
+    t_greedy = time.perf_counter() - t0
     trivial_bound = sum(min((o.cost for o in options[f.id]), default=penalty[f.id])
                         for f in p.flows)
     plan = _to_plan(p, g_choice, g_obj, trivial_bound, "greedy", "feasible")
@@ -254,8 +344,8 @@ def solve(p: PlacementProblem, *, time_limit_s: float = 10.0, workers: int = 2,
         return plan
     t1 = time.perf_counter()
     try:
-        better = _cpsat(p, options, penalty, g_choice, fixed, time_limit_s, workers,
-                        gap_limit)
+        better = _lp_guided(p, options, penalty, g_choice, fixed, time_limit_s, workers,
+                            gap_limit)
     except Exception as exc:  # never no plan: fall back to greedy
         plan.status = f"cp-sat failed ({type(exc).__name__}: {exc}); greedy plan"
         plan.solve_s = time.perf_counter() - t1
@@ -266,7 +356,7 @@ def solve(p: PlacementProblem, *, time_limit_s: float = 10.0, workers: int = 2,
         plan.solve_s = solve_s
         return plan
     choice, obj, bound, status = better
-    bound = max(bound, trivial_bound)
+    bound = max(bound, trivial_bound)  # both are valid lower bounds
     if obj > g_obj:
         choice, obj = g_choice, g_obj
         status += " (greedy kept: better)"
@@ -275,68 +365,38 @@ def solve(p: PlacementProblem, *, time_limit_s: float = 10.0, workers: int = 2,
     return out
 
 
-def _cpsat(p: PlacementProblem, options: dict[str, list[Option]], penalty: dict[str, int],
-           hint: Mapping[str, Option | None], fixed: set[str] | None, time_limit_s: float,
-           workers: int, gap_limit: float
-           ) -> tuple[dict[str, Option | None], int, int, str] | None:
-    from ortools.sat.python import cp_model
+def _lp_guided(p: PlacementProblem, options: dict[str, list[Option]],
+               penalty: dict[str, int], hint: Mapping[str, Option | None],
+               fixed: set[str] | None, time_limit_s: float, workers: int, gap_limit: float
+               ) -> tuple[dict[str, Option | None], int, int, str] | None:
+    from scheduler.solver import base_rhs, cpsat_exact, lp_bound, option_rows
 
-    m = cp_model.CpModel()
-    xs: dict[str, list[tuple[Option, cp_model.IntVar]]] = {}
-    unplaced: dict[str, cp_model.IntVar] = {}
-    site_terms: dict[tuple[str, str], list[tuple[int, cp_model.IntVar]]] = {}
-    link_terms: dict[str, list[tuple[int, cp_model.IntVar, str | None]]] = {}
-    obj_terms = []
+    t0 = time.perf_counter()
+    rhs = base_rhs(p)
+    lp_val, integral = lp_bound(p, p.flows, options, penalty, rhs)
+    decided: dict[str, Option | None] = {}
     for f in p.flows:
-        u = m.new_bool_var(f"u_{f.id}")
-        unplaced[f.id] = u
-        row = []
-        for i, o in enumerate(options[f.id]):
-            x = m.new_bool_var(f"x_{f.id}_{i}")
-            row.append((o, x))
-            obj_terms.append(o.cost * x)
-            for r, v in f.demand.items():
-                site_terms.setdefault((o.site, r), []).append((round(v * 1000), x))
-            bw = round(f.bandwidth_mbps * 10)
-            if bw > 0:
-                for ln in o.path.links:
-                    link_terms.setdefault(ln, []).append((bw, x, f.slice))
-            h = hint.get(f.id)
-            m.add_hint(x, 1 if h is not None and h == o else 0)
-        m.add_hint(u, 1 if hint.get(f.id) is None else 0)
-        xs[f.id] = row
-        m.add_exactly_one([x for _, x in row] + [u])
-        obj_terms.append(penalty[f.id] * u)
-        if fixed is not None and f.id in fixed and f.id in p.current:
-            cur = p.current[f.id]
-            for o, x in row:
-                if (o.site, o.path.links) == cur:
-                    m.add(x == 1)
-    sites = {s.name: s for s in p.sites}
-    for (site, r), terms in site_terms.items():
-        s = sites[site]
-        cap = round((s.capacity.get(r, 0.0) - s.used.get(r, 0.0)) * 1000)
-        m.add(sum(c * x for c, x in terms) <= cap)
-    for ln, lterms in link_terms.items():
-        avail = round(p.links.get(ln, 0.0) * 10)
-        m.add(sum(c * x for c, x, _ in lterms) <= avail)
-        for sname, reserve in p.slices.items():
-            others = [(c, x) for c, x, sl in lterms if sl != sname]
-            if reserve > 0 and others:
-                m.add(sum(c * x for c, x in others) <= max(0, avail - round(reserve * 10)))
-    m.minimize(sum(obj_terms))
-    solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = time_limit_s
-    solver.parameters.num_workers = workers
-    solver.parameters.relative_gap_limit = gap_limit
-    st = solver.solve(m)
-    if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        i = integral[f.id]
+        if i is not None and (fixed is None or f.id not in fixed or len(options[f.id]) == 1):
+            decided[f.id] = options[f.id][i]
+    for f in p.flows:
+        o = decided.get(f.id)
+        if o is not None:
+            for key, coef in option_rows(f, o, p.slices):
+                rhs[key] = rhs.get(key, 0.0) - coef
+    free = [f for f in p.flows if f.id not in decided]
+    fixed_cost = sum(o.cost for o in decided.values() if o is not None)
+    left = time_limit_s - (time.perf_counter() - t0)
+    got = cpsat_exact(p, free, options, penalty, rhs, hint, left, workers, gap_limit)
+    if got is None:
         return None
-    choice: dict[str, Option | None] = {}
-    for f in p.flows:
-        choice[f.id] = next((o for o, x in xs[f.id] if solver.value(x)), None)
-    obj = round(solver.objective_value)
-    return choice, obj, round(solver.best_objective_bound), solver.status_name(st).lower()
+    choice, obj, bound, status = got
+    choice.update(decided)
+    # CP-SAT's bound holds only for the restricted model (LP-integral flows fixed);
+    # the LP relaxation bound is the one valid for the whole model.
+    del bound
+    return (choice, obj + fixed_cost, math.ceil(lp_val - 1e-6),
+            f"{status} on the {len(free)} LP-fractional flows ({len(decided)} LP-integral)")
 
 
 def replan(p: PlacementProblem, previous_inputs: Mapping[str, PFlow] | None = None, *,

@@ -18,11 +18,19 @@ from typing import Any
 
 from controller.models import InterconnectKind, Link, Site, SiteKind
 from scheduler.paths import k_paths
-from scheduler.placement import PFlow, PlacementProblem, PSite, check_plan, greedy, solve
+from scheduler.placement import (
+    PFlow,
+    PlacementProblem,
+    PSite,
+    build_options,
+    check_plan,
+    greedy,
+    solve,
+)
 
 
 def make_problem(flows: int = 1000, sites: int = 50, links: int = 200, k: int = 3,
-                 seed: int = 7, load: float = 0.7) -> tuple[PlacementProblem, float, str]:
+                 seed: int = 7, load: float = 0.6) -> tuple[PlacementProblem, float, str]:
     rng = random.Random(seed)
     names = [f"S{i}" for i in range(sites)]
     kinds = list(SiteKind)
@@ -72,7 +80,11 @@ def run(flows: int = 1000, sites: int = 50, links: int = 200, k: int = 3,
     reps = 5
     t0 = time.perf_counter()
     for _ in range(reps):
-        g_choice, g_obj = greedy(prob)
+        built = build_options(prob)
+    model_ms = (time.perf_counter() - t0) / reps * 1000
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        _, g_obj = greedy(prob, built=built)
     greedy_ms = (time.perf_counter() - t0) / reps * 1000
     plan = solve(prob, time_limit_s=float(time_limit_s), workers=int(workers),
                  gap_limit=0.005)
@@ -84,7 +96,8 @@ def run(flows: int = 1000, sites: int = 50, links: int = 200, k: int = 3,
         "bench": "placement", "flows": flows, "sites": sites, "links": links, "k": k,
         "paths_engine": engine, "paths_s": round(t_paths, 3),
         "options_per_flow_max": prob.max_options,
-        "greedy_ms": round(greedy_ms, 2), "greedy_objective": round(g, 2),
+        "options_ms": round(model_ms, 2), "greedy_ms": round(greedy_ms, 2),
+        "greedy_total_ms": round(model_ms + greedy_ms, 2), "greedy_objective": round(g, 2),
         "greedy_gap_to_bound": round(greedy_gap, 4),
         "cpsat_s": round(plan.solve_s, 3), "cpsat_status": plan.status,
         "objective": round(plan.objective, 2), "bound": round(bound, 2),
@@ -92,5 +105,5 @@ def run(flows: int = 1000, sites: int = 50, links: int = 200, k: int = 3,
         "workers": workers, "time_limit_s": time_limit_s,
         "constraint_violations": len(errs),
         "goal_cpsat": plan.gap <= 0.01 and plan.solve_s <= 10.0,
-        "goal_greedy": greedy_gap <= 0.10 and greedy_ms <= 50.0,
+        "goal_greedy": greedy_gap <= 0.10 and model_ms + greedy_ms <= 50.0,
     }
