@@ -35,7 +35,7 @@ from pydantic import Field, model_validator
 
 from controller.errors import Issue, ValidationError
 from controller.models import ComputeMetrics
-from controller.models.base import Model
+from controller.models.base import Model, is_name
 
 COMPUTE = "compute_norm"
 COMMUNICATION = "communication_norm"
@@ -321,8 +321,14 @@ def build_metrics(site: str, service: str, l0: dict[str, float], cfg: CatsConfig
                           previous.overloaded if previous else False)
         sig = overload_signal(l0, cfg)
         overloaded = hyst.update(sig) if sig is not None else hyst.state
-    out_l1 = {**c_l1, **(l1 or {})}
+    out_l1 = {k: min(max(float(v), 0.0), 1.0) for k, v in {**c_l1, **(l1 or {})}.items()}
     out_l2 = c_l2 if l2 is None else min(max(l2, 0.0), 10.0)
-    return ComputeMetrics(site=site, service=service, l0=dict(l0), l1=out_l1, l2=out_l2,
-                          overloaded=overloaded, available=True, stale=False, source=source,
-                          period_s=period_s, window_s=cfg.window_s, updated_at=ts)
+    if not (is_name(site) and period_s > 0 and math.isfinite(out_l2)):
+        raise ValidationError(Issue("site" if not is_name(site) else "period_s",
+                                    f"invalid metrics record for {site!r}/{service!r}"))
+    # every field is checked above (L0 finite, L1/L2 clamped), so skip pydantic's
+    # re-validation: this runs per BGP route / agent report (bench bgp-ingest)
+    return ComputeMetrics.model_construct(
+        site=site, service=service, l0=dict(l0), l1=out_l1, l2=out_l2, overloaded=overloaded,
+        available=True, stale=False, source=source, period_s=period_s,
+        window_s=cfg.window_s, updated_at=ts)

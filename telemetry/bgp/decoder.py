@@ -28,7 +28,9 @@ Line shape (captured from exabgp 5.0.0 ⇐ gobgpd 3.10, see
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import dataclass, field
+from functools import lru_cache
 from ipaddress import ip_address, ip_network
 from typing import Any
 
@@ -108,10 +110,28 @@ def _obj(d: Any, key: str, where: str) -> dict[str, Any]:
 def _addr(v: Any, where: str) -> str:
     if not isinstance(v, str):
         raise _Bad(f"{where}: expected an address string, got {v!r:.60}")
+    out = _cached_addr(v) if len(v) <= 64 else None  # peers and next hops repeat
+    if out is None:
+        raise _Bad(f"{where}: invalid address {v!r:.60}")
+    return out
+
+
+def _fast_v4(v: str) -> str | None:
+    """Canonical IPv4 ``a.b.c.d/len`` without ``ipaddress`` (≈10× faster: a flood of
+    host routes is the common case); None ⇒ use the slow, general path."""
+    addr, sep, plen = v.partition("/")
+    if not sep or not plen.isdigit() or len(plen) > 2:
+        return None
     try:
-        return str(ip_address(v))
-    except ValueError:
-        raise _Bad(f"{where}: invalid address {v!r:.60}") from None
+        packed = socket.inet_pton(socket.AF_INET, addr)
+    except OSError:
+        return None
+    n = int(plen)
+    if n > 32 or socket.inet_ntop(socket.AF_INET, packed) != addr:
+        return None
+    if n < 32 and int.from_bytes(packed, "big") & ((1 << (32 - n)) - 1):
+        return None  # host bits set: the slow path says so precisely
+    return v
 
 
 def _prefix(n: Any, where: str) -> str:
@@ -119,10 +139,21 @@ def _prefix(n: Any, where: str) -> str:
     v = n if isinstance(n, str) else n.get("nlri") if isinstance(n, dict) else None
     if not isinstance(v, str):
         raise _Bad(f"{where}: expected {{'nlri': PREFIX}}, got {n!r:.80}")
+    fast = _fast_v4(v)
+    if fast is not None:
+        return fast
     try:
         return str(ip_network(v, strict=True))
     except ValueError:
         raise _Bad(f"{where}: invalid prefix {v!r:.60}") from None
+
+
+@lru_cache(maxsize=4096)
+def _cached_addr(v: str) -> str | None:
+    try:
+        return str(ip_address(v))
+    except ValueError:
+        return None
 
 
 class ExaBgpDecoder:

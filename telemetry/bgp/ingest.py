@@ -76,12 +76,14 @@ class BgpIngestCore:
             self._wide = []
             for svc in self.store.list(Service):
                 for addr in svc.anycast:
-                    host = str(ip_network(addr))
+                    host = f"{addr}/{addr.max_prefixlen}"
                     self._index.setdefault(host, []).append(svc.name)
-                    self._wide.append((ip_network(addr), svc.name))
         hit = self._index.get(prefix)
         if hit is not None:
             return hit
+        if not self._wide and self._index:  # built on the first non-host prefix only
+            self._wide = [(ip_network(h), name) for h, names in self._index.items()
+                          for name in names]
         net = ip_network(prefix)
         return [name for host, name in self._wide
                 if host.version == net.version and host.subnet_of(net)]  # type: ignore[arg-type]

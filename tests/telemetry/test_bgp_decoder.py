@@ -146,3 +146,18 @@ def test_fuzz_large_communities_decode_in_range_or_reject(lcs: list[tuple[int, i
             md = e.metrics
             assert md.l2 is None or 0 <= md.l2 <= 10
             assert all(0 <= v <= 1 for v in md.l1.values())
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 40), st.sampled_from(["", "0", " ", "/"]))
+def test_fast_ipv4_prefix_path_agrees_with_ipaddress(addr: int, plen: int, junk: str) -> None:
+    from ipaddress import IPv4Address, ip_network
+
+    from telemetry.bgp.decoder import _fast_v4
+
+    text = f"{IPv4Address(addr)}/{plen}{junk}"
+    fast = _fast_v4(text)
+    try:
+        slow: str | None = str(ip_network(text, strict=True))
+    except ValueError:
+        slow = None
+    assert fast is None or fast == slow
