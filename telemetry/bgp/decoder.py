@@ -127,7 +127,7 @@ def _fast_v4(v: str) -> str | None:
     except OSError:
         return None
     n = int(plen)
-    if n > 32 or socket.inet_ntop(socket.AF_INET, packed) != addr:
+    if n > 32 or str(n) != plen or socket.inet_ntop(socket.AF_INET, packed) != addr:
         return None
     if n < 32 and int.from_bytes(packed, "big") & ((1 << (32 - n)) - 1):
         return None  # host bits set: the slow path says so precisely
