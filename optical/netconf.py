@@ -23,6 +23,7 @@ from typing import Any
 from controller.errors import CommitError, ConnectionError
 from optical.codec import FILTER, parse_notification, parse_snapshot, render_edit
 from optical.device import NoticeHandler
+from optical.ifstate import GET_DATA, IfState, parse_interfaces
 from optical.models import NeEdit, NeSnapshot
 
 log = logging.getLogger("cpn.optical.netconf")
@@ -90,6 +91,16 @@ class NetconfDevice:
         with self._lock:
             reply = self._call("get", lambda m: m.get(filter=FILTER))
         return parse_snapshot(self.name, reply.data_xml)
+
+    async def interfaces(self) -> dict[str, IfState]:
+        """RFC 8343 interface state from the NMDA operational datastore (get-data)."""
+        return await asyncio.to_thread(self._interfaces)
+
+    def _interfaces(self) -> dict[str, IfState]:
+        from ncclient.xml_ import to_ele
+        with self._lock:
+            reply = self._call("get-data", lambda m: m.dispatch(to_ele(GET_DATA)))
+        return parse_interfaces(self.name, reply.xml)
 
     async def subscribe(self, handler: NoticeHandler) -> None:
         await asyncio.to_thread(self._subscribe, handler)

@@ -6,6 +6,9 @@ Rules:
   equals the SSH port (LAB-NOTES: otherwise sessions are refused "access denied").
 - Key auth only; the client key pair is shared by the lab and lives in the lab dir.
 - Processes are started by this object and stopped by pid, never by name.
+- A router NE may run netconfd inside a network namespace (``netns``): it then serves
+  that namespace's interfaces, while sshd stays on 127.0.0.1 in the root namespace and
+  reaches netconfd through its unix socket (TCP into a namespace is refused here).
 """
 
 from __future__ import annotations
@@ -20,6 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 YANG = Path(__file__).resolve().parents[2] / "optical" / "yang" / "cpn-optical-device.yang"
+BIN = Path(__file__).resolve().parent / "bin"
+#: netconfd flags for a router NE serving real Linux interface state (yuma123's
+#: ietf-interfaces SIL needs NMDA, the 2018 modules and our get-interface-ipv4 helper).
+IF_MODULES = ("ietf-interfaces", "ietf-ip")
+IF_ARGS = ("--with-nmda=true", "--modpath=/usr/share/yuma/nmda-modules:/usr/share/yuma/modules")
+IF_ENV = {"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin"}
 NETCONFD = "/usr/sbin/netconfd"
 SUBSYSTEM = "/usr/sbin/netconf-subsystem"
 SSHD = "/usr/sbin/sshd"
@@ -58,6 +67,9 @@ class LabNe:
     host_key: Path
     port: int = 0
     modules: tuple[str, ...] = (str(YANG),)
+    args: tuple[str, ...] = ()
+    netns: str | None = None  # run netconfd inside this namespace (sshd stays on loopback)
+    env: dict[str, str] = field(default_factory=dict)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -75,8 +87,10 @@ class LabNe:
         argv = [NETCONFD, *(f"--module={m}" for m in self.modules), "--no-startup",
                 "--superuser=root", f"--port={self.port}", f"--ncxserver-sockname={sock}",
                 f"--log={self.dir / 'netconfd.log'}", "--log-level=info",
-                "--target=candidate", "--with-validate=true"]
-        env = dict(os.environ, HOME=str(self.dir))
+                "--target=candidate", "--with-validate=true", *self.args]
+        env = dict(os.environ, HOME=str(self.dir), **self.env)
+        if self.netns:
+            argv = ["ip", "netns", "exec", self.netns, *argv]
         self.procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
                                            stderr=subprocess.DEVNULL, start_new_session=True))
         (self.dir / "authorized_keys").write_text(
