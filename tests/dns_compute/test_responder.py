@@ -26,7 +26,8 @@ def ask(r: Responder, name: str, rdtype: str = "A", subnet: str | None = None,
         source: str = "192.0.2.1", tcp: bool = False, **kw: object
         ) -> tuple[dns.message.Message, int]:
     opts = [dns.edns.ECSOption.from_text(subnet)] if subnet else []
-    q = dns.message.make_query(name, rdtype, use_edns=0 if subnet else kw.pop("use_edns", None),
+    edns = 0 if subnet else kw.pop("use_edns", None)
+    q = dns.message.make_query(name, rdtype, use_edns=edns,  # type: ignore[arg-type]
                                options=opts, **kw)  # type: ignore[arg-type]
     out, mode = r.respond(q.to_wire(), source, tcp)
     assert out is not None

@@ -80,11 +80,12 @@ def test_knot_fed_by_cpn_answers_the_same_records(tmp_path: Path) -> None:
                     "tsig_secret": knot.secret}
         async with running(tmp_path / "ctl", knot=knot_cfg) as (rt, comp):
             assert comp.server is not None and comp.publisher is not None
+            eport = comp.server.port
 
             async def same() -> bool:
                 for name, rdtype in names:
-                    a = await asyncio.to_thread(kdig, comp.server.port, "+noall", "+answer",
-                                                name, rdtype)  # type: ignore[union-attr]
+                    a = await asyncio.to_thread(kdig, eport, "+noall", "+answer", name,
+                                                rdtype)
                     b = await asyncio.to_thread(kdig, knot.port, "+noall", "+answer", name,
                                                 rdtype)
                     if answers(a) != answers(b) or not answers(a):
