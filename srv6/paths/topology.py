@@ -42,6 +42,8 @@ class Edge:
     srlgs: frozenset[str]
     colors: frozenset[str]
     kind: str
+    jitter_ms: float = 0.0
+    loss_pct: float = 0.0
 
     def other(self, node: int) -> int:
         return self.b if node == self.a else self.a
@@ -139,7 +141,8 @@ class Topology:
             a, b = index[link.a], index[link.b]
             edges.append(Edge(eid, link.key, a, b, link.igp_metric, link.delay_ms,
                               link.capacity_mbps, link.available, frozenset(link.srlgs),
-                              colors.get(link.key, frozenset()), str(link.kind)))
+                              colors.get(link.key, frozenset()), str(link.kind),
+                              link.jitter_ms, link.loss_pct))
             by_key[link.key] = eid
             adj[a].append((b, eid))
             adj[b].append((a, eid))
