@@ -61,10 +61,13 @@ class WorkloadSpec(_M):
     seed: int = 1
 
 
+Scope = Literal["server", "switch", "cluster"]
+
+
 class PolicySet(_M):
     profile: str = "7g"
-    scopes: list[Literal["server", "switch", "cluster"]] = Field(
-        default_factory=lambda: ["server", "switch", "cluster"])
+    scopes: list[Scope] = Field(
+        default_factory=lambda: list[Scope](["server", "switch", "cluster"]))
     split: bool = False
 
 
@@ -195,7 +198,7 @@ def simulate(wf: WorkloadFile, name: str, ps: PolicySet) -> dict[str, Any]:
         waiting = still
     for _task in waiting:
         rec.attempt(False)
-    rep = rec.report(now)
+    rep: dict[str, Any] = dict(rec.report(now))
     # performance from simulated measured throughputs of one card's instances
     card0 = next(iter(pool.cards))
     insts = {i: (pool.fraction[i], c.card_cores * pool.fraction[i],
