@@ -1,0 +1,61 @@
+"""Controller component: runs ``OpticalController`` for the NEs of the ``optical:`` section.
+
+Rules:
+- Registered as ``rt.settings.extra["optical"]`` so REST routes can find it.
+- Cross-layer (GBA-6.4.2e): an IP ``Link`` riding on an optical path gets that path's
+  state and SRLGs through the store (one transaction per change, actor ``optical``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from controller.models import Link
+from controller.models.link import LinkState
+from optical.config import OpticalSection
+from optical.netconf import NetconfDevice
+from optical.rwa import OsnrModel
+from optical.service import OpticalController
+
+if TYPE_CHECKING:
+    from controller.runtime import Runtime
+
+log = logging.getLogger("cpn.optical")
+
+
+class OpticalComponent:
+    name = "optical"
+
+    def __init__(self, section: OpticalSection) -> None:
+        self.section = section
+        self.ctl: OpticalController | None = None
+        self.rt: Runtime | None = None
+
+    async def start(self, rt: Runtime) -> None:
+        self.rt = rt
+        s = self.section
+        devices = {n.name: NetconfDevice(n.name, n.host, n.port, n.user, n.key)
+                   for n in s.ne}
+        self.ctl = OpticalController(devices, k=s.k, osnr=OsnrModel(margin_db=s.margin_db),
+                                     on_ip_link=self._ip_link, retry_max_s=s.retry_max_s,
+                                     confirm_timeout_s=s.confirm_timeout_s)
+        rt.settings.extra["optical"] = self
+        await self.ctl.start()
+
+    def _ip_link(self, key: str, up: bool, srlgs: list[str]) -> None:
+        assert self.rt is not None
+        link = self.rt.store.get(Link, key)
+        if link is None:
+            log.warning("optical path carries unknown IP link %s", key)
+            return
+        new = link.model_copy(update={"state": LinkState.UP if up else LinkState.DOWN,
+                                      "srlgs": srlgs})
+        if new != link:
+            with self.rt.store.transaction("optical", f"optical layer: {key} "
+                                           f"{'up' if up else 'down'}") as txn:
+                txn.put(new)
+
+    async def stop(self) -> None:
+        if self.ctl is not None:
+            await self.ctl.stop()
