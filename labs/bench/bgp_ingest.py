@@ -140,7 +140,10 @@ async def _run(routes: int) -> dict[str, Any]:
             await comp.start(rt)
             real_on_data = comp.on_data
 
+            arrivals: list[float] = []
+
             def on_data(data: bytes) -> None:
+                arrivals.append(time.perf_counter())
                 captured.append(data)
                 real_on_data(data)
 
@@ -164,6 +167,8 @@ async def _run(routes: int) -> dict[str, Any]:
                 await asyncio.sleep(0.01)
             seconds = time.perf_counter() - t0
             stats = dict(core.stats)
+            first_byte = min((a for a in arrivals if a >= t0), default=t0) - t0
+            last_byte = max(arrivals, default=t0) - t0
             rib_total = rib_count(mec)
             # checked while the session is up (at shutdown the records go stale)
             stored = {m.key: m for m in rt.store.list(ComputeMetrics)}
@@ -197,7 +202,9 @@ async def _run(routes: int) -> dict[str, Any]:
         "bench": "bgp-ingest", "routes": routes, "seconds": round(seconds, 3),
         "goal_seconds": 10, "ok": seconds <= 10 and verified == routes,
         "verified": verified, "inject_seconds": round(t_inject, 3),
-        "inject_runs": runs, "gobgp_rib": rib_total, "exabgp_bytes": len(data),
+        "inject_runs": runs,
+        "exabgp_first_byte_s": round(first_byte, 3), "exabgp_last_byte_s": round(last_byte, 3),
+        "gobgp_rib": rib_total, "exabgp_bytes": len(data),
         "decoder_routes_per_s": round(announced / t_dec) if t_dec else None,
         "decode_ingest_routes_per_s": round(routes / t_core) if t_core else None,
         "stats": stats,
