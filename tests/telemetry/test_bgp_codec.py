@@ -77,3 +77,33 @@ def test_edge_metadata_extension_point_fails_loudly() -> None:
     with pytest.raises(CodecError, match="unknown metadata codec"):
         codec_by_name("nope")
     assert codec_by_name("large-community").name == "large-community"
+
+
+class MetadataCodecContract:
+    """The shared contract every ``MetadataCodec`` backend passes (STYLE: one suite per
+    Protocol). A backend's test subclasses it and provides ``codec`` and ``to_attrs``
+    (what ExaBGP would show for the encoded arguments)."""
+
+    codec: LargeCommunityCodec
+
+    def to_attrs(self, args: list[str]) -> dict[str, object]:
+        raise NotImplementedError
+
+    def test_round_trip(self) -> None:
+        md = ComputeMetadata(l2=4.2, l1={"service_norm": 0.5}, l0={"cpu_pct": 42},
+                             period_s=10)
+        assert self.codec.decode(self.to_attrs(self.codec.encode(md))) == md
+
+    def test_no_metadata_decodes_empty(self) -> None:
+        assert self.codec.decode({}).empty
+
+    def test_out_of_range_refused_on_encode(self) -> None:
+        with pytest.raises(CodecError):
+            self.codec.encode(ComputeMetadata(l0={"cpu_pct": 101}))
+
+
+class TestLargeCommunityContract(MetadataCodecContract):
+    codec = LargeCommunityCodec(asn=65001)
+
+    def to_attrs(self, args: list[str]) -> dict[str, object]:
+        return dict(_attrs(args))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from ipaddress import ip_address
 
 import pytest
@@ -124,3 +125,44 @@ def test_rendered_exabgp_config() -> None:
     assert "receive { parsed; update; }" in text and "neighbor-changes;" in text
     env = exabgp_env(CFG)
     assert env["exabgp.daemon.user"] == "root" and env["exabgp.tcp.bind"] == "10.0.0.1"
+
+
+def test_flood_flush_yields_to_the_loop_between_batches(store: SqliteStore) -> None:
+    """A flood of updates is committed in batches with the loop free in between."""
+    import asyncio
+
+    from telemetry.plugin_bgp import BgpComponent
+
+    with store.transaction("test", "seed") as txn:
+        txn.put(Site(name="MEC-1", kind=SiteKind.MEC, region="r"))
+        for i in range(50):
+            txn.put(Service(name=f"s{i}", anycast=[ip_address(f"100.64.0.{i}")]))
+    cfg = CFG.model_copy(update={"batch": 10, "flush_ms": 0.0})
+    comp = BgpComponent(cfg)
+    comp.core = BgpIngestCore(cfg, store)
+    comp.core.handle([_ann("10.0.0.2", prefix=f"100.64.0.{i}/32", l2=1.0) for i in range(50)])
+    trace: list[str] = []
+    real_flush = comp.core.flush
+
+    def flush(limit: int | None = None) -> int:
+        n = real_flush(limit)
+        trace.append(f"flush{n}")
+        return n
+
+    comp.core.flush = flush  # type: ignore[method-assign]
+
+    async def main() -> None:
+        comp._dirty = asyncio.Event()
+        task = asyncio.create_task(comp._flush_loop())
+        comp._dirty.set()
+        for _ in range(12):
+            trace.append("tick")
+            await asyncio.sleep(0)
+        task.cancel()
+
+    asyncio.run(main())
+    flushes = [i for i, t in enumerate(trace) if t == "flush10"]
+    assert len(flushes) == 5
+    # another coroutine ran between every two batch commits
+    assert all("tick" in trace[a:b] for a, b in itertools.pairwise(flushes))
+    assert len(store.list(ComputeMetrics)) == 50
