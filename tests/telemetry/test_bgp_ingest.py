@@ -166,3 +166,24 @@ def test_flood_flush_yields_to_the_loop_between_batches(store: SqliteStore) -> N
     # another coroutine ran between every two batch commits
     assert all("tick" in trace[a:b] for a, b in itertools.pairwise(flushes))
     assert len(store.list(ComputeMetrics)) == 50
+
+
+def test_bgp_section_in_controller_config() -> None:
+    from controller.config import parse_config
+    from controller.errors import ValidationError
+
+    text = """
+zone: cpn.example
+sites:
+  - {name: MEC-1, kind: mec, region: r}
+bgp:
+  local_as: 65000
+  router_id: 10.0.0.1
+  peers:
+    - {address: 10.0.0.2, peer_as: 65001, site: MEC-1}
+"""
+    cfg = parse_config(text)
+    sec = cfg.sections["bgp"]
+    assert isinstance(sec, BgpConfig) and sec.site_of("10.0.0.2") == "MEC-1"
+    with pytest.raises(ValidationError, match="peer_as"):
+        parse_config(text.replace("peer_as: 65001", "peer_as: 0"))
