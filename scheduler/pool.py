@@ -63,6 +63,18 @@ class AcceleratorCard(Entity):
         return self.id
 
 
+@register
+class DeletedInstance(Entity):
+    """A soft-deleted instance (GBT-6.2.8), recoverable until purged: ``instance``."""
+
+    KIND = "instance-deleted"
+    instance: ComputeInstance
+
+    @property
+    def key(self) -> str:
+        return self.instance.id
+
+
 #: Fixed profiles: name → share of one card (MIG-like sevenths).
 PROFILES: dict[str, float] = {"1g": 1 / 7, "2g": 2 / 7, "3g": 3 / 7, "4g": 4 / 7, "7g": 1.0}
 
@@ -93,6 +105,14 @@ class PoolError(ValueError):
     """A refused pool operation; the message names the instance/card and why."""
 
 
+class PoolNotFound(PoolError):
+    """An unknown card or instance: ``kind``, ``key``."""
+
+    def __init__(self, kind: str, key: str, extra: str = "") -> None:
+        self.kind, self.key = kind, key
+        super().__init__(f"unknown {kind} {key!r}{extra}")
+
+
 @dataclass(frozen=True, slots=True)
 class Allocation:
     """``task``, ``instances`` (ids), ``scope`` (server / switch / cluster / split)."""
@@ -114,6 +134,21 @@ class Pool:
     models: dict[str, str] = field(default_factory=dict)
     log: list[tuple[str, str, str]] = field(default_factory=list)  # (event, id, detail)
 
+    @classmethod
+    def load(cls, cards: Iterable[AcceleratorCard], instances: Iterable[ComputeInstance],
+             deleted: Iterable[ComputeInstance] = ()) -> Pool:
+        """Rebuild from stored objects; an instance's share = its TFLOPS / the card's."""
+        pool = cls()
+        for c in cards:
+            pool.cards[c.id] = c
+        for bucket, items in ((pool.instances, instances), (pool.deleted, deleted)):
+            for i in items:
+                bucket[i.id] = i
+                card = pool.cards.get(i.topology.card)
+                pool.fraction[i.id] = (i.spec.compute_tflops / card.compute_tflops
+                                       if card is not None else 0.0)
+        return pool
+
     # ------------------------------------------------------------ virtualise
     def add_card(self, card: AcceleratorCard) -> None:
         if card.id in self.cards:
@@ -130,7 +165,7 @@ class Pool:
         """GBT-7.5 create instance from a template: a share of one card (``add``)."""
         card = self.cards.get(card_id)
         if card is None:
-            raise PoolError(f"unknown card {card_id!r}")
+            raise PoolNotFound("card", card_id)
         if (fraction is None) == (profile is None):
             raise PoolError("give exactly one of fraction or profile")
         if profile is not None:
@@ -166,8 +201,8 @@ class Pool:
     def _get(self, iid: str) -> ComputeInstance:
         inst = self.instances.get(iid)
         if inst is None:
-            raise PoolError(f"unknown instance {iid!r}" + (" (soft-deleted)"
-                                                           if iid in self.deleted else ""))
+            raise PoolNotFound("instance", iid,
+                               " (soft-deleted)" if iid in self.deleted else "")
         return inst
 
     def _move(self, iid: str, event: PoolEvent, state: InstanceState,
@@ -306,7 +341,7 @@ class Pool:
     def card_info(self, card_id: str) -> dict[str, object]:
         card = self.cards.get(card_id)
         if card is None:
-            raise PoolError(f"unknown card {card_id!r}")
+            raise PoolNotFound("card", card_id)
         insts = sorted(i for i, x in self.instances.items() if x.topology.card == card_id)
         return {**card.model_dump(mode="json"), "allocated_fraction": self.card_used(card_id),
                 "instances": insts}

@@ -1,0 +1,227 @@
+"""REST edge of the scheduler: GBT-7.5 pool interfaces and GBT-9.2.4 metrics.
+
+Rules:
+- Thin: load the pool from the store, run the pure ``Pool`` operation, write every
+  changed object in ONE transaction (atomic multi-allocation / release stay atomic
+  in the store too), journal reason = what was done.
+- ``PoolError`` → 409 (the state forbids it) or 404 (unknown card/instance), with
+  the message naming the object.
+- Reads need a caller; writes need an operator.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller.api.deps import RT, Caller, Operator
+from controller.errors import ConflictError, NotFoundError
+from controller.models import ComputeInstance, Job, ResourceType
+from controller.store import SqliteStore
+from scheduler.gbt import UtilisationRecorder
+from scheduler.pool import AcceleratorCard, DeletedInstance, Pool, PoolError, PoolNotFound
+
+
+class _B(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InstanceTemplate(_B):
+    """GBT-7.5 create-instance template: ``card`` (device id), ``chip`` (checked if
+    given), ``fraction`` or ``profile``, optional ``id``."""
+
+    card: str
+    chip: str | None = None
+    fraction: float | None = Field(default=None, gt=0, le=1)
+    profile: str | None = None
+    id: str | None = None
+
+
+class PoolEventBody(_B):
+    event: Literal["occupy", "release", "damage", "repair", "delete", "recover", "purge"]
+    task: str | None = None
+
+
+class AllocateBody(_B):
+    task: str
+    count: int = Field(default=1, ge=1, le=1024)
+    type: ResourceType | None = None
+    min_tflops: float = Field(default=0, ge=0)
+    min_memory_gib: float = Field(default=0, ge=0)
+    scopes: list[Literal["server", "switch", "cluster"]] = Field(
+        default_factory=lambda: ["server", "switch", "cluster"])  # type: ignore[arg-type]
+    split_tflops: float | None = Field(default=None, gt=0)
+
+
+class ReleaseBody(_B):
+    task: str
+    instances: list[str] = Field(min_length=1)
+
+
+def load_pool(store: SqliteStore) -> Pool:
+    return Pool.load(store.list(AcceleratorCard), store.list(ComputeInstance),
+                     [d.instance for d in store.list(DeletedInstance)])
+
+
+def _err(exc: PoolError) -> Exception:
+    if isinstance(exc, PoolNotFound):
+        return NotFoundError(exc.kind, exc.key)
+    return ConflictError(str(exc))
+
+
+def _save(store: SqliteStore, pool: Pool, before: Pool, reason: str) -> None:
+    with store.transaction("scheduler", reason) as txn:
+        for iid, inst in pool.instances.items():
+            if before.instances.get(iid) != inst:
+                txn.put(inst)
+            if iid in before.deleted:
+                txn.delete(DeletedInstance, iid)
+        for iid, inst in pool.deleted.items():
+            if iid not in before.deleted:
+                txn.put(DeletedInstance(instance=inst))
+                if iid in before.instances:
+                    txn.delete(ComputeInstance, iid)
+        for iid in before.deleted:
+            if iid not in pool.deleted and iid not in pool.instances:
+                txn.delete(DeletedInstance, iid)
+
+
+def pool_router() -> APIRouter:
+    r = APIRouter(prefix="/api/v1/pool", tags=["pool (GB/T 45401)"])
+
+    @r.post("/cards", summary="Register an accelerator card")
+    def add_card(rt: RT, who: Operator, card: AcceleratorCard) -> dict[str, Any]:
+        rt.writer.put(card, actor=who.name, reason=f"pool: add card {card.id}")
+        return card.model_dump(mode="json")
+
+    @r.get("/cards/{card_id}", summary="GBT-7.5 card information")
+    def card_info(rt: RT, who: Caller, card_id: str) -> dict[str, Any]:
+        try:
+            return load_pool(rt.store).card_info(card_id)
+        except PoolError as exc:
+            raise _err(exc) from None
+
+    @r.post("/instances", summary="GBT-7.5 create an instance from a template")
+    def create(rt: RT, who: Operator, t: InstanceTemplate) -> dict[str, Any]:
+        pool = load_pool(rt.store)
+        before = load_pool(rt.store)
+        card = pool.cards.get(t.card)
+        if card is not None and t.chip is not None and card.chip != t.chip:
+            raise ConflictError(f"card {t.card!r} has chip {card.chip!r}, not {t.chip!r}")
+        try:
+            inst = pool.carve(t.card, fraction=t.fraction, profile=t.profile,
+                              instance_id=t.id)
+        except PoolError as exc:
+            raise _err(exc) from None
+        _save(rt.store, pool, before, f"pool: add {inst.id} on {t.card}")
+        return inst.model_dump(mode="json")
+
+    @r.get("/instances/{iid}/spec", summary="GBT-7.5 instance specification")
+    def spec(rt: RT, who: Caller, iid: str) -> dict[str, Any]:
+        inst = rt.store.get(ComputeInstance, iid)
+        if inst is None:
+            raise NotFoundError("instance", iid)
+        return {"id": iid, "type": inst.type.value, "spec": inst.spec.model_dump(mode="json"),
+                "topology": inst.topology.model_dump(mode="json")}
+
+    @r.get("/instances/{iid}/state", summary="GBT-7.5 instance state")
+    def state(rt: RT, who: Caller, iid: str) -> dict[str, Any]:
+        inst = rt.store.get(ComputeInstance, iid)
+        if inst is None:
+            gone = rt.store.get(DeletedInstance, iid)
+            if gone is None:
+                raise NotFoundError("instance", iid)
+            return {"id": iid, "state": "deleted", "task": None}
+        return {"id": iid, "state": inst.state.value, "task": inst.task}
+
+    @r.post("/instances/{iid}/events", summary="GBT-6.2.8 state transition")
+    def event(rt: RT, who: Operator, iid: str, body: PoolEventBody) -> dict[str, Any]:
+        pool, before = load_pool(rt.store), load_pool(rt.store)
+        affected: str | None = None
+        try:
+            if body.event == "occupy":
+                if not body.task:
+                    raise PoolError("occupy needs the task")
+                pool.occupy(iid, body.task)
+            elif body.event == "release":
+                pool.release(iid)
+            elif body.event == "damage":
+                affected = pool.damage(iid)
+            elif body.event == "repair":
+                pool.repair(iid)
+            elif body.event == "delete":
+                pool.soft_delete(iid)
+            elif body.event == "recover":
+                pool.recover(iid)
+            else:
+                pool.purge(iid)
+        except PoolError as exc:
+            raise _err(exc) from None
+        _save(rt.store, pool, before, f"pool: {body.event} {iid}")
+        return {"id": iid, "event": body.event, "affected_task": affected}
+
+    @r.post("/allocate", summary="Atomic, topology-aware multi-instance allocation")
+    def allocate(rt: RT, who: Operator, body: AllocateBody) -> dict[str, Any]:
+        pool, before = load_pool(rt.store), load_pool(rt.store)
+        try:
+            if body.split_tflops is not None:
+                alloc = pool.allocate_split(body.task, body.split_tflops, type_=body.type)
+            else:
+                alloc = pool.allocate(body.task, body.count, type_=body.type,
+                                      min_tflops=body.min_tflops,
+                                      min_memory_gib=body.min_memory_gib, scopes=body.scopes)
+        except PoolError as exc:
+            raise _err(exc) from None
+        if alloc is None:
+            raise ConflictError(f"no {body.count} free instance(s) for task {body.task!r} "
+                                f"within scopes {body.scopes}; nothing allocated")
+        _save(rt.store, pool, before,
+              f"pool: allocate {','.join(alloc.instances)} to {body.task} ({alloc.scope})")
+        return {"task": alloc.task, "instances": list(alloc.instances), "scope": alloc.scope}
+
+    @r.post("/release", summary="Atomic multi-instance release")
+    def release(rt: RT, who: Operator, body: ReleaseBody) -> dict[str, Any]:
+        pool, before = load_pool(rt.store), load_pool(rt.store)
+        try:
+            pool.release_many(body.task, body.instances)
+        except PoolError as exc:
+            raise _err(exc) from None
+        _save(rt.store, pool, before, f"pool: release {','.join(body.instances)}")
+        return {"task": body.task, "released": body.instances}
+
+    return r
+
+
+def pool_shares(store: SqliteStore) -> dict[str, float]:
+    """card → share currently in use (instantaneous q of each card)."""
+    pool = load_pool(store)
+    out = dict.fromkeys(pool.cards, 0.0)
+    for iid, inst in pool.instances.items():
+        if inst.state.value == "in-use" and inst.topology.card in out:
+            out[inst.topology.card] += pool.fraction.get(iid, 0.0)
+    return out
+
+
+def metrics_router(recorder: UtilisationRecorder, counters: dict[str, int]) -> APIRouter:
+    r = APIRouter(prefix="/api/v1/scheduler", tags=["scheduler"])
+
+    @r.get("/metrics", summary="GBT-9.2.4 metrics: Q, per-card q, success rate, …")
+    def metrics(rt: RT, who: Caller) -> dict[str, Any]:
+        import time
+
+        now = time.time()
+        for card, share in pool_shares(rt.store).items():
+            recorder.set_share(card, share, now)
+        rep = recorder.report(now)
+        att = counters.get("attempts", 0)
+        return {**rep, "card_utilisation": recorder.card_utilisation(now),
+                "current_card_share": {c: recorder.share(c) for c in
+                                       recorder.card_utilisation(now)},
+                "scheduler_attempts": att,
+                "scheduler_success_rate": counters.get("success", 0) / att if att else 1.0,
+                "jobs": {s: sum(1 for j in rt.store.list(Job) if j.state.value == s)
+                         for s in ("submitted", "queued", "running", "failed", "finished")}}
+
+    return r

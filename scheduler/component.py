@@ -1,0 +1,147 @@
+"""The scheduler component: store jobs in, state transitions and placements out (WP-3.3.4).
+
+Rules:
+- Runs a pass when jobs change (``StateChanged`` with kind ``job``) and every
+  ``interval_s``. A pass reads the store, builds a snapshot (``scheduler.state``),
+  runs ``Scheduler.schedule`` (pure) and writes each decision in its own store
+  transaction whose journal reason is the decision with its inputs — so every
+  placement can be traced (WP-3.3.4).
+- submitted → queued on first sight; success → running (site, started_at);
+  UnschedulableAndUnresolvable → failed; unschedulable/over quota → stays queued
+  with the reason (rewritten only when the reason changes). Victims of preemption
+  and reclaim go back to queued.
+- A job that changed under us (modified/cancelled) is left alone: the write checks
+  the stored state first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from controller.events import StateChanged
+from controller.logs import key_event
+from controller.models import (
+    ComputeMetrics,
+    ComputeNode,
+    ComputeResource,
+    Job,
+    JobState,
+    Link,
+    Router,
+    Site,
+    Tenant,
+)
+from controller.models.job import utcnow
+from scheduler.cycle import Running, Scheduler
+from scheduler.models import Decision, Task
+from scheduler.profiles import Profiles, SchedulerConfig
+from scheduler.queueing import QuotaTree, with_jobs
+from scheduler.state import build_snapshot
+
+if TYPE_CHECKING:
+    from controller.runtime import Runtime
+    from controller.store import SqliteStore
+
+log = logging.getLogger("cpn.scheduler")
+PENDING = (JobState.SUBMITTED, JobState.QUEUED)
+
+
+class SchedulerComponent:
+    name = "scheduler"
+
+    def __init__(self, cfg: SchedulerConfig | None = None) -> None:
+        self.cfg = cfg or SchedulerConfig()
+        self.profiles = Profiles(self.cfg)
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._unsub: Any = None
+        self.passes = 0
+        self.decisions: list[Decision] = []
+        self.counters: dict[str, int] = {"attempts": 0, "success": 0}
+
+    async def start(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._unsub = rt.bus.on(StateChanged, self._on_change)
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._unsub is not None:
+            self._unsub()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _on_change(self, ev: StateChanged) -> None:
+        if "job" in ev.kinds() and ev.reason[:10] != "scheduler:":
+            self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.cfg.interval_s)
+            self._wake.clear()
+            try:
+                await asyncio.to_thread(self.run_pass, self.rt.store)
+            except Exception:
+                log.exception("scheduler pass failed; state kept, retrying next interval")
+
+    # ------------------------------------------------------------ one pass
+    def run_pass(self, store: SqliteStore) -> list[Decision]:
+        jobs = store.list(Job)
+        pending = [j for j in jobs if j.state in PENDING]
+        if not pending:
+            return []
+        snap = build_snapshot(
+            sites=store.list(Site), nodes=store.list(ComputeNode),
+            resources=store.list(ComputeResource), metrics=store.list(ComputeMetrics),
+            links=store.list(Link), routers=store.list(Router), jobs=jobs, now=time.time())
+        tree = QuotaTree(store.list(Tenant),
+                         {n: c.lending_limit for n, c in self.cfg.tenants.items()})
+        sched = Scheduler(self.profiles, tree)
+        for j in jobs:  # charge running jobs to the quota tree, so admission sees them
+            if j.state is JobState.RUNNING:
+                t = Task.from_job(j)
+                charge = with_jobs(t.requests, t.replicas)
+                tree.charge(j.tenant, charge)
+                sched.running[j.id] = Running(t, (), charge, False)
+        by_id = {j.id: j for j in pending}
+        decisions = sched.schedule([Task.from_job(j) for j in pending], snap)
+        for d in decisions:
+            self._write(store, by_id[d.task], d)
+        self.passes += 1
+        self.decisions = (self.decisions + decisions)[-200:]
+        return decisions
+
+    def _write(self, store: SqliteStore, job: Job, d: Decision) -> None:
+        self.counters["attempts"] = self.counters.get("attempts", 0) + 1
+        reason = f"scheduler: {job.id} {d.explain()} | inputs {json.dumps(d.inputs, default=str)}"
+        with store.transaction("scheduler", reason[:2000]) as txn:
+            cur = txn.get(Job, job.id)
+            if cur is None or cur.state not in PENDING or cur.spec != job.spec:
+                return  # changed under us: next pass sees the new version
+            if d.ok:
+                self.counters["success"] = self.counters.get("success", 0) + 1
+                txn.put(cur.model_copy(update={
+                    "state": JobState.RUNNING, "site": d.site, "started_at": utcnow(),
+                    "reason": d.explain()[:500]}))
+                for v in d.victims:
+                    vic = txn.get(Job, v)
+                    if vic is not None and vic.state is JobState.RUNNING:
+                        txn.put(vic.model_copy(update={
+                            "state": JobState.QUEUED, "site": None,
+                            "reason": f"preempted/reclaimed for {job.id}"}))
+                key_event(log, "job placed", job=job.id, site=d.site, nodes=",".join(d.nodes))
+            elif d.code == "unschedulable-and-unresolvable":
+                txn.put(cur.model_copy(update={
+                    "state": JobState.FAILED, "ended_at": utcnow(),
+                    "reason": d.explain()[:500]}))
+            else:
+                text = d.explain()[:500]
+                if cur.state is not JobState.QUEUED or cur.reason != text:
+                    txn.put(cur.model_copy(update={"state": JobState.QUEUED, "reason": text}))

@@ -1,0 +1,149 @@
+"""Plugin: the ``scheduler:`` config section, the scheduler component, pool + metrics
+REST routes, Prometheus gauges, ``cpn sim`` and the ``schedule``/``placement`` benches.
+
+Rules: cheap to import (heavy imports inside functions). The component and the REST
+routes share one per-runtime state (counters, GBT-9.2.4 recorder) kept in
+``rt.settings.extra["scheduler"]``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from scheduler.profiles import SchedulerConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from controller.runtime import Runtime
+
+CONFIG_SECTIONS = {"scheduler": SchedulerConfig}
+
+BENCHES = {
+    "schedule": ("labs.bench.schedule",
+                 "Placements/s at 5,000 nodes with the default plug-ins (goal >= 1,000/s)."),
+    "placement": ("labs.bench.placement",
+                  "Joint placement 1,000 flows x 50 sites x 200 links: CP-SAT gap/time, greedy."),
+}
+
+
+def _shared(rt: Runtime) -> dict[str, Any]:
+    from scheduler.gbt import UtilisationRecorder
+
+    st: dict[str, Any] = rt.settings.extra.setdefault("scheduler", {})
+    if "recorder" not in st:
+        import time
+
+        st["recorder"] = UtilisationRecorder(start=time.time())
+        st["counters"] = {"attempts": 0, "success": 0}
+    return st
+
+
+def _config(rt: Runtime) -> SchedulerConfig:
+    sec = rt.cfg.sections.get("scheduler") if rt.cfg is not None else None
+    return sec if isinstance(sec, SchedulerConfig) else SchedulerConfig()
+
+
+class _Component:
+    """Adapter: runs ``SchedulerComponent`` and mirrors its counters into the shared
+    state the REST routes and gauges read."""
+
+    name = "scheduler"
+
+    def __init__(self, rt: Runtime) -> None:
+        from scheduler.component import SchedulerComponent
+
+        self.inner = SchedulerComponent(_config(rt))
+        self.shared = _shared(rt)
+        self.inner.counters = self.shared["counters"]
+
+    async def start(self, rt: Runtime) -> None:
+        await self.inner.start(rt)
+
+    async def stop(self) -> None:
+        await self.inner.stop()
+
+
+def components(rt: Runtime) -> list[Any]:
+    return [_Component(rt)]
+
+
+def routers(rt: Runtime) -> list[Any]:
+    from scheduler.api import metrics_router, pool_router
+
+    st = _shared(rt)
+    _register_gauges(rt, st)
+    return [pool_router(), metrics_router(st["recorder"], st["counters"])]
+
+
+def _register_gauges(rt: Runtime, st: dict[str, Any]) -> None:
+    if st.get("gauges"):
+        return
+    from prometheus_client.core import GaugeMetricFamily
+
+    class Collector:
+        def collect(self) -> Iterator[GaugeMetricFamily]:
+            import time
+
+            from scheduler.api import pool_shares
+
+            rec = st["recorder"]
+            now = time.time()
+            try:
+                for card, share in pool_shares(rt.store).items():
+                    rec.set_share(card, share, now)
+            except Exception:  # a closed store at shutdown must not break /metrics
+                return
+            rep = rec.report(now)
+            q = GaugeMetricFamily("cpn_scheduler_cluster_utilisation",
+                                  "GBT-9.2.4 cluster utilisation Q (time-weighted, 0-1)")
+            q.add_metric([], rep["cluster_utilisation_q"])
+            yield q
+            cards = GaugeMetricFamily("cpn_scheduler_card_utilisation",
+                                      "GBT-9.2.4 card utilisation q_k (time-weighted, 0-1)",
+                                      labels=["card"])
+            for card, v in rec.card_utilisation(now).items():
+                cards.add_metric([card], v)
+            yield cards
+            c = st["counters"]
+            sr = GaugeMetricFamily("cpn_scheduler_success_rate",
+                                   "GBT-9.2.4 scheduling success rate (successful/requested)")
+            sr.add_metric([], c["success"] / c["attempts"] if c["attempts"] else 1.0)
+            yield sr
+            att = GaugeMetricFamily("cpn_scheduler_attempts", "scheduling attempts")
+            att.add_metric([], c["attempts"])
+            yield att
+
+    rt.metrics.register(Collector())  # type: ignore[arg-type]
+    st["gauges"] = True
+
+
+def register_cli(app: typer.Typer) -> None:
+    @app.command("sim")
+    def sim(workload: Annotated[Path, typer.Option("--workload", help="Workload YAML.")],
+            json_only: Annotated[bool, typer.Option("--json", help="JSON lines only.")] = False,
+            ) -> None:
+        """Replay a workload (GBT-9.2 method) and print GBT-9.2.4 metrics per policy set."""
+        import json
+
+        from controller.errors import CpnError
+        from scheduler.sim import run_file
+
+        try:
+            rows = run_file(workload)
+        except CpnError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        if not json_only:
+            cols = ("policy", "cluster_utilisation_q", "success_rate",
+                    "task_resource_utilisation", "deviation_rel", "loss", "fluctuation",
+                    "makespan_s")
+            typer.echo("  ".join(f"{c[:12]:>12}" for c in cols))
+            for r in rows:
+                typer.echo("  ".join(f"{r[c]:>12.3f}" if isinstance(r[c], float)
+                                     else f"{r[c]!s:>12}" for c in cols))
+        for r in rows:
+            typer.echo(json.dumps(r, sort_keys=True))
