@@ -10,6 +10,9 @@ Rules:
   ``edit-config`` with ``test-option test-then-set`` (the edit is validated before it is
   applied) and a real ``<validate>`` rpc only when ``validate_rpc=True``.
 - A lock held by someone else (``lock-denied``) is retried for ``lock_wait_s``.
+- ncclient 0.7.1 sends a queued rpc only after its session thread's ``select`` times
+  out (``TICK`` = 0.1 s), i.e. ~100 ms per rpc; measured 6 rpcs ≈ 0.6 s per NE. We set
+  ``TICK`` to ``NCCLIENT_TICK_S`` (10 ms) before opening sessions.
 """
 
 from __future__ import annotations
@@ -27,6 +30,12 @@ from optical.ifstate import GET_DATA, IfState, parse_interfaces
 from optical.models import NeEdit, NeSnapshot
 
 log = logging.getLogger("cpn.optical.netconf")
+NCCLIENT_TICK_S = 0.01
+
+
+def tune_ncclient() -> None:
+    import ncclient.transport.session as ses
+    ses.TICK = NCCLIENT_TICK_S  # type: ignore[attr-defined]
 
 
 def rpc_error_text(exc: BaseException) -> str:
@@ -57,6 +66,7 @@ class NetconfDevice:
         from ncclient import manager
         from ncclient.transport.errors import TransportError
 
+        tune_ncclient()
         try:
             return manager.connect(
                 host=self.host, port=self.port, username=self.user, key_filename=self.key,

@@ -27,6 +27,7 @@ from ncclient import manager
 
 from optical.codec import FILTER, NC, NS, parse_snapshot, render_state
 from optical.models import Alarm, NeSnapshot, NeState
+from optical.netconf import tune_ncclient
 
 
 class Agent:
@@ -42,6 +43,7 @@ class Agent:
         self.last_inuse: dict[str, tuple[int, ...]] = {}
 
     def _connect(self) -> Any:
+        tune_ncclient()
         return manager.connect(host="127.0.0.1", port=self.port, username="root",
                                key_filename=self.key, hostkey_verify=False,
                                allow_agent=False, look_for_keys=False, timeout=10)
