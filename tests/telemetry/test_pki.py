@@ -82,3 +82,20 @@ def test_compute_id_stable_and_distinct() -> None:
     assert a == compute_id("ab" * 32, "MEC-1", "gpu")
     assert len({a, compute_id("cd" * 32, "MEC-1", "gpu"), compute_id("ab" * 32, "MEC-2", "gpu"),
                 compute_id("ab" * 32, "MEC-1", "cpu")}) == 4
+
+
+def test_cpn_ca_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from controller.cli.main import app
+
+    run = CliRunner().invoke
+    d = str(tmp_path / "ca")
+    assert run(app, ["ca", "init", "--dir", d, "--server-name", "10.0.0.1"]).exit_code == 0
+    assert run(app, ["ca", "issue", "--site", "MEC-1", "--dir", d]).exit_code == 0
+    again = run(app, ["ca", "issue", "--site", "MEC-1", "--dir", d])
+    assert again.exit_code == 2 and "already has a certificate" in again.output
+    res = run(app, ["ca", "revoke", "--site", "MEC-1", "--dir", d])
+    assert res.exit_code == 0 and "revoked MEC-1" in res.output
+    assert list(CertificateAuthority(Path(d)).revoked().values()) == ["MEC-1"]
+    assert run(app, ["ca", "revoke", "--site", "MEC-9", "--dir", d]).exit_code == 2
