@@ -26,6 +26,7 @@ from ipaddress import IPv6Address
 from controller.errors import ConflictError, NotFoundError, ValidationError
 from controller.store.base import Store
 from srv6.models import Locator, SidAllocation
+from srv6.paths.topology import Topology
 
 #: Function of a node's End SID (its "node SID").
 END_FUNCTION = 1
@@ -138,3 +139,20 @@ class SidAllocator:
 def node_sid(locator: Locator) -> IPv6Address:
     """The node's End SID by convention (function ``END_FUNCTION``)."""
     return locator.sid(END_FUNCTION)
+
+
+def allocate_topology_sids(store: Store, topo: Topology, locators: list[Locator]) -> int:
+    """Allocate (persistently, idempotently) every node's End SID (``node:<name>``, at
+    ``END_FUNCTION``) and every adjacency's End.X SID (``adj:<node>:<link key>``) from
+    the node's locator, and write them into ``topo`` so computed segment lists use the
+    SIDs the nodes are programmed with. Returns how many SIDs the topology now holds."""
+    by_node = {loc.node: loc for loc in locators}
+    for u, name in enumerate(topo.names):
+        loc = by_node.get(name)
+        if loc is None:
+            continue
+        alloc = SidAllocator(store, loc)
+        topo.node_sids[u] = alloc.allocate(f"node:{name}", function=END_FUNCTION)
+        for _, e in topo.adj[u]:
+            topo.adj_sids[(u, e)] = alloc.allocate(f"adj:{name}:{topo.edges[e].key}")
+    return len(topo.node_sids) + len(topo.adj_sids)

@@ -10,8 +10,8 @@ Rules:
   or equal-cost parallel links), an adjacency SID (End.X) of ``hops[i]`` over that link
   is used. Sub-paths of unique shortest paths are unique shortest paths, so reachable
   positions form an interval and the greedy furthest jump gives the fewest SIDs.
-- The last segment always ends at the endpoint. ``final_sid`` (e.g. the endpoint's
-  End.DX4 SID, on its own locator) replaces a final node SID.
+- The last SID is always one the endpoint owns: its node SID, or ``final_sid`` (e.g.
+  its End.DX4 SID) in its place; after a final adjacency SID one is appended.
 - A node or adjacency without a SID, or a list longer than ``max_sid_depth``, is a
   ``SegmentError`` naming it.
 """
@@ -79,8 +79,14 @@ def minimal_segments(
                     f"{topo.edges[e].key}, which the path needs")
             out.append(Segment(nodes[i + 1], e, adj))
             i += 1
-            if i == last and final_sid is not None:
-                out.append(Segment(nodes[i], None, final_sid))
+        if out and out[-1].edge is not None and i == last:
+            # The list must end on a SID the endpoint owns (RFC 8986 §4.1: an End.X
+            # with Segments Left 0 would not deliver): its node SID or ``final_sid``.
+            end_sid = final_sid if final_sid is not None else topo.node_sids.get(nodes[i])
+            if end_sid is None:
+                raise SegmentError(
+                    "node_sid", f"node {topo.names[nodes[i]]} has no SRv6 locator/End SID")
+            out.append(Segment(nodes[i], None, end_sid))
         if len(out) > max_sid_depth:
             raise SegmentError(
                 "max_sid_depth",

@@ -98,3 +98,25 @@ def test_no_two_owners_ever_share_a_sid(tmp_path_factory: pytest.TempPathFactory
             assert all(1 <= f <= SMALL.max_function for f in funcs)
     finally:
         s.close()
+
+
+def test_topology_sids_are_allocated_once_and_used_by_cspf(store: SqliteStore) -> None:
+    from controller.models import Link
+    from srv6.models import Constraints
+    from srv6.paths import Topology, compute_path
+    from srv6.sid import allocate_topology_sids
+    from tests.srv6.topos import routers
+
+    links = [Link(a="R1", b="R2"), Link(a="R2", b="R3"), Link(a="R1", b="R3", igp_metric=50)]
+    locs = [Locator(name=f"r{i}", node=f"R{i}", prefix=f"fc00:0:{i}::/48") for i in (1, 2, 3)]
+    topo = Topology.build(links, routers(3))
+    assert allocate_topology_sids(store, topo, locs) == 3 + 6
+    again = Topology.build(links, routers(3))
+    allocate_topology_sids(store, again, locs)
+    assert again.adj_sids == topo.adj_sids and again.node_sids == topo.node_sids
+    res = compute_path(topo, "R1", "R3", Constraints(exclude_nodes=["R2"]))
+    assert res.segment_list is not None
+    adj = SidAllocator(store, locs[0]).sid_of("adj:R1:R1~R3")
+    end = SidAllocator(store, locs[2]).sid_of("node:R3")
+    # End.X of R1 over the expensive direct link, then R3's own End SID to finish on.
+    assert res.segment_list.sids == [adj, end]
