@@ -116,14 +116,14 @@ class Lab:
             _ip("link", "del", tmp_a, check=False)
             raise LabError(f"cannot move veth into namespaces: {exc.stderr}") from exc
         for ns, tmp, final, addrs in ((a, tmp_a, a_if, a_addrs), (b, tmp_b, b_if, b_addrs)):
-            ns.run(["ip", "link", "set", tmp, "name", final])
+            ns.run(["ip", "link", "set", "dev", tmp, "name", final])
             if mtu:
-                ns.run(["ip", "link", "set", final, "mtu", str(mtu)])
+                ns.run(["ip", "link", "set", "dev", final, "mtu", str(mtu)])
             for addr in addrs:
                 fam = "-6" if ":" in addr else "-4"
                 ns.run(["ip", fam, "addr", "add", addr, "dev", final, "nodad"]
                        if fam == "-6" else ["ip", fam, "addr", "add", addr, "dev", final])
-            ns.run(["ip", "link", "set", final, "up"])
+            ns.run(["ip", "link", "set", "dev", final, "up"])
 
     def popen(self, argv: Sequence[str], *, name: str, log: Path | None = None,
               env: dict[str, str] | None = None, stdin: int | IO[Any] | None = None,
