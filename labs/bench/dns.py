@@ -7,6 +7,9 @@ Rules:
 - Queries: a fixed mix of steered A, SVCB, SRV, TXT, per-instance A and one NXDOMAIN
   name. Each server gets ``duration_s`` of dnsperf (``clients``, ``outstanding``).
   ``ecs_qps`` is an extra embedded run with an ECS option on every query.
+- Besides measured qps (which on a shared machine mostly reflects how much CPU the
+  server got), each server's CPU seconds during its run give ``cpu_us_per_query`` and
+  ``capacity_qps`` = answers per CPU-second: what one dedicated core would sustain.
 - Latency: a ComputeMetrics write flipping MEC-1 between overloaded and healthy, timed
   until the embedded responder (ECS 10.0.0.0/24) / Knot return the other instance;
   ``trials`` flips, p50 and max reported in ms.
@@ -55,6 +58,28 @@ def _dnsperf(port: int, qfile: Path, duration_s: float, clients: int, outstandin
             "avg_latency_ms": round(float(lat.group(1)) * 1000, 3) if lat else -1.0}
 
 
+def _cpu_s(pid: int | None = None) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` (default: this process)."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measured(fn: Any, pid: int | None, *args: Any) -> dict[str, float]:
+    """Run dnsperf; add the server's CPU cost per query and its CPU-bound capacity
+    (answers per CPU-second), which does not depend on how busy the machine is."""
+    c0 = _cpu_s(pid)
+    res: dict[str, float] = fn(*args)
+    cpu = _cpu_s(pid) - c0
+    answered = res["qps"] * args[2]
+    res["server_cpu_s"] = round(cpu, 2)
+    res["cpu_us_per_query"] = round(cpu / answered * 1e6, 2) if answered else -1.0
+    res["capacity_qps"] = round(answered / cpu) if cpu > 0 else -1
+    return res
+
+
 def _pct(values: list[float]) -> dict[str, float]:
     if not values:
         return {"p50_ms": -1.0, "max_ms": -1.0, "n": 0}
@@ -98,12 +123,14 @@ async def _bench(duration_s: float, clients: int, outstanding: int, trials: int,
         if comp.publisher.last is None:
             raise RuntimeError(f"publishing to Knot failed: {comp.publisher.last_error}")
 
-        emb = await asyncio.to_thread(_dnsperf, port, qfile, duration_s, clients, outstanding,
-                                      client_cpu)
-        ecs = await asyncio.to_thread(_dnsperf, port, qfile, duration_s, clients,
-                                      outstanding, client_cpu, ["-E", f"8:{ECS_HEX}"])
-        kn = await asyncio.to_thread(_dnsperf, knot.port, qfile, duration_s, clients,
-                                     outstanding, client_cpu)
+        emb = await asyncio.to_thread(_measured, _dnsperf, None, port, qfile, duration_s,
+                                      clients, outstanding, client_cpu)
+        ecs = await asyncio.to_thread(_measured, _dnsperf, None, port, qfile, duration_s,
+                                      clients, outstanding, client_cpu,
+                                      ["-E", f"8:{ECS_HEX}"])
+        kn = await asyncio.to_thread(_measured, _dnsperf, knot.proc.pid,  # type: ignore[union-attr]
+                                     knot.port, qfile, duration_s, clients, outstanding,
+                                     client_cpu)
 
         q_ecs = dns.message.make_query("video.svc.cpn.example", "A", use_edns=0, options=[
             dns.edns.ECSOption.from_text("10.0.0.0/24")])
@@ -143,6 +170,12 @@ async def _bench(duration_s: float, clients: int, outstanding: int, trials: int,
         "embedded_qps": emb["qps"], "knot_qps": kn["qps"], "ratio": ratio,
         "embedded_ecs_qps": ecs["qps"],
         "embedded_lost": emb["lost"], "knot_lost": kn["lost"],
+        "embedded_capacity_qps": emb["capacity_qps"], "knot_capacity_qps": kn["capacity_qps"],
+        "capacity_ratio": round(emb["capacity_qps"] / kn["capacity_qps"], 3)
+        if kn["capacity_qps"] > 0 else 0.0,
+        "embedded_cpu_us_per_query": emb["cpu_us_per_query"],
+        "knot_cpu_us_per_query": kn["cpu_us_per_query"],
+        "embedded_ecs_capacity_qps": ecs["capacity_qps"],
         "embedded_avg_latency_ms": emb["avg_latency_ms"],
         "knot_avg_latency_ms": kn["avg_latency_ms"],
         "change_latency_embedded": _pct(emb_ms), "change_latency_knot": _pct(knot_ms),
