@@ -13,6 +13,10 @@ What is measured (issue #3 goal ≤ 10 s end to end):
 - ``seconds`` = from the start of the injection until every route's
   ``ComputeMetrics`` is committed; afterwards every stored record is checked
   against the metadata that was injected (``verified``).
+- ``exabgp_cpu_s`` / ``controller_cpu_s``: CPU seconds ExaBGP and this process used
+  during the run — on a shared 2-core machine ``seconds`` follows the load
+  (``load_avg_1m``); ExaBGP's own parse/encode is the bound (the last commit follows
+  its last byte within milliseconds).
 - ``decoder_routes_per_s``: the captured ExaBGP byte stream decoded again by the
   sans-I/O decoder alone; ``decode_ingest_routes_per_s``: decoder + event mapping
   + coalesced store commits, without BGP.
@@ -21,6 +25,7 @@ What is measured (issue #3 goal ≤ 10 s end to end):
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import struct
 import tempfile
@@ -92,6 +97,16 @@ def inject(mec: Any, mrt: Path, routes: int, pad: int) -> int:
     return runs
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (and its reaped children), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = sum(int(f) for f in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _expected(i: int) -> tuple[float, float]:
     l2, cpu, _, _ = _metadata(i)
     return l2 / 100, float(cpu)
@@ -156,6 +171,9 @@ async def _run(routes: int) -> dict[str, Any]:
                 await asyncio.sleep(0.05)
             core = comp.core
             assert core is not None
+            assert comp.speaker.proc is not None
+            exa_pid = comp.speaker.proc.pid
+            cpu0, own0 = cpu_seconds(exa_pid), time.process_time()
             t0 = time.perf_counter()
             runs = await asyncio.to_thread(inject, mec, mrt, routes, pad)
             t_inject = time.perf_counter() - t0
@@ -166,6 +184,7 @@ async def _run(routes: int) -> dict[str, Any]:
                                        f"arrived; stats {core.stats}")
                 await asyncio.sleep(0.01)
             seconds = time.perf_counter() - t0
+            exa_cpu, own_cpu = cpu_seconds(exa_pid) - cpu0, time.process_time() - own0
             stats = dict(core.stats)
             first_byte = min((a for a in arrivals if a >= t0), default=t0) - t0
             last_byte = max(arrivals, default=t0) - t0
@@ -204,7 +223,8 @@ async def _run(routes: int) -> dict[str, Any]:
         "verified": verified, "inject_seconds": round(t_inject, 3),
         "inject_runs": runs,
         "exabgp_first_byte_s": round(first_byte, 3), "exabgp_last_byte_s": round(last_byte, 3),
-        "gobgp_rib": rib_total, "exabgp_bytes": len(data),
+        "exabgp_cpu_s": round(exa_cpu, 3), "controller_cpu_s": round(own_cpu, 3),
+        "load_avg_1m": os.getloadavg()[0], "gobgp_rib": rib_total, "exabgp_bytes": len(data),
         "decoder_routes_per_s": round(announced / t_dec) if t_dec else None,
         "decode_ingest_routes_per_s": round(routes / t_core) if t_core else None,
         "stats": stats,
