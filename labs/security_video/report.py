@@ -3,6 +3,8 @@
 Rules:
 - Latency = result arrival at the camera − frame send time (same monotonic clock).
 - Lost = frames sent without any result after the drain; duplicated = extra results.
+- The first ``WARMUP_S`` of frames (neighbour resolution, process warm-up) count for
+  lost/stalls but not for the *before* percentiles.
 - A stall is a frame later than ``STALL_MS`` or missing.
 - Phases by send time: *before* = before the load starts; *during* = from the load
   start until the steering route was committed (without steering: until the crossing
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 STALL_MS = 100.0
+WARMUP_S = 0.5
 
 
 def pct(values: Sequence[float], q: float) -> float | None:
@@ -64,7 +67,8 @@ def analyse(data: dict[str, Any]) -> dict[str, Any]:
         if s not in lat:
             continue
         if ts < t_load:
-            phases["before"].append(lat[s])
+            if ts - t_start >= WARMUP_S * 1e9:
+                phases["before"].append(lat[s])
         elif t_split is None or ts < t_split:
             phases["during"].append(lat[s])
         else:

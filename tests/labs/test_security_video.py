@@ -93,6 +93,6 @@ def test_report_counts_lost_duplicates_stalls_and_phases() -> None:
     assert res["stalls"] == 2  # the lost frame and the 150 ms one
     assert res["times_ms"]["crossing_to_steer_committed"] == 50.0
     assert res["times_ms"]["crossing_to_first_frame_mec2"] == 82.0
-    assert res["latency_ms"]["before"]["n"] == 4  # frames 0..3 sent before 100 ms
+    assert res["latency_ms"]["before"]["n"] == 0  # frames 0..3: inside the warm-up
     assert res["latency_ms"]["after"]["n"] == 3  # frames 7..9 sent after 200 ms
     assert "no steering" not in rep.markdown([res])
