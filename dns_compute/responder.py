@@ -69,8 +69,25 @@ def _rdata_wire(rrset: RRset) -> list[bytes]:
     return out
 
 
+_RENDERED: dict[tuple[RRset, bytes], Part] = {}
+_RENDERED_MAX = 50_000
+
+
 def render_rrset(rrset: RRset, owner: bytes) -> Part:
-    """RRset → (count, wire) with ``owner`` bytes (a pointer or a full wire name)."""
+    """RRset → (count, wire) with ``owner`` bytes (a pointer or a full wire name).
+
+    Memoised by value: a rebuild re-renders only the RRsets that changed (dnspython's
+    text parsing is the slow part of a zone swap)."""
+    key = (rrset, owner)
+    part = _RENDERED.get(key)
+    if part is None:
+        if len(_RENDERED) >= _RENDERED_MAX:
+            _RENDERED.clear()
+        part = _RENDERED[key] = _render(rrset, owner)
+    return part
+
+
+def _render(rrset: RRset, owner: bytes) -> Part:
     head = owner + struct.pack("!HHI", int(dns.rdatatype.from_text(rrset.rdtype)), 1,
                                rrset.ttl)
     out = b"".join(head + struct.pack("!H", len(rd)) + rd for rd in _rdata_wire(rrset))
