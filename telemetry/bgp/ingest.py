@@ -45,6 +45,8 @@ from telemetry.bgp.models import BgpConfig
 log = logging.getLogger("cpn.telemetry.bgp")
 
 SOURCE = "bgp"
+LOG_BURST = 20
+LOG_WINDOW_S = 10.0
 ACTOR = "bgp"
 
 
@@ -60,6 +62,7 @@ class BgpIngestCore:
         self._index: dict[str, list[str]] | None = None
         self._wide: list[tuple[IPv4Network | IPv6Network, str]] = []
         self._unmapped_logged: set[str] = set()
+        self._log_window, self._logged, self._suppressed = 0.0, 0, 0
         self.stats = {"announced": 0, "withdrawn": 0, "rejected": 0, "unmapped": 0,
                       "committed": 0, "peer_down": 0, "peer_up": 0}
         for m in self.known.values():
@@ -109,8 +112,22 @@ class BgpIngestCore:
                 self.mark_stale({p.site for p in self.cfg.peers}, "exabgp shut down")
             elif isinstance(ev, Rejected):
                 self.stats["rejected"] += 1
-                log.warning("bgp input rejected: %s", ev.reason,
-                            extra={"fields": {"peer": ev.peer, "line": ev.line}})
+                if self._may_log(ev.ts):
+                    log.warning("bgp input rejected: %s", ev.reason,
+                                extra={"fields": {"peer": ev.peer, "line": ev.line}})
+
+    def _may_log(self, now: float) -> bool:
+        """At most ``LOG_BURST`` rejection warnings per ``LOG_WINDOW_S`` (a flood of bad
+        input must not flood the log); the number suppressed is logged next window."""
+        if now - self._log_window >= LOG_WINDOW_S:
+            if self._suppressed:
+                log.warning("bgp: %d further rejections not logged", self._suppressed)
+            self._log_window, self._logged, self._suppressed = now, 0, 0
+        if self._logged < LOG_BURST:
+            self._logged += 1
+            return True
+        self._suppressed += 1
+        return False
 
     def _site(self, ev: BgpEvent) -> str | None:
         site = self.cfg.site_of(ev.peer)

@@ -187,3 +187,14 @@ bgp:
     assert isinstance(sec, BgpConfig) and sec.site_of("10.0.0.2") == "MEC-1"
     with pytest.raises(ValidationError, match="peer_as"):
         parse_config(text.replace("peer_as: 65001", "peer_as: 0"))
+
+
+def test_rejection_flood_does_not_flood_the_log(core: BgpIngestCore,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="cpn.telemetry.bgp"):
+        core.handle([Rejected(peer="10.0.0.2", reason=f"bad {i}", ts=100.0) for i in range(50)])
+        core.handle([Rejected(peer="10.0.0.2", reason="later", ts=111.0)])
+    texts = [r.getMessage() for r in caplog.records]
+    assert core.stats["rejected"] == 51
+    assert sum(t.startswith("bgp input rejected") for t in texts) == 21
+    assert "bgp: 30 further rejections not logged" in texts

@@ -18,7 +18,7 @@ from controller.runtime import Runtime, Settings
 from labs.netns import Lab, Ns
 from telemetry import cats
 from telemetry.bgp.codec import ComputeMetadata
-from telemetry.bgp.decoder import PeerDown, PeerUp
+from telemetry.bgp.decoder import PeerDown, PeerUp, Rejected
 from telemetry.bgp.gobgp import GobgpNeighbor, announce_argv, gobgp_toml, withdraw_argv
 from telemetry.bgp.models import BgpConfig
 from telemetry.plugin_bgp import BgpComponent
@@ -74,6 +74,7 @@ async def _scenario(tmp: Path) -> None:
         changes: list[ComputeMetrics] = []
         rt.bus.on(PeerUp, seen.append)
         rt.bus.on(PeerDown, seen.append)
+        rt.bus.on(Rejected, seen.append)
         rt.bus.on(StateChanged, lambda ev: changes.extend(
             c.value for c in ev.changes if isinstance(c.value, ComputeMetrics)))
         comp = BgpComponent(cfg, wrap=["ip", "netns", "exec", ctl.name])
@@ -101,6 +102,14 @@ async def _scenario(tmp: Path) -> None:
             m1 = get("MEC-1/video")
             assert m1 is not None and m1.l2 == want < 2.0 and m1.overloaded
             assert m1.source == "bgp" and m1.usable
+
+            # bad input from the real daemon: an unknown metric id ⇒ Rejected, state kept
+            mec1.run(["gobgp", "global", "rib", "add", VIDEO, "large-community",
+                      "65001:1:100,65001:77:1"])
+            await _until(lambda: any(isinstance(e, Rejected) and "unknown metric id 77"
+                                     in e.reason for e in seen), "Rejected event")
+            m1 = get("MEC-1/video")
+            assert m1 is not None and m1.l2 == want and m1.available
 
             # withdraw ⇒ unavailable; MEC-2 untouched
             mec1.run(withdraw_argv(VIDEO))
