@@ -7,6 +7,9 @@ Rules:
   input (unknown node or link) is 422 naming the field.
 - ``GET /policies[/{key}]`` lists SR policies with their active candidate path
   (RFC 9256 §2.9) resolved under ``active``.
+- ``POST /slices/plan`` (GBA-6.4.3f) and ``POST /sdwan/render`` (GBA-6.4.3e) are
+  dry runs on the current topology: the body's slices / SD-WAN policies, or the stored
+  ones when the body omits them. Nothing is written or pushed.
 - Any authenticated caller may read and compute.
 """
 
@@ -21,8 +24,10 @@ from controller.api.deps import RT, Caller, Paging
 from controller.errors import NotFoundError
 from controller.models import Link, Model, Name, Router, Site
 from controller.store.base import Store
-from srv6.models import Constraints, LinkAffinity, LocalSid, Locator, SrPolicy
+from srv6.models import Constraints, LinkAffinity, LocalSid, Locator, Slice, SrPolicy
 from srv6.paths import Topology, compute_path, disjoint_pair, k_shortest
+from srv6.sdwan import SdwanPolicy, render
+from srv6.slices import plan_slices
 
 router = APIRouter(prefix="/api/v1/srv6", tags=["srv6"])
 
@@ -91,3 +96,31 @@ def get_policy(key: str, rt: RT, who: Caller) -> dict[str, Any]:
     if pol is None:
         raise NotFoundError("sr-policy", key)
     return policy_view(pol)
+
+
+class SlicePlanRequest(Model):
+    """Body of POST /srv6/slices/plan: ``slices`` in admission order (None = stored)."""
+
+    slices: list[Slice] | None = None
+
+
+@router.post("/slices/plan", summary="Dry-run slice admission: paths, HTB classes, refusals")
+def post_slice_plan(rt: RT, who: Caller, body: SlicePlanRequest) -> dict[str, Any]:
+    del who
+    slices = body.slices if body.slices is not None else sorted(
+        rt.store.list(Slice), key=lambda s: s.name)
+    return plan_slices(topology_from_store(rt.store), slices).model_dump(mode="json")
+
+
+class SdwanRenderRequest(Model):
+    """Body of POST /srv6/sdwan/render: ``policies`` (None = stored SD-WAN policies)."""
+
+    policies: list[SdwanPolicy] | None = None
+
+
+@router.post("/sdwan/render", summary="Render SD-WAN policies into steering + SR policies")
+def post_sdwan_render(rt: RT, who: Caller, body: SdwanRenderRequest) -> dict[str, Any]:
+    del who
+    pols = body.policies if body.policies is not None else sorted(
+        rt.store.list(SdwanPolicy), key=lambda p: p.name)
+    return render(topology_from_store(rt.store), pols).model_dump(mode="json")

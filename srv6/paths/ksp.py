@@ -7,10 +7,10 @@ Rules:
   ``max_candidates``).
 - ``disjoint_pair`` returns a primary and a backup sharing no link and — when
   ``srlg=True`` — no SRLG. Link-disjoint pairs come from Suurballe/Bhandari (minimum
-  total metric). For SRLG-disjointness (NP-hard in general) each of the first
-  ``tries`` Yen paths is taken as primary, every link sharing one of its SRLGs is
-  removed and the backup is the shortest path left; the Suurballe pair is also
-  accepted if it happens to be SRLG-disjoint. The cheapest pair found wins.
+  total metric). For SRLG-disjointness (NP-hard in general) the Suurballe pair is used
+  if it happens to be SRLG-disjoint; otherwise the first of the ``tries`` Yen paths
+  (best first) whose SRLG-pruned graph still has a backup path gives the pair (backup
+  = shortest path left after removing every link sharing one of the primary's SRLGs).
 - Failures are ``PathResult``s with ``failed_constraint`` (``disjoint`` when no pair
   exists, else the constraint that cut the graph).
 """
@@ -221,7 +221,9 @@ def disjoint_pair(
     pair = _suurballe(topo, weight, src, dst, mask, ban)
     if pair is not None and (not srlg or not _srlg_shared(topo, pair[0][1], pair[1][1])):
         candidates.append(pair)
-    if srlg:
+    if srlg and not candidates:
+        # Trap avoidance: the shortest path may block every SRLG-disjoint backup, so
+        # try the next-best primaries too (the first try is the plain shortest path).
         for primary in yen_paths(topo, weight, src, dst, mask, ban, tries):
             risk = frozenset().union(*(topo.edges[e].srlgs for e in primary[1]))
             on = set(primary[1])
@@ -230,6 +232,7 @@ def disjoint_pair(
             backup = shortest_path(topo, weight, src, dst, edge_ok=keep, banned_nodes=ban)
             if backup is not None:
                 candidates.append((primary, backup))
+                break
     if c.max_delay_ms is not None:
         bound = c.max_delay_ms
         candidates = [p for p in candidates if path_cost(delay_w, p[0][1]) <= bound

@@ -39,23 +39,26 @@ def shortest_path(
     done: set[int] = set()
     heap: list[tuple[float, int]] = [(0.0, src)]
     adj = topo.adj
+    pop, push, get = heappop, heappush, dist.get
+    plain = not banned_edges and not banned_nodes
     while heap:
-        d, u = heappop(heap)
+        d, u = pop(heap)
         if u in done:
             continue
         if u == dst:
             break
         done.add(u)
         for v, e in adj[u]:
+            # One loop for the common case (no bans) keeps the inner loop short.
             if v in done or (edge_ok is not None and not edge_ok[e]):
                 continue
-            if e in banned_edges or v in banned_nodes:
+            if not plain and (e in banned_edges or v in banned_nodes):
                 continue
             nd = d + weight[e]
-            if nd < dist.get(v, INF):
+            if nd < get(v, INF):
                 dist[v] = nd
                 prev[v] = (u, e)
-                heappush(heap, (nd, v))
+                push(heap, (nd, v))
     if dst not in dist:
         return None
     nodes, edges = [dst], []

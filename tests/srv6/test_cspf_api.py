@@ -100,3 +100,24 @@ def test_cli_path_renders_result(client: TestClient, monkeypatch: pytest.MonkeyP
                                   "--max-delay-ms", "1"])
     assert bad.exit_code == 3 and "infeasible (max_delay_ms)" in bad.output
     assert "Example:" in runner.invoke(cli_app, ["srv6", "path", "--help"]).output
+
+
+def test_slice_plan_and_sdwan_render_routes(client: TestClient) -> None:
+    resp = client.post("/api/v1/srv6/slices/plan", headers=H, json={"slices": [
+        {"name": "video", "color": 10, "guaranteed_mbps": 600,
+         "flows": [{"headend": "R1", "endpoint": "R3"}]},
+        {"name": "bulk", "color": 20, "guaranteed_mbps": 600,
+         "flows": [{"headend": "R1", "endpoint": "R3"}]}]})
+    assert resp.status_code == 200, resp.text
+    adm = {a["slice"]: a for a in resp.json()["admissions"]}
+    assert adm["video"]["admitted"] and not adm["bulk"]["admitted"]
+    assert adm["bulk"]["failed_constraint"] == "min_bandwidth_mbps"
+    assert adm["bulk"]["links"] == ["R1~R3"]
+    resp = client.post("/api/v1/srv6/sdwan/render", headers=H, json={"policies": [
+        {"name": "cam", "match": {"app": "video-analytics"},
+         "sla": {"name": "rt", "max_delay_ms": 10}, "transports": ["ip-private"],
+         "headends": ["R1"], "endpoint": "R3", "color": 50}]})
+    assert resp.status_code == 200, resp.text
+    out = resp.json()
+    assert out["decisions"][0]["chosen"] == "ip-private"
+    assert out["rules"][0]["match"]["dst_ports"] == "5600"
