@@ -19,6 +19,7 @@ Rules:
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -216,15 +217,16 @@ class Framework:
         failed: dict[str, Status] = {}
         start = self._next % total if total else 0
         nodes = snap.nodes
+        fns = [(p.filter, p.name) for p in filters]
         visited = 0
+        ok = _SUCCESS
         for k in range(total):
-            idx = (start + k) % total
-            node = nodes[order[idx]]
+            node = nodes[order[(start + k) % total]]
             visited = k + 1
-            for p in filters:
-                st = p.filter(state, task, node)
-                if not st.ok:
-                    failed[node.name] = st if st.plugin else Status(st.code, st.reasons, p.name)
+            for fn, pname in fns:
+                st = fn(state, task, node)
+                if st is not ok and st.code is not Code.SUCCESS:
+                    failed[node.name] = st if st.plugin else Status(st.code, st.reasons, pname)
                     break
             else:
                 feasible.append(node)
@@ -236,24 +238,30 @@ class Framework:
     def _score(self, state: CycleState, task: Task, feasible: list[NodeInfo],
                skip: set[str]) -> tuple[NodeInfo | Status, list[tuple[str, float]]]:
         prof = self.profile
-        totals = dict.fromkeys((n.name for n in feasible), 0.0)
+        totals = [0.0] * len(feasible)
         for p in prof.at("score"):
             if p.name in skip:
                 continue
             w = prof.weights.get(p.name, 1.0)
             if w == 0:
                 continue
-            scores = {n.name: float(p.score(state, task, n)) for n in feasible}
+            fn = p.score
+            raw = [float(fn(state, task, n)) for n in feasible]
             if hasattr(p, "normalize"):
+                scores = {n.name: v for n, v in zip(feasible, raw, strict=True)}
                 p.normalize(state, task, scores)
-            for name, s in scores.items():
-                if not 0.0 <= s <= 100.0 or s != s:
-                    return Status.error(f"score {s!r} for {name} outside 0-100",
-                                        plugin=p.name), []
-                totals[name] += w * s
-        by_name = {n.name: n for n in feasible}
-        ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
-        return by_name[ranked[0][0]], ranked
+                raw = [scores[n.name] for n in feasible]
+            if any(not 0.0 <= v <= 100.0 for v in raw):  # also catches NaN
+                bad = next(v for v in raw if not 0.0 <= v <= 100.0)
+                name = feasible[raw.index(bad)].name
+                return Status.error(f"score {bad!r} for {name} outside 0-100",
+                                    plugin=p.name), []
+            for i, v in enumerate(raw):
+                totals[i] += w * v
+        ranked = heapq.nsmallest(3, ((-t, n.name, i) for i, (t, n) in
+                                     enumerate(zip(totals, feasible, strict=True))))
+        top = [(name, -neg) for neg, name, _ in ranked]
+        return feasible[ranked[0][2]], top
 
     def _call(self, plugin: Any, point: str, *args: Any) -> Status:
         try:

@@ -105,10 +105,9 @@ expected end epoch s, from runtime estimates, for reservation/backfill)."""
 
     def fits(self, req: Resources) -> str | None:
         """None if ``req`` fits, else the first resource short (for the reason)."""
+        cap, used = self.capacity, self.used
         for r, v in req.items():
-            if r == "bandwidth":
-                continue
-            if v > self.capacity.get(r, 0.0) - self.used.get(r, 0.0) + 1e-9:
+            if v > cap.get(r, 0.0) - used.get(r, 0.0) + 1e-9 and r != "bandwidth":
                 return r
         return None
 

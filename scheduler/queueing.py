@@ -195,6 +195,7 @@ class QuotaTree:
 # ------------------------------------------------------------------ queue sort
 class QueueSort(Protocol):
     name: str
+    dynamic: bool
 
     def key(self, task: Task, ctx: SortContext) -> tuple[float, ...]: ...
 
@@ -212,6 +213,7 @@ class Fcfs:
     """GBA-6.5f-2 first come, first served."""
 
     name = "fcfs"
+    dynamic = False
 
     def key(self, task: Task, ctx: SortContext) -> tuple[float, ...]:
         return (task.submitted,)
@@ -221,6 +223,7 @@ class PrioritySort:
     """Declared priority (higher first), then age (kube-scheduler PrioritySort)."""
 
     name = "priority"
+    dynamic = False
 
     def key(self, task: Task, ctx: SortContext) -> tuple[float, ...]:
         return (-task.priority, task.submitted)
@@ -230,6 +233,7 @@ class DrfSort:
     """Lowest dominant share first (DRF), then priority, then age."""
 
     name = "drf"
+    dynamic = True  # shares change as tasks are placed: re-sort at every pop
 
     def key(self, task: Task, ctx: SortContext) -> tuple[float, ...]:
         share = ctx.tree.dominant_share(task.tenant, ctx.totals) if ctx.tree else 0.0
@@ -241,6 +245,7 @@ class WeightedPriority:
     score = priority/10 + age_minutes − size_share·50 − dominant_share·50."""
 
     name = "weighted-priority"
+    dynamic = True
 
     def key(self, task: Task, ctx: SortContext) -> tuple[float, ...]:
         age_min = max(0.0, ctx.now - task.submitted) / 60.0
@@ -273,9 +278,11 @@ class SchedulingQueue:
         self.sort = sort or PrioritySort()
         self.queues: dict[str, list[Task]] = {}
         self.vtime: dict[str, float] = {}
+        self._sorted: set[str] = set()
 
     def add(self, task: Task) -> None:
         self.queues.setdefault(task.queue, []).append(task)
+        self._sorted.discard(task.queue)
         self.vtime.setdefault(task.queue, min(self.vtime.values(), default=0.0))
 
     def __len__(self) -> int:
@@ -288,7 +295,10 @@ class SchedulingQueue:
                 return
             q = min(live, key=lambda n: (self.vtime[n], n))
             tasks = self.queues[q]
-            tasks.sort(key=lambda t: (*self.sort.key(t, ctx), t.id))
-            task = tasks.pop(0)
+            if self.sort.dynamic or q not in self._sorted:
+                # kept in reverse order so the next task pops from the end in O(1)
+                tasks.sort(key=lambda t: (*self.sort.key(t, ctx), t.id), reverse=True)
+                self._sorted.add(q)
+            task = tasks.pop()
             self.vtime[q] += 1.0 / self.weights.get(q, 1.0)
             yield task

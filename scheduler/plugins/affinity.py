@@ -39,6 +39,10 @@ class ComputeAffinity:
             return None
         return any(node.capacity.get(r, 0.0) > 0 for r in want)
 
+    def pre_filter(self, state: CycleState, task: Task, snap: Snapshot) -> Status:
+        # a workload class with no preferred accelerator scores all nodes alike
+        return Status.success() if task.kind in self.a.classes else Status.skip(self.name)
+
     def filter(self, state: CycleState, task: Task, node: NodeInfo) -> Status:
         if self.a.required and self._match(task, node) is False:
             return Status.unresolvable(f"no {'/'.join(self.a.classes[task.kind])} for "

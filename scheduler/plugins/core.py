@@ -86,8 +86,9 @@ class DefaultBinder:
 
 
 class LeastLoaded:
-    """Score: share of the node left free after placing the task (like
-    kube-scheduler's LeastAllocated), averaged over the resources requested."""
+    """Score: share of the node left free after placing the task (kube-scheduler's
+    LeastAllocated), averaged over the resources the task requests (all of the node's
+    resources when it requests none)."""
 
     name = "least-loaded"
 
@@ -95,13 +96,16 @@ class LeastLoaded:
         parse_args(self.name, Args, args)
 
     def score(self, state: CycleState, task: Task, node: NodeInfo) -> float:
-        parts = []
-        for r, c in node.capacity.items():
-            if c <= 0:
-                continue
-            after = node.used.get(r, 0.0) + task.requests.get(r, 0.0)
-            parts.append(max(0.0, 1.0 - after / c))
-        return 100.0 * sum(parts) / len(parts) if parts else 0.0
+        cap, used = node.capacity, node.used
+        total = 0.0
+        n = 0
+        for r, v in (task.requests.items() or dict.fromkeys(cap, 0.0).items()):
+            c = cap.get(r, 0.0)
+            if c > 0:
+                free = 1.0 - (used.get(r, 0.0) + v) / c
+                total += free if free > 0 else 0.0
+                n += 1
+        return 100.0 * total / n if n else 0.0
 
 
 class PreferAwake:

@@ -88,7 +88,8 @@ class Reservation:
     def pre_filter(self, state: CycleState, task: Task, snap: Snapshot) -> Status:
         state["reservations"] = snap.reservations
         state["now"] = snap.now
-        return Status.success()
+        # nothing reserved: the filter cannot refuse anything (PostFilter still runs)
+        return Status.success() if snap.reservations else Status.skip(self.name)
 
     def reserve(self, state: CycleState, task: Task, node: NodeInfo) -> Status:
         held = state.get("reservations")
