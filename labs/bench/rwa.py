@@ -33,16 +33,22 @@ def mesh(n: int, seed: int) -> list[Fiber]:
     return list(fibers.values())
 
 
+def pair(rnd: random.Random, names: list[str]) -> tuple[str, str]:
+    a, b = rnd.sample(names, 2)
+    return a, b
+
+
 def run(nodes: int = 100, existing: int = 500, requests: int = 200, seed: int = 7,
         **_: Any) -> dict[str, Any]:
     rnd = random.Random(seed)
     net = Network.build(mesh(nodes, seed))
     names = sorted({f.a for f in net.fibers.values()} | {f.b for f in net.fibers.values()})
-    pre = [Request(f"x{i}", *rnd.sample(names, 2)) for i in range(existing * 2)]
+    pre = [Request(f"x{i}", *pair(rnd, names)) for i in range(existing * 2)]
     placed = [p for p in plan_batch(net, pre) if p.status is Status.OK][:existing]
     for lp_id in [k for k in net.lightpaths if k not in {p.request.id for p in placed}]:
         net.remove(lp_id)
-    times, outcomes = [], {}
+    times: list[float] = []
+    outcomes: dict[str, int] = {}
     for i in range(requests):
         a, b = rnd.sample(names, 2)
         r = Request(f"r{i}", a, b, rnd.choice([Rate.G100, Rate.G400]), protect=i % 4 == 0)
