@@ -23,7 +23,7 @@ from heapq import heappop, heappush
 from controller.errors import ValidationError
 from srv6.models import Constraints, PathResult
 from srv6.paths.cspf import Fail, banned_nodes, build_result, combine, edge_filters, name_cut
-from srv6.paths.spf import Path, path_cost, shortest_path
+from srv6.paths.spf import Path, distances, path_cost, shortest_path
 from srv6.paths.topology import Topology
 
 
@@ -35,6 +35,8 @@ def yen_paths(topo: Topology, weight: list[float], src: int, dst: int,
         return
     accepted: list[Path] = [first]
     yield first
+    # Exact distances to dst before any spur bans: a consistent A* heuristic.
+    pot = distances(topo, weight, dst, mask, ban)
     heap: list[tuple[float, int, list[int], list[int]]] = []
     seen: set[tuple[int, ...]] = {tuple(first[1])}
     tiebreak = 0
@@ -49,7 +51,7 @@ def yen_paths(topo: Topology, weight: list[float], src: int, dst: int,
                     cut.add(p_edges[i])
             blocked = set(ban) | set(root_nodes[:-1])
             got = shortest_path(topo, weight, spur, dst, edge_ok=mask, banned_edges=cut,
-                                banned_nodes=blocked)
+                                banned_nodes=blocked, potential=pot)
             if got is None:
                 continue
             edges = root_edges + got[1]
