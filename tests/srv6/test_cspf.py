@@ -170,3 +170,14 @@ def test_reservation_over_capacity_names_link() -> None:
     book.release("p1")
     book.release("p1")
     assert book.snapshot() == {}
+
+
+def test_bench_runs_small() -> None:
+    from labs.bench.cspf import random_topology, run
+
+    routers_, links_ = random_topology(50, 150, seed=1)
+    t = Topology.build(links_, routers_)
+    assert len(t.edges) == 150 and t.n == 50
+    out = run(nodes=50, links=150, queries=10, side_queries=2)
+    assert sum(out["outcomes"].values()) == 10 and out["links"] == 150
+    assert out["median_ms"] > 0 and out["disjoint_pairs_found"].endswith("/2")
