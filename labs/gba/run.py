@@ -1,0 +1,201 @@
+"""Run the GBA multi-centre lab: the real controller on loopback, everything via REST.
+
+Rules:
+- Starts ``cpn run`` (``controller.cli.main``) as a subprocess with the generated config
+  (``examples/gba.yaml`` + ``scheduler:`` profiles + an operator token) on free loopback
+  ports and a fresh state dir; stops it BY PID in ``finally`` (terminate, then kill).
+- A controller that exits early or never answers is a ``LabError`` naming it, with the
+  tail of its log.
+- Seeds site metrics (``PUT /api/v1/metrics/<site>/*``), submits one job per policy
+  (``POST /api/v1/jobs``), waits for the scheduler component to place each one, reads
+  each job's journal (``GET /api/v1/events?kind=job&key=<id>``), computes the SR path
+  from the client to the chosen site (``labs.gba.steer``, on links/sites read through
+  REST) and returns the report dict. Nothing is programmed in a dataplane.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from controller.models import Link, Site
+from labs.gba import scenario as S
+from labs.gba import report as R
+from labs.gba.steer import delays_from, steer
+from labs.netns import LabError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tail(path: Path, n: int = 30) -> str:
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+
+
+class Controller:
+    """The controller subprocess: ``start`` waits until REST answers; ``stop`` by pid."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        self.token = secrets.token_hex(24)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / "controller.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.argv: list[str] = []
+
+    def start(self, timeout: float = 30.0) -> None:
+        state = self.dir / "state"
+        doc = S.build_config(state, self.token)
+        cfg = self.dir / "controller.yaml"
+        cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+        os.chmod(cfg, 0o600)  # holds the lab's token
+        self.argv = [sys.executable, "-m", "controller.cli.main", "run", "--config", str(cfg),
+                     "--api", f"127.0.0.1:{self.port}", "--dns", f"127.0.0.1:{free_port()}",
+                     "--state", str(state)]
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        with self.client() as c:
+            while True:
+                if self.proc.poll() is not None:
+                    raise LabError(f"controller exited with {self.proc.returncode} while "
+                                   f"starting; log {self.log}:\n{_tail(self.log)}")
+                try:
+                    if c.get("/api/v1/whoami").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise LabError(f"controller REST on {self.url} did not answer in "
+                                   f"{timeout:g} s; log {self.log}:\n{_tail(self.log)}")
+                time.sleep(0.1)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10.0,
+                            headers={"Authorization": f"Bearer {self.token}",
+                                     "X-CPN-Reason": "gba lab"})
+
+    def stop(self) -> None:
+        p = self.proc
+        if p is None or p.poll() is not None:
+            return
+        p.terminate()  # by pid: Popen.terminate signals exactly this process
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=5)
+
+
+def _ok(r: httpx.Response, what: str) -> Any:
+    if r.status_code >= 300:
+        raise LabError(f"{what}: HTTP {r.status_code}: {r.text[:500]}")
+    return r.json()
+
+
+def _all(c: httpx.Client, path: str, **params: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    offset = 0
+    while True:
+        page = _ok(c.get(path, params={**params, "limit": 1000, "offset": offset}),
+                   f"GET {path}")
+        items += page["items"]
+        if page.get("next_offset") is None:
+            return items
+        offset = page["next_offset"]
+
+
+def wait_placed(c: httpx.Client, job_id: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = _ok(c.get(f"/api/v1/jobs/{job_id}"), f"GET job {job_id}")
+        if job["state"] in ("running", "failed", "finished", "cancelled"):
+            return job
+        if time.monotonic() > deadline:
+            raise LabError(f"job {job_id} not placed within {timeout:g} s: state "
+                           f"{job['state']}, reason {job.get('reason')!r}")
+        time.sleep(0.1)
+
+
+def run_lab(workdir: Path, place_timeout: float = 20.0) -> dict[str, Any]:
+    """Run the lab once in ``workdir``; returns the report dict."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ctl = Controller(workdir)
+    try:
+        ctl.start()
+        with ctl.client() as c:
+            for body in S.metrics_bodies():
+                _ok(c.put(f"/api/v1/metrics/{body['site']}/*", json=body),
+                    f"seed metrics of {body['site']}")
+            sites = [Site.model_validate(s) for s in _all(c, "/api/v1/sites")]
+            links = [Link.model_validate(x) for x in _all(c, "/api/v1/links")]
+            delays = delays_from(links, sites, S.CLIENT)
+            doc = S.build_config(workdir / "state", "-")
+            submitted = []
+            for case in S.CASES:
+                job = _ok(c.post("/api/v1/jobs", json=S.job_body(case)),
+                          f"submit job {case.name}")
+                submitted.append((case, job["id"]))
+            rows = []
+            for case, jid in submitted:
+                job = wait_placed(c, jid, place_timeout)
+                journal = _all(c, "/api/v1/events", kind="job", key=jid)
+                path = (steer(links, sites, S.CLIENT, job["site"]) if job.get("site")
+                        else {"ok": False, "local": False, "reason": "not placed"})
+                rows.append(R.job_row({"name": case.name, "policy": case.policy,
+                                       "why": case.why}, job, journal,
+                                      S.expected_site(case, doc, delays), path))
+            metrics = _all(c, "/api/v1/metrics")
+    finally:
+        ctl.stop()
+    kind = {s.name: s.kind.value for s in sites}
+    return {
+        "controller": {"argv": shlex.join(ctl.argv), "url": ctl.url,
+                       "log": str(ctl.log)},
+        "placement_by": "the scheduler component (scheduler.plugin) inside the controller, "
+                        "profiles from the scheduler: section; jobs only submitted via REST",
+        "flows_by": f"SRv6 CSPF (srv6.paths.compute_path) from {S.CLIENT}, GBA-5.2 "
+                    "interconnect tiers; computed only, not programmed into a dataplane",
+        "client": S.CLIENT,
+        "delays_from_client_ms": delays,
+        "metrics": [{"site": m["site"], "kind": kind.get(m["site"], "?"), "l0": m["l0"],
+                     "l2": m["l2"]} for m in metrics if m["service"] == "*"],
+        "jobs": rows,
+        "summary": {"jobs": len(rows),
+                    "as_expected": sum(1 for r in rows if r["as_expected"]),
+                    "journaled": sum(1 for r in rows if r["decision"] is not None),
+                    "distinct_sites": len({r["site"] for r in rows})},
+    }
+
+
+def run_cli(out: Path) -> int:
+    try:
+        rep = run_lab(out)
+    except LabError as exc:
+        print(f"gba lab failed: {exc}", file=sys.stderr)
+        return 1
+    R.write(rep, out)
+    s = rep["summary"]
+    for j in rep["jobs"]:
+        print(f"{j['name']:<11} {j['policy']:<14} -> {j['site']!s:<9} "
+              f"(expected {j['expected_site']}) {'ok' if j['as_expected'] else 'UNEXPECTED'}")
+    print(f"report: {out / 'report.md'}  ({s['as_expected']}/{s['jobs']} as expected, "
+          f"{s['journaled']}/{s['jobs']} journaled)")
+    return 0 if s["as_expected"] == s["jobs"] and s["journaled"] == s["jobs"] else 1
