@@ -6,8 +6,10 @@ random extra links; igp metric 1–100, delay 0.2–8 ms, capacity 1/10/100 Gbit
 10–100 % available, 0–2 SRLGs out of ``srlgs`` groups, every router with a locator)
 built once; then ``queries`` random (headend, endpoint) pairs, each asked for a path
 with ``max_delay_ms`` + ``min_bandwidth_mbps`` + three excluded SRLGs, timed end to end
-including the minimal segment list. Also timed: Yen k-shortest (k=``k``) and SRLG-
-disjoint pairs on ``side_queries`` pairs. Figures are wall-clock ms per query.
+including the minimal segment list (``delay_bound_binding`` counts the queries where the
+IGP-shortest path was too slow, so the delay-constrained search (LARAC) decided).
+Also timed: Yen k-shortest (k=``k``) and SRLG-disjoint pairs on ``side_queries``
+pairs. Figures are wall-clock ms per query.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def run(nodes: int = 1000, links: int = 4000, queries: int = 200, side_queries: int = 30,
-        k: int = 4, seed: int = 4, max_delay_ms: float = 40.0,
+        k: int = 4, seed: int = 4, max_delay_ms: float = 20.0,
         min_bandwidth_mbps: float = 2000.0, **_opts: Any) -> dict[str, Any]:
     routers, link_list = random_topology(nodes, links, seed)
     t0 = time.perf_counter()
@@ -59,6 +61,7 @@ def run(nodes: int = 1000, links: int = 4000, queries: int = 200, side_queries: 
     times: list[float] = []
     outcomes: dict[str, int] = {}
     sids: list[int] = []
+    delay_bound_binding = 0
     for _ in range(queries):
         a, b = rng.sample(range(nodes), 2)
         c = Constraints(max_delay_ms=max_delay_ms, min_bandwidth_mbps=min_bandwidth_mbps,
@@ -71,6 +74,7 @@ def run(nodes: int = 1000, links: int = 4000, queries: int = 200, side_queries: 
         outcomes[key] = outcomes.get(key, 0) + 1
         if res.segment_list is not None:
             sids.append(len(res.segment_list.sids))
+        delay_bound_binding += "LARAC" in res.reason or res.failed_constraint == "max_delay_ms"
     ksp_ms: list[float] = []
     pair_ms: list[float] = []
     pairs_found = 0
@@ -94,6 +98,8 @@ def run(nodes: int = 1000, links: int = 4000, queries: int = 200, side_queries: 
         "goal_median_ms": 20,
         "met": statistics.median(times) <= 20,
         "outcomes": outcomes,
+        "max_delay_ms": max_delay_ms,
+        "delay_bound_binding": delay_bound_binding,
         "median_sids": statistics.median(sids) if sids else None,
         "ksp_k": k,
         "ksp_median_ms": round(statistics.median(ksp_ms), 2),
