@@ -50,7 +50,8 @@ def decision_entry(journal: list[dict[str, Any]]) -> dict[str, Any] | None:
     for e in reversed(journal):
         v = e.get("value") or {}
         if v.get("state") in ("running", "failed") and e.get("actor") != "api:gba-lab":
-            return e
+            found: dict[str, Any] = e
+            return found
     return None
 
 

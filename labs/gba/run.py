@@ -29,8 +29,8 @@ import httpx
 import yaml
 
 from controller.models import Link, Site
-from labs.gba import scenario as S
 from labs.gba import report as R
+from labs.gba import scenario as S
 from labs.gba.steer import delays_from, steer
 from labs.netns import LabError
 
@@ -146,7 +146,7 @@ def run_lab(workdir: Path, place_timeout: float = 20.0) -> dict[str, Any]:
                     f"seed metrics of {body['site']}")
             sites = [Site.model_validate(s) for s in _all(c, "/api/v1/sites")]
             links = [Link.model_validate(x) for x in _all(c, "/api/v1/links")]
-            delays = delays_from(links, sites, S.CLIENT)
+            delays, ranks = delays_from(links, sites, S.CLIENT)
             doc = S.build_config(workdir / "state", "-")
             submitted = []
             for case in S.CASES:
@@ -161,7 +161,7 @@ def run_lab(workdir: Path, place_timeout: float = 20.0) -> dict[str, Any]:
                         else {"ok": False, "local": False, "reason": "not placed"})
                 rows.append(R.job_row({"name": case.name, "policy": case.policy,
                                        "why": case.why}, job, journal,
-                                      S.expected_site(case, doc, delays), path))
+                                      S.expected_site(case, doc, delays, ranks), path))
             metrics = _all(c, "/api/v1/metrics")
     finally:
         ctl.stop()
@@ -175,6 +175,7 @@ def run_lab(workdir: Path, place_timeout: float = 20.0) -> dict[str, Any]:
                     "interconnect tiers; computed only, not programmed into a dataplane",
         "client": S.CLIENT,
         "delays_from_client_ms": delays,
+        "gba52_rank_from_client": ranks,
         "metrics": [{"site": m["site"], "kind": kind.get(m["site"], "?"), "l0": m["l0"],
                      "l2": m["l2"]} for m in metrics if m["service"] == "*"],
         "jobs": rows,

@@ -58,6 +58,11 @@ PROFILES: dict[str, dict[str, Any]] = {
     "network-aware": {"plugins": [*_FIT, {"name": "network-aware",
                                           "args": {"delay_ref_ms": 10}}, *_BIND],
                       "weights": {"network-aware": 1.0}},
+    # GBA-6.5f-6 + GBA-5.2: the same, plus the interconnect order of the target site.
+    "network-interconnect": {"plugins": [*_FIT, {"name": "network-aware",
+                                                 "args": {"delay_ref_ms": 10}},
+                                         "interconnect", *_BIND],
+                             "weights": {"network-aware": 1.0, "interconnect": 0.5}},
 }
 
 
@@ -88,6 +93,10 @@ CASES: tuple[JobCase, ...] = (
             {"kind": "big-data", "requirements": {"cpu_cores": 16},
              "data_site": BIG_DATA_SITE, "data_gib": 1}),
     JobCase("network", "network-aware", "48 cores: lowest delay from the client within 5 ms",
+            {"kind": "video", "requirements": {"cpu_cores": 48, "max_latency_ms": 5}}),
+    JobCase("network-ic", "network-interconnect",
+            "48 cores within 5 ms, GBA-5.2: a centre reached over IP-private beats a hub "
+            "reached without OTN",
             {"kind": "video", "requirements": {"cpu_cores": 48, "max_latency_ms": 5}}),
     JobCase("manual", "manual", "operator names the site (GBA-6.5f-1)",
             {"kind": "ai-training", "requirements": {"cpu_cores": 16},
@@ -136,13 +145,16 @@ def cpu_capacity(doc: dict[str, Any]) -> dict[str, float]:
 
 
 def expected_site(case: JobCase, doc: dict[str, Any],
-                  delays: dict[str, float] | None = None) -> str | None:
+                  delays: dict[str, float] | None = None,
+                  ranks: dict[str, int] | None = None) -> str | None:
     """Where ``case`` should land given ``SEED`` and the config (None: no claim).
 
     energy/price: arg-min of the seeded value among sites with room; data-aware with
     data >= 100 GiB: the data site; with small data: the cheapest; network-aware: the
     lowest-delay site within ``max_latency_ms`` (``delays`` from the client);
-    manual: the named site.
+    network-interconnect: among those, the best GBA-5.2 rank (``ranks``: 0 = the
+    site's preferred interconnect is the worst kind on its least-delay path), then
+    delay; manual: the named site.
     """
     need = float(case.spec.get("requirements", {}).get("cpu_cores", 0))
     cap = cpu_capacity(doc)
@@ -162,4 +174,8 @@ def expected_site(case: JobCase, doc: dict[str, Any],
         bound = float(case.spec.get("requirements", {}).get("max_latency_ms", 1e9))
         ok = [s for s in fits if delays.get(s, 1e9) <= bound]
         return min(ok, key=lambda s: delays[s]) if ok else None
+    if case.policy == "network-interconnect" and delays is not None and ranks is not None:
+        bound = float(case.spec.get("requirements", {}).get("max_latency_ms", 1e9))
+        ok = [s for s in fits if delays.get(s, 1e9) <= bound]
+        return min(ok, key=lambda s: (ranks.get(s, 9), delays[s])) if ok else None
     return None

@@ -68,14 +68,21 @@ def _row(res: PathResult, links: Sequence[Link], allowed: list[str],
             "reason": res.reason or res.failed_constraint or ""}
 
 
-def delays_from(links: Sequence[Link], sites: Sequence[Site], client: str) -> dict[str, float]:
-    """Least path delay from ``client`` to every site (any interconnect)."""
+def delays_from(links: Sequence[Link], sites: Sequence[Site],
+                client: str) -> tuple[dict[str, float], dict[str, int]]:
+    """Least path delay from ``client`` to every site (any interconnect), and the
+    GBA-5.2 rank of that path for the site (0 = its most preferred kind is the worst
+    kind on the path; the client itself ranks 0)."""
     topo = topology(links, sites)
-    out: dict[str, float] = {client: 0.0}
+    kind_of = {ln.key: ln.kind for ln in links}
+    delays: dict[str, float] = {client: 0.0}
+    ranks: dict[str, int] = {client: 0}
     for s in sites:
         if s.name == client:
             continue
         res = compute_path(topo, client, s.name, Constraints(metric="delay"))
         if res.ok:
-            out[s.name] = res.delay_ms
-    return out
+            delays[s.name] = res.delay_ms
+            pref = interconnect_preference(s.kind)
+            ranks[s.name] = max(pref.index(kind_of[k]) for k in res.links)
+    return delays, ranks
