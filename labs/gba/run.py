@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import secrets
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -137,6 +138,8 @@ def wait_placed(c: httpx.Client, job_id: str, timeout: float) -> dict[str, Any]:
 def run_lab(workdir: Path, place_timeout: float = 20.0) -> dict[str, Any]:
     """Run the lab once in ``workdir``; returns the report dict."""
     workdir.mkdir(parents=True, exist_ok=True)
+    # a fresh controller state each run: jobs and metrics of an earlier run must not leak
+    shutil.rmtree(workdir / "state", ignore_errors=True)
     ctl = Controller(workdir)
     try:
         ctl.start()
