@@ -85,4 +85,7 @@ def register_cli(app: typer.Typer) -> None:
                                  fps=fps, frame_size=frame_size, before_s=before_s,
                                  after_s=after_s))
 
+    from labs.gba import register as register_gba
+
+    register_gba(lab)
     app.add_typer(lab, name="lab")
