@@ -369,21 +369,35 @@ def _lp_guided(p: PlacementProblem, options: dict[str, list[Option]],
                penalty: dict[str, int], hint: Mapping[str, Option | None],
                fixed: set[str] | None, time_limit_s: float, workers: int, gap_limit: float
                ) -> tuple[dict[str, Option | None], int, int, str] | None:
+    """Fixed flows (incremental re-plan, sticky) are decided first and charged to the
+    capacities. A small model goes to CP-SAT whole (its bound is then exact); a large
+    one is LP-guided (see ``scheduler.solver``)."""
     from scheduler.solver import base_rhs, cpsat_exact, lp_bound, option_rows
 
     t0 = time.perf_counter()
     rhs = base_rhs(p)
-    lp_val, integral = lp_bound(p, p.flows, options, penalty, rhs)
     decided: dict[str, Option | None] = {}
+
+    def charge(f: PFlow, o: Option) -> None:
+        decided[f.id] = o
+        for key, coef in option_rows(f, o, p.slices):
+            rhs[key] = rhs.get(key, 0.0) - coef
+
     for f in p.flows:
-        i = integral[f.id]
-        if i is not None and (fixed is None or f.id not in fixed or len(options[f.id]) == 1):
-            decided[f.id] = options[f.id][i]
-    for f in p.flows:
-        o = decided.get(f.id)
-        if o is not None:
-            for key, coef in option_rows(f, o, p.slices):
-                rhs[key] = rhs.get(key, 0.0) - coef
+        if fixed is not None and f.id in fixed and len(options[f.id]) == 1:
+            charge(f, options[f.id][0])
+    rest = [f for f in p.flows if f.id not in decided]
+    n_vars = sum(len(options[f.id]) for f in rest)
+    note = f"CP-SAT on all {len(rest)} free flows"
+    lp_val: float | None = None
+    if n_vars > SMALL_MODEL_VARS:
+        lp_val, integral = lp_bound(p, rest, options, penalty, rhs)
+        for f in rest:
+            i = integral[f.id]
+            if i is not None:
+                charge(f, options[f.id][i])
+        note = (f"CP-SAT on the {len(p.flows) - len(decided)} LP-fractional flows, "
+                f"{len(rest) - (len(p.flows) - len(decided))} LP-integral kept")
     free = [f for f in p.flows if f.id not in decided]
     fixed_cost = sum(o.cost for o in decided.values() if o is not None)
     left = time_limit_s - (time.perf_counter() - t0)
@@ -392,11 +406,16 @@ def _lp_guided(p: PlacementProblem, options: dict[str, list[Option]],
         return None
     choice, obj, bound, status = got
     choice.update(decided)
-    # CP-SAT's bound holds only for the restricted model (LP-integral flows fixed);
-    # the LP relaxation bound is the one valid for the whole model.
-    del bound
-    return (choice, obj + fixed_cost, math.ceil(lp_val - 1e-6),
-            f"{status} on the {len(free)} LP-fractional flows ({len(decided)} LP-integral)")
+    forced = sum(o.cost for f, o in decided.items()
+                 if o is not None and fixed is not None and f in fixed)
+    # With LP fixing, CP-SAT's bound holds only for the LP-restricted model; the LP
+    # bound (plus the cost of flows fixed by the problem itself) is the valid one.
+    bound = math.ceil(lp_val - 1e-6) + forced if lp_val is not None else bound + fixed_cost
+    return choice, obj + fixed_cost, bound, f"{status} ({note})"
+
+
+#: Models up to this many option variables are solved by CP-SAT whole.
+SMALL_MODEL_VARS = 5000
 
 
 def replan(p: PlacementProblem, previous_inputs: Mapping[str, PFlow] | None = None, *,
