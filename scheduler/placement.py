@@ -33,6 +33,7 @@ from controller.models import InterconnectKind, SiteKind, interconnect_preferenc
 from scheduler.models import Resources
 from scheduler.paths import CandidatePath
 
+_new = tuple.__new__
 SCALE = 100  # cost units per objective unit (CP-SAT needs integers)
 
 
@@ -234,9 +235,10 @@ def build_options(p: PlacementProblem, fixed: set[str] | None = None
             if fixed is not None and f.id in fixed and c >= 0:
                 js = [c]
             row = cost_l[fi]
-            keep = [Option(site_of[j], plist[j], row[j]) for j in js]
+            # tuple.__new__ skips the NamedTuple's Python-level __new__ (24k per plan)
+            keep = [_new(Option, (site_of[j], plist[j], row[j])) for j in js]
             options[f.id] = keep
-            worst = max((o.cost for o in keep), default=0)
+            worst = max((row[j] for j in js), default=0)
             penalty[f.id] = 2 * worst + 100 * SCALE
     return options, penalty
 
