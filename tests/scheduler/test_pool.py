@@ -57,7 +57,7 @@ def test_transitions_gbt_6_2_8() -> None:
     with pytest.raises(PoolError, match="only 0.000 left"):
         p.carve("c0", profile="1g")  # soft-deleted capacity stays reserved
     p.recover("c0-i0")
-    assert p.instances["c0-i0"].state is InstanceState.AVAILABLE
+    assert p.instances["c0-i0"].state.value == "available"
     p.enqueue("t9", 4)
     assert p.queue == [("t9", 4)]
     events = [e for e, _, _ in p.log]
