@@ -114,7 +114,9 @@ class Profile:
             raise ValueError(f"profile {self.name!r}: plug-in(s) listed twice: {sorted(dup)}")
         for point in ("pre_filter", "filter", "post_filter", "score", "normalize", "reserve",
                       "permit", "bind"):
-            self._points[point] = [p for p in self.plugins if hasattr(p, point)]
+            # ``inactive``: points a plug-in's configuration makes no-ops (not called)
+            self._points[point] = [p for p in self.plugins if hasattr(p, point)
+                                   and point not in getattr(p, "inactive", ())]
 
     def at(self, point: str) -> list[Any]:
         return self._points[point]

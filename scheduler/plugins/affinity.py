@@ -32,6 +32,7 @@ class ComputeAffinity:
 
     def __init__(self, args: dict[str, Any]) -> None:
         self.a = parse_args(self.name, AffinityArgs, args)
+        self.inactive = frozenset() if self.a.required else frozenset({"filter"})
 
     def _match(self, task: Task, node: NodeInfo) -> bool | None:
         want = self.a.classes.get(task.kind)

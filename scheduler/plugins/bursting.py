@@ -25,6 +25,7 @@ class CloudBursting:
 
     def __init__(self, args: dict[str, Any]) -> None:
         self.a = parse_args(self.name, BurstArgs, args)
+        self.inactive = frozenset() if not self.a.allow else frozenset({"filter"})
 
     def filter(self, state: CycleState, task: Task, node: NodeInfo) -> Status:
         if not self.a.allow and node.site_kind is SiteKind.CLOUD:
