@@ -22,6 +22,7 @@ Rules:
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -131,6 +132,19 @@ def _ic_rank(kind: SiteKind, kinds: frozenset[str]) -> int:
 
 def build_options(p: PlacementProblem, fixed: set[str] | None = None
                   ) -> tuple[dict[str, list[Option]], dict[str, int]]:
+    """See ``_build_options``; the cyclic GC is paused meanwhile (tens of thousands of
+    acyclic tuples would otherwise trigger repeated generation-0/1 scans)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        return _build_options(p, fixed)
+    finally:
+        if was:
+            gc.enable()
+
+
+def _build_options(p: PlacementProblem, fixed: set[str] | None = None
+                   ) -> tuple[dict[str, list[Option]], dict[str, int]]:
     """Cheapest options per flow and the unplaced penalty per flow.
 
     Vectorised with numpy: flows are grouped by origin; per origin the (site, path)

@@ -13,6 +13,7 @@ the greedy hint. Every plan is checked against the hard constraints.
 from __future__ import annotations
 
 import random
+import statistics
 import time
 from typing import Any
 
@@ -77,15 +78,18 @@ def run(flows: int = 1000, sites: int = 50, links: int = 200, k: int = 3,
         **_opts: Any) -> dict[str, Any]:
     prob, t_paths, engine = make_problem(int(flows), int(sites), int(links), int(k),
                                          int(seed))
-    reps = 5
-    t0 = time.perf_counter()
+    reps = 7  # the machine is shared: report min and median of the instant answer
+    opt_t: list[float] = []
+    gr_t: list[float] = []
     for _ in range(reps):
+        t0 = time.perf_counter()
         built = build_options(prob)
-    model_ms = (time.perf_counter() - t0) / reps * 1000
-    t0 = time.perf_counter()
-    for _ in range(reps):
+        t1 = time.perf_counter()
         _, g_obj = greedy(prob, built=built)
-    greedy_ms = (time.perf_counter() - t0) / reps * 1000
+        opt_t.append((t1 - t0) * 1000)
+        gr_t.append((time.perf_counter() - t1) * 1000)
+    total = sorted(a + b for a, b in zip(opt_t, gr_t, strict=True))
+    model_ms, greedy_ms = statistics.median(opt_t), statistics.median(gr_t)
     plan = solve(prob, time_limit_s=float(time_limit_s), workers=int(workers),
                  gap_limit=0.005)
     bound = plan.bound
@@ -96,8 +100,9 @@ def run(flows: int = 1000, sites: int = 50, links: int = 200, k: int = 3,
         "bench": "placement", "flows": flows, "sites": sites, "links": links, "k": k,
         "paths_engine": engine, "paths_s": round(t_paths, 3),
         "options_per_flow_max": prob.max_options,
-        "options_ms": round(model_ms, 2), "greedy_ms": round(greedy_ms, 2),
-        "greedy_total_ms": round(model_ms + greedy_ms, 2), "greedy_objective": round(g, 2),
+        "options_ms_median": round(model_ms, 2), "greedy_ms_median": round(greedy_ms, 2),
+        "greedy_total_ms_median": round(statistics.median(total), 2),
+        "greedy_total_ms_min": round(total[0], 2), "greedy_objective": round(g, 2),
         "greedy_gap_to_bound": round(greedy_gap, 4),
         "cpsat_s": round(plan.solve_s, 3), "cpsat_status": plan.status,
         "objective": round(plan.objective, 2), "bound": round(bound, 2),
@@ -105,5 +110,5 @@ def run(flows: int = 1000, sites: int = 50, links: int = 200, k: int = 3,
         "workers": workers, "time_limit_s": time_limit_s,
         "constraint_violations": len(errs),
         "goal_cpsat": plan.gap <= 0.01 and plan.solve_s <= 10.0,
-        "goal_greedy": greedy_gap <= 0.10 and model_ms + greedy_ms <= 50.0,
+        "goal_greedy": greedy_gap <= 0.10 and statistics.median(total) <= 50.0,
     }
