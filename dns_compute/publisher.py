@@ -277,8 +277,14 @@ class KnotPublisher:
             upd.replace(rr.name, rr.ttl, rr.rdtype, *rr.rdatas)
         for (name, rdtype), ttl, rdatas in d.add:
             upd.add(name, ttl, rdtype, *rdatas)
-        resp = await dns.asyncquery.tcp(upd, self.host, port=self.port,
-                                        timeout=self.timeout_s)
+        # UDP first (no handshake: a lost SYN would cost a 1 s retransmit), TCP when the
+        # UPDATE or its answer does not fit (RFC 2136 §3.8 allows either).
+        if len(upd.to_wire()) <= 1232:
+            resp, _ = await dns.asyncquery.udp_with_fallback(upd, self.host, port=self.port,
+                                                             timeout=self.timeout_s)
+        else:
+            resp = await dns.asyncquery.tcp(upd, self.host, port=self.port,
+                                            timeout=self.timeout_s)
         return resp.rcode()
 
     async def _soa_rdataset(self) -> dns.rdataset.Rdataset | None:
