@@ -225,3 +225,83 @@ def metrics_router(recorder: UtilisationRecorder, counters: dict[str, int]) -> A
                          for s in ("submitted", "queued", "running", "failed", "finished")}}
 
     return r
+
+
+class FlowBody(_B):
+    """One flow/service/job to place: ``id``, ``origin`` (router or site), ``cpu``,
+    ``memory_gib``, ``gpu``, ``bandwidth_mbps``, ``max_delay_ms``, ``slice``,
+    ``allowed_sites``, ``sticky``."""
+
+    id: str = Field(min_length=1, max_length=128)
+    origin: str
+    cpu: float = Field(default=0, ge=0)
+    memory_gib: float = Field(default=0, ge=0)
+    gpu: float = Field(default=0, ge=0)
+    bandwidth_mbps: float = Field(default=0, ge=0)
+    max_delay_ms: float | None = Field(default=None, gt=0)
+    slice: str | None = None
+    allowed_sites: list[str] | None = None
+    sticky: bool = False
+
+
+class PlacementBody(_B):
+    """``flows``; ``slices`` (name → Mbit/s reserved per link); ``k`` paths; ``full``
+    (re-optimise every flow, migration cost still applies)."""
+
+    flows: list[FlowBody] = Field(min_length=1, max_length=20_000)
+    slices: dict[str, float] = Field(default_factory=dict)
+    k: int = Field(default=3, ge=1, le=10)
+    full: bool = False
+
+
+def placement_router(shared: dict[str, Any], time_limit_s: float) -> APIRouter:
+    r = APIRouter(prefix="/api/v1/scheduler", tags=["scheduler"])
+
+    @r.post("/placement", summary="Joint compute + network placement (incremental re-plan)")
+    def placement(rt: RT, who: Operator, body: PlacementBody) -> dict[str, Any]:
+        import time
+
+        from controller.models import ComputeMetrics, ComputeNode, ComputeResource, Link, Site
+        from controller.models import Router as RouterModel
+        from scheduler.paths import k_paths
+        from scheduler.placement import PFlow, PlacementProblem, PSite
+        from scheduler.replan import IncrementalPlanner
+        from scheduler.state import build_snapshot
+
+        st = rt.store
+        sites, links, routers = st.list(Site), st.list(Link), st.list(RouterModel)
+        snap = build_snapshot(sites=sites, nodes=st.list(ComputeNode),
+                              resources=st.list(ComputeResource),
+                              metrics=st.list(ComputeMetrics), links=links, routers=routers,
+                              jobs=st.list(Job), now=time.time())
+        cap: dict[str, dict[str, float]] = {}
+        used: dict[str, dict[str, float]] = {}
+        for n in snap.nodes.values():
+            for res, v in n.capacity.items():
+                cap.setdefault(n.site, {})[res] = cap.get(n.site, {}).get(res, 0.0) + v
+            for res, v in n.used.items():
+                used.setdefault(n.site, {})[res] = used.get(n.site, {}).get(res, 0.0) + v
+        psites = [PSite(name=s.name, kind=s.kind, capacity=cap.get(s.name, {}),
+                        used=used.get(s.name, {}), price=s.price_per_hour or 1.0,
+                        energy_w=(s.energy_w or 1000.0) / 1000.0) for s in sites]
+        flows = [PFlow(f.id, f.origin, {k: v for k, v in (("cpu", f.cpu),
+                                                           ("memory", f.memory_gib),
+                                                           ("gpu", f.gpu)) if v > 0},
+                       f.bandwidth_mbps, f.max_delay_ms, f.slice,
+                       tuple(f.allowed_sites) if f.allowed_sites is not None else None,
+                       f.sticky) for f in body.flows]
+        paths, engine = k_paths(links, routers, sites,
+                                [(f.origin, s.name) for f in flows for s in sites], body.k)
+        prob = PlacementProblem(psites, flows, paths,
+                                {ln.key: ln.available for ln in links}, slices=body.slices)
+        planner: IncrementalPlanner = shared.setdefault(
+            "planner", IncrementalPlanner(time_limit_s=time_limit_s))
+        plan = planner.update(prob, full=body.full)
+        return {"assign": {f: ({"site": a[0], "links": list(a[1])} if a else None)
+                           for f, a in plan.assign.items()},
+                "unplaced": plan.unplaced, "moved": plan.moved, "objective": plan.objective,
+                "bound": plan.bound, "gap": plan.gap, "solver": plan.solver,
+                "status": plan.status, "greedy_objective": plan.greedy_objective,
+                "paths_engine": engine}
+
+    return r

@@ -72,11 +72,12 @@ def components(rt: Runtime) -> list[Any]:
 
 
 def routers(rt: Runtime) -> list[Any]:
-    from scheduler.api import metrics_router, pool_router
+    from scheduler.api import metrics_router, placement_router, pool_router
 
     st = _shared(rt)
     _register_gauges(rt, st)
-    return [pool_router(), metrics_router(st["recorder"], st["counters"])]
+    return [pool_router(), metrics_router(st["recorder"], st["counters"]),
+            placement_router(st, _config(rt).cpsat_time_s)]
 
 
 def _register_gauges(rt: Runtime, st: dict[str, Any]) -> None:

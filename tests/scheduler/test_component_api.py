@@ -150,3 +150,19 @@ def test_pool_rest_gbt_7_5(rt: Runtime) -> None:
     assert "cpn_scheduler_cluster_utilisation" in text
     assert 'cpn_scheduler_card_utilisation{card="card0"}' in text
     assert c.get("/api/v1/pool/instances/nope/state", headers=OP).status_code == 404
+
+
+def test_placement_endpoint_incremental(rt: Runtime) -> None:
+    c = TestClient(create_app(rt))
+    flows = [{"id": f"cam{i}", "origin": "MEC-GZ1", "cpu": 4, "bandwidth_mbps": 50,
+              "max_delay_ms": 5} for i in range(3)]
+    r = c.post("/api/v1/scheduler/placement", headers=OP, json={"flows": flows})
+    assert r.status_code == 200, r.text
+    first = r.json()
+    assert not first["unplaced"] and first["bound"] <= first["objective"] + 1e-6
+    assert all(a["site"] for a in first["assign"].values())
+    r = c.post("/api/v1/scheduler/placement", headers=OP, json={"flows": flows})
+    again = r.json()
+    assert again["moved"] == [] and again["assign"] == first["assign"]
+    bad = c.post("/api/v1/scheduler/placement", headers=OP, json={"flows": [{"id": "x"}]})
+    assert bad.status_code == 422
