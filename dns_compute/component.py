@@ -15,6 +15,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from controller.errors import ConnectionError, Issue, ValidationError
 from controller.events import StateChanged
 from controller.logs import key_event
 from dns_compute.feed import ChangeFeed
@@ -41,6 +42,27 @@ def split_hostport(value: str, default_port: int = 53) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def check_subnets(sec: DnsSection, keeper: ZoneKeeper) -> None:
+    """Every ``dns.client_subnets[i].node`` must name a router or site, and every
+    region a region some site or router has (else clients would silently get the
+    default answer)."""
+    nodes = set(keeper.state["router"]) | set(keeper.state["site"])
+    regions = {getattr(o, "region", "") for kind in ("router", "site")
+               for o in keeper.state[kind].values()}
+    issues = []
+    for i, sub in enumerate(sec.client_subnets):
+        if sub.node and sub.node not in nodes:
+            issues.append(Issue(f"dns.client_subnets[{i}].node",
+                                f"{sub.node!r} is not a router or site",
+                                f"one of {', '.join(sorted(nodes)) or '(none defined)'}"))
+        if sub.region and sub.region not in regions:
+            issues.append(Issue(f"dns.client_subnets[{i}].region",
+                                f"no site or router is in region {sub.region!r}",
+                                f"one of {', '.join(sorted(r for r in regions if r))}"))
+    if issues:
+        raise ValidationError(issues, "dns")
+
+
 class DnsComponent:
     """Runs the compute zone, the embedded responder and (optionally) the publisher."""
 
@@ -63,6 +85,7 @@ class DnsComponent:
                                  else "127.0.0.1")
         for cls in RELEVANT:
             self.keeper.load(rt.store.list(cls))
+        check_subnets(sec, self.keeper)
         self.keeper.listeners.append(self.feed.publish)
         if sec.knot is not None:
             from dns_compute.publisher import KnotPublisher
@@ -73,7 +96,13 @@ class DnsComponent:
         self._unsub = rt.bus.on(StateChanged, self._on_change)
         if sec.enabled:
             self.server = DnsServer(self.keeper.responder, host, port, sec.udp_threads)
-            await self.server.start()
+            try:
+                await self.server.start()
+            except OSError as exc:
+                await self.server.stop()
+                raise ConnectionError(f"DNS responder cannot listen on {host}:{port}: "
+                                      f"{exc.strerror or exc}; set dns.listen or "
+                                      "controller.dns to a free HOST:PORT") from exc
             key_event(log, "dns responder listening", zone=rt.zone, host=host,
                       port=self.server.port, udp_threads=sec.udp_threads)
 

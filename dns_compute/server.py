@@ -121,7 +121,8 @@ class DnsServer:
             with contextlib.suppress(OSError):
                 sock.sendto(b"", sock.getsockname())
         for t in self._threads:
-            await asyncio.to_thread(t.join, 2.0)
+            if t.is_alive():
+                await asyncio.to_thread(t.join, 2.0)
         for sock in self._socks:
             sock.close()
         if self._tcp is not None:

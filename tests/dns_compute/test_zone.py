@@ -7,6 +7,8 @@ from typing import Any
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.models import (
     ComputeMetrics,
@@ -106,3 +108,28 @@ def test_digest_is_deterministic_and_ignores_serial() -> None:
     assert a.digest == b.digest
     c = build_zone(zone_input(with_metrics(overloaded("MEC-1"))), 1)
     assert c.digest != a.digest
+
+
+@settings(max_examples=60, deadline=None)
+@given(l2a=st.floats(0, 10), l2b=st.floats(0, 10), over_a=st.booleans(), over_b=st.booleans(),
+       stale_b=st.booleans(), cpu=st.floats(0, 100))
+def test_property_answer_is_best_eligible_or_anycast(l2a: float, l2b: float, over_a: bool,
+                                                     over_b: bool, stale_b: bool,
+                                                     cpu: float) -> None:
+    ents = [e for e in entities() if not isinstance(e, ComputeMetrics)]
+    ents += [ComputeMetrics(site="MEC-1", service="video", l2=l2a, overloaded=over_a,
+                            l0={"cpu_pct": cpu}),
+             ComputeMetrics(site="MEC-2", service="video", l2=l2b, overloaded=over_b,
+                            stale=stale_b)]
+    z = build_zone(zone_input(ents))
+    for rr in z.rrsets.values():
+        for text in rr.rdatas:
+            dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(rr.rdtype), text)
+    st_ = z.steering["video.svc.cpn.example."]
+    for sub, bucket in zip(st_.subnets, st_.buckets, strict=True):
+        ranked = z.why["video"][str(sub.prefix)]
+        eligible = [c for c in ranked if c.eligible]
+        want = eligible[0].address if eligible else "198.51.100.10"
+        assert bucket["A"].rdatas == (want,)
+        assert all(c.eligible for c in ranked[:len(eligible)])  # eligible first
+    assert z.digest == build_zone(zone_input(list(reversed(ents)))).digest
