@@ -1,12 +1,17 @@
-"""``cpn resolve``: a real DNS query with ECS plus the score breakdown from REST."""
+"""``cpn resolve``: a real DNS query with ECS plus the score breakdown from REST; the SSE
+subscription over real HTTP."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 from typer.testing import CliRunner
 
 from controller.api.server import ApiServer
@@ -17,9 +22,18 @@ from controller.runtime import Runtime, Settings
 from dns_compute.component import DnsComponent
 from dns_compute.knot import free_port
 from tests.dns_compute.harness import put
-from tests.dns_compute.topo import dns_section, entities
+from tests.dns_compute.topo import dns_section, entities, overloaded
 
 TOKEN = "r" * 32
+
+
+def _sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    event = ""
+    for line in lines:
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: ") and event == "zone":
+            yield json.loads(line[6:])
 
 
 def test_resolve_prints_answer_and_why(tmp_path: Path) -> None:
@@ -61,6 +75,17 @@ def test_resolve_prints_answer_and_why(tmp_path: Path) -> None:
         down = CliRunner().invoke(app, ["resolve", "video.svc.cpn.example", "--server",
                                         f"127.0.0.1:{free_port()}"])
         assert down.exit_code == 1 and "no answer from DNS server" in down.output
+        # SSE subscription over real HTTP: the current version, then the next change.
+        url = f"http://127.0.0.1:{rt.settings.api[1]}/api/v1/dns/events"
+        with httpx.stream("GET", url, headers={"Authorization": f"Bearer {TOKEN}"},
+                          timeout=10) as resp:
+            assert resp.headers["content-type"].startswith("text/event-stream")
+            events = _sse_events(resp.iter_lines())
+            first = next(events)
+            put(rt, [overloaded("MEC-1")])
+            second = next(events)
+        assert second["serial"] == first["serial"] + 1
+        assert "video.svc.cpn.example." in second["changed"]
     finally:
         assert done is not None
         loop_box[0].call_soon_threadsafe(done.set)
