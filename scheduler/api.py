@@ -254,54 +254,70 @@ class PlacementBody(_B):
     full: bool = False
 
 
+def plan_from_store(store: SqliteStore, body: PlacementBody, shared: dict[str, Any],
+                    time_limit_s: float) -> dict[str, Any]:
+    """Build the placement problem from the stored topology and re-plan incrementally
+    (the planner in ``shared`` keeps the previous inputs and assignment)."""
+    import time
+
+    from controller.models import ComputeMetrics, ComputeNode, ComputeResource, Link, Site
+    from controller.models import Router as RouterModel
+    from scheduler.paths import k_paths
+    from scheduler.placement import PFlow, PlacementProblem, PSite
+    from scheduler.replan import IncrementalPlanner
+    from scheduler.state import build_snapshot
+
+    sites, links, routers = store.list(Site), store.list(Link), store.list(RouterModel)
+    snap = build_snapshot(sites=sites, nodes=store.list(ComputeNode),
+                          resources=store.list(ComputeResource),
+                          metrics=store.list(ComputeMetrics), links=links, routers=routers,
+                          jobs=store.list(Job), now=time.time())
+    cap: dict[str, dict[str, float]] = {}
+    used: dict[str, dict[str, float]] = {}
+    for n in snap.nodes.values():
+        for res, v in n.capacity.items():
+            cap.setdefault(n.site, {})[res] = cap.get(n.site, {}).get(res, 0.0) + v
+        for res, v in n.used.items():
+            used.setdefault(n.site, {})[res] = used.get(n.site, {}).get(res, 0.0) + v
+    psites = [PSite(name=s.name, kind=s.kind, capacity=cap.get(s.name, {}),
+                    used=used.get(s.name, {}), price=s.price_per_hour or 1.0,
+                    energy_w=(s.energy_w or 1000.0) / 1000.0) for s in sites]
+    flows = [PFlow(f.id, f.origin, {k: v for k, v in (("cpu", f.cpu),
+                                                       ("memory", f.memory_gib),
+                                                       ("gpu", f.gpu)) if v > 0},
+                   f.bandwidth_mbps, f.max_delay_ms, f.slice,
+                   tuple(f.allowed_sites) if f.allowed_sites is not None else None,
+                   f.sticky) for f in body.flows]
+    paths, engine = k_paths(links, routers, sites,
+                            [(f.origin, s.name) for f in flows for s in sites], body.k)
+    prob = PlacementProblem(psites, flows, paths, {ln.key: ln.available for ln in links},
+                            slices=body.slices)
+    planner: IncrementalPlanner = shared.setdefault(
+        "planner", IncrementalPlanner(time_limit_s=time_limit_s))
+    plan = planner.update(prob, full=body.full)
+    out = {"assign": {f: ({"site": a[0], "links": list(a[1])} if a else None)
+                      for f, a in plan.assign.items()},
+           "unplaced": plan.unplaced, "moved": plan.moved, "objective": plan.objective,
+           "bound": plan.bound, "gap": plan.gap, "solver": plan.solver,
+           "status": plan.status, "greedy_objective": plan.greedy_objective,
+           "paths_engine": engine, "planned_at": time.time()}
+    shared["placement_request"] = body.model_copy(update={"full": False})
+    shared["placement"] = out
+    return out
+
+
 def placement_router(shared: dict[str, Any], time_limit_s: float) -> APIRouter:
     r = APIRouter(prefix="/api/v1/scheduler", tags=["scheduler"])
 
     @r.post("/placement", summary="Joint compute + network placement (incremental re-plan)")
     def placement(rt: RT, who: Operator, body: PlacementBody) -> dict[str, Any]:
-        import time
+        return plan_from_store(rt.store, body, shared, time_limit_s)
 
-        from controller.models import ComputeMetrics, ComputeNode, ComputeResource, Link, Site
-        from controller.models import Router as RouterModel
-        from scheduler.paths import k_paths
-        from scheduler.placement import PFlow, PlacementProblem, PSite
-        from scheduler.replan import IncrementalPlanner
-        from scheduler.state import build_snapshot
-
-        st = rt.store
-        sites, links, routers = st.list(Site), st.list(Link), st.list(RouterModel)
-        snap = build_snapshot(sites=sites, nodes=st.list(ComputeNode),
-                              resources=st.list(ComputeResource),
-                              metrics=st.list(ComputeMetrics), links=links, routers=routers,
-                              jobs=st.list(Job), now=time.time())
-        cap: dict[str, dict[str, float]] = {}
-        used: dict[str, dict[str, float]] = {}
-        for n in snap.nodes.values():
-            for res, v in n.capacity.items():
-                cap.setdefault(n.site, {})[res] = cap.get(n.site, {}).get(res, 0.0) + v
-            for res, v in n.used.items():
-                used.setdefault(n.site, {})[res] = used.get(n.site, {}).get(res, 0.0) + v
-        psites = [PSite(name=s.name, kind=s.kind, capacity=cap.get(s.name, {}),
-                        used=used.get(s.name, {}), price=s.price_per_hour or 1.0,
-                        energy_w=(s.energy_w or 1000.0) / 1000.0) for s in sites]
-        flows = [PFlow(f.id, f.origin, {k: v for k, v in (("cpu", f.cpu),
-                                                           ("memory", f.memory_gib),
-                                                           ("gpu", f.gpu)) if v > 0},
-                       f.bandwidth_mbps, f.max_delay_ms, f.slice,
-                       tuple(f.allowed_sites) if f.allowed_sites is not None else None,
-                       f.sticky) for f in body.flows]
-        paths, engine = k_paths(links, routers, sites,
-                                [(f.origin, s.name) for f in flows for s in sites], body.k)
-        prob = PlacementProblem(psites, flows, paths,
-                                {ln.key: ln.available for ln in links}, slices=body.slices)
-        planner: IncrementalPlanner = shared.setdefault(
-            "planner", IncrementalPlanner(time_limit_s=time_limit_s))
-        plan = planner.update(prob, full=body.full)
-        return {"assign": {f: ({"site": a[0], "links": list(a[1])} if a else None)
-                           for f, a in plan.assign.items()},
-                "unplaced": plan.unplaced, "moved": plan.moved, "objective": plan.objective,
-                "bound": plan.bound, "gap": plan.gap, "solver": plan.solver,
-                "status": plan.status, "greedy_objective": plan.greedy_objective,
-                "paths_engine": engine}
+    @r.get("/placement", summary="The current plan (re-planned on topology events)")
+    def current(rt: RT, who: Caller) -> dict[str, Any]:
+        got: dict[str, Any] | None = shared.get("placement")
+        if got is None:
+            raise NotFoundError("placement", "current")
+        return got
 
     return r

@@ -12,6 +12,8 @@ Rules:
   and reclaim go back to queued.
 - A job that changed under us (modified/cancelled) is left alone: the write checks
   the stored state first.
+- Topology changes (links, sites, nodes, resources, metrics) re-plan the last joint
+  placement request incrementally (``scheduler.api.plan_from_store``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cpn.scheduler")
 PENDING = (JobState.SUBMITTED, JobState.QUEUED)
+#: Kinds whose change triggers an incremental re-plan of the joint placement.
+REPLAN_KINDS = frozenset({"link", "site", "node", "resource", "metrics", "router"})
 
 
 class SchedulerComponent:
@@ -63,6 +67,8 @@ class SchedulerComponent:
         self.passes = 0
         self.decisions: list[Decision] = []
         self.counters: dict[str, int] = {"attempts": 0, "success": 0}
+        self.shared: dict[str, Any] = {}
+        self._replan = False
 
     async def start(self, rt: Runtime) -> None:
         self.rt = rt
@@ -78,7 +84,11 @@ class SchedulerComponent:
                 await self._task
 
     def _on_change(self, ev: StateChanged) -> None:
-        if "job" in ev.kinds() and ev.reason[:10] != "scheduler:":
+        kinds = ev.kinds()
+        if "job" in kinds and ev.reason[:10] != "scheduler:":
+            self._wake.set()
+        if kinds & REPLAN_KINDS and self.shared.get("placement_request") is not None:
+            self._replan = True  # incremental re-plan of the joint placement
             self._wake.set()
 
     async def _loop(self) -> None:
@@ -90,6 +100,24 @@ class SchedulerComponent:
                 await asyncio.to_thread(self.run_pass, self.rt.store)
             except Exception:
                 log.exception("scheduler pass failed; state kept, retrying next interval")
+            if self._replan:
+                self._replan = False
+                try:
+                    await asyncio.to_thread(self.replan, self.rt.store)
+                except Exception:
+                    log.exception("placement re-plan failed; previous plan kept")
+
+    def replan(self, store: SqliteStore) -> dict[str, Any] | None:
+        """Re-plan the last requested flows against the current topology."""
+        from scheduler.api import plan_from_store
+
+        body = self.shared.get("placement_request")
+        if body is None:
+            return None
+        out = plan_from_store(store, body, self.shared, self.cfg.cpsat_time_s)
+        key_event(log, "placement re-planned", moved=len(out["moved"]),
+                  unplaced=len(out["unplaced"]), gap=round(out["gap"], 4))
+        return out
 
     # ------------------------------------------------------------ one pass
     def run_pass(self, store: SqliteStore) -> list[Decision]:

@@ -59,6 +59,7 @@ class _Component:
         self.inner = SchedulerComponent(_config(rt))
         self.shared = _shared(rt)
         self.inner.counters = self.shared["counters"]
+        self.inner.shared = self.shared
 
     async def start(self, rt: Runtime) -> None:
         await self.inner.start(rt)

@@ -166,3 +166,39 @@ def test_placement_endpoint_incremental(rt: Runtime) -> None:
     assert again["moved"] == [] and again["assign"] == first["assign"]
     bad = c.post("/api/v1/scheduler/placement", headers=OP, json={"flows": [{"id": "x"}]})
     assert bad.status_code == 422
+
+
+def test_topology_event_triggers_incremental_replan(rt: Runtime) -> None:
+    from controller.models import Link, LinkState
+    from scheduler.api import PlacementBody, plan_from_store
+
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+        comps = components(rt)
+        await rt.start(comps)
+        try:
+            shared = rt.settings.extra["scheduler"]
+            body = PlacementBody.model_validate({"flows": [
+                {"id": f"f{i}", "origin": "MEC-GZ1", "cpu": 2, "bandwidth_mbps": 10,
+                 "allowed_sites": ["HUB-GZ"]} for i in range(2)]})
+            first = plan_from_store(rt.store, body, shared, 2.0)
+            used = {ln for a in first["assign"].values() for ln in a["links"]}
+            key = sorted(used)[0]
+            link = rt.store.get(Link, key)
+            assert link is not None
+            rt.writer.put(link.model_copy(update={"state": LinkState.DOWN}), "test",
+                          "fibre cut")
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                cur = shared.get("placement")
+                if cur is not None and cur["planned_at"] > first["planned_at"]:
+                    return first, cur
+                await asyncio.sleep(0.05)
+            return first, shared["placement"]
+        finally:
+            await rt.stop()
+
+    first, after = asyncio.run(main())
+    assert after["planned_at"] > first["planned_at"]
+    cut = sorted({ln for a in first["assign"].values() for ln in a["links"]})[0]
+    assert all(a is None or cut not in a["links"] for a in after["assign"].values())
+    assert set(after["moved"]) == {f for f, a in first["assign"].items() if cut in a["links"]}
