@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from ipaddress import ip_address
 from typing import TYPE_CHECKING, Any
 
 from controller.errors import ConnectionError, Issue, ValidationError
@@ -40,6 +41,15 @@ def split_hostport(value: str, default_port: int = 53) -> tuple[str, int]:
     if not sep:
         return value, default_port
     return host.strip("[]"), int(port)
+
+
+def _ns_address(host: str) -> str:
+    """The address for ``ns.<zone>``: the listen address unless it is a wildcard/name."""
+    try:
+        addr = ip_address(host)
+    except ValueError:
+        return "127.0.0.1"
+    return "127.0.0.1" if addr.is_unspecified else str(addr)
 
 
 def check_subnets(sec: DnsSection, keeper: ZoneKeeper) -> None:
@@ -81,8 +91,7 @@ class DnsComponent:
         sec = self.section or dns_section(rt)
         host, port = split_hostport(sec.listen) if sec.listen else rt.settings.dns
         rt.settings.extra["dns_compute"] = self
-        self.keeper = ZoneKeeper(rt.zone, sec, ns_address=host if host[0].isdigit()
-                                 else "127.0.0.1")
+        self.keeper = ZoneKeeper(rt.zone, sec, ns_address=_ns_address(host))
         for cls in RELEVANT:
             self.keeper.load(rt.store.list(cls))
         check_subnets(sec, self.keeper)
