@@ -132,12 +132,21 @@ class SchedulerComponent:
         tree = QuotaTree(store.list(Tenant),
                          {n: c.lending_limit for n, c in self.cfg.tenants.items()})
         sched = Scheduler(self.profiles, tree)
+        where: dict[str, list[str]] = {}
+        for n in snap.nodes.values():
+            for tid in n.tasks:
+                where.setdefault(tid, []).append(n.name)
         for j in jobs:  # charge running jobs to the quota tree, so admission sees them
             if j.state is JobState.RUNNING:
                 t = Task.from_job(j)
                 charge = with_jobs(t.requests, t.replicas)
                 tree.charge(j.tenant, charge)
-                sched.running[j.id] = Running(t, (), charge, False)
+                # borrowed = over the tenant's own quota now (reclaimable)
+                own = tree.nodes.get(j.tenant)
+                borrowed = own is not None and any(
+                    own.usage.get(r, 0.0) > lim + 1e-9 for r, lim in own.limits.items())
+                sched.running[j.id] = Running(t, tuple(where.get(j.id, ())), charge,
+                                              borrowed)
         by_id = {j.id: j for j in pending}
         decisions = sched.schedule([Task.from_job(j) for j in pending], snap)
         for d in decisions:
