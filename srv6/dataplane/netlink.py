@@ -72,7 +72,7 @@ class NetlinkProgrammer(TransactionalProgrammer):
     def _dump(self) -> NodeState:
         routes: list[Route] = []
         for family in (AF_INET, AF_INET6):
-            for msg in self._ipr.route("dump", family=family):
+            for msg in self._ipr.route("dump", family=family, proto=RTPROT_CPN):
                 if msg["proto"] != RTPROT_CPN:
                     continue
                 route = self._decode(msg)
