@@ -224,15 +224,15 @@ def _service_records(inp: ZoneInput, svc: Service, out: dict[tuple[str, str], RR
         svcb.append(f"{prio} {target} {_svc_params(svc, port, inst.address, m)}")
         srv_prio = prio * 10 if eligible.get(ident, False) else 65535
         srv.append(f"{srv_prio} {inst.weight} {port} {target}")
-        out.update({(target, t): rr for t, rr in
-                    _address_rrsets(target, [inst.address], static_ttl).items()})
+        for rr in _address_rrsets(target, [inst.address], static_ttl).values():
+            _merge(out, rr)
         pairs = [("site", inst.site), ("addr", str(inst.address)), ("port", str(port))]
         if m is not None:
             pairs += [(k, _num(m.l0[src])) for k, src in TXT_KEYS if src in m.l0]
             pairs += [("l2", _num(m.l2)), ("overloaded", str(int(m.overloaded))),
                       ("usable", str(int(m.usable)))]
         pairs.append(("prio", str(prio)))
-        out[(target, "TXT")] = RRset(target, "TXT", static_ttl, (_txt(pairs),))
+        _merge(out, RRset(target, "TXT", static_ttl, (_txt(pairs),)))
     if svcb:
         out[(base, "SVCB")] = RRset(base, "SVCB", ttl, tuple(sorted(svcb)))
         if svc.protocol.value in ("tcp", "quic"):
@@ -240,6 +240,16 @@ def _service_records(inp: ZoneInput, svc: Service, out: dict[tuple[str, str], RR
         proto = "tcp" if svc.protocol.value == "tcp" else "udp"
         srv_name = f"_{label(svc.name)}._{proto}.svc.{origin}"
         out[(srv_name, "SRV")] = RRset(srv_name, "SRV", ttl, tuple(sorted(srv)))
+
+
+def _merge(out: dict[tuple[str, str], RRset], rr: RRset) -> None:
+    """Add ``rr``'s rdatas to an RRset already at its owner/type (several instances of a
+    service at one site share the ``<site>.<svc>.svc`` name)."""
+    key = (rr.name, rr.rdtype)
+    old = out.get(key)
+    if old is not None:
+        rr = RRset(rr.name, rr.rdtype, rr.ttl, tuple(sorted(set(old.rdatas) | set(rr.rdatas))))
+    out[key] = rr
 
 
 def _ordered_subnets(subnets: Sequence[ClientSubnet]) -> list[ClientSubnet]:

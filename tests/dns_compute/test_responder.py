@@ -132,3 +132,29 @@ def test_swap_changes_answer_and_serial() -> None:
     assert "video.svc.cpn.example." in v.changed
     msg, _ = ask(k.responder, VIDEO, subnet="10.0.0.0/24")
     assert msg.answer[0][0].to_text() == "10.0.2.10"
+
+
+def test_ipv6_instances_and_ecs() -> None:
+    from controller.models import Service
+
+    ents = entities()
+    svc = next(e for e in ents if isinstance(e, Service))
+    v6 = Service.model_validate({
+        **svc.model_dump(mode="json"), "anycast": ["198.51.100.10", "2001:db8::10"],
+        "instances": [i.model_dump(mode="json") for i in svc.instances]
+        + [{"site": "MEC-2", "address": "2001:db8:2::10"}]})
+    k = ZoneKeeper(ZONE, dns_section(client_subnets=[
+        {"prefix": "10.0.0.0/24", "node": "R2"}, {"prefix": "2001:db8:1::/48", "node": "R3"}]))
+    k.load([e for e in ents if not isinstance(e, Service)] + [v6])
+    k.rebuild()
+    aaaa, _ = ask(k.responder, VIDEO, "AAAA", subnet="2001:db8:1:5::/64")
+    assert aaaa.answer[0][0].to_text() == "2001:db8:2::10" and ecs_scope(aaaa) == 48
+    a, _ = ask(k.responder, VIDEO, "A", subnet="2001:db8:1:5::/64")
+    assert a.answer[0][0].to_text() == "10.0.2.10"  # R3 is nearest to MEC-2 for IPv4 too
+    svcb, _ = ask(k.responder, VIDEO, "SVCB")
+    assert 'ipv6hint="2001:db8:2::10"' in svcb.answer[0].to_text()
+    # Two instances at MEC-2 share mec-2.video.svc: both addresses and both TXTs stay.
+    txt, _ = ask(k.responder, "mec-2.video.svc.cpn.example", "TXT")
+    assert len(txt.answer[0]) == 2
+    both, _ = ask(k.responder, "mec-2.video.svc.cpn.example", "AAAA")
+    assert both.answer[0][0].to_text() == "2001:db8:2::10"

@@ -149,3 +149,15 @@ def test_rest_explain_long_poll_and_sse(tmp_path: Path) -> None:
                 assert zone["serial"] == serial + 1 and json.dumps(zone)
 
     asyncio.run(main())
+
+
+def test_two_udp_threads_share_the_port(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running(tmp_path, udp_threads=2) as (_rt, comp):
+            assert comp.server is not None
+            got = await asyncio.gather(*[ask(comp.server.port, VIDEO, f"10.0.{i % 2}.0/24")
+                                         for i in range(40)])
+            assert {g for i, g in enumerate(got) if i % 2 == 0} == {"10.0.1.10"}
+            assert {g for i, g in enumerate(got) if i % 2 == 1} == {"10.0.2.10"}
+
+    asyncio.run(main())
