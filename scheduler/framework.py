@@ -15,6 +15,8 @@ Rules:
 - Replicas are placed all-or-nothing: if replica k fails, replicas 0..k-1 are
   unreserved and the task is reported unschedulable.
 - Pure: the ``Snapshot`` is mutated only through Reserve/Unreserve.
+- A score plug-in with ``static = True`` depends on the node only; its scores are
+  cached per snapshot.
 """
 
 from __future__ import annotations
@@ -137,10 +139,14 @@ class Framework:
         self.profile = profile
         self.percentage = percentage
         self._next = 0
+        self._static: dict[str, dict[str, float]] = {}
+        self._static_snap: int | None = None
 
     # ------------------------------------------------------------------ cycle
     def schedule(self, task: Task, snap: Snapshot) -> Decision:
         """Place every replica of ``task`` (all or nothing) and return the decision."""
+        if self._static_snap != id(snap):
+            self._static, self._static_snap = {}, id(snap)
         placed: list[NodeInfo] = []
         state: CycleState = {}
         last = Decision(task.id, Code.SUCCESS.value)
@@ -248,18 +254,28 @@ class Framework:
             if w == 0:
                 continue
             fn = p.score
-            raw = [float(fn(state, task, n)) for n in feasible]
+            if getattr(p, "static", False):
+                # node-only score (no task input): computed once per node and snapshot
+                cache = self._static.setdefault(p.name, {})
+                raw = []
+                for n in feasible:
+                    v = cache.get(n.name)
+                    if v is None:
+                        v = cache[n.name] = float(fn(state, task, n))
+                    raw.append(v)
+            else:
+                raw = [float(fn(state, task, n)) for n in feasible]
             if hasattr(p, "normalize"):
                 scores = {n.name: v for n, v in zip(feasible, raw, strict=True)}
                 p.normalize(state, task, scores)
                 raw = [scores[n.name] for n in feasible]
-            if any(not 0.0 <= v <= 100.0 for v in raw):  # also catches NaN
+            total = sum(raw)  # NaN anywhere makes the sum NaN: C-speed checks only
+            if total != total or min(raw) < 0.0 or max(raw) > 100.0:
                 bad = next(v for v in raw if not 0.0 <= v <= 100.0)
                 name = feasible[raw.index(bad)].name
                 return Status.error(f"score {bad!r} for {name} outside 0-100",
                                     plugin=p.name), []
-            for i, v in enumerate(raw):
-                totals[i] += w * v
+            totals = [t + w * v for t, v in zip(totals, raw, strict=True)]
         ranked = heapq.nsmallest(3, ((-t, n.name, i) for i, (t, n) in
                                      enumerate(zip(totals, feasible, strict=True))))
         top = [(name, -neg) for neg, name, _ in ranked]

@@ -22,6 +22,7 @@ class BurstArgs(Args):
 
 class CloudBursting:
     name = "cloud-bursting"
+    static = True
 
     def __init__(self, args: dict[str, Any]) -> None:
         self.a = parse_args(self.name, BurstArgs, args)

@@ -19,6 +19,8 @@ from scheduler.framework import CycleState, Status
 from scheduler.models import NodeInfo, Snapshot, Task
 from scheduler.plugins.base import Args, parse_args
 
+_OK = Status.success()
+
 
 class NodeResourcesFit:
     name = "node-resources-fit"
@@ -32,9 +34,14 @@ class NodeResourcesFit:
         return Status.success()
 
     def filter(self, state: CycleState, task: Task, node: NodeInfo) -> Status:
-        short = node.fits(task.requests)
+        cap, used = node.capacity, node.used
+        short = None
+        for r, v in task.requests.items():  # NodeInfo.fits, inlined: the hot loop
+            if v > cap.get(r, 0.0) - used.get(r, 0.0) + 1e-9 and r != "bandwidth":
+                short = r
+                break
         if short is None:
-            return Status.success()
+            return _OK
         if task.requests[short] > node.capacity.get(short, 0.0) + 1e-9:
             return Status.unresolvable(f"capacity {short} < {task.requests[short]:g}",
                                        plugin=self.name)
@@ -112,6 +119,7 @@ class PreferAwake:
     """Score: awake nodes first; waking a sleeping node costs time and energy."""
 
     name = "prefer-awake"
+    static = True
 
     def __init__(self, args: dict[str, Any]) -> None:
         parse_args(self.name, Args, args)
