@@ -12,6 +12,8 @@ Rules:
 - Like kube-scheduler's ``percentageOfNodesToScore``, filtering stops after enough
   feasible nodes were found (adaptive: 50 % − nodes/125, at least 5 %, at least 100
   nodes), starting where the previous cycle stopped so the whole cluster is visited.
+- A PreFilter may narrow the nodes to visit (``state["candidates"]``, like
+  kube-scheduler's PreFilterResult); the others are not visited.
 - Replicas are placed all-or-nothing: if replica k fails, replicas 0..k-1 are
   unreserved and the task is reported unschedulable.
 - Pure: the ``Snapshot`` is mutated only through Reserve/Unreserve.
@@ -218,9 +220,9 @@ class Framework:
 
     def _find_feasible(self, state: CycleState, task: Task, snap: Snapshot,
                        filters: Sequence[Any]) -> tuple[list[NodeInfo], dict[str, Status]]:
-        order = snap.order
+        order: list[str] = state.get("candidates") or snap.order
         total = len(order)
-        want = feasible_target(total, self.percentage)
+        want = feasible_target(len(snap.order), self.percentage)
         feasible: list[NodeInfo] = []
         failed: dict[str, Status] = {}
         start = self._next % total if total else 0

@@ -176,12 +176,24 @@ expected start epoch s) for large jobs; kept by the edge across cycles)."""
     site_kinds: dict[str, SiteKind] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
     reservations: dict[str, tuple[str, float]] = field(default_factory=dict)
+    _index: dict[str, list[str]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.order:
             self.order = sorted(self.nodes)
         for n in self.nodes.values():
             self.site_kinds.setdefault(n.site, n.site_kind)
+
+    def resource_index(self) -> dict[str, list[str]]:
+        """resource → names of nodes with capacity > 0 (visiting order); cached."""
+        if self._index is None:
+            idx: dict[str, list[str]] = {}
+            for name in self.order:
+                for r, c in self.nodes[name].capacity.items():
+                    if c > 0:
+                        idx.setdefault(r, []).append(name)
+            self._index = idx
+        return self._index
 
     def totals(self) -> Resources:
         out: Resources = {}

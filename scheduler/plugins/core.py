@@ -20,6 +20,8 @@ from scheduler.models import NodeInfo, Snapshot, Task
 from scheduler.plugins.base import Args, parse_args
 
 _OK = Status.success()
+#: Resources nearly every node has: no point narrowing candidates by them.
+COMMON = frozenset({"cpu", "memory", "bandwidth"})
 
 
 class NodeResourcesFit:
@@ -31,6 +33,16 @@ class NodeResourcesFit:
     def pre_filter(self, state: CycleState, task: Task, snap: Snapshot) -> Status:
         if any(v < 0 for v in task.requests.values()):
             return Status.unresolvable("negative resource request")
+        # kube-style PreFilterResult: a task asking for a rare resource (GPU, NPU,
+        # extended) only needs the nodes that have some of it at all.
+        rare = [r for r, v in task.requests.items() if v > 0 and r not in COMMON]
+        if rare:
+            index = snap.resource_index()
+            best = min(rare, key=lambda r: len(index.get(r, ())))
+            cands = index.get(best, [])
+            if not cands:
+                return Status.unresolvable(f"no node has any {best}")
+            state["candidates"] = cands
         return Status.success()
 
     def filter(self, state: CycleState, task: Task, node: NodeInfo) -> Status:

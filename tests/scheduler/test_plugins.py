@@ -140,7 +140,11 @@ def test_extended_and_gpu_resources() -> None:
     s = snap([node("a", capacity={"cpu": 8, "fpga-u250": 2})])
     assert fw().schedule(Task("f", requests={"fpga-u250": 2}), s).ok
     d = fw().schedule(Task("g", requests={"gpu": 1}), s)
-    assert d.code == Code.UNRESOLVABLE.value and "capacity gpu" in " ".join(d.reasons)
+    assert d.code == Code.UNRESOLVABLE.value and "no node has any gpu" in " ".join(d.reasons)
+    s2 = snap([node("b", capacity={"cpu": 8, "gpu": 2}), node("c", capacity={"cpu": 8})])
+    d = fw().schedule(Task("g4", requests={"gpu": 4}), s2)
+    assert d.code == Code.UNRESOLVABLE.value and "capacity gpu < 4" in " ".join(d.reasons)
+    assert d.reasons[0] == "0/2 nodes available"
 
 
 def test_preemption_minimal_victims() -> None:
