@@ -11,6 +11,8 @@ Rules:
   cached per source address; answers the responder marks uncacheable are not cached.
 - TCP (RFC 7766) runs on the asyncio loop: 2-octet length framing, pipelined queries,
   idle connections closed after ``TCP_IDLE_S``.
+- Before binding with SO_REUSEPORT, a plain bind probes the port so a second server
+  cannot silently share it with us.
 - ``stop()`` wakes each UDP loop with an empty datagram and joins it; sockets are closed.
 """
 
@@ -98,6 +100,14 @@ class DnsServer:
 
     async def start(self) -> None:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        if self.port:
+            # SO_REUSEPORT would let a second server silently share the port with us;
+            # a plain bind first proves nobody else holds it (UDP and TCP).
+            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                with socket.socket(family, kind) as probe:
+                    if kind == socket.SOCK_STREAM:
+                        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    probe.bind((self.host, self.port))
         for i in range(self.udp_threads):
             sock = socket.socket(family, socket.SOCK_DGRAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)

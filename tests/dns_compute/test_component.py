@@ -40,3 +40,21 @@ def test_port_in_use_is_a_connection_error(tmp_path: Path) -> None:
         with pytest.raises(ConnectionError, match="cannot listen on 127.0.0.1:"):
             asyncio.run(rt.start([DnsComponent(dns_section())]))
         rt.store.close()
+
+
+def test_second_server_on_the_same_port_is_refused() -> None:
+    """SO_REUSEPORT must not let two responders share a port by accident."""
+    from dns_compute.responder import Responder
+    from dns_compute.server import DnsServer
+
+    async def main() -> None:
+        first = DnsServer(Responder(), "127.0.0.1", 0, udp_threads=2)
+        await first.start()
+        try:
+            second = DnsServer(Responder(), "127.0.0.1", first.port)
+            with pytest.raises(OSError):
+                await second.start()
+        finally:
+            await first.stop()
+
+    asyncio.run(main())
