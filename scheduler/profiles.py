@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from scheduler.framework import Framework, Profile, Registry
 from scheduler.plugins import DEFAULT_PLUGINS, DEFAULT_WEIGHTS, default_registry
@@ -62,6 +62,16 @@ class SchedulerConfig(BaseModel):
     percentage_of_nodes: float | None = Field(default=None, gt=0, le=100)
     interval_s: float = Field(default=1.0, gt=0)
     cpsat_time_s: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _buildable(self) -> SchedulerConfig:
+        # Fail at config load (``cpn config check``), naming profile, plug-in and field,
+        # rather than when the component starts.
+        from scheduler.queueing import queue_sort
+
+        queue_sort(self.queue_sort)
+        Profiles(self)
+        return self
 
 
 def build_profile(name: str, cfg: ProfileConfig, registry: Registry | None = None) -> Profile:

@@ -122,3 +122,24 @@ def test_feasible_sampling_visits_whole_cluster() -> None:
     for i in range(300):
         assert fw.schedule(Task(f"t{i}", requests={"cpu": 1}), s).ok
     assert all(n.used["cpu"] == 1.0 for n in nodes)
+
+
+def test_config_section_rejects_bad_policy_at_load(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from controller.config import load_config
+    from controller.errors import ValidationError
+
+    assert isinstance(tmp_path, Path)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "zone: cpn.example\nsites:\n  - {name: A, kind: mec, region: r}\nscheduler:\n"
+        "  queues: {video: {weight: 2, profile: p}}\n"
+        "  profiles:\n    p:\n      plugins: [node-resources-fit,\n"
+        "        {name: network-aware, args: {delay_ref_ms: -3}}]\n")
+    with pytest.raises(ValidationError, match=r"network-aware.*delay_ref_ms"):
+        load_config(cfg)
+    cfg.write_text(cfg.read_text().replace("-3", "3"))
+    sec = load_config(cfg).sections["scheduler"]
+    assert isinstance(sec, SchedulerConfig)
+    assert Profiles(sec).for_task("t", "video").profile.name == "p"
