@@ -11,12 +11,15 @@ Each module named in ``PLUGINS`` may define any of:
   ``run(**opts) -> dict``, one-line summary).
 
 Plugin modules must be cheap to import (import heavy libraries inside functions).
-A module listed here that does not exist yet is skipped.
+A module listed here that does not exist is skipped; one that fails to import is
+skipped with an error log naming it, so one broken package cannot take every
+``cpn`` command down with it.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 from functools import cache
 from types import ModuleType
 
@@ -41,8 +44,15 @@ def modules() -> tuple[ModuleType, ...]:
             out.append(importlib.import_module(name))
         except ModuleNotFoundError as exc:
             if exc.name != name:
-                raise
+                _broken(name, exc)
+        except Exception as exc:  # a plugin's own bug: report it, keep the rest working
+            _broken(name, exc)
     return tuple(out)
+
+
+def _broken(name: str, exc: BaseException) -> None:
+    logging.getLogger("cpn.plugins").error("plugin %s failed to load and is disabled: %s: %s",
+                                           name, type(exc).__name__, exc)
 
 
 @cache
