@@ -154,6 +154,7 @@ class KnotPublisher:
         self._desired: Zone | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @classmethod
     def from_config(cls, origin: str, cfg: KnotTarget) -> KnotPublisher:
@@ -179,9 +180,11 @@ class KnotPublisher:
 
     async def _run(self) -> None:
         assert self._wake is not None
-        while True:
+        while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
+            if self._stopping:
+                return
             zone = self._desired
             if zone is None:
                 continue
@@ -193,12 +196,21 @@ class KnotPublisher:
                 log.error("publishing zone serial %d failed: %s", zone.serial, exc)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        """Stop following. Also ends the task when a cancellation gets lost (CPython 3.11
+        ``asyncio.wait_for``, used inside dnspython, can swallow one: gh-86296)."""
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+        task = self._task
+        if task is None:
+            return
+        for _ in range(5):
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=1.0)
+            if done:
+                break
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.error("publisher task ended with %r", task.exception())
 
     # ------------------------------------------------------------------ protocol
     async def records(self) -> dict[Key, RRset]:
