@@ -180,3 +180,30 @@ def test_secondary_gets_notify_and_ixfr(tmp_path: Path) -> None:
         assert sec.serial() == res.serial  # type: ignore[attr-defined]
     log = sec.log_path.read_text()
     assert "notify, incoming" in log and "IXFR, incoming" in log
+
+
+def test_stop_ends_follow_task_even_if_a_cancellation_is_swallowed() -> None:
+    """Regression: the bench hung in rt.stop() because a cancellation delivered while
+    dnspython sat in asyncio.wait_for was lost (CPython 3.11, gh-86296)."""
+    from dns_compute.publisher import PublishResult
+
+    z1, _ = zones()
+    pub = KnotPublisher(ZONE, "127.0.0.1", 9, "k", new_secret())
+
+    async def swallowing_sync(zone: Zone) -> PublishResult:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            pass  # what the 3.11 race does to the cancellation
+        return PublishResult(0, 0, 1, 0, 0.0, skipped=True)
+
+    pub.sync = swallowing_sync  # type: ignore[method-assign]
+
+    async def main() -> None:
+        await pub.start()
+        pub.follow(z1)
+        await asyncio.sleep(0.01)
+        await asyncio.wait_for(pub.stop(), 5)
+        assert pub._task is not None and pub._task.done()
+
+    asyncio.run(main())
