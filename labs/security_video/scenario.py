@@ -78,7 +78,11 @@ class Run:
         self.p = params
         self.procs: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
 
-    def start(self, ns: Ns, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    def start(self, ns: Ns, name: str, argv: list[str],
+              cpu: int | None = None) -> subprocess.Popen[bytes]:
+        """Start a lab process; ``cpu`` pins it to one core (when the machine has it)."""
+        if cpu is not None and cpu < (os.cpu_count() or 1) and shutil.which("taskset"):
+            argv = ["taskset", "-c", str(cpu), *argv]
         log = self.dir / f"{name}.log"
         proc = ns.popen(argv, name=name, log=log, env={"PYTHONPATH": str(ROOT),
                                                         "PYTHONUNBUFFERED": "1"})
@@ -147,16 +151,21 @@ def run_scenario(workdir: Path, params: Params) -> dict[str, Any]:
         cpn = [PY, "-m", "controller.cli.main", "run", "--config", str(cfg),
                "--api", "0.0.0.0:8080", "--dns", "0.0.0.0:5353",
                "--state", str(workdir / "state")]
-        run.start(t.ctl, "controller", cpn)
+        # The controller runs on the loaded MEC-1's core: its reaction is measured under
+        # contention, and it never steals CPU from the MEC the flow is moved to.
+        run.start(t.ctl, "controller", cpn, cpu=1)
         run.wait(lambda: T.ANYCAST in T.steering_route(t.r1), 30,
                  "the controller to program R1's initial steering route", "controller")
-        for site, ns, ctl in (("MEC-1", t.mec1, T.CTL_FOR["mec1"]),
-                              ("MEC-2", t.mec2, T.CTL_FOR["mec2"])):
+        # Each MEC is its own edge server: MEC-1 (and the load driven into it) on one
+        # core, MEC-2 on the other, so the still-loaded MEC-1 does not steal MEC-2's CPU
+        # after the handover on a 2-core machine.
+        for site, ns, ctl, cpu in (("MEC-1", t.mec1, T.CTL_FOR["mec1"], 1),
+                                   ("MEC-2", t.mec2, T.CTL_FOR["mec2"], 0)):
             run.start(ns, site, [
                 PY, "-m", "labs.security_video.service", "--site", site,
                 "--frame-work-ms", str(p.frame_work_ms), "--high", str(p.high_pct),
                 "--low", str(p.low_pct), "--controller", f"http://{ctl}:8080",
-                "--token-file", str(token_file), "--workdir", str(workdir)])
+                "--token-file", str(token_file), "--workdir", str(workdir)], cpu=cpu)
         for site in ("MEC-1", "MEC-2"):
             log = run.procs[site][1]
             run.wait(lambda log=log: '"ready"' in log.read_text(errors="replace")
@@ -174,7 +183,7 @@ def run_scenario(workdir: Path, params: Params) -> dict[str, Any]:
         run.start(t.mec1, "loadgen", [
             PY, "-m", "labs.security_video.loadgen", "--target",
             f"{T.MEC_ADDR['MEC-1']}:5004", "--util", str(p.load_util),
-            "--job-ms", str(p.load_job_ms)])
+            "--job-ms", str(p.load_job_ms)], cpu=1)
         run.wait(lambda: '"sent_all"' in cam_log.read_text(errors="replace"),
                  duration + 20, "camera to send all frames", "camera")
         lab.stop(run.procs["loadgen"][0])

@@ -107,7 +107,10 @@ def test_fiber_cuts_protect_and_restore_with_cross_layer(lab: OpticalLab,
             assert await ctl.wait_for(lambda: any(h.startswith("omsp:f0-1")
                                                   for h in prot.history), 15)
             assert prot.state is PathState.ACTIVE
-            assert ctl.snaps["ne0"].state.active["omsp-f0-1"] == "protect"
+            # the switch may be seen first from the far-end NE's view; ne0's own
+            # snapshot follows on its next refresh
+            assert await ctl.wait_for(lambda: ctl.snaps["ne0"].state.active.get(
+                "omsp-f0-1") == "protect", 10)
             assert any(a.type == "los" and a.resource == "f0-1" for a in ctl.alarms())
             # Cut an unprotected fiber: restoration moves ip1 to a new route.
             lab.cut("f2-3")
