@@ -68,11 +68,11 @@ class Runtime:
         self.started: list[Component] = []
         self.zone = cfg.zone if cfg else "cpn.example"
         self._pending: list[tuple[list[Change], str, str]] = []
-        self.store.subscribe(self._on_commit)
+        self.store.subscribe(self._on_commit, with_context=True)
         self.stopping = asyncio.Event() if _has_loop() else None
 
-    def _on_commit(self, changes: list[Change]) -> None:
-        self.bus.publish(StateChanged(changes=tuple(changes)))
+    def _on_commit(self, changes: list[Change], actor: str, reason: str) -> None:
+        self.bus.publish(StateChanged(changes=tuple(changes), actor=actor, reason=reason))
 
     def apply_config(self) -> None:
         if self.cfg is None:

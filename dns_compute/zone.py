@@ -32,6 +32,7 @@ from controller.models import (
     Service,
     Site,
 )
+from controller.models.metrics import metrics_by_site
 from dns_compute.models import ClientSubnet, DnsSection, RRset
 from dns_compute.ranking import Candidate, rank
 
@@ -117,18 +118,6 @@ def _num(v: float) -> str:
     return f"{v:.6g}"
 
 
-def _metrics_by_site(metrics: Sequence[ComputeMetrics], service: str) -> dict[str,
-                                                                                ComputeMetrics]:
-    out: dict[str, ComputeMetrics] = {}
-    for m in metrics:
-        if m.service == "*":
-            out.setdefault(m.site, m)
-    for m in metrics:
-        if m.service == service:
-            out[m.site] = m
-    return out
-
-
 def _address_rrsets(name: str, addrs: Sequence[IPv4Address | IPv6Address],
                     ttl: int) -> dict[str, RRset]:
     out: dict[str, RRset] = {}
@@ -210,7 +199,7 @@ def _service_records(inp: ZoneInput, svc: Service, out: dict[tuple[str, str], RR
     for rdtype, rrset in default.items():
         out[(base, rdtype)] = rrset
 
-    by_site = _metrics_by_site(inp.metrics, svc.name)
+    by_site = metrics_by_site(inp.metrics, svc.name)
     order = {(c.site, c.address): i for i, c in enumerate(default_rank)}
     eligible = {(c.site, c.address): c.eligible for c in default_rank}
     svcb: list[str] = []

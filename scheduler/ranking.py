@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from controller.models import ComputeMetrics, Link, LinkState, Router, Service, Site
+from controller.models.metrics import metrics_by_site
 
 #: The delay at which the delay term reaches 0 when the service declares no bound (ms).
 DEFAULT_DELAY_REF_MS = 100.0
@@ -101,18 +102,6 @@ def shortest_delays(graph: Mapping[str, list[tuple[str, float]]],
     return dist
 
 
-def _metrics_for(metrics: Sequence[ComputeMetrics], service: str) -> dict[str, ComputeMetrics]:
-    """site → the service-specific record, else the site-wide (``*``) one."""
-    out: dict[str, ComputeMetrics] = {}
-    for m in metrics:
-        if m.service == "*":
-            out.setdefault(m.site, m)
-    for m in metrics:
-        if m.service == service:
-            out[m.site] = m
-    return out
-
-
 def _sources(client_node: str | None, client_region: str | None,
              sites: Sequence[Site], routers: Sequence[Router]) -> list[str]:
     if client_node:
@@ -147,7 +136,7 @@ def rank_instances(
         dist = shortest_delays(build_graph(links, routers), sources)
     bound = service.requirements.max_latency_ms
     ref = bound if bound is not None else DEFAULT_DELAY_REF_MS
-    by_site = _metrics_for(metrics, service.name)
+    by_site = metrics_by_site(metrics, service.name)
     max_weight = max((i.weight for i in service.instances), default=0) or 1
 
     out: list[Candidate] = []

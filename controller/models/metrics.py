@@ -18,6 +18,7 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from pydantic import Field
@@ -55,3 +56,16 @@ class ComputeMetrics(Entity):
     def usable(self) -> bool:
         """May planning use this record?"""
         return self.available and not self.stale
+
+
+def metrics_by_site(metrics: Sequence[ComputeMetrics], service: str) -> dict[str,
+                                                                            ComputeMetrics]:
+    """site → the ``service``-specific record, else that site's site-wide (``*``) one."""
+    out: dict[str, ComputeMetrics] = {}
+    for m in metrics:
+        if m.service == "*":
+            out.setdefault(m.site, m)
+    for m in metrics:
+        if m.service == service:
+            out[m.site] = m
+    return out

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from controller.errors import CpnError, NotFoundError
 from controller.models.base import ENTITY_KINDS, Entity
-from controller.store.base import Action, Change, JournalEntry, JournalQuery, Listener
+from controller.store.base import Action, Change, JournalEntry, JournalQuery
 
 E = TypeVar("E", bound=Entity)
 
@@ -125,7 +125,7 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open state store {self.path}: {exc}") from exc
         self._lock = threading.RLock()
-        self._listeners: list[Listener] = []
+        self._listeners: list[tuple[Callable[..., None], bool]] = []
         self._cache: dict[str, dict[str, Entity]] = {}
         # JSON of each cached object, so the journal's "previous" needs no re-encoding
         self._json: dict[str, dict[str, str]] = {}
@@ -172,7 +172,7 @@ class SqliteStore:
             if changes:
                 self._commit(changes, actor, reason)
         if changes:
-            self._notify(changes)
+            self._notify(changes, actor, reason)
 
     def _commit(self, changes: builtins.list[Change], actor: str, reason: str) -> None:
         ts = datetime.now(UTC).isoformat()
@@ -229,14 +229,20 @@ class SqliteStore:
                 bucket[ch.key] = ch.value
                 jbucket[ch.key] = value_json
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener(changes)`` after each commit; returns an unsubscribe function."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+    def subscribe(self, listener: Callable[..., None], *,
+                  with_context: bool = False) -> Callable[[], None]:
+        """Call ``listener(changes)`` after each commit — or ``listener(changes, actor,
+        reason)`` with ``with_context=True``; returns an unsubscribe function."""
+        entry = (listener, with_context)
+        self._listeners.append(entry)
+        return lambda: self._listeners.remove(entry)
 
-    def _notify(self, changes: builtins.list[Change]) -> None:
-        for listener in list(self._listeners):
-            listener(changes)
+    def _notify(self, changes: builtins.list[Change], actor: str, reason: str) -> None:
+        for listener, with_context in list(self._listeners):
+            if with_context:
+                listener(changes, actor, reason)
+            else:
+                listener(changes)
 
     # -- journal -------------------------------------------------------------------
     def journal(self, query: JournalQuery = JournalQuery()) -> builtins.list[JournalEntry]:

@@ -86,3 +86,15 @@ def test_logs_carry_gbt_8_4_fields_and_are_searchable(tmp_path: Path) -> None:
     assert keys[0]["fields"] == {"service": "video", "to": "MEC-2"}
     assert [r["content"] for r in logs.search(tmp_path, grep="mec-1")] == ["bad thing on MEC-1"]
     logs.setup("info")  # detach the file handler
+
+
+def test_runtime_events_carry_actor_and_reason(tmp_path: Path) -> None:
+    from controller.runtime import Runtime, Settings
+
+    rt = Runtime(None, Settings(state=tmp_path))
+    seen: list[StateChanged] = []
+    rt.bus.on(StateChanged, seen.append)
+    with rt.store.transaction("api:ops", "expansion") as txn:
+        txn.put(Site(name="A", kind="mec", region="r"))
+    rt.store.close()
+    assert [(e.actor, e.reason) for e in seen] == [("api:ops", "expansion")]
