@@ -102,6 +102,11 @@ class Lab:
         ns = Ns(self, name)
         self.namespaces.append(ns)
         ns.run("ip link set lo up")
+        # No duplicate address detection in lab namespaces: otherwise link-local
+        # addresses stay tentative ~1 s after a link comes up and the first packets of
+        # a test race neighbour discovery. Set before any link is moved in.
+        for scope in ("default", "all"):
+            ns.run(["sysctl", "-qw", f"net.ipv6.conf.{scope}.accept_dad=0"], check=False)
         return ns
 
     def link(self, a: Ns, b: Ns, a_if: str, b_if: str, a_addrs: Sequence[str] = (),
