@@ -143,14 +143,22 @@ class BgpIngestCore:
             log.info("bgp route %s from site %s matches no service anycast; ignored",
                      prefix, site)
 
-    def _announce(self, ev: RouteAnnounced) -> None:
+    def _targets(self, ev: RouteAnnounced | RouteWithdrawn) -> tuple[str, list[str]] | None:
+        """(site, services) a route update is about, or None (unknown peer / prefix)."""
         site = self._site(ev)
         if site is None:
-            return
+            return None
         services = self._services(ev.prefix)
         if not services:
             self._unmapped(ev.prefix, site)
+            return None
+        return site, services
+
+    def _announce(self, ev: RouteAnnounced) -> None:
+        targets = self._targets(ev)
+        if targets is None:
             return
+        site, services = targets
         md = ev.metrics
         for svc in services:
             key = f"{site}/{svc}"
@@ -174,13 +182,10 @@ class BgpIngestCore:
             self._stage(rec)
 
     def _withdraw(self, ev: RouteWithdrawn) -> None:
-        site = self._site(ev)
-        if site is None:
+        targets = self._targets(ev)
+        if targets is None:
             return
-        services = self._services(ev.prefix)
-        if not services:
-            self._unmapped(ev.prefix, site)
-            return
+        site, services = targets
         for svc in services:
             key = f"{site}/{svc}"
             prev = self.pending.get(key) or self.known.get(key)
