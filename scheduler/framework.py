@@ -19,6 +19,15 @@ Rules:
 - Pure: the ``Snapshot`` is mutated only through Reserve/Unreserve.
 - A score plug-in with ``static = True`` depends on the node only; its scores are
   cached per snapshot.
+- Vectorised path (``vectorise=True``, the default): when every active Filter plug-in
+  has ``filter_batch(state, task, table, rows) -> bool array``, filtering runs over the
+  snapshot's ``NodeTable`` columns a chunk of rows at a time, visiting the same nodes
+  in the same order and stopping at the same feasible count as the per-node loop.
+  Scoring uses ``score_batch(state, task, table, rows) -> float array`` (and
+  ``normalize_batch``) where a plug-in has it, the per-node method where not. The
+  results are IDENTICAL to the per-node path (same floats, same tie-break by node
+  name); when no node is feasible the per-node loop is re-run so PostFilter and the
+  "0/N nodes available" summary get every node's own Status.
 """
 
 from __future__ import annotations
@@ -27,9 +36,12 @@ import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scheduler.models import Decision, NodeInfo, Snapshot, Task
+
+if TYPE_CHECKING:
+    from scheduler.table import I64, NodeTable
 
 
 class Code(StrEnum):
@@ -137,9 +149,11 @@ def feasible_target(total: int, percentage: float | None = None) -> int:
 class Framework:
     """Runs one profile's allocation stage over a snapshot."""
 
-    def __init__(self, profile: Profile, percentage: float | None = None) -> None:
+    def __init__(self, profile: Profile, percentage: float | None = None,
+                 vectorise: bool = True) -> None:
         self.profile = profile
         self.percentage = percentage
+        self.vectorise = vectorise
         self._next = 0
         self._static: dict[str, dict[str, float]] = {}
         self._static_snap: int | None = None
@@ -178,7 +192,17 @@ class Framework:
                 return self._fail(task, st), None
         skip: set[str] = state.get("skip", set())
         filters = [p for p in prof.at("filter") if p.name not in skip]
-        feasible, failed = self._find_feasible(state, task, snap, filters)
+        rows: I64 | None = None
+        if self.vectorise and all(hasattr(p, "filter_batch") for p in filters):
+            feasible, rows, nfailed = self._find_feasible_batch(state, task, snap, filters)
+            failed: dict[str, Status] = {}
+            if not feasible:  # every node's own Status, for PostFilter and the summary
+                rows = None
+                feasible, failed = self._find_feasible(state, task, snap, filters)
+                nfailed = len(failed)
+        else:
+            feasible, failed = self._find_feasible(state, task, snap, filters)
+            nfailed = len(failed)
         if not feasible:
             for p in prof.at("post_filter"):
                 st, nominated = p.post_filter(state, task, snap, failed)
@@ -187,7 +211,10 @@ class Framework:
                     break
         if not feasible:
             return self._no_fit(task, failed, len(snap.nodes)), None
-        best, ranked = self._score(state, task, feasible, skip)
+        if rows is not None and len(rows) == len(feasible):
+            best, ranked = self._score_batch(state, task, feasible, snap.table(), rows, skip)
+        else:
+            best, ranked = self._score(state, task, feasible, skip)
         if isinstance(best, Status):
             return self._fail(task, best), None
         for i, p in enumerate(prof.at("reserve")):
@@ -209,7 +236,7 @@ class Framework:
                 self._unreserve(state, task, best)
                 return self._fail(task, st), None
             break
-        inputs = {"feasible": len(feasible), "filtered_out": len(failed),
+        inputs = {"feasible": len(feasible), "filtered_out": nfailed,
                   "profile": prof.name, "requests": task.requests}
         return Decision(task.id, Code.SUCCESS.value, (best.name,), best.site,
                         tuple(state.get("notes", ())), tuple(ranked[:3]), (), inputs), best
@@ -245,6 +272,104 @@ class Framework:
         self._next = start + visited
         return feasible, failed
 
+    def _find_feasible_batch(self, state: CycleState, task: Task, snap: Snapshot,
+                             filters: Sequence[Any]) -> tuple[list[NodeInfo], I64, int]:
+        """``_find_feasible`` over table columns: same nodes visited in the same order,
+        same stop point, same ``_next``. Returns (feasible, their rows, failed count)."""
+        import numpy as np
+
+        tab = snap.table()
+        cands: list[str] | None = state.get("candidates")
+        order = tab.rows_of(cands) if cands else tab.order
+        total = len(order)
+        want = feasible_target(len(snap.order), self.percentage)
+        start = self._next % total if total else 0
+        chunk = max(2 * want, 256)
+        picked: list[I64] = []
+        found = visited = 0
+        while visited < total and found < want:
+            a, b = start + visited, min(start + visited + chunk, start + total)
+            if b <= total:
+                seg = order[a:b]
+            elif a >= total:
+                seg = order[a - total:b - total]
+            else:
+                seg = np.concatenate((order[a:], order[:b - total]))
+            mask = np.ones(len(seg), dtype=np.bool_)
+            for p in filters:
+                mask &= p.filter_batch(state, task, tab, seg)
+            hits = np.flatnonzero(mask)
+            need = want - found
+            if len(hits) >= need:
+                picked.append(seg[hits[:need]])
+                visited += int(hits[need - 1]) + 1
+                found = want
+                break
+            picked.append(seg[hits])
+            found += len(hits)
+            visited += len(seg)
+        self._next = start + visited
+        rows = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
+        nodes = tab.nodes
+        return [nodes[i] for i in rows.tolist()], rows, visited - found
+
+    def _score_batch(self, state: CycleState, task: Task, feasible: list[NodeInfo],
+                     tab: NodeTable, rows: I64, skip: set[str],
+                     ) -> tuple[NodeInfo | Status, list[tuple[str, float]]]:
+        """``_score`` over table columns (per-node fallback per plug-in)."""
+        import numpy as np
+
+        prof = self.profile
+        totals = np.zeros(len(rows), dtype=np.float64)
+        for p in prof.at("score"):
+            if p.name in skip:
+                continue
+            w = prof.weights.get(p.name, 1.0)
+            if w == 0:
+                continue
+            if hasattr(p, "score_batch"):
+                raw = np.asarray(p.score_batch(state, task, tab, rows), dtype=np.float64)
+            else:
+                raw = np.array(self._raw(p, state, task, feasible), dtype=np.float64)
+            if hasattr(p, "normalize"):
+                if hasattr(p, "normalize_batch"):
+                    raw = np.asarray(p.normalize_batch(state, task, raw), dtype=np.float64)
+                else:
+                    scores = {n.name: float(v) for n, v in zip(feasible, raw, strict=True)}
+                    p.normalize(state, task, scores)
+                    raw = np.array([scores[n.name] for n in feasible], dtype=np.float64)
+            bad_mask = ~((raw >= 0.0) & (raw <= 100.0))  # NaN fails both
+            if bad_mask.any():
+                i = int(np.flatnonzero(bad_mask)[0])
+                return Status.error(f"score {float(raw[i])!r} for {feasible[i].name} "
+                                    "outside 0-100", plugin=p.name), []
+            totals = totals + w * raw
+        n = len(rows)
+        if n > 3:
+            cut = np.partition(totals, n - 3)[n - 3]
+            cand = np.flatnonzero(totals >= cut)
+        else:
+            cand = np.arange(n)
+        # highest total first, ties by node name — as heapq.nsmallest((-t, name, i))
+        top = cand[np.lexsort((tab.rank[rows[cand]], -totals[cand]))[:3]].tolist()
+        ranked = [(feasible[i].name, float(totals[i])) for i in top]
+        return feasible[top[0]], ranked
+
+    def _raw(self, p: Any, state: CycleState, task: Task,
+             feasible: list[NodeInfo]) -> list[float]:
+        fn = p.score
+        if getattr(p, "static", False):
+            # node-only score (no task input): computed once per node and snapshot
+            cache = self._static.setdefault(p.name, {})
+            raw = []
+            for n in feasible:
+                v = cache.get(n.name)
+                if v is None:
+                    v = cache[n.name] = float(fn(state, task, n))
+                raw.append(v)
+            return raw
+        return [float(fn(state, task, n)) for n in feasible]
+
     def _score(self, state: CycleState, task: Task, feasible: list[NodeInfo],
                skip: set[str]) -> tuple[NodeInfo | Status, list[tuple[str, float]]]:
         prof = self.profile
@@ -255,18 +380,7 @@ class Framework:
             w = prof.weights.get(p.name, 1.0)
             if w == 0:
                 continue
-            fn = p.score
-            if getattr(p, "static", False):
-                # node-only score (no task input): computed once per node and snapshot
-                cache = self._static.setdefault(p.name, {})
-                raw = []
-                for n in feasible:
-                    v = cache.get(n.name)
-                    if v is None:
-                        v = cache[n.name] = float(fn(state, task, n))
-                    raw.append(v)
-            else:
-                raw = [float(fn(state, task, n)) for n in feasible]
+            raw = self._raw(p, state, task, feasible)
             if hasattr(p, "normalize"):
                 scores = {n.name: v for n, v in zip(feasible, raw, strict=True)}
                 p.normalize(state, task, scores)

@@ -6,16 +6,22 @@ Rules:
 - Resource amounts are keyed by name: ``cpu`` (cores), ``memory`` (GiB), ``gpu``,
   ``npu``, ``tpu`` (devices), ``bandwidth`` (Mbit/s) and any extended resource name
   (WP-3.3.3 extended resources) — so new resource kinds need no code.
-- ``NodeInfo.used`` is the only mutable part; Reserve adds, Unreserve subtracts.
+- ``NodeInfo.used`` is the only mutable part; Reserve adds, Unreserve subtracts —
+  through ``add``/``remove``, which keep the snapshot's ``NodeTable`` in step.
+  Assigning a node attribute outright (``node.used = {...}``) marks the table stale
+  (rebuilt on next use); editing a node's dicts in place is not seen — don't.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.models import Job, Requirements, SiteKind
+
+if TYPE_CHECKING:
+    from scheduler.table import NodeTable
 
 Resources = dict[str, float]
 
@@ -74,6 +80,11 @@ class Task:
         )
 
 
+#: NodeInfo attributes a NodeTable copies; assigning one marks the tables stale
+_TABLED = frozenset({"name", "site", "site_kind", "capacity", "used", "awake",
+                     "price_per_hour", "energy_w", "overloaded", "groups"})
+
+
 @dataclass(slots=True)
 class NodeInfo:
     """A place a task can land: a compute node of a site (or the site as one node).
@@ -99,6 +110,15 @@ expected end epoch s, from runtime estimates, for reservation/backfill)."""
     groups: dict[str, int] = field(default_factory=dict)
     tasks: dict[str, tuple[int, Resources]] = field(default_factory=dict)
     ends: dict[str, float] = field(default_factory=dict)
+    #: NodeTables (and this node's row in each) kept in step by ``add``/``remove``
+    _watch: list[tuple[NodeTable, int]] = field(default_factory=list, repr=False,
+                                                 compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in _TABLED:  # replaced outright (not via add/remove): tables rebuild
+            for tab, _ in getattr(self, "_watch", ()):
+                tab.stale = True
 
     def free(self, res: str) -> float:
         return self.capacity.get(res, 0.0) - self.used.get(res, 0.0)
@@ -127,6 +147,8 @@ expected end epoch s, from runtime estimates, for reservation/backfill)."""
             self.tasks[task_id] = (prio, dict(req))
         if group:
             self.groups[group] = self.groups.get(group, 0) + 1
+        for tab, row in self._watch:
+            tab.sync(row, self, req, group)
 
     def remove(self, task_id: str, req: Resources, group: str | None) -> None:
         """Undo ``add``; a task not on this node is ignored (idempotent)."""
@@ -146,6 +168,8 @@ expected end epoch s, from runtime estimates, for reservation/backfill)."""
             self.groups[group] -= 1
             if not self.groups[group]:
                 del self.groups[group]
+        for tab, row in self._watch:
+            tab.sync(row, self, req, group)
 
 
 @dataclass(slots=True)
@@ -177,6 +201,7 @@ expected start epoch s) for large jobs; kept by the edge across cycles)."""
     order: list[str] = field(default_factory=list)
     reservations: dict[str, tuple[str, float]] = field(default_factory=dict)
     _index: dict[str, list[str]] | None = field(default=None, repr=False)
+    _table: NodeTable | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.order:
@@ -194,6 +219,17 @@ expected start epoch s) for large jobs; kept by the edge across cycles)."""
                         idx.setdefault(r, []).append(name)
             self._index = idx
         return self._index
+
+    def table(self) -> NodeTable:
+        """The nodes as numpy columns for the vectorised path; built once, then kept
+        in step by ``NodeInfo.add``/``remove`` (see ``scheduler.table``)."""
+        if self._table is None or self._table.stale:
+            from scheduler.table import NodeTable
+
+            if self._table is not None:
+                self._table.detach()
+            self._table = NodeTable(self)
+        return self._table
 
     def totals(self) -> Resources:
         out: Resources = {}

@@ -52,7 +52,8 @@ class TenantQuotaConfig(BaseModel):
 class SchedulerConfig(BaseModel):
     """The ``scheduler:`` section: ``profiles``, ``queues``, ``tenants``, ``queue_sort``
     (queue-sort plug-in: ``priority`` / ``fcfs`` / ``drf``), ``percentage_of_nodes``,
-    ``interval_s`` (component cycle), ``cpsat_time_s`` (placement time limit)."""
+    ``interval_s`` (component cycle), ``cpsat_time_s`` (placement time limit),
+    ``vectorise`` (numpy Filter/Score path; same results as the per-node path)."""
 
     model_config = ConfigDict(extra="forbid")
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
@@ -62,6 +63,7 @@ class SchedulerConfig(BaseModel):
     percentage_of_nodes: float | None = Field(default=None, gt=0, le=100)
     interval_s: float = Field(default=1.0, gt=0)
     cpsat_time_s: float = Field(default=5.0, gt=0)
+    vectorise: bool = True
 
     @model_validator(mode="after")
     def _buildable(self) -> SchedulerConfig:
@@ -108,7 +110,8 @@ class Profiles:
         for tname, t in self.cfg.tenants.items():
             if t.profile is not None and t.profile not in profs:
                 raise ValueError(f"scheduler tenant {tname!r}: unknown profile {t.profile!r}")
-        self.frameworks = {n: Framework(build_profile(n, p, reg), self.cfg.percentage_of_nodes)
+        self.frameworks = {n: Framework(build_profile(n, p, reg), self.cfg.percentage_of_nodes,
+                                        self.cfg.vectorise)
                            for n, p in profs.items()}
 
     def for_task(self, tenant: str, queue: str, policy: str | None = None) -> Framework:

@@ -10,13 +10,16 @@ Rules:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from scheduler.framework import CycleState, Status
 from scheduler.models import NodeInfo, Snapshot, Task
 from scheduler.plugins.base import Args, parse_args
+
+if TYPE_CHECKING:
+    from scheduler.table import F64, I64, Bools, NodeTable
 
 DEFAULT_MAP = {"tensor": ["npu", "tpu"], "image": ["gpu"], "vision": ["gpu"],
                "ai-training": ["gpu", "npu", "tpu"], "nlp": ["gpu", "npu"]}
@@ -50,9 +53,32 @@ class ComputeAffinity:
                                        f"{task.kind}", plugin=self.name)
         return Status.success()
 
+    def _match_batch(self, task: Task, tab: NodeTable, idx: I64) -> Bools | None:
+        import numpy as np
+
+        want = self.a.classes.get(task.kind)
+        if not want:
+            return None
+        m = np.zeros(len(idx), dtype=np.bool_)
+        for r in want:
+            m |= tab.cap_of(r, idx) > 0
+        return m
+
+    def filter_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> Bools:
+        import numpy as np
+
+        m = self._match_batch(task, tab, idx) if self.a.required else None
+        return np.ones(len(idx), dtype=np.bool_) if m is None else m
+
     def score(self, state: CycleState, task: Task, node: NodeInfo) -> float:
         m = self._match(task, node)
         return 50.0 if m is None else (100.0 if m else 0.0)
+
+    def score_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> F64:
+        import numpy as np
+
+        m = self._match_batch(task, tab, idx)
+        return np.full(len(idx), 50.0) if m is None else np.where(m, 100.0, 0.0)
 
 
 class AntiAffinityArgs(Args):
@@ -84,6 +110,15 @@ class AntiAffinity:
         elif node.groups.get(g):
             return Status.unschedulable(f"group {g} already on node", plugin=self.name)
         return Status.success()
+
+    def filter_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> Bools:
+        import numpy as np
+
+        if task.group is None:
+            return np.ones(len(idx), dtype=np.bool_)
+        if self.a.scope == "site":
+            return ~tab.site_mask(idx, state["aa_sites"])
+        return ~tab.has_group(task.group)[idx]
 
     def reserve(self, state: CycleState, task: Task, node: NodeInfo) -> Status:
         if self.a.scope == "site" and task.group is not None:

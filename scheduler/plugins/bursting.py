@@ -8,12 +8,15 @@ Rules:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.models import SiteKind
 from scheduler.framework import CycleState, Status
 from scheduler.models import NodeInfo, Task
 from scheduler.plugins.base import Args, parse_args
+
+if TYPE_CHECKING:
+    from scheduler.table import F64, I64, Bools, NodeTable
 
 
 class BurstArgs(Args):
@@ -33,5 +36,17 @@ class CloudBursting:
             return Status.unresolvable("cloud bursting not allowed", plugin=self.name)
         return Status.success()
 
+    def filter_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> Bools:
+        import numpy as np
+
+        if self.a.allow:
+            return np.ones(len(idx), dtype=np.bool_)
+        return ~tab.cloud[idx]
+
     def score(self, state: CycleState, task: Task, node: NodeInfo) -> float:
         return 0.0 if node.site_kind is SiteKind.CLOUD else 100.0
+
+    def score_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> F64:
+        import numpy as np
+
+        return np.where(tab.cloud[idx], 0.0, 100.0)

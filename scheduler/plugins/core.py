@@ -13,11 +13,14 @@ Rules:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scheduler.framework import CycleState, Status
 from scheduler.models import NodeInfo, Snapshot, Task
 from scheduler.plugins.base import Args, parse_args
+
+if TYPE_CHECKING:
+    from scheduler.table import F64, I64, Bools, NodeTable
 
 _OK = Status.success()
 #: Resources nearly every node has: no point narrowing candidates by them.
@@ -59,6 +62,15 @@ class NodeResourcesFit:
                                        plugin=self.name)
         return Status.unschedulable(f"insufficient {short}", plugin=self.name)
 
+    def filter_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> Bools:
+        import numpy as np
+
+        ok = np.ones(len(idx), dtype=np.bool_)
+        for r, v in task.requests.items():
+            if r != "bandwidth":
+                ok &= ~(v > tab.cap_of(r, idx) - tab.used_of(r, idx) + 1e-9)
+        return ok
+
 
 class NodeReady:
     """Filter: an overloaded node (CATS hysteresis state) takes no new work."""
@@ -72,6 +84,9 @@ class NodeReady:
         if node.overloaded:
             return Status.unschedulable("node overloaded", plugin=self.name)
         return Status.success()
+
+    def filter_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> Bools:
+        return ~tab.overloaded[idx]
 
 
 class Resources:
@@ -126,6 +141,22 @@ class LeastLoaded:
                 n += 1
         return 100.0 * total / n if n else 0.0
 
+    def score_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> F64:
+        import numpy as np
+
+        if not task.requests:  # averages over each node's own resources: per node
+            return np.array([self.score(state, task, tab.nodes[i]) for i in idx.tolist()],
+                            dtype=np.float64)
+        total = np.zeros(len(idx), dtype=np.float64)
+        n = np.zeros(len(idx), dtype=np.float64)
+        for r, v in task.requests.items():
+            c = tab.cap_of(r, idx)
+            has = c > 0
+            free = 1.0 - (tab.used_of(r, idx) + v) / np.where(has, c, 1.0)
+            total = total + np.where(has & (free > 0), free, 0.0)
+            n = n + has
+        return np.where(n > 0, 100.0 * total / np.where(n > 0, n, 1.0), 0.0)
+
 
 class PreferAwake:
     """Score: awake nodes first; waking a sleeping node costs time and energy."""
@@ -138,3 +169,8 @@ class PreferAwake:
 
     def score(self, state: CycleState, task: Task, node: NodeInfo) -> float:
         return 100.0 if node.awake else 0.0
+
+    def score_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> F64:
+        import numpy as np
+
+        return np.where(tab.awake[idx], 100.0, 0.0)

@@ -10,7 +10,7 @@ Rules:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -18,6 +18,9 @@ from scheduler.framework import CycleState, Status
 from scheduler.models import NodeInfo, SiteNet, Snapshot, Task
 from scheduler.network import views_from
 from scheduler.plugins.base import Args, parse_args
+
+if TYPE_CHECKING:
+    from scheduler.table import F64, I64, Bools, NodeTable
 
 
 class DataAwareArgs(Args):
@@ -49,10 +52,23 @@ class DataAware:
                                        plugin=self.name)
         return Status.success()
 
+    def filter_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> Bools:
+        import numpy as np
+
+        if task.data_private and task.data_site is not None:
+            return tab.site_mask(idx, (task.data_site,))
+        return np.ones(len(idx), dtype=np.bool_)
+
     def score(self, state: CycleState, task: Task, node: NodeInfo) -> float:
-        if node.site == task.data_site or task.data_gib < self.a.big_gib:
+        return self._site_score(state, task, node.site)
+
+    def score_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> F64:
+        return tab.site_values(idx, lambda site, _kind: self._site_score(state, task, site))
+
+    def _site_score(self, state: CycleState, task: Task, site: str) -> float:
+        if site == task.data_site or task.data_gib < self.a.big_gib:
             return 100.0
-        v: SiteNet | None = state["data_net"].get(node.site)
+        v: SiteNet | None = state["data_net"].get(site)
         if v is None or v.bandwidth_mbps <= 0:
             return 0.0
         seconds = task.data_gib * 8192.0 / v.bandwidth_mbps + v.delay_ms / 1000.0

@@ -16,7 +16,7 @@ Rules:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -25,6 +25,9 @@ from scheduler.framework import CycleState, Status
 from scheduler.models import NodeInfo, SiteNet, Snapshot, Task
 from scheduler.network import views_from
 from scheduler.plugins.base import Args, parse_args
+
+if TYPE_CHECKING:
+    from scheduler.table import F64, I64, Bools, NodeTable
 
 
 def path_views(task: Task, snap: Snapshot) -> dict[str, SiteNet] | None:
@@ -63,7 +66,14 @@ class NetworkAware(_NetBase):
         self.a = parse_args(self.name, NetworkAwareArgs, args)
 
     def filter(self, state: CycleState, task: Task, node: NodeInfo) -> Status:
-        v: SiteNet | None = state["net"].get(node.site)
+        return self._site_filter(state, task, node.site)
+
+    def filter_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> Bools:
+        return tab.site_values(
+            idx, lambda s, _k: float(self._site_filter(state, task, s).ok)) > 0.5
+
+    def _site_filter(self, state: CycleState, task: Task, site: str) -> Status:
+        v: SiteNet | None = state["net"].get(site)
         if v is None:
             return Status.unresolvable(f"no path from {task.origin}", plugin=self.name)
         if task.max_latency_ms is not None and v.delay_ms > task.max_latency_ms:
@@ -79,7 +89,13 @@ class NetworkAware(_NetBase):
         return Status.success()
 
     def score(self, state: CycleState, task: Task, node: NodeInfo) -> float:
-        v: SiteNet = state["net"][node.site]
+        return self._site_score(state, task, node.site)
+
+    def score_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> F64:
+        return tab.site_values(idx, lambda s, _k: self._site_score(state, task, s))
+
+    def _site_score(self, state: CycleState, task: Task, site: str) -> float:
+        v: SiteNet = state["net"][site]
         a = self.a
         tot = a.w_delay + a.w_jitter + a.w_loss or 1.0
         d = max(0.0, 1.0 - v.delay_ms / a.delay_ref_ms)
@@ -114,14 +130,26 @@ class Sla(_NetBase):
         return super().pre_filter(state, task, snap)
 
     def filter(self, state: CycleState, task: Task, node: NodeInfo) -> Status:
-        v = state["net"].get(node.site)
+        if self._site_ok(state, task, node.site):
+            return Status.success()
+        return Status.unresolvable(f"SLA {task.sla_ms:g} ms missed", plugin=self.name)
+
+    def _site_ok(self, state: CycleState, task: Task, site: str) -> bool:
+        v = state["net"].get(site)
         assert task.sla_ms is not None
-        if v is None or v.delay_ms > task.sla_ms:
-            return Status.unresolvable(f"SLA {task.sla_ms:g} ms missed", plugin=self.name)
-        return Status.success()
+        return not (v is None or v.delay_ms > task.sla_ms)
+
+    def filter_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> Bools:
+        return tab.site_values(idx, lambda s, _k: float(self._site_ok(state, task, s))) > 0.5
 
     def score(self, state: CycleState, task: Task, node: NodeInfo) -> float:
-        v: SiteNet = state["net"][node.site]
+        return self._site_score(state, task, node.site)
+
+    def score_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> F64:
+        return tab.site_values(idx, lambda s, _k: self._site_score(state, task, s))
+
+    def _site_score(self, state: CycleState, task: Task, site: str) -> float:
+        v: SiteNet = state["net"][site]
         assert task.sla_ms is not None
         return 100.0 * max(0.0, 1.0 - v.delay_ms / task.sla_ms)
 
@@ -142,7 +170,13 @@ class Interconnect(_NetBase):
         parse_args(self.name, Args, args)
 
     def score(self, state: CycleState, task: Task, node: NodeInfo) -> float:
-        v: SiteNet | None = state["net"].get(node.site)
+        return self._site_score(state, node.site, node.site_kind)
+
+    def score_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> F64:
+        return tab.site_values(idx, lambda s, k: self._site_score(state, s, k))
+
+    def _site_score(self, state: CycleState, site: str, kind: SiteKind) -> float:
+        v: SiteNet | None = state["net"].get(site)
         if v is None:
             return 0.0
-        return 100.0 - 50.0 * interconnect_rank(node.site_kind, v.interconnect)
+        return 100.0 - 50.0 * interconnect_rank(kind, v.interconnect)

@@ -11,11 +11,14 @@ Rules:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scheduler.framework import CycleState, Status
 from scheduler.models import NodeInfo, Snapshot, Task
-from scheduler.plugins.base import Args, normalize_minmax, parse_args
+from scheduler.plugins.base import Args, normalize_minmax, normalize_minmax_batch, parse_args
+
+if TYPE_CHECKING:
+    from scheduler.table import F64, I64, Bools, NodeTable
 
 
 class Manual:
@@ -35,6 +38,13 @@ class Manual:
         if task.site is not None and node.site != task.site:
             return Status.unresolvable(f"manual placement on {task.site}", plugin=self.name)
         return Status.success()
+
+    def filter_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> Bools:
+        import numpy as np
+
+        if task.site is None:
+            return np.ones(len(idx), dtype=np.bool_)
+        return tab.site_mask(idx, (task.site,))
 
 
 class LoadAware:
@@ -59,8 +69,16 @@ class EnergyAware:
         # A sleeping node must be woken: count its whole idle draw.
         return node.energy_w * (1.0 if node.awake else 2.0)
 
+    def score_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> F64:
+        import numpy as np
+
+        return tab.energy[idx] * np.where(tab.awake[idx], 1.0, 2.0)
+
     def normalize(self, state: CycleState, task: Task, scores: dict[str, float]) -> None:
         normalize_minmax(scores, reverse=True)
+
+    def normalize_batch(self, state: CycleState, task: Task, raw: F64) -> F64:
+        return normalize_minmax_batch(raw, reverse=True)
 
 
 class PriceAware:
@@ -72,5 +90,11 @@ class PriceAware:
     def score(self, state: CycleState, task: Task, node: NodeInfo) -> float:
         return node.price_per_hour
 
+    def score_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> F64:
+        return tab.price[idx]
+
     def normalize(self, state: CycleState, task: Task, scores: dict[str, float]) -> None:
         normalize_minmax(scores, reverse=True)
+
+    def normalize_batch(self, state: CycleState, task: Task, raw: F64) -> F64:
+        return normalize_minmax_batch(raw, reverse=True)

@@ -12,13 +12,16 @@ Rules:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from scheduler.framework import CycleState, Status
 from scheduler.models import NodeInfo, Snapshot, Task
 from scheduler.plugins.base import Args, parse_args
+
+if TYPE_CHECKING:
+    from scheduler.table import I64, Bools, NodeTable
 
 
 class ReservationArgs(Args):
@@ -84,6 +87,20 @@ class Reservation:
                 and state["now"] + task.runtime_s <= r[1]:
             return Status.success()
         return Status.unschedulable(f"reserved for {r[0]}", plugin=self.name)
+
+    def filter_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> Bools:
+        import numpy as np
+
+        held = state.get("reservations")
+        ok = np.ones(len(idx), dtype=np.bool_)
+        if not held:
+            return ok
+        # the few reserved nodes through the per-node rule; every other node passes
+        blocked = [tab.row[n] for n in held if n in tab.row
+                   and not self.filter(state, task, tab.nodes[tab.row[n]]).ok]
+        if blocked:
+            ok &= ~np.isin(idx, np.array(blocked, dtype=np.int64))
+        return ok
 
     def pre_filter(self, state: CycleState, task: Task, snap: Snapshot) -> Status:
         state["reservations"] = snap.reservations

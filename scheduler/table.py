@@ -1,0 +1,161 @@
+"""NodeTable: a snapshot's nodes as numpy columns for the vectorised Filter/Score path.
+
+Rules:
+- One row per node: the rows of ``Snapshot.order`` first (in order), then any other
+  node. Columns: ``cap[r]`` / ``used[r]`` per resource name (float64), ``awake``,
+  ``overloaded``, ``price``, ``energy``, ``cloud`` (site kind is ``cloud``), ``site``
+  (site code into ``sites``), ``pair`` ((site, site kind) code into ``pairs``), ``rank`` (position
+  of the node name in sorted order: the per-node path breaks score ties by name).
+- Built lazily, once per snapshot (``Snapshot.table()``). The node-only columns
+  (capacity, awake, price, site …) are read at build time: like the static-score
+  cache, they must not change while the snapshot is scheduled.
+- ``used`` and the anti-affinity groups change only through ``NodeInfo.add`` /
+  ``NodeInfo.remove`` (Reserve/Unreserve, preemption, eviction); those call
+  ``sync`` which COPIES the node's values into the row, so the columns always hold
+  the very floats the per-node path reads and both paths compute identical scores.
+- Assigning a node attribute outright (``node.used = {...}``) sets ``stale``; the
+  snapshot then builds a fresh table. In-place edits of a node's dicts are not seen.
+- A resource seen for the first time (e.g. ``bandwidth`` added to ``used``) gets a
+  zero column; a resource no node has reads as 0 capacity / 0 used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from controller.models import SiteKind
+
+if TYPE_CHECKING:
+    from scheduler.models import NodeInfo, Snapshot
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
+
+
+class NodeTable:
+    """Column view of one snapshot's nodes, kept in step with Reserve/Unreserve."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        seen = set(snap.order)
+        names = list(snap.order) + sorted(n for n in snap.nodes if n not in seen)
+        self.names = names
+        self.nodes: list[NodeInfo] = [snap.nodes[n] for n in names]
+        self.row = {n: i for i, n in enumerate(names)}
+        size = len(names)
+        self.size = size
+        self.order: I64 = np.arange(len(snap.order), dtype=np.int64)
+        ranks = sorted(range(size), key=names.__getitem__)
+        self.rank: I64 = np.empty(size, dtype=np.int64)
+        self.rank[ranks] = np.arange(size, dtype=np.int64)
+        self.sites: list[str] = []
+        self.site_code: dict[str, int] = {}
+        codes = []
+        for node in self.nodes:
+            c = self.site_code.get(node.site)
+            if c is None:
+                c = self.site_code[node.site] = len(self.sites)
+                self.sites.append(node.site)
+            codes.append(c)
+        self.site: I64 = np.array(codes, dtype=np.int64)
+        # (site, site kind) pairs: what the network/data plug-ins' scores depend on
+        self.pairs: list[tuple[str, SiteKind]] = []
+        pair_code: dict[tuple[str, SiteKind], int] = {}
+        pcodes = []
+        for node in self.nodes:
+            key = (node.site, node.site_kind)
+            c = pair_code.get(key)
+            if c is None:
+                c = pair_code[key] = len(self.pairs)
+                self.pairs.append(key)
+            pcodes.append(c)
+        self.pair: I64 = np.array(pcodes, dtype=np.int64)
+        self.awake: Bools = np.array([n.awake for n in self.nodes], dtype=np.bool_)
+        self.overloaded: Bools = np.array([n.overloaded for n in self.nodes], dtype=np.bool_)
+        self.cloud: Bools = np.array([n.site_kind is SiteKind.CLOUD for n in self.nodes],
+                                     dtype=np.bool_)
+        self.price: F64 = np.array([n.price_per_hour for n in self.nodes], dtype=np.float64)
+        self.energy: F64 = np.array([n.energy_w for n in self.nodes], dtype=np.float64)
+        self.cap: dict[str, F64] = {}
+        self.used: dict[str, F64] = {}
+        for i, node in enumerate(self.nodes):
+            for r, v in node.capacity.items():
+                self._col(self.cap, r)[i] = v
+            for r, v in node.used.items():
+                self._col(self.used, r)[i] = v
+        self._groups: dict[str, Bools] = {}
+        self._cands: dict[int, tuple[list[str], I64]] = {}
+        self.stale = False
+        for i, node in enumerate(self.nodes):
+            node._watch.append((self, i))
+
+    def detach(self) -> None:
+        """Stop following the nodes (the snapshot replaces this table)."""
+        for node in self.nodes:
+            node._watch[:] = [w for w in node._watch if w[0] is not self]
+
+    # ----------------------------------------------------------------- columns
+    def _col(self, cols: dict[str, F64], r: str) -> F64:
+        col = cols.get(r)
+        if col is None:
+            col = cols[r] = np.zeros(self.size, dtype=np.float64)
+        return col
+
+    def cap_of(self, r: str, idx: I64) -> F64:
+        col = self.cap.get(r)
+        return col[idx] if col is not None else np.zeros(len(idx), dtype=np.float64)
+
+    def used_of(self, r: str, idx: I64) -> F64:
+        col = self.used.get(r)
+        return col[idx] if col is not None else np.zeros(len(idx), dtype=np.float64)
+
+    def has_group(self, group: str) -> Bools:
+        """Bool column: the node holds a member of anti-affinity ``group``."""
+        col = self._groups.get(group)
+        if col is None:
+            col = np.array([bool(n.groups.get(group)) for n in self.nodes], dtype=np.bool_)
+            self._groups[group] = col
+        return col
+
+    def rows_of(self, names: list[str]) -> I64:
+        """Row numbers of ``names`` (cached per list object, e.g. a PreFilter's
+        candidate list from ``Snapshot.resource_index``)."""
+        hit = self._cands.get(id(names))
+        if hit is not None and hit[0] is names:
+            return hit[1]
+        rows = np.array([self.row[n] for n in names], dtype=np.int64)
+        self._cands[id(names)] = (names, rows)
+        return rows
+
+    def site_values(self, idx: I64, fn: Callable[[str, SiteKind], float]) -> F64:
+        """``fn(site_name, site_kind)`` once per distinct (site, kind) of ``idx``,
+        spread to the rows: for values that depend on the node's site only."""
+        codes = self.pair[idx]
+        out = np.zeros(len(self.pairs), dtype=np.float64)
+        for c in np.unique(codes).tolist():
+            out[c] = float(fn(*self.pairs[c]))
+        return out[codes]
+
+    def site_mask(self, idx: I64, sites: Iterable[str]) -> Bools:
+        """True where the node's site is one of ``sites``."""
+        codes = [self.site_code[s] for s in sites if s in self.site_code]
+        if not codes:
+            return np.zeros(len(idx), dtype=np.bool_)
+        return np.isin(self.site[idx], np.array(codes, dtype=np.int64))
+
+    # -------------------------------------------------------------------- sync
+    def sync(self, row: int, node: NodeInfo, resources: Iterable[str],
+             group: str | None) -> None:
+        """Copy ``node``'s used values (and group membership) into ``row``."""
+        if self.nodes[row] is not node:  # a copy of a watched node: not ours
+            return
+        for r in resources:
+            self._col(self.used, r)[row] = node.used.get(r, 0.0)
+        if group is not None:
+            col = self._groups.get(group)
+            if col is not None:
+                col[row] = bool(node.groups.get(group))
