@@ -12,6 +12,13 @@ Rules:
 - A confirmed commit records the pre-commit state; if no confirming commit arrives
   within the timeout (or on ``cancel-commit``), running is restored to it.
 - Locks: a session holding a lock on a datastore is the only one that may change it.
+- SR policy intents, slices and SD-WAN policies are also checked against the
+  controller's SRv6 rules (``rules``): at edit time for the entries the edit touches
+  (so a bad one never enters the candidate) and again on the whole candidate at
+  validate / commit (the topology may have changed since).
+- The scheduler configuration (``/cpn/scheduler``) is one ``SchedulerSettings``
+  object; with none stored, the config file's ``scheduler:`` section (``sched_default``)
+  is its value. Commit stores it only while it differs from that section.
 """
 
 from __future__ import annotations
@@ -29,12 +36,16 @@ from controller import integrity
 from controller.errors import issues_from_pydantic
 from controller.logs import key_event
 from controller.models import ComputeNode, ComputeResource, Entity, Link, User
-from controller.netconf import xmlmap
+from controller.netconf import rules, schedmap, xmlmap
+from controller.netconf.models import SCHEDULER_KEY, SchedulerSettings
 from controller.netconf.xmlmap import BY_CONTAINER, LISTS, NESTED_KEYS, ListMap, XmlDataError
+from scheduler.profiles import SchedulerConfig
 
 log = logging.getLogger("cpn.netconf")
 
 Snapshot = dict[str, dict[str, Entity]]
+SchedDefault = Callable[[], SchedulerConfig]
+SCHED = SchedulerSettings.KIND
 
 
 @dataclass
@@ -52,8 +63,14 @@ class RpcError(Exception):
         return f"{self.tag}: {self.message}" + (f" at {self.path}" if self.path else "")
 
 
-def snapshot(store: Any) -> Snapshot:
-    return {m.cls.KIND: {o.key: o for o in store.list(m.cls)} for m in LISTS}
+def snapshot(store: Any, sched_default: SchedDefault | None = None) -> Snapshot:
+    snap: Snapshot = {m.cls.KIND: {o.key: o for o in store.list(m.cls)} for m in LISTS}
+    stored = store.get(SchedulerSettings, SCHEDULER_KEY)
+    if stored is None:
+        stored = SchedulerSettings(config=sched_default() if sched_default else
+                                   SchedulerConfig())
+    snap[SCHED] = {SCHEDULER_KEY: stored}
+    return snap
 
 
 def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -80,8 +97,10 @@ def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 class Datastores:
     """running (the store) + candidate + locks + confirmed-commit state."""
 
-    def __init__(self, store: Any, on_commit: Callable[[str, int], None] | None = None) -> None:
+    def __init__(self, store: Any, on_commit: Callable[[str, int], None] | None = None,
+                 sched_default: SchedDefault | None = None) -> None:
         self.store = store
+        self.sched_default = sched_default or SchedulerConfig
         self.candidate: Snapshot | None = None
         self.locks: dict[str, int | None] = {"running": None, "candidate": None}
         self._confirm_timer: asyncio.TimerHandle | None = None
@@ -95,7 +114,7 @@ class Datastores:
             return self.candidate
         if source not in ("running", "candidate"):
             raise RpcError("invalid-value", f"unknown datastore {source!r}", "protocol")
-        return snapshot(self.store)
+        return snapshot(self.store, self.sched_default)
 
     def _check_lock(self, target: str, session: int) -> None:
         holder = self.locks.get(target)
@@ -147,7 +166,11 @@ class Datastores:
                                f"container in namespace {xmlmap.NS}", "application",
                                path="/", info={"bad-element": str(config[0].tag)})
             return
+        touched: list[tuple[str, str]] = []
         for cont in root:
+            if cont.tag == xmlmap.Q + "scheduler":
+                self._edit_scheduler(work, cont, default_operation)
+                continue
             m = BY_CONTAINER.get(xmlmap.fname(cont.tag).replace("_", "-"))
             if m is None or not str(cont.tag).startswith(xmlmap.Q):
                 raise RpcError("unknown-element", f"unknown container {cont.tag!r}",
@@ -156,10 +179,34 @@ class Datastores:
                     default_operation == "replace":
                 work[m.cls.KIND] = {}
             for entry in cont:
-                self._edit_entry(work, m, entry, default_operation)
+                touched.append(self._edit_entry(work, m, entry, default_operation))
+        if touched:
+            self._rules(work, touched)
         self.candidate = work
 
-    def _edit_entry(self, work: Snapshot, m: ListMap, entry: Any, default_op: str) -> None:
+    def _rules(self, snap: Snapshot, touched: list[tuple[str, str]] | None) -> None:
+        found = rules.check(snap, self.store, touched)
+        if found is not None:
+            m = xmlmap.BY_KIND[found.kind]
+            raise RpcError(found.tag, found.message,
+                           path=xmlmap.entry_path(m, found.key, found.field))
+
+    def _edit_scheduler(self, work: Snapshot, el: Any, default_op: str) -> None:
+        op = el.get(f"{{{xmlmap.BASE_NS}}}operation") or default_op
+        if op in ("delete", "remove"):  # back to the config file's section
+            work[SCHED] = {SCHEDULER_KEY: SchedulerSettings(config=self.sched_default())}
+            return
+        cur = work.get(SCHED, {}).get(SCHEDULER_KEY)
+        assert isinstance(cur, SchedulerSettings)
+        try:
+            new = schedmap.apply_edit(cur.config, el, default_op)
+        except schedmap.SchedulerEditError as exc:
+            info = {"bad-element": exc.path[-1]} if exc.tag == "unknown-element" else {}
+            raise RpcError(exc.tag, str(exc), path=exc.xpath, info=info) from exc
+        work[SCHED] = {SCHEDULER_KEY: SchedulerSettings(config=new)}
+
+    def _edit_entry(self, work: Snapshot, m: ListMap, entry: Any, default_op: str
+                    ) -> tuple[str, str]:
         try:
             data, op = xmlmap.entry_from_xml(entry, m)
         except XmlDataError as exc:
@@ -171,7 +218,8 @@ class Datastores:
         key = xmlmap.key_of(data, m)
         if key is None:
             raise RpcError("missing-element", f"a {m.element} entry needs its key "
-                           f"{m.keys[0]!r}", path=f"/cpn:cpn/cpn:{m.container}/cpn:{m.element}",
+                           f"{', '.join(m.keys)}",
+                           path=f"/cpn:cpn/cpn:{m.container}/cpn:{m.element}",
                            info={"bad-element": m.keys[0]})
         table = work.setdefault(m.cls.KIND, {})
         existing = table.get(key)
@@ -180,7 +228,7 @@ class Datastores:
                 raise RpcError("data-missing", f"{m.element} {key!r} does not exist",
                                path=xmlmap.entry_path(m, key))
             table.pop(key, None)
-            return
+            return (m.cls.KIND, key)
         if op == "create" and existing is not None:
             raise RpcError("data-exists", f"{m.element} {key!r} already exists",
                            path=xmlmap.entry_path(m, key))
@@ -205,6 +253,7 @@ class Datastores:
             raise RpcError("invalid-value", f"entry key {key!r} does not match its content "
                            f"({obj.key!r})", path=xmlmap.entry_path(m, key))
         table[key] = obj
+        return (m.cls.KIND, key)
 
     # -- validate / commit -----------------------------------------------------------
     def validate(self, source: str = "candidate") -> None:
@@ -234,6 +283,7 @@ class Datastores:
                     raise RpcError("operation-failed",
                                    f"{m.element} {obj.key!r} is still referred to by "
                                    f"{', '.join(refs[:5])}", path=xmlmap.entry_path(m, obj.key))
+        self._rules(snap, None)
 
     def commit(self, session: int, user: str, *, confirmed: bool = False,
                timeout_s: float = 600.0) -> int:
@@ -244,7 +294,7 @@ class Datastores:
             changed = 0
         else:
             self.validate("candidate")
-            before = snapshot(self.store)
+            before = snapshot(self.store, self.sched_default)
             changed = self._apply(self.candidate, f"netconf:{user}",
                                   "confirmed-commit" if confirmed else "commit")
             if confirmed and not confirming:
@@ -289,7 +339,16 @@ class Datastores:
                     if obj.key not in want:
                         txn.delete(m.cls, obj.key)
                 for obj in want.values():
-                    txn.put(obj)
+                    if self.store.get(m.cls, obj.key) != obj:
+                        txn.put(obj)
+            sched = desired.get(SCHED, {}).get(SCHEDULER_KEY)
+            stored = self.store.get(SchedulerSettings, SCHEDULER_KEY)
+            if not isinstance(sched, SchedulerSettings) or \
+                    sched.config == self.sched_default():
+                if stored is not None:
+                    txn.delete(SchedulerSettings, SCHEDULER_KEY)
+            elif sched != stored:
+                txn.put(sched)
             changed = len(txn.changes())
         return changed
 

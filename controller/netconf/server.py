@@ -14,8 +14,12 @@ Rules:
   server keeps serving the others.
 - Store changes become RFC 5277 notifications for subscribed sessions:
   ``placement-changed`` (a job's site), ``alarm`` (metrics overloaded / unavailable /
-  stale, raised or cleared), ``policy-programmed`` (SR policy kinds) and
+  stale, raised or cleared), ``policy-programmed`` (an SR policy was programmed,
+  changed or removed: its oper-state, active candidate path and SIDs) and
   ``config-changed`` (everything else configurable).
+- A change of the stored scheduling policy (``SchedulerSettings``, from NETCONF or any
+  other writer) is handed to the running scheduler component (new ``Profiles``); a
+  policy that fails to build is logged and the previous one kept.
 """
 
 from __future__ import annotations
@@ -33,11 +37,15 @@ from pydantic import Field
 from controller.errors import ConnectionError
 from controller.events import StateChanged
 from controller.logs import key_event
-from controller.models import ComputeMetrics, Job, Model, Role
+from controller.models import Model, Role
 from controller.netconf import xmlmap
 from controller.netconf.datastore import Datastores
+from controller.netconf.models import SCHEDULER_KEY, SchedulerSettings
 from controller.netconf.session import NetconfSession, SessionClosed
+from controller.netconf.state import policy_programmed, state_tree
 from controller.runtime import Runtime
+from scheduler.profiles import SchedulerConfig
+from srv6.models import SrPolicy
 
 log = logging.getLogger("cpn.netconf")
 Q = xmlmap.Q
@@ -81,35 +89,6 @@ class _Auth(asyncssh.SSHServer):
         return any(k.public_data == key.public_data for k in self._keys.get(username, []))
 
 
-def state_tree(rt: Runtime) -> ET.Element:
-    """``config false`` data: compute metrics and job placements."""
-    state = ET.Element(Q + "state")
-    metrics = ET.SubElement(state, Q + "compute-metrics")
-    for m in rt.store.list(ComputeMetrics):
-        e = ET.SubElement(metrics, Q + "metric")
-        for k, v in (("site", m.site), ("service", m.service), ("l2", f"{m.l2:g}"),
-                     ("overloaded", str(m.overloaded).lower()),
-                     ("available", str(m.available).lower()),
-                     ("stale", str(m.stale).lower()), ("source", m.source)):
-            ET.SubElement(e, Q + k).text = v
-        for name, value in sorted(m.l1.items()):
-            l1 = ET.SubElement(e, Q + "l1")
-            ET.SubElement(l1, Q + "name").text = name
-            ET.SubElement(l1, Q + "value").text = f"{value:g}"
-        for name, value in sorted(m.l0.items()):
-            l0 = ET.SubElement(e, Q + "l0")
-            ET.SubElement(l0, Q + "name").text = name
-            ET.SubElement(l0, Q + "value").text = f"{value:g}"
-    placements = ET.SubElement(state, Q + "placements")
-    for j in rt.store.list(Job):
-        p = ET.SubElement(placements, Q + "placement")
-        ET.SubElement(p, Q + "job").text = j.id
-        ET.SubElement(p, Q + "state").text = j.state.value
-        if j.site:
-            ET.SubElement(p, Q + "site").text = j.site
-    return state
-
-
 def notifications_for(event: StateChanged) -> list[ET.Element]:
     out = []
     for ch in event.changes:
@@ -132,12 +111,10 @@ def notifications_for(event: StateChanged) -> list[ET.Element]:
             now_av = bool(getattr(ch.value, "available", True))
             if was_av != now_av:
                 out.append(_alarm(ch.key, "unavailable", cleared=now_av))
-        elif "policy" in ch.kind:
-            e = ET.Element(Q + "policy-programmed")
-            ET.SubElement(e, Q + "policy").text = ch.key
-            ET.SubElement(e, Q + "action").text = ch.action.value
-            out.append(e)
-        elif ch.kind in xmlmap.BY_KIND:
+        elif ch.kind == SrPolicy.KIND:
+            pol = ch.value if isinstance(ch.value, SrPolicy) else None
+            out.append(policy_programmed(ch.key, ch.action.value, pol))
+        elif ch.kind in xmlmap.BY_KIND or ch.kind == SchedulerSettings.KIND:
             e = ET.Element(Q + "config-changed")
             ET.SubElement(e, Q + "kind").text = ch.kind
             ET.SubElement(e, Q + "key").text = ch.key
@@ -182,7 +159,10 @@ class NetconfServer:
 
     async def start(self, rt: Runtime) -> None:
         self.rt = rt
-        self.ds = Datastores(rt.store)
+        section = rt.cfg.sections.get("scheduler") if rt.cfg is not None else None
+        file_sched = section if isinstance(section, SchedulerConfig) else SchedulerConfig()
+        self.ds = Datastores(rt.store, sched_default=lambda: file_sched)
+        self._apply_scheduler()
         host, _, port = self.section.listen.rpartition(":")
         key_path = Path(self.section.host_key or rt.settings.state / "netconf_host_key")
         if not key_path.exists():
@@ -208,10 +188,33 @@ class NetconfServer:
         key_event(log, "NETCONF server listening", listen=self.section.listen,
                   users=len(users))
 
+    def _apply_scheduler(self) -> None:
+        """Hand the stored scheduling policy (else the file's section) to the running
+        scheduler component, so a committed change takes effect without a restart."""
+        cfg = self.ds.view("running")[SchedulerSettings.KIND][SCHEDULER_KEY]
+        assert isinstance(cfg, SchedulerSettings)
+        for comp in getattr(self.rt, "components", []):
+            inner = getattr(comp, "inner", comp)
+            if getattr(comp, "name", "") != "scheduler" or not hasattr(inner, "profiles"):
+                continue
+            if getattr(inner, "cfg", None) == cfg.config:
+                continue
+            from scheduler.profiles import Profiles
+
+            inner.profiles = Profiles(cfg.config)
+            inner.cfg = cfg.config
+            key_event(log, "scheduling policy applied", profiles=len(cfg.config.profiles),
+                      queues=len(cfg.config.queues))
+
     async def _notify_loop(self) -> None:
         while True:
             event = await self._sub.get()
             assert isinstance(event, StateChanged)
+            if SchedulerSettings.KIND in event.kinds():
+                try:
+                    self._apply_scheduler()
+                except Exception:
+                    log.exception("scheduling policy not applied; the previous one is kept")
             bodies = notifications_for(event)
             for sess, chan in list(self.sessions.values()):
                 if not sess.subscribed:

@@ -38,7 +38,7 @@ CAPABILITIES = (
     "urn:ietf:params:netconf:capability:rollback-on-error:1.0",
     "urn:ietf:params:netconf:capability:notification:1.0",
     "urn:ietf:params:netconf:capability:interleave:1.0",
-    f"{xmlmap.NS}?module=cpn&revision=2026-11-21",
+    f"{xmlmap.NS}?module=cpn&revision=2026-11-22",
 )
 READ_OPS = frozenset({"get", "get-config", "close-session", "create-subscription"})
 

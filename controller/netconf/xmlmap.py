@@ -6,7 +6,11 @@ Rules:
   ``true``/``false``; fields holding free-form maps (``labels``, ``extended``) are not
   exposed over NETCONF (REST has them).
 - Each configurable kind sits in ``/cpn/<container>/<element>`` keyed by the leaves in
-  ``ListMap.keys``. ``Link`` is keyed by ``name`` (its ``id``, or ``a~b``).
+  ``ListMap.keys``; an entity whose key has several leaves (SR policy intents:
+  headend, color, endpoint) has the store key ``v1~v2~v3`` in that order. ``Link`` is
+  keyed by ``name`` (its ``id``, or ``a~b``).
+- SR policy intents, slices and SD-WAN policies (``srv6``) map like the foundation
+  kinds; the scheduler configuration is not a list and maps in ``schedmap``.
 - Parsing is strict: an unknown element is an error with its path, like pydantic's
   unknown-key error.
 """
@@ -22,6 +26,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from controller.models import Entity, Link, Router, Service, Site, Tenant
+from srv6.models import Slice, SrPolicyIntent
+from srv6.sdwan import SdwanPolicy
 
 NS = "urn:cpn:yang:cpn"
 BASE_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
@@ -44,12 +50,16 @@ LISTS: tuple[ListMap, ...] = (
     ListMap("links", "link", Link, ("name",), frozenset({"id"})),
     ListMap("services", "service", Service, ("name",)),
     ListMap("tenants", "tenant", Tenant, ("name",)),
+    ListMap("sr-policy-intents", "intent", SrPolicyIntent, ("headend", "color", "endpoint")),
+    ListMap("slices", "slice", Slice, ("name",)),
+    ListMap("sdwan-policies", "policy", SdwanPolicy, ("name",)),
 )
 BY_CONTAINER = {m.container: m for m in LISTS}
 BY_KIND = {m.cls.KIND: m for m in LISTS}
 
 #: key leaves of nested YANG lists, by field name
-NESTED_KEYS: dict[str, tuple[str, ...]] = {"instances": ("site", "address")}
+NESTED_KEYS: dict[str, tuple[str, ...]] = {"instances": ("site", "address"),
+                                           "flows": ("headend", "endpoint")}
 
 
 def yname(field: str) -> str:
@@ -96,11 +106,17 @@ def entity_xml(obj: Entity, m: ListMap) -> ET.Element:
 
 def config_tree(objects: dict[str, dict[str, Entity]]) -> ET.Element:
     """``<cpn>`` with every configurable list, for get-config."""
+    from controller.netconf import schedmap
+    from controller.netconf.models import SchedulerSettings
+
     root = ET.Element(Q + "cpn")
     for m in LISTS:
         cont = ET.SubElement(root, Q + m.container)
         for key in sorted(objects.get(m.cls.KIND, {})):
             cont.append(entity_xml(objects[m.cls.KIND][key], m))
+    for obj in objects.get(SchedulerSettings.KIND, {}).values():
+        assert isinstance(obj, SchedulerSettings)
+        root.append(schedmap.to_xml(obj.config))
     return root
 
 
@@ -185,8 +201,10 @@ def key_of(data: dict[str, Any], m: ListMap) -> str | None:
         if "a" in data and "b" in data:
             return f"{data['a']}~{data['b']}"
         return None
-    value = data.get(m.keys[0])
-    return str(value) if value is not None else None
+    values = [data.get(k) for k in m.keys]
+    if any(v is None for v in values):
+        return None
+    return "~".join(str(v) for v in values)
 
 
 def finish_link(data: dict[str, Any]) -> dict[str, Any]:
@@ -198,8 +216,10 @@ def finish_link(data: dict[str, Any]) -> dict[str, Any]:
 
 def entry_path(m: ListMap, key: str, field_path: tuple[str | int, ...] = ()) -> str:
     """An RFC 6241 error-path for a field of an entry."""
-    keyleaf = m.keys[0]
-    path = f"/cpn:cpn/cpn:{m.container}/cpn:{m.element}[cpn:{keyleaf}='{key}']"
+    parts = key.split("~", len(m.keys) - 1) if len(m.keys) > 1 else [key]
+    preds = "".join(f"[cpn:{leaf}='{value}']" for leaf, value in zip(m.keys, parts,
+                                                                      strict=False))
+    path = f"/cpn:cpn/cpn:{m.container}/cpn:{m.element}{preds}"
     for part in field_path:
         if isinstance(part, int):
             continue
