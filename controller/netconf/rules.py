@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from controller.errors import CpnError, ValidationError
+from controller.errors import CpnError
 from controller.models import Entity, Link, Router, Site
 from srv6.models import LinkAffinity, LocalSid, Locator, Slice, SrPolicy, SrPolicyIntent
 from srv6.sdwan import SdwanPolicy
@@ -92,6 +92,11 @@ def _slice_ends(s: Slice, nodes: set[str]) -> RuleIssue | None:
     return None
 
 
+#: path-computation constraint -> the slice leaf it comes from
+_SLICE_FIELD = {"min_bandwidth_mbps": "guaranteed_mbps", "max_delay_ms": "max_delay_ms",
+                "color": "color", "flows": "flows", "connectivity": "flows"}
+
+
 def _admission(slices: list[Slice], snap: Snapshot, store: Any, running: set[str]
                ) -> RuleIssue | None:
     from srv6.paths import Topology
@@ -99,13 +104,13 @@ def _admission(slices: list[Slice], snap: Snapshot, store: Any, running: set[str
 
     if not slices:
         return None
+    ordered = sorted(slices, key=lambda s: (s.name not in running, s.name))
     colors: dict[int, str] = {}
-    for s in sorted(slices, key=lambda s: s.name):
+    for s in ordered:
         if s.color in colors:
             return RuleIssue(s.KIND, s.key, ("color",), f"colour {s.color} is already "
                              f"slice {colors[s.color]!r}'s; give every slice its own colour")
         colors[s.color] = s.name
-    ordered = sorted(slices, key=lambda s: (s.name not in running, s.name))
     try:
         topo = Topology.build(
             snap.get(Link.KIND, {}).values(),  # type: ignore[arg-type]
@@ -114,12 +119,13 @@ def _admission(slices: list[Slice], snap: Snapshot, store: Any, running: set[str
             affinities=store.list(LinkAffinity), locators=store.list(Locator),
             local_sids=store.list(LocalSid))
         plan = plan_slices(topo, ordered)
-    except (ValidationError, CpnError) as exc:
+    except CpnError as exc:
         return RuleIssue(Slice.KIND, ordered[0].key, (), str(exc))
     for adm in plan.admissions:
         if not adm.admitted:
             where = f" (links lacking room: {', '.join(adm.links)})" if adm.links else ""
-            return RuleIssue(Slice.KIND, adm.slice, (adm.failed_constraint or "flows",),
+            field = _SLICE_FIELD.get(adm.failed_constraint or "")
+            return RuleIssue(Slice.KIND, adm.slice, (field,) if field else (),
                              f"slice {adm.slice} refused: {adm.failed_constraint}: "
                              f"{adm.reason}{where}", "operation-failed")
     return None

@@ -1,8 +1,9 @@
 """Scheduling-policy configuration ⇄ ``/cpn/scheduler`` (sans-I/O).
 
 Rules:
-- The container mirrors ``scheduler.profiles.SchedulerConfig``: leaves ``queue-sort``,
-  ``percentage-of-nodes``, ``interval-s``, ``cpsat-time-s``; YANG lists for the maps:
+- The container mirrors ``scheduler.profiles.SchedulerConfig``: one leaf per scalar
+  field (``queue-sort``, ``percentage-of-nodes``, ``interval-s``, ``cpsat-time-s``,
+  ``vectorise``; the YANG test checks every field has one); YANG lists for the maps:
   ``profile`` (key ``name``; ``plugin`` list, ordered-by user, key ``name`` with an
   ``arg`` list; ``weight`` list keyed by ``plugin``), ``queue`` (key ``name``) and
   ``tenant`` (key ``name``; ``lending-limit`` list keyed by ``resource``).
@@ -31,7 +32,9 @@ from scheduler.profiles import SchedulerConfig
 
 ROOT_PATH = "/cpn:cpn/cpn:scheduler"
 OP = f"{{{BASE_NS}}}operation"
-_SCALARS = ("queue_sort", "percentage_of_nodes", "interval_s", "cpsat_time_s")
+#: every leaf of the section: what is not one of the three maps
+_SCALARS = tuple(f for f in SchedulerConfig.model_fields
+                 if f not in ("profiles", "queues", "tenants"))
 #: YANG list element -> (config map field, key leaf)
 _LISTS = {"profile": ("profiles", "name"), "queue": ("queues", "name"),
           "tenant": ("tenants", "name")}
@@ -60,11 +63,17 @@ def _sub(parent: ET.Element, name: str, text: str | None = None) -> ET.Element:
 # ----------------------------------------------------------------------------- to XML
 def to_xml(cfg: SchedulerConfig) -> ET.Element:
     root = ET.Element(Q + "scheduler")
-    _sub(root, "queue-sort", cfg.queue_sort)
-    if cfg.percentage_of_nodes is not None:
-        _sub(root, "percentage-of-nodes", _num(cfg.percentage_of_nodes))
-    _sub(root, "interval-s", _num(cfg.interval_s))
-    _sub(root, "cpsat-time-s", _num(cfg.cpsat_time_s))
+    for field in _SCALARS:
+        value = getattr(cfg, field)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, float | int):
+            text = _num(value)
+        else:
+            text = str(value)
+        _sub(root, field.replace("_", "-"), text)
     for name, prof in sorted(cfg.profiles.items()):
         p = _sub(root, "profile")
         _sub(p, "name", name)
@@ -281,6 +290,10 @@ _ABOUT = re.compile(r"scheduler (profile|queue|tenant) '([^']*)'")
 
 
 def validated(d: dict[str, Any]) -> SchedulerConfig:
+    for prof in d.get("profiles", {}).values():  # {name, no args} is written as the name
+        if isinstance(prof, dict):
+            prof["plugins"] = [p["name"] if isinstance(p, dict) and not p.get("args") else p
+                               for p in prof.get("plugins", [])]
     try:
         return SchedulerConfig.model_validate(d)
     except pydantic.ValidationError as exc:
