@@ -33,7 +33,7 @@ Rules:
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -193,6 +193,7 @@ class Framework:
         skip: set[str] = state.get("skip", set())
         filters = [p for p in prof.at("filter") if p.name not in skip]
         rows: I64 | None = None
+        feasible: Sequence[NodeInfo]
         if self.vectorise and all(hasattr(p, "filter_batch") for p in filters):
             feasible, rows, nfailed = self._find_feasible_batch(state, task, snap, filters)
             failed: dict[str, Status] = {}
@@ -273,7 +274,7 @@ class Framework:
         return feasible, failed
 
     def _find_feasible_batch(self, state: CycleState, task: Task, snap: Snapshot,
-                             filters: Sequence[Any]) -> tuple[list[NodeInfo], I64, int]:
+                             filters: Sequence[Any]) -> tuple[Sequence[NodeInfo], I64, int]:
         """``_find_feasible`` over table columns: same nodes visited in the same order,
         same stop point, same ``_next``. Returns (feasible, their rows, failed count)."""
         import numpy as np
@@ -310,10 +311,9 @@ class Framework:
             visited += len(seg)
         self._next = start + visited
         rows = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
-        nodes = tab.nodes
-        return [nodes[i] for i in rows.tolist()], rows, visited - found
+        return _RowNodes(tab.nodes, rows), rows, visited - found
 
-    def _score_batch(self, state: CycleState, task: Task, feasible: list[NodeInfo],
+    def _score_batch(self, state: CycleState, task: Task, feasible: Sequence[NodeInfo],
                      tab: NodeTable, rows: I64, skip: set[str],
                      ) -> tuple[NodeInfo | Status, list[tuple[str, float]]]:
         """``_score`` over table columns (per-node fallback per plug-in)."""
@@ -356,7 +356,7 @@ class Framework:
         return feasible[top[0]], ranked
 
     def _raw(self, p: Any, state: CycleState, task: Task,
-             feasible: list[NodeInfo]) -> list[float]:
+             feasible: Sequence[NodeInfo]) -> list[float]:
         fn = p.score
         if getattr(p, "static", False):
             # node-only score (no task input): computed once per node and snapshot
@@ -370,7 +370,7 @@ class Framework:
             return raw
         return [float(fn(state, task, n)) for n in feasible]
 
-    def _score(self, state: CycleState, task: Task, feasible: list[NodeInfo],
+    def _score(self, state: CycleState, task: Task, feasible: Sequence[NodeInfo],
                skip: set[str]) -> tuple[NodeInfo | Status, list[tuple[str, float]]]:
         prof = self.profile
         totals = [0.0] * len(feasible)
@@ -426,3 +426,24 @@ class Framework:
         head = f"0/{total} nodes available"
         parts = [f"{c} {k}" for k, c in sorted(counts.items(), key=lambda kv: -kv[1])[:5]]
         return Decision(task.id, code.value, reasons=(head, *parts))
+
+
+class _RowNodes(Sequence[NodeInfo]):
+    """The feasible nodes of the vectorised path, materialised only when read."""
+
+    __slots__ = ("_nodes", "_rows")
+
+    def __init__(self, nodes: list[NodeInfo], rows: I64) -> None:
+        self._nodes, self._rows = nodes, rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self._nodes[k] for k in self._rows[i].tolist()]
+        return self._nodes[int(self._rows[i])]
+
+    def __iter__(self) -> Iterator[NodeInfo]:
+        nodes = self._nodes
+        return iter([nodes[k] for k in self._rows.tolist()])

@@ -88,6 +88,12 @@ class NodeTable:
             for r, v in node.used.items():
                 self._col(self.used, r)[i] = v
         self._groups: dict[str, Bools] = {}
+        self._group_rows: dict[str, set[int]] = {}  # until a group's column exists
+        for i, node in enumerate(self.nodes):
+            if node.groups:
+                for g, c in node.groups.items():
+                    if c:
+                        self._group_rows.setdefault(g, set()).add(i)
         self._cands: dict[int, tuple[list[str], I64]] = {}
         self.stale = False
         for i, node in enumerate(self.nodes):
@@ -117,7 +123,8 @@ class NodeTable:
         """Bool column: the node holds a member of anti-affinity ``group``."""
         col = self._groups.get(group)
         if col is None:
-            col = np.array([bool(n.groups.get(group)) for n in self.nodes], dtype=np.bool_)
+            col = np.zeros(self.size, dtype=np.bool_)
+            col[sorted(self._group_rows.pop(group, ()))] = True
             self._groups[group] = col
         return col
 
@@ -156,6 +163,11 @@ class NodeTable:
         for r in resources:
             self._col(self.used, r)[row] = node.used.get(r, 0.0)
         if group is not None:
+            present = bool(node.groups.get(group))
             col = self._groups.get(group)
             if col is not None:
-                col[row] = bool(node.groups.get(group))
+                col[row] = present
+            elif present:
+                self._group_rows.setdefault(group, set()).add(row)
+            else:
+                self._group_rows.get(group, set()).discard(row)

@@ -8,8 +8,9 @@ from labs.bench import placement, schedule
 
 def test_schedule_bench_small() -> None:
     out = schedule.run(nodes=300, sites=10, tasks=200)
-    for mode in ("adaptive", "floor_100_nodes"):
+    for mode in ("per_node", "vectorised", "floor_100_nodes"):
         assert out[mode]["placed"] == 200 and out[mode]["over_capacity_nodes"] == 0
+    assert out["identical"]  # both paths placed every task on the same nodes
 
 
 def test_placement_bench_small() -> None:
