@@ -15,7 +15,7 @@ from scheduler.cycle import Scheduler
 from scheduler.models import Decision, NodeInfo, Snapshot, Task
 from scheduler.network import graph_from
 from scheduler.plugins import DEFAULT_PLUGINS
-from scheduler.profiles import PluginRef, Profiles, ProfileConfig, SchedulerConfig
+from scheduler.profiles import PluginRef, ProfileConfig, Profiles, SchedulerConfig
 from tests.scheduler.helpers import node, snap
 
 KINDS = [SiteKind.COMPUTE_CENTRE, SiteKind.MEC, SiteKind.HUB, SiteKind.CLOUD]
