@@ -14,7 +14,8 @@ Rules:
   server keeps serving the others.
 - Store changes become RFC 5277 notifications for subscribed sessions:
   ``placement-changed`` (a job's site), ``alarm`` (metrics overloaded / unavailable /
-  stale, raised or cleared), ``policy-programmed`` (an SR policy was programmed,
+  stale, raised or cleared; optical NE alarms, polled from the optical controller
+  every ``alarm_poll_s``), ``policy-programmed`` (an SR policy was programmed,
   changed or removed: its oper-state, active candidate path and SIDs) and
   ``config-changed`` (everything else configurable).
 - A change of the stored scheduling policy (``SchedulerSettings``, from NETCONF or any
@@ -42,7 +43,7 @@ from controller.netconf import xmlmap
 from controller.netconf.datastore import Datastores
 from controller.netconf.models import SCHEDULER_KEY, SchedulerSettings
 from controller.netconf.session import NetconfSession, SessionClosed
-from controller.netconf.state import policy_programmed, state_tree
+from controller.netconf.state import optical_source, policy_programmed, state_tree
 from controller.runtime import Runtime
 from scheduler.profiles import SchedulerConfig
 from srv6.models import SrPolicy
@@ -123,10 +124,13 @@ def notifications_for(event: StateChanged) -> list[ET.Element]:
     return out
 
 
-def _alarm(key: str, condition: str, cleared: bool) -> ET.Element:
+def _alarm(key: str, condition: str, cleared: bool, type_id: str | None = None
+           ) -> ET.Element:
     e = ET.Element(Q + "alarm")
     ET.SubElement(e, Q + "resource").text = key
     ET.SubElement(e, Q + "condition").text = condition
+    if type_id is not None:
+        ET.SubElement(e, Q + "alarm-type-id").text = type_id
     ET.SubElement(e, Q + "cleared").text = str(cleared).lower()
     return e
 
@@ -140,6 +144,8 @@ class NetconfServer:
         self.sessions: dict[int, tuple[NetconfSession, Any]] = {}
         self._sub: Any = None
         self._pump: asyncio.Task[None] | None = None
+        self._alarm_task: asyncio.Task[None] | None = None
+        self.alarm_poll_s = 1.0
 
     def _keys(self) -> dict[str, list[asyncssh.SSHKey]]:
         keys: dict[str, list[asyncssh.SSHKey]] = {}
@@ -185,6 +191,7 @@ class NetconfServer:
                                   f"{exc.strerror}") from exc
         self._sub = rt.bus.subscribe(StateChanged, maxsize=1000)
         self._pump = asyncio.create_task(self._notify_loop())
+        self._alarm_task = asyncio.create_task(self._optical_alarm_loop())
         key_event(log, "NETCONF server listening", listen=self.section.listen,
                   users=len(users))
 
@@ -206,6 +213,29 @@ class NetconfServer:
             key_event(log, "scheduling policy applied", profiles=len(cfg.config.profiles),
                       queues=len(cfg.config.queues))
 
+    def _broadcast(self, bodies: list[ET.Element]) -> None:
+        for sess, chan in list(self.sessions.values()):
+            if not sess.subscribed:
+                continue
+            for body in bodies:
+                with contextlib.suppress(Exception):
+                    chan.write(sess.notification(body))
+
+    async def _optical_alarm_loop(self) -> None:
+        """Optical NE alarms are not store objects: compare the optical controller's
+        alarm list every ``alarm_poll_s`` and notify raised / cleared ones."""
+        known: set[tuple[str, str]] = set()
+        while True:
+            await asyncio.sleep(self.alarm_poll_s)
+            optical = optical_source(self.rt)
+            now = {(f"{a.ne}:{a.resource}", str(a.type))
+                   for a in (optical.alarms() if optical is not None else ())}
+            bodies = [_alarm(res, "ne-alarm", False, t) for res, t in sorted(now - known)]
+            bodies += [_alarm(res, "ne-alarm", True, t) for res, t in sorted(known - now)]
+            known = now
+            if bodies:
+                self._broadcast(bodies)
+
     async def _notify_loop(self) -> None:
         while True:
             event = await self._sub.get()
@@ -215,13 +245,7 @@ class NetconfServer:
                     self._apply_scheduler()
                 except Exception:
                     log.exception("scheduling policy not applied; the previous one is kept")
-            bodies = notifications_for(event)
-            for sess, chan in list(self.sessions.values()):
-                if not sess.subscribed:
-                    continue
-                for body in bodies:
-                    with contextlib.suppress(Exception):
-                        chan.write(sess.notification(body))
+            self._broadcast(notifications_for(event))
 
     def _kill(self, sid: int) -> bool:
         entry = self.sessions.get(sid)
@@ -262,8 +286,9 @@ class NetconfServer:
             log.info("netconf session %d ended", sess.id)
 
     async def stop(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
+        for task in (self._pump, self._alarm_task):
+            if task is not None:
+                task.cancel()
         if self._sub is not None:
             self._sub.close()
         for _, chan in list(self.sessions.values()):

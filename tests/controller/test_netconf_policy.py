@@ -13,12 +13,17 @@ from ipaddress import IPv6Address
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from ncclient.operations import RPCError
 
+from controller.config import apply_config, load_config
 from controller.models import Site
 from controller.netconf import schedmap
+from controller.netconf.datastore import Datastores, RpcError
 from controller.netconf.models import SchedulerSettings
 from controller.netconf.xmlmap import Q
+from controller.store import SqliteStore
 from labs.optical.fixture import ne_config, ring_fibers
 from optical.component import OpticalComponent
 from optical.config import OpticalSection
@@ -38,7 +43,8 @@ from srv6.models import (
     SrPolicyIntent,
 )
 from srv6.sdwan import SdwanPolicy
-from tests.controller.test_netconf_server import Controller
+from tests.conftest import ROOT
+from tests.controller.test_netconf_server import EDIT, Controller
 
 NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
 
@@ -283,6 +289,116 @@ def test_policy_programmed_notification_on_sr_policy_change(ctl: Controller) -> 
         assert body.findtext(Q + "oper-state") == "up"
         assert body.findtext(Q + "active-candidate-path") == "primary"
         assert [s.text for s in body.findall(Q + "sid-value")] == ["fc00:0:3::"]
+
+
+def test_unconfirmed_commit_of_a_slice_rolls_back(ctl: Controller) -> None:
+    with ctl.nc() as m:
+        m.edit_config(target="candidate", config=cfg(SLICE.format(n="silver", c=30, g=100)))
+        m.commit(confirmed=True, timeout="1")
+        assert ctl.rt.store.get(Slice, "silver") is not None
+        deadline = time.monotonic() + 10
+        while ctl.rt.store.get(Slice, "silver") is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert ctl.rt.store.get(Slice, "silver") is None
+    assert journal(ctl, "slice", "silver")["actor"] == "netconf:confirm-timeout"
+
+
+def test_optical_ne_alarm_raised_and_cleared_as_notifications(ctl: Controller) -> None:
+    import dataclasses
+
+    _optical(ctl)
+    comp = ctl.rt.settings.extra["optical"]
+    snaps = comp.ctl.snaps
+
+    def take(m: Any) -> ET.Element:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            n = m.take_notification(timeout=5)
+            body = None if n is None else ET.fromstring(n.notification_xml).find(
+                f".//{Q}alarm")
+            if body is not None and body.findtext(Q + "condition") == "ne-alarm" and \
+                    body.findtext(Q + "resource") == "ne4:port-1":
+                return body
+        raise AssertionError("no ne-alarm notification")
+
+    try:
+        with ctl.nc() as m:
+            m.create_subscription()
+            los = Alarm("ne4", "a9", "los", "port-1", "2026-11-22T00:00:00Z")
+            snaps["ne4"] = dataclasses.replace(snaps["ne4"], state=NeState(alarms=(los,)))
+            raised = take(m)
+            assert raised.findtext(Q + "alarm-type-id") == "los"
+            assert raised.findtext(Q + "cleared") == "false"
+            snaps["ne4"] = dataclasses.replace(snaps["ne4"], state=NeState())
+            assert take(m).findtext(Q + "cleared") == "true"
+    finally:
+        ctl.rt.settings.extra.pop("optical", None)
+
+
+# ------------------------------------------------- edit parsing fuzz (no server needed)
+_TAGS = ["sr-policy-intents", "intent", "slices", "slice", "sdwan-policies", "policy",
+         "scheduler", "profile", "plugin", "weight", "queue", "tenant", "arg", "name",
+         "value", "headend", "endpoint", "color", "constraints", "max-delay-ms", "flows",
+         "guaranteed-mbps", "exclude-nodes", "match", "sla", "transports", "headends",
+         "lending-limit", "resource", "queue-sort", "bogus"]
+_TOP = ["sr-policy-intents", "slices", "sdwan-policies", "scheduler"]
+_ENTRIES = ["intent", "slice", "policy", "profile", "queue", "tenant", "queue-sort", "bogus"]
+_TEXT = st.sampled_from(["", "HUB-GZ", "HUB-HK", "MEC-GZ1", "20", "-1", "1e9", "x", "otn",
+                         "fcfs", "least-loaded", "0.5", "[1]", "NOWHERE"])
+_OPS = st.sampled_from([None, "merge", "replace", "create", "delete", "remove", "bad"])
+
+
+@st.composite
+def _element(draw: Any, depth: int = 0) -> ET.Element:
+    tags = _TOP if depth == 0 else _ENTRIES if depth == 1 else _TAGS
+    el = ET.Element(Q + draw(st.sampled_from(tags)))
+    op = draw(_OPS)
+    if op is not None:
+        el.set(f"{{{NC}}}operation", op)
+    if depth < 3 and draw(st.booleans()):
+        for _ in range(draw(st.integers(0, 4))):
+            el.append(draw(_element(depth + 1)))
+    else:
+        el.text = draw(_TEXT)
+    return el
+
+
+@pytest.fixture(scope="module")
+def fuzz_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqliteStore]:
+    s = SqliteStore(tmp_path_factory.mktemp("fuzz") / "s.db")
+    apply_config(s, load_config(ROOT / "examples" / "gba.yaml"))
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.lists(_element(), min_size=1, max_size=3))
+def test_edit_fuzz_only_rpc_errors_and_failed_edits_change_nothing(
+        fuzz_store: SqliteStore, body: list[ET.Element]) -> None:
+    ds = Datastores(fuzz_store)
+    config = ET.Element(f"{{{NC}}}config")
+    root = ET.SubElement(config, Q + "cpn")
+    root.extend(body)
+    try:
+        ds.edit("candidate", config, 1)
+    except RpcError as err:
+        assert err.tag and err.message
+        assert ds.candidate is None  # the failed edit left no candidate behind
+    else:  # whatever was accepted validates or is refused as an rpc-error, nothing else
+        try:
+            ds.validate("candidate")
+        except RpcError as err:
+            assert err.tag and err.path
+
+
+def test_service_edit_still_maps_after_the_new_containers(fuzz_store: SqliteStore) -> None:
+    ds = Datastores(fuzz_store)
+    ds.edit("candidate", ET.fromstring(EDIT.format(latency=12)), 1)
+    svc = ds.view("candidate")["service"]["video"]
+    assert svc.requirements.max_latency_ms == 12  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------- pure scheduler mapping
