@@ -7,6 +7,10 @@ Rules:
   borrowed allocations is tried first for a tenant within its own quota).
 - Then the task's profile (tenant → queue → default) places it. Victims of
   preemption or reclaim are reported so the edge can requeue them.
+- A Permit ``wait`` holds the task's resources and quota for the rest of the pass;
+  a later task may release it (its success decision replaces the ``wait``); at the
+  end of the pass every still-waiting task is unreserved and its quota returned
+  (gang scheduling: all-or-nothing).
 - Each decision carries its inputs (queue, tenant, profile, admission) for the
   journal — the traceability of WP-3.3.4.
 """
@@ -47,9 +51,27 @@ class Scheduler:
             q.add(t)
         ctx = SortContext(now=snap.now, tree=self.tree, totals=snap.totals())
         out: list[Decision] = []
+        at: dict[str, int] = {}
         for task in q.drain(ctx):
-            out.append(self.schedule_one(task, snap))
+            d = self.schedule_one(task, snap)
+            at[d.task] = len(out)
+            out.append(d)
+            for r in d.released:  # a Permit wait ended: those tasks are placed now
+                out[at[r.task]] = self._released(r, snap)
+        for fw in self.profiles.frameworks.values():
+            for d in fw.end_pass(snap.now):  # still waiting: unreserved, quota back
+                self.forget(d.task)
+                if d.task in at:
+                    out[at[d.task]] = replace(d, inputs=out[at[d.task]].inputs)
         return out
+
+    def _released(self, d: Decision, snap: Snapshot) -> Decision:
+        if not d.ok:
+            self.forget(d.task)
+            return d
+        for v in d.victims:
+            self.evict(v, snap)
+        return d
 
     def schedule_one(self, task: Task, snap: Snapshot) -> Decision:
         charge = with_jobs(task.requests, task.replicas)
@@ -71,10 +93,12 @@ class Scheduler:
         inputs = dict(d.inputs)
         inputs.update({"tenant": task.tenant, "queue": task.queue, "priority": task.priority,
                        "borrowed": adm.borrowed})
-        if not d.ok:
+        waiting = d.code == "wait"  # Permit wait: resources held, quota charged
+        if not d.ok and not waiting:
             return replace(d, inputs=inputs)
-        for v in d.victims:
-            self.evict(v, snap)  # its other replicas go too; the edge requeues it
+        if not waiting:
+            for v in d.victims:
+                self.evict(v, snap)  # its other replicas go too; the edge requeues it
         self.tree.charge(task.tenant, charge)
         self.running[task.id] = Running(task, d.nodes, charge, bool(adm.borrowed))
         notes = d.reasons + tuple(f"reclaimed {v}" for v in reclaimed)

@@ -16,6 +16,13 @@ Rules:
   kube-scheduler's PreFilterResult); the others are not visited.
 - Replicas are placed all-or-nothing: if replica k fails, replicas 0..k-1 are
   unreserved and the task is reported unschedulable.
+- Permit runs once per task, after every replica is reserved (kube: once per pod);
+  Bind runs per replica after Permit allows. A Permit may answer ``wait``: the
+  reservations are held (``waiting``) and the decision's code is ``wait``; when a
+  later task's Permit puts ids in ``state["allow"]`` those tasks are bound and their
+  success decisions ride on that task's decision (``released``). ``end_pass`` ends
+  the wait of whoever is still waiting: all their replicas are unreserved and each
+  plug-in with ``wait_over(task, now)`` says why (still waiting / timed out).
 - Pure: the ``Snapshot`` is mutated only through Reserve/Unreserve.
 - A score plug-in with ``static = True`` depends on the node only; its scores are
   cached per snapshot.
@@ -34,7 +41,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +57,7 @@ class Code(StrEnum):
     UNRESOLVABLE = "unschedulable-and-unresolvable"
     ERROR = "error"
     SKIP = "skip"
+    WAIT = "wait"  # Permit: hold the reservation until the plug-in allows (gang)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +91,10 @@ class Status:
     @staticmethod
     def skip(plugin: str = "") -> Status:
         return Status(Code.SKIP, (), plugin)
+
+    @staticmethod
+    def wait(*reasons: str, plugin: str = "") -> Status:
+        return Status(Code.WAIT, reasons, plugin)
 
 
 _SUCCESS = Status()
@@ -157,6 +169,8 @@ class Framework:
         self._next = 0
         self._static: dict[str, dict[str, float]] = {}
         self._static_snap: int | None = None
+        #: Permit ``wait``: task id → (task, reserved nodes, cycle state, decision)
+        self.waiting: dict[str, tuple[Task, list[NodeInfo], CycleState, Decision]] = {}
 
     # ------------------------------------------------------------------ cycle
     def schedule(self, task: Task, snap: Snapshot) -> Decision:
@@ -178,8 +192,67 @@ class Framework:
             placed.append(node)
             last = d
         nodes = tuple(n.name for n in placed)
-        return Decision(task.id, Code.SUCCESS.value, nodes, placed[0].site, last.reasons,
+        wait: Status | None = None
+        for p in self.profile.at("permit"):
+            st = self._call(p, "permit", state, task, placed[0])
+            if st.code is Code.WAIT:
+                wait = wait or st
+            elif not st.ok:
+                for n in reversed(placed):
+                    self._unreserve(state, task, n)
+                return self._fail(task, st)
+        done = Decision(task.id, Code.SUCCESS.value, nodes, placed[0].site, last.reasons,
                         last.scores, tuple(state.get("victims", ())), last.inputs)
+        if wait is not None:
+            self.waiting[task.id] = (task, placed, state, done)
+            return replace(done, code=Code.WAIT.value,
+                           reasons=done.reasons + tuple(f"{wait.plugin}: {x}"
+                                                        for x in wait.reasons))
+        st = self._bind(state, task, placed)
+        if not st.ok:
+            return self._fail(task, st)
+        released = []
+        for tid in state.get("allow", ()):
+            held = self.waiting.pop(tid, None)
+            if held is None:
+                continue
+            wt, wnodes, wstate, wdone = held
+            wst = self._bind(wstate, wt, wnodes)
+            released.append(wdone if wst.ok else self._fail(wt, wst))
+        return replace(done, released=tuple(released)) if released else done
+
+    def _bind(self, state: CycleState, task: Task, placed: list[NodeInfo]) -> Status:
+        """Bind every replica; on a failure unreserve them all."""
+        for node in placed:
+            for p in self.profile.at("bind"):
+                st = self._call(p, "bind", state, task, node)
+                if st.code is Code.SKIP:
+                    continue
+                if not st.ok:
+                    for n in reversed(placed):
+                        self._unreserve(state, task, n)
+                    return st
+                break
+        return _SUCCESS
+
+    def end_pass(self, now: float) -> list[Decision]:
+        """End every Permit wait: unreserve the held replicas (all-or-nothing) and
+        report each task as still waiting (``wait``) or given up (plug-in's code)."""
+        out = []
+        for tid, (task, placed, state, _) in list(self.waiting.items()):
+            del self.waiting[tid]
+            for n in reversed(placed):
+                self._unreserve(state, task, n)
+            verdict = Status.wait("permit wait ended with the pass")
+            for p in self.profile.at("permit"):
+                if hasattr(p, "wait_over"):
+                    st = p.wait_over(task, now)
+                    if st is not None:
+                        verdict = st if st.plugin else Status(st.code, st.reasons, p.name)
+                        break
+            out.append(Decision(tid, verdict.code.value, reasons=tuple(
+                f"{verdict.plugin}: {x}" if verdict.plugin else x for x in verdict.reasons)))
+        return out
 
     def _one(self, task: Task, snap: Snapshot,
              state: CycleState) -> tuple[Decision, NodeInfo | None]:
@@ -224,19 +297,6 @@ class Framework:
                 for q in reversed(prof.at("reserve")[: i + 1]):
                     q.unreserve(state, task, best)
                 return self._fail(task, st), None
-        for p in prof.at("permit"):
-            st = self._call(p, "permit", state, task, best)
-            if not st.ok:
-                self._unreserve(state, task, best)
-                return self._fail(task, st), None
-        for p in prof.at("bind"):
-            st = self._call(p, "bind", state, task, best)
-            if st.code is Code.SKIP:
-                continue
-            if not st.ok:
-                self._unreserve(state, task, best)
-                return self._fail(task, st), None
-            break
         inputs = {"feasible": len(feasible), "filtered_out": nfailed,
                   "profile": prof.name, "requests": task.requests}
         return Decision(task.id, Code.SUCCESS.value, (best.name,), best.site,

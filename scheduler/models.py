@@ -40,7 +40,9 @@ class Task:
     workload class: vision, nlp, tensor …), ``site`` (manual placement), ``data_site``,
     ``data_gib``, ``data_private``, ``runtime_s`` (estimate), ``max_latency_ms``,
     ``origin`` (topology node the traffic comes from), ``group`` (anti-affinity group),
-    ``labels``, ``policy`` (profile name), ``sla_ms`` (SLA latency target)."""
+    ``labels``, ``policy`` (profile name), ``sla_ms`` (SLA latency target), ``gang``
+    and ``gang_size`` (co-scheduling group and its member count; job params ``gang``,
+    ``gang_size``)."""
 
     id: str
     tenant: str = "default"
@@ -61,6 +63,8 @@ class Task:
     labels: dict[str, str] = field(default_factory=dict)
     policy: str | None = None
     sla_ms: float | None = None
+    gang: str | None = None
+    gang_size: int = 0
 
     @classmethod
     def from_job(cls, job: Job) -> Task:
@@ -77,6 +81,7 @@ class Task:
             runtime_s=s.runtime_estimate_s, max_latency_ms=s.requirements.max_latency_ms,
             origin=p.get("origin"), group=p.get("anti_affinity"),
             policy=s.policy, sla_ms=p.get("sla_ms"),
+            gang=str(p["gang"]) if p.get("gang") else None, gang_size=int(p.get("gang_size", 0)),
         )
 
 
@@ -244,7 +249,8 @@ class Decision:
     """The outcome for one task: ``task``, ``code`` (Status code name), ``nodes``
     (one per replica), ``site`` (first replica's), ``reasons``, ``scores`` (top
     candidates: node → weighted total), ``victims`` (preempted task ids),
-    ``inputs`` (what the decision read, for the journal — WP-3.3.4)."""
+    ``inputs`` (what the decision read, for the journal — WP-3.3.4), ``released``
+    (tasks whose Permit wait this task ended: their success decisions)."""
 
     task: str
     code: str
@@ -254,6 +260,7 @@ class Decision:
     scores: tuple[tuple[str, float], ...] = ()
     victims: tuple[str, ...] = ()
     inputs: dict[str, Any] = field(default_factory=dict)
+    released: tuple[Decision, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -21,6 +21,7 @@ from scheduler.plugins.core import (
     Resources,
 )
 from scheduler.plugins.data import DataAware
+from scheduler.plugins.gang import Gang
 from scheduler.plugins.network import Interconnect, NetworkAware, QosFirst, Sla
 from scheduler.plugins.policies import EnergyAware, LoadAware, Manual, PriceAware
 from scheduler.plugins.preemption import Preemption
@@ -30,7 +31,7 @@ BUILTIN: tuple[type, ...] = (
     NodeResourcesFit, NodeReady, Resources, DefaultBinder, LeastLoaded, PreferAwake,
     Manual, LoadAware, EnergyAware, PriceAware, NetworkAware, QosFirst, Sla,
     Interconnect, DataAware, ComputeAffinity, AntiAffinity, Preemption, Reservation,
-    CloudBursting,
+    CloudBursting, Gang,
 )
 
 
@@ -45,7 +46,7 @@ def default_registry() -> Registry:
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "manual", "node-resources-fit", "node-ready", "anti-affinity", "data-aware",
     "network-aware", "sla", "compute-affinity", "least-loaded", "prefer-awake",
-    "cloud-bursting", "interconnect", "preemption", "reservation", "resources",
+    "cloud-bursting", "interconnect", "preemption", "reservation", "resources", "gang",
     "default-binder",
 )
 DEFAULT_WEIGHTS: dict[str, float] = {
