@@ -109,8 +109,9 @@ def test_gangs_are_all_or_nothing(nodes: int, sizes: list[int], solo: int) -> No
     ns = cluster(nodes)
     out = sched().schedule(tasks, snap(ns))
     for k, size in enumerate(sizes):
-        codes = {d.code for d in out if d.task.startswith(f"g{k}-")}
-        assert codes == {"success"} or "success" not in codes, codes
+        codes = [d.code for d in out if d.task.startswith(f"g{k}-")]
+        assert len(codes) == size
+        assert set(codes) == {"success"} or "success" not in codes, codes
     placed = {d.task for d in out if d.ok}
     held = {tid for n in ns for tid in n.tasks}
     assert held == placed  # nothing of a failed gang stays reserved
