@@ -1,10 +1,17 @@
-"""Plug the NETCONF northbound into the controller (``netconf:`` config section)."""
+"""Plug the NETCONF northbound into the controller (``netconf:`` config section).
+
+Rules: cheap to import — the server (asyncssh, srv6, state builders) is imported only
+when the component is built; the stored ``SchedulerSettings`` kind is registered here,
+before any store is opened, so a committed scheduling policy is loaded on restart.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from controller.netconf.server import NetconfSection
+# imported for its side effect: registers the SchedulerSettings kind before a store loads
+import controller.netconf.models  # noqa: F401
+from controller.netconf.config import NetconfSection
 
 CONFIG_SECTIONS = {"netconf": NetconfSection}
 

@@ -33,13 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
-from pydantic import Field
 
 from controller.errors import ConnectionError
 from controller.events import StateChanged
 from controller.logs import key_event
-from controller.models import Model, Role
 from controller.netconf import xmlmap
+from controller.netconf.config import NetconfSection, NetconfUser
 from controller.netconf.datastore import Datastores
 from controller.netconf.models import SCHEDULER_KEY, SchedulerSettings
 from controller.netconf.session import NetconfSession, SessionClosed
@@ -50,27 +49,6 @@ from srv6.models import SrPolicy
 
 log = logging.getLogger("cpn.netconf")
 Q = xmlmap.Q
-
-
-class NetconfUser(Model):
-    """An SSH user: ``name``, ``role``, ``tenant``, and ``authorized_key`` (one OpenSSH
-    public key line) or ``authorized_keys_file``."""
-
-    name: str = Field(min_length=1)
-    role: Role = Role.VIEWER
-    tenant: str | None = None
-    authorized_key: str | None = None
-    authorized_keys_file: str | None = None
-
-
-class NetconfSection(Model):
-    """``netconf:`` — ``listen`` HOST:PORT, ``host_key`` path (generated if missing),
-    ``max_message_bytes``, ``users``."""
-
-    listen: str = "127.0.0.1:8830"
-    host_key: str | None = None
-    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=4096)
-    users: list[NetconfUser] = Field(default_factory=list)
 
 
 class _Auth(asyncssh.SSHServer):

@@ -401,6 +401,21 @@ def test_service_edit_still_maps_after_the_new_containers(fuzz_store: SqliteStor
     assert svc.requirements.max_latency_ms == 12  # type: ignore[attr-defined]
 
 
+def test_committed_scheduling_policy_survives_a_restart(tmp_path: Any) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    ds = Datastores(store)
+    ds.edit("candidate", ET.fromstring(cfg("<scheduler><queue><name>q</name><weight>4</weight>"
+                                           "</queue></scheduler>")), 1)
+    ds.commit(1, "carol")
+    store.close()
+    store = SqliteStore(tmp_path / "s.db")
+    try:
+        sched = Datastores(store).view("running")[SchedulerSettings.KIND]["scheduler"]
+        assert sched.config.queues["q"].weight == 4  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
 # --------------------------------------------------------------- pure scheduler mapping
 def test_scheduler_xml_round_trip() -> None:
     cfg_ = SchedulerConfig.model_validate({
