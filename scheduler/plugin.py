@@ -128,7 +128,8 @@ def register_cli(app: typer.Typer) -> None:
     def sim(workload: Annotated[Path, typer.Option("--workload", help="Workload YAML.")],
             json_only: Annotated[bool, typer.Option("--json", help="JSON lines only.")] = False,
             ) -> None:
-        """Replay a workload (GBT-9.2 method) and print GBT-9.2.4 metrics per policy set."""
+        """Replay a workload (GBT-9.2 method) and print GBT-9.2.4 metrics per pool policy
+        set and per named site-level plug-in profile, side by side."""
         import json
 
         from controller.errors import CpnError
@@ -140,12 +141,24 @@ def register_cli(app: typer.Typer) -> None:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
         if not json_only:
-            cols = ("policy", "cluster_utilisation_q", "success_rate",
-                    "task_resource_utilisation", "deviation_rel", "loss", "fluctuation",
-                    "makespan_s")
-            typer.echo("  ".join(f"{c[:12]:>12}" for c in cols))
-            for r in rows:
-                typer.echo("  ".join(f"{r[c]:>12.3f}" if isinstance(r[c], float)
-                                     else f"{r[c]!s:>12}" for c in cols))
+            tables = {
+                "pool": ("policy", "cluster_utilisation_q", "success_rate",
+                         "task_resource_utilisation", "deviation_rel", "loss", "fluctuation",
+                         "makespan_s"),
+                "site": ("policy", "success_rate", "cluster_utilisation_q",
+                         "utilisation_std", "energy_kwh", "cost", "mean_wait_s",
+                         "makespan_s"),
+            }
+            for level, cols in tables.items():
+                these = [r for r in rows if r.get("level", "pool") == level]
+                if not these:
+                    continue
+                typer.echo(f"# {level}-level policies, side by side")
+                width = [max(12, len(c)) for c in cols]
+                typer.echo("  ".join(f"{c:>{w}}" for c, w in zip(cols, width, strict=True)))
+                for r in these:
+                    typer.echo("  ".join(f"{r[c]:>{w}.3f}" if isinstance(r[c], float)
+                                         else f"{r[c]!s:>{w}}"
+                                         for c, w in zip(cols, width, strict=True)))
         for r in rows:
             typer.echo(json.dumps(r, sort_keys=True))

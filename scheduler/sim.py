@@ -14,6 +14,8 @@ Rules:
 - A multi-instance task runs 10 % longer across servers and 30 % longer across
   switches (communication cost), so topology-aware placement shows in the numbers.
 - Metrics per policy set are those of ``scheduler.gbt`` (GBT-9.2.4).
+- ``profiles`` (site level): the same seeded job stream through the real scheduler
+  once per named plug-in profile (``scheduler.sitesim``); rows carry ``level: site``.
 """
 
 from __future__ import annotations
@@ -25,13 +27,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticError
 
 from controller.errors import Issue, ValidationError
 from controller.models import ResourceType
 from scheduler.gbt import UtilisationRecorder, performance
 from scheduler.pool import PROFILES, AcceleratorCard, Pool, PoolError
+from scheduler.profiles import ProfileConfig
+from scheduler.sitesim import JobsSpec, SitesSpec, simulate_profile
 
 
 class _M(BaseModel):
@@ -72,9 +76,24 @@ class PolicySet(_M):
 
 
 class WorkloadFile(_M):
+    """Pool level: ``cluster``, ``workload``, ``policies`` (GBT-9.2 pool policy sets).
+    Site level (``scheduler.sitesim``): ``sites``, ``jobs`` and ``profiles`` (named
+    scheduler plug-in profiles, as in the ``scheduler:`` config section). A file with
+    ``profiles`` but no ``policies`` runs the site level only."""
+
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
     workload: WorkloadSpec = Field(default_factory=WorkloadSpec)
     policies: dict[str, PolicySet] = Field(default_factory=lambda: {"default": PolicySet()})
+    sites: SitesSpec = Field(default_factory=SitesSpec)
+    jobs: JobsSpec = Field(default_factory=JobsSpec)
+    profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _site_only(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "profiles" in raw and "policies" not in raw:
+            return {**raw, "policies": {}}
+        return raw
 
 
 def load(path: Path) -> WorkloadFile:
@@ -205,7 +224,7 @@ def simulate(wf: WorkloadFile, name: str, ps: PolicySet) -> dict[str, Any]:
                  c.card_throughput * pool.fraction[i] * rng.uniform(0.93, 0.99))
              for i, x in pool.instances.items() if x.topology.card == card0}
     rep.update(performance(c.card_throughput, c.card_cores, insts))
-    rep.update({"policy": name, "makespan_s": now, "tasks": float(w.tasks)})
+    rep.update({"policy": name, "level": "pool", "makespan_s": now, "tasks": float(w.tasks)})
     return rep
 
 
@@ -217,4 +236,9 @@ def run_file(path: Path) -> list[dict[str, Any]]:
             out.append(simulate(wf, name, ps))
         except (PoolError, ValueError) as exc:
             raise ValidationError(Issue(f"{path}:policies.{name}", str(exc))) from None
+    for name, prof in wf.profiles.items():
+        try:
+            out.append(simulate_profile(wf.sites, wf.jobs, name, prof))
+        except ValueError as exc:
+            raise ValidationError(Issue(f"{path}:profiles.{name}", str(exc))) from None
     return out
