@@ -40,7 +40,7 @@ Rules:
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -371,7 +371,9 @@ class Framework:
             visited += len(seg)
         self._next = start + visited
         rows = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
-        return _RowNodes(tab.nodes, rows), rows, visited - found
+        from scheduler.table import RowNodes
+
+        return RowNodes(tab.nodes, rows), rows, visited - found
 
     def _score_batch(self, state: CycleState, task: Task, feasible: Sequence[NodeInfo],
                      tab: NodeTable, rows: I64, skip: set[str],
@@ -487,23 +489,3 @@ class Framework:
         parts = [f"{c} {k}" for k, c in sorted(counts.items(), key=lambda kv: -kv[1])[:5]]
         return Decision(task.id, code.value, reasons=(head, *parts))
 
-
-class _RowNodes(Sequence[NodeInfo]):
-    """The feasible nodes of the vectorised path, materialised only when read."""
-
-    __slots__ = ("_nodes", "_rows")
-
-    def __init__(self, nodes: list[NodeInfo], rows: I64) -> None:
-        self._nodes, self._rows = nodes, rows
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [self._nodes[k] for k in self._rows[i].tolist()]
-        return self._nodes[int(self._rows[i])]
-
-    def __iter__(self) -> Iterator[NodeInfo]:
-        nodes = self._nodes
-        return iter([nodes[k] for k in self._rows.tolist()])

@@ -116,7 +116,6 @@ def simulate_profile(sites: SitesSpec, jobs: JobsSpec, name: str,
         if kind == "arrive":
             waiting.append(by_id[tid])
         else:
-            task = by_id[tid]
             node_names = sched.running[tid].nodes
             sched.finish(tid, snap)
             for nn in node_names:

@@ -21,8 +21,8 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -171,3 +171,24 @@ class NodeTable:
                 self._group_rows.setdefault(group, set()).add(row)
             else:
                 self._group_rows.get(group, set()).discard(row)
+
+
+class RowNodes(Sequence[NodeInfo]):
+    """The feasible nodes of the vectorised path, materialised only when read."""
+
+    __slots__ = ("_nodes", "_rows")
+
+    def __init__(self, nodes: list[NodeInfo], rows: I64) -> None:
+        self._nodes, self._rows = nodes, rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self._nodes[k] for k in self._rows[i].tolist()]
+        return self._nodes[int(self._rows[i])]
+
+    def __iter__(self) -> Iterator[NodeInfo]:
+        nodes = self._nodes
+        return iter([nodes[k] for k in self._rows.tolist()])
