@@ -15,6 +15,12 @@ Rules:
   it, and the headend route is replaced atomically (one netlink ``NLM_F_REPLACE``),
   so there is never a window without a route. A failed commit is undone by the
   programmer and the previous path is kept.
+- Access classification (optional ``access``): the OpenFlow access switch in front of
+  the headend (os-ken steering app, ``srv6.steering.openflow_app``) gets one rule per
+  steered service — its anycast address, protocol and port — that marks the flow's DSCP
+  (``access.mark``, e.g. AF41 = 34 for surveillance video) and forwards it NORMAL. The
+  rule set is reconciled at start and after every committed placement. The access
+  switch failing does not block steering at the headend; it is logged with the fix.
 - Every decision is journaled with its inputs (metrics and ranking) as a
   ``FlowSteering`` entity (WP-3.3.4 traceability) and appended to
   ``<state>/flows.jsonl`` with monotonic timestamps for lab measurements.
@@ -74,12 +80,28 @@ class HeadendSpec(Model):
     netns: str | None = None
 
 
+class AccessSpec(Model):
+    """The access switch's OpenFlow steering app: ``api`` (its control API: a Unix
+    socket path, or a 127.0.0.1 port number), ``mark`` (service → DSCP 0–63)."""
+
+    api: str | int
+    mark: dict[Name, int] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _dscp_range(self) -> Self:
+        for svc, dscp in self.mark.items():
+            if not 0 <= dscp <= 63:
+                raise ValueError(f"access.mark.{svc}: DSCP {dscp} is not within 0–63")
+        return self
+
+
 class FlowsSection(Model):
     """``flows:`` config section. ``enabled`` (the loop runs only when true); ``steer``
     (False = place once, never move); ``services`` (names; empty = every service with a
     path); ``client_node`` (where clients attach, for path delay); ``headend``;
-    ``paths`` (site → PathSpec); ``programmer`` (``netlink``; ``memory`` for dry
-    runs); ``log`` (JSON-lines file, default ``<state>/flows.jsonl``)."""
+    ``paths`` (site → PathSpec); ``access`` (AccessSpec, optional); ``programmer``
+    (``netlink``; ``memory`` for dry runs); ``log`` (JSON-lines file, default
+    ``<state>/flows.jsonl``)."""
 
     enabled: bool = False
     steer: bool = True
@@ -87,6 +109,7 @@ class FlowsSection(Model):
     client_node: str | None = None
     headend: HeadendSpec | None = None
     paths: dict[Name, PathSpec] = Field(default_factory=dict)
+    access: AccessSpec | None = None
     programmer: str = Field(default="netlink", pattern="^(netlink|memory)$")
     log: str | None = None
 
@@ -205,6 +228,7 @@ class FlowController:
         self._wake = asyncio.Event()
         self._log_path: str | None = None
         self._unsub: Any = None
+        self._access_applied: list[dict[str, Any]] | None = None
 
     # -- programmers (all netlink work on one thread: pyroute2 sockets are not shared)
     def _programmer(self, node: str, netns: str | None) -> Any:
@@ -263,6 +287,7 @@ class FlowController:
         await loop.run_in_executor(self._pool, self._install_egress)
         self._unsub = rt.bus.on(StateChanged, self._on_change)
         await self._evaluate()
+        await self._apply_access()
         self._task = asyncio.create_task(self._loop(), name="flows")
 
     async def stop(self) -> None:
@@ -286,7 +311,8 @@ class FlowController:
             await self._wake.wait()
             self._wake.clear()
             try:
-                await self._evaluate()
+                if await self._evaluate():
+                    await self._apply_access()
             except Exception:
                 log.exception("flows: evaluation failed; previous paths kept")
 
@@ -297,7 +323,54 @@ class FlowController:
                 if (not wanted or s.name in wanted)
                 and any(i.site in self.cfg.paths for i in s.instances)}
 
-    async def _evaluate(self) -> None:
+    def access_rules(self, services: Mapping[str, Service]) -> list[dict[str, Any]]:
+        """The access switch's rule set for the steered ``services`` (pure)."""
+        from srv6.models import SteeringMatch
+        from srv6.steering.openflow import of_rule
+
+        acc = self.cfg.access
+        rules: list[dict[str, Any]] = []
+        if acc is None:
+            return rules
+        for name in sorted(services):
+            svc, dscp = services[name], acc.mark.get(name)
+            if dscp is None or name not in self.current:
+                continue
+            proto = svc.protocol.value if hasattr(svc.protocol, "value") else svc.protocol
+            for addr in svc.anycast:
+                if addr.version != 4:
+                    continue  # the app's rule format is IPv4 (srv6.steering.openflow)
+                match = SteeringMatch(dst=f"{addr}/32", protocol=str(proto),
+                                      dst_ports=str(svc.port) if svc.port else None,
+                                      app=name)
+                rules.append(of_rule(match, priority=200, set_dscp=dscp))
+        return rules
+
+    async def _apply_access(self) -> None:
+        acc = self.cfg.access
+        if acc is None:
+            return
+        rules = self.access_rules(self._services())
+        if rules == self._access_applied:
+            return
+        api: int | str = acc.api if isinstance(acc.api, int) or not acc.api.isdigit() \
+            else int(acc.api)
+
+        def push() -> int:
+            from srv6.steering.openflow import OpenFlowSteering
+
+            return OpenFlowSteering(api).apply(rules)
+        try:
+            n = await asyncio.get_running_loop().run_in_executor(None, push)
+        except Exception as exc:
+            log.error("flows: access switch rules not applied (%s); headend steering "
+                      "continues. Fix: start the OpenFlow steering app on %s", exc, acc.api)
+            return
+        self._access_applied = rules
+        key_event(log, "access classification applied", rules=len(rules), installed=n)
+
+    async def _evaluate(self) -> bool:
+        """One pass; True when a placement was committed."""
         assert self.rt is not None
         store = self.rt.store
         t_obs = time.monotonic_ns()
@@ -311,7 +384,7 @@ class FlowController:
         changed = [d for d in decisions if d.site is not None
                    and d.site != self.current.get(d.service)]
         if not changed:
-            return
+            return False
         placement = dict(self.current)
         for d in changed:
             assert d.site is not None
@@ -327,6 +400,7 @@ class FlowController:
             self.current = placement
         for d in changed:
             self._journal(d, ok, (t1 - t0) / 1e6, t_obs, t1, res.error if not ok else None)
+        return ok
 
     def _journal(self, d: Decision, ok: bool, program_ms: float, t_obs: int, t_commit: int,
                  error: str | None) -> None:

@@ -88,6 +88,7 @@ class Lab:
         self.procs: list[tuple[str, subprocess.Popen[bytes], IO[Any] | None]] = []
         self.workdir = workdir
         self._closed = False
+        self._on_close: list[Any] = []
 
     def __enter__(self) -> Lab:
         return self
@@ -108,6 +109,23 @@ class Lab:
         for scope in ("default", "all"):
             ns.run(["sysctl", "-qw", f"net.ipv6.conf.{scope}.accept_dad=0"], check=False)
         return ns
+
+    def attach(self, short: str, pid: int) -> Ns:
+        """Name the network namespace of process ``pid`` (e.g. a Mininet host) as one of
+        this lab's namespaces; ``close`` removes the name."""
+        name = f"{self.prefix}-{short}"
+        res = _ip("netns", "attach", name, str(pid), check=False)
+        if res.returncode != 0:
+            raise LabError(f"cannot attach the namespace of pid {pid} as {name}: "
+                           f"{res.stderr.strip()}")
+        ns = Ns(self, name)
+        self.namespaces.append(ns)
+        return ns
+
+    def on_close(self, fn: Any) -> None:
+        """Call ``fn()`` on close, after this lab's processes stop and before its
+        namespaces are deleted (e.g. stopping a Mininet network)."""
+        self._on_close.append(fn)
 
     def link(self, a: Ns, b: Ns, a_if: str, b_if: str, a_addrs: Sequence[str] = (),
              b_addrs: Sequence[str] = (), mtu: int | None = None) -> None:
@@ -166,6 +184,9 @@ class Lab:
                 self.stop(proc)
             if fh is not None:
                 fh.close()
+        for fn in reversed(self._on_close):
+            with contextlib.suppress(Exception):
+                fn()
         for ns in reversed(self.namespaces):
             # processes we did not start ourselves (e.g. children re-parented) in the ns
             pids = _ip("netns", "pids", ns.name, check=False).stdout.split()

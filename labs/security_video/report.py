@@ -101,6 +101,7 @@ def analyse(data: dict[str, Any]) -> dict[str, Any]:
         },
         "dns": {"first": data["resolved"], "after": data.get("dns_after")},
         "route_after": data.get("route_after"),
+        "access_switch": data.get("access_switch"),
         "decisions": [{k: d.get(k) for k in ("site", "previous", "move", "committed",
                                              "reason", "program_ms")}
                       for d in data["decisions"]],
@@ -169,6 +170,9 @@ def markdown(results: list[dict[str, Any]]) -> str:
         lambda r: r["times_ms"]["crossing_to_steer_committed"])
     row("crossing → first frame at MEC-2 (ms)",
         lambda r: r["times_ms"]["crossing_to_first_frame_mec2"])
+    row("access switch: video packets marked (DSCP)",
+        lambda r: f"{(r.get('access_switch') or {}).get('classified_packets')} "
+                  f"({(r.get('access_switch') or {}).get('dscp')})")
     row("DNS A at start", lambda r: r["dns"]["first"].get("a"))
     row("DNS SVCB/TXT at start", lambda r: _dns_choice(r["dns"]["first"]))
     row("DNS SVCB/TXT after the run", lambda r: _dns_choice(r["dns"]["after"] or {}))

@@ -1,7 +1,10 @@
-"""The lab's namespaces, links and static routes (GBA-App.B topology).
+"""The lab's topology (GBA-App.B), built with Mininet: hosts, links, the access switch.
 
 Rules:
-- Data plane: cam ─ R1 ─ R2 ─ MEC-1 and R1 ─ R3 ─ MEC-2. R1–R2 and R1–R3 are IPv6-only
+- Built by ``labs.mn.MininetTopo``: every node is a Mininet host (its namespace attached
+  to the ``Lab``), the access switch ``s1`` is Open vSwitch on the userspace datapath,
+  controlled over OpenFlow 1.3 by the os-ken steering app (``of_port`` on 127.0.0.1).
+- Data plane: cam ─ s1 ─ R1 ─ R2 ─ MEC-1 and R1 ─ R3 ─ MEC-2. R1–R2 and R1–R3 are IPv6-only
   (SRv6 transport); the access and MEC links are IPv4. The service anycast
   198.51.100.10/32 lives on both MECs' loopbacks.
 - The flow controller owns the steering: R1's route to the anycast and the egress
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from labs.mn import MininetTopo
 from labs.netns import Lab, Ns
 
 ANYCAST = "198.51.100.10"
@@ -31,23 +35,36 @@ class Topology:
     mec1: Ns
     mec2: Ns
     ctl: Ns
+    mn: MininetTopo
+    access: str  # the access switch's bridge name
 
 
-def build(lab: Lab) -> Topology:
-    t = Topology(*(lab.ns(n) for n in ("cam", "r1", "r2", "r3", "mec1", "mec2", "ctl")))
-    for ns in (t.r1, t.r2, t.r3):
-        ns.enable_forwarding(srv6=True)
-    for ns in (t.cam, t.r1, t.r2, t.r3, t.mec1, t.mec2, t.ctl):
-        ns.sysctl("net.ipv4.conf.all.rp_filter", 0)
-        ns.sysctl("net.ipv4.conf.default.rp_filter", 0)
-    lab.link(t.cam, t.r1, "eth0", "eth0", ["10.0.0.2/24"], ["10.0.0.1/24"])
-    lab.link(t.r1, t.r2, "eth1", "eth0", ["fc00:12::1/64"], ["fc00:12::2/64"])
-    lab.link(t.r1, t.r3, "eth2", "eth0", ["fc00:13::1/64"], ["fc00:13::3/64"])
-    lab.link(t.r2, t.mec1, "eth1", "eth0", ["10.0.1.1/24"], [f"{MEC_ADDR['MEC-1']}/24"])
-    lab.link(t.r3, t.mec2, "eth1", "eth0", ["10.0.2.1/24"], [f"{MEC_ADDR['MEC-2']}/24"])
-    lab.link(t.ctl, t.cam, "m0", "mgmt", ["172.16.0.1/30"], ["172.16.0.2/30"])
-    lab.link(t.ctl, t.mec1, "m1", "mgmt", ["172.16.1.1/30"], ["172.16.1.2/30"])
-    lab.link(t.ctl, t.mec2, "m2", "mgmt", ["172.16.2.1/30"], ["172.16.2.2/30"])
+NODES = ("cam", "r1", "r2", "r3", "mec1", "mec2", "ctl")
+
+
+def build(lab: Lab, of_port: int) -> Topology:
+    """Build and start the topology; ``of_port``: the access switch's controller."""
+    mn = MininetTopo(lab)
+    for n in NODES:
+        mn.host(n)
+    access = mn.switch("s1", of_port)
+    mn.link("cam", "s1", "eth0", None, ["10.0.0.2/24"])
+    mn.link("r1", "s1", "eth0", None, ["10.0.0.1/24"])
+    mn.link("r1", "r2", "eth1", "eth0", ["fc00:12::1/64"], ["fc00:12::2/64"])
+    mn.link("r1", "r3", "eth2", "eth0", ["fc00:13::1/64"], ["fc00:13::3/64"])
+    mn.link("r2", "mec1", "eth1", "eth0", ["10.0.1.1/24"], [f"{MEC_ADDR['MEC-1']}/24"])
+    mn.link("r3", "mec2", "eth1", "eth0", ["10.0.2.1/24"], [f"{MEC_ADDR['MEC-2']}/24"])
+    mn.link("ctl", "cam", "m0", "mgmt", ["172.16.0.1/30"], ["172.16.0.2/30"])
+    mn.link("ctl", "mec1", "m1", "mgmt", ["172.16.1.1/30"], ["172.16.1.2/30"])
+    mn.link("ctl", "mec2", "m2", "mgmt", ["172.16.2.1/30"], ["172.16.2.2/30"])
+    ns = mn.start()
+    t = Topology(ns["cam"], ns["r1"], ns["r2"], ns["r3"], ns["mec1"], ns["mec2"], ns["ctl"],
+                 mn=mn, access=access)
+    for r in (t.r1, t.r2, t.r3):
+        r.enable_forwarding(srv6=True)
+    for node in (t.cam, t.r1, t.r2, t.r3, t.mec1, t.mec2, t.ctl):
+        node.sysctl("net.ipv4.conf.all.rp_filter", 0)
+        node.sysctl("net.ipv4.conf.default.rp_filter", 0)
 
     t.cam.run("ip route add default via 10.0.0.1 dev eth0")
     for mec, gw in ((t.mec1, "10.0.1.1"), (t.mec2, "10.0.2.1")):

@@ -3,6 +3,7 @@ that process: it pulls in eventlet). Rules are in ``openflow_app``'s docstring."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Any
@@ -24,6 +25,7 @@ class CpnSteering(app_manager.OSKenApp):  # type: ignore[misc]
         self.datapaths: dict[int, Any] = {}
         self.rules: list[dict[str, Any]] = []
         self.api_port = int(os.environ.get("CPN_OF_API_PORT", "6699"))
+        self.api_unix = os.environ.get("CPN_OF_API_UNIX", "")
         hub.spawn(self._serve_api)
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)  # type: ignore[misc,untyped-decorator]
@@ -61,6 +63,9 @@ class CpnSteering(app_manager.OSKenApp):  # type: ignore[misc]
             if not isinstance(rules, list) or not all(
                     isinstance(r, dict) and "match" in r for r in rules):
                 return {"ok": False, "error": "rules: a list of {match, …} is required"}
+            if rules == self.rules:  # reconcile without churn: counters keep counting
+                return {"ok": True, "installed": 0, "unchanged": True,
+                        "datapaths": sorted(self.datapaths)}
             self.rules = rules
             n = sum(self._install(dp, rules) for dp in self.datapaths.values())
             return {"ok": True, "installed": n, "datapaths": sorted(self.datapaths)}
@@ -77,4 +82,9 @@ class CpnSteering(app_manager.OSKenApp):  # type: ignore[misc]
                 f.write(json.dumps(reply).encode() + b"\n")
                 f.flush()
 
-        hub.StreamServer(("127.0.0.1", self.api_port), conn).serve_forever()
+        if self.api_unix:  # reachable from other network namespaces (a file, not a port)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.api_unix)
+            hub.StreamServer((self.api_unix, None), conn).serve_forever()
+        else:
+            hub.StreamServer(("127.0.0.1", self.api_port), conn).serve_forever()

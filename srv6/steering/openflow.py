@@ -60,15 +60,28 @@ def _mask(prefix: str) -> str:
 
 
 class OpenFlowSteering:
-    """Talks to a running ``openflow_app`` on 127.0.0.1:``api_port``."""
+    """Talks to a running ``openflow_app`` on 127.0.0.1:``api`` (a port number) or on the
+    Unix socket ``api`` (a path)."""
 
-    def __init__(self, api_port: int, timeout: float = 5.0) -> None:
-        self.addr = ("127.0.0.1", api_port)
+    def __init__(self, api: int | str, timeout: float = 5.0) -> None:
+        self.addr: tuple[str, int] | str = ("127.0.0.1", api) if isinstance(api, int) else api
         self.timeout = timeout
+
+    def _connect(self) -> socket.socket:
+        if isinstance(self.addr, str):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(self.timeout)
+            try:
+                s.connect(self.addr)
+            except OSError:
+                s.close()
+                raise
+            return s
+        return socket.create_connection(self.addr, timeout=self.timeout)
 
     def _call(self, req: dict[str, Any]) -> dict[str, Any]:
         try:
-            with socket.create_connection(self.addr, timeout=self.timeout) as s:
+            with self._connect() as s:
                 f = s.makefile("rwb")
                 f.write(json.dumps(req).encode() + b"\n")
                 f.flush()

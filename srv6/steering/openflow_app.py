@@ -12,9 +12,13 @@ Rules:
   ``ip_proto``, ``ipv4_src``/``ipv4_dst``, ``udp_dst``/``tcp_dst``…, ``ip_dscp``) and
   actions: ``set_dscp`` (marking), ``set_eth_dst``/``set_ipv4_dst`` (redirect to another
   instance), ``output`` (port number or ``"normal"``).
-- Control API: one JSON object per line over TCP on 127.0.0.1 (``--api-port``):
+- Control API: one JSON object per line over TCP on 127.0.0.1 (``--api-port``) or, with
+  ``--api-unix PATH``, over a Unix socket (reachable from a controller in another
+  network namespace, where 127.0.0.1 is not this process's):
   ``{"op": "status"}`` → connected datapath ids; ``{"op": "apply", "rules": [...]}``
-  → ``{"ok", "installed", "datapaths"}``; errors → ``{"ok": false, "error"}``.
+  → ``{"ok", "installed", "datapaths"}`` (an unchanged rule set is not re-installed:
+  ``installed`` 0, ``unchanged`` true, flow counters keep counting);
+  errors → ``{"ok": false, "error"}``.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover - runs in it
     ap = argparse.ArgumentParser(prog="python -m srv6.steering.openflow_app")
     ap.add_argument("--of-port", type=int, default=6653)
     ap.add_argument("--api-port", type=int, default=6699)
+    ap.add_argument("--api-unix", default="", help="serve the control API on this Unix "
+                    "socket path instead of 127.0.0.1:--api-port")
     a = ap.parse_args(argv)
 
     import os
@@ -55,13 +61,14 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover - runs in it
     from os_ken.lib import hub
 
     os.environ["CPN_OF_API_PORT"] = str(a.api_port)
+    os.environ["CPN_OF_API_UNIX"] = a.api_unix
     cfg.CONF(args=["--ofp-tcp-listen-port", str(a.of_port),
                    "--ofp-listen-host", "127.0.0.1"], project="os_ken")
     mgr = app_manager.AppManager.get_instance()
     mgr.load_apps(["srv6.steering._osken_app", "os_ken.controller.ofp_handler"])
     contexts = mgr.create_contexts()
     services = mgr.instantiate_apps(**contexts)
-    print(json.dumps({"openflow": a.of_port, "api": a.api_port}), flush=True)
+    print(json.dumps({"openflow": a.of_port, "api": a.api_unix or a.api_port}), flush=True)
     hub.joinall(services)
     return 0
 

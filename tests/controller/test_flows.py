@@ -77,3 +77,24 @@ def test_flows_section_needs_a_headend_when_enabled() -> None:
     with pytest.raises(ValidationError):
         FlowsSection.model_validate({"enabled": True, "headend": {"node": "R1"},
                                      "paths": {"MEC-1": {"segments": [], "dev": "eth1"}}})
+
+
+def test_access_rules_mark_only_placed_services_and_refuse_bad_dscp() -> None:
+    """The access switch's classification (flows.access): one OpenFlow rule per placed
+    service anycast, matching protocol and port, marking the configured DSCP."""
+    from controller.flows import FlowController
+
+    cfg = FlowsSection.model_validate({
+        "enabled": True, "headend": {"node": "R1"},
+        "paths": {"MEC-1": {"segments": ["fc00:0:2::100"], "dev": "eth1"}},
+        "access": {"api": "/run/cpn-of.sock", "mark": {"video": 34}}})
+    fc = FlowController(cfg)
+    svc = _svc()
+    assert fc.access_rules({"video": svc}) == []  # not placed yet: nothing to mark
+    fc.current["video"] = "MEC-1"
+    rules = fc.access_rules({"video": svc})
+    assert rules == [{"priority": 200, "output": "normal", "set_dscp": 34,
+                      "match": {"eth_type": 0x0800, "ipv4_dst": "198.51.100.10",
+                                "ip_proto": 17, "udp_dst": 5004}}]
+    with pytest.raises(ValidationError, match="DSCP 64"):
+        FlowsSection.model_validate({"access": {"api": "/x", "mark": {"video": 64}}})

@@ -1,8 +1,9 @@
 """The security-video handover lab (GBA-App.B), run for real, asserted from its report.
 
-Runs the scenario twice (with CPN steering, and the ``--no-steer`` baseline) in network
-namespaces with kernel SRv6, the controller, both MEC services, the camera and the load
-generator, then checks the issue's claims: 0 frames lost with CPN, steer committed
+Runs the scenario twice (with CPN steering, and the ``--no-steer`` baseline) on a
+Mininet topology (OVS access switch under the os-ken steering app, Linux routers with
+kernel SRv6), the controller, both MEC services, the camera and the load generator,
+then checks the issue's claims: 0 frames lost with CPN, steer committed
 ≤ 1 s after the threshold crossing, p99 after the handover within 20 % of before, and
 the baseline stalls (so the test can fail).
 """
@@ -39,12 +40,22 @@ def test_cpn_moves_the_video_flow_without_loss_and_baseline_stalls(tmp_path: Pat
     rep.write(list(results.values()), tmp_path)
     assert (tmp_path / "report.json").exists() and (tmp_path / "latency.png").exists()
     assert not _leftovers("svid"), "lab namespaces left behind"
+    bridges = subprocess.run(["ovs-vsctl", "--timeout=5", "list-br"], capture_output=True,
+                             text=True).stdout.split()
+    assert not [b for r in results.values() for b in bridges
+                if b == (r["access_switch"] or {}).get("bridge")], "OVS bridge left behind"
 
     cpn, base = results[True], results[False]
     # the flow really moved: MEC-2 served frames, the controller journaled a move
     assert cpn["frames"]["by_site"].get("MEC-2", 0) > 0
     assert any(d["move"] and d["site"] == "MEC-2" for d in cpn["decisions"])
     assert cpn["frames"]["lost"] == 0
+    # every camera frame crossed the OVS access switch and matched the classification
+    # rule the controller pushed through the os-ken app (AF41 marking)
+    for r in results.values():
+        acc = r["access_switch"]
+        assert acc["dscp"] == [34], acc
+        assert acc["classified_packets"] >= r["frames"]["sent"], acc
     steer_ms = cpn["times_ms"]["crossing_to_steer_committed"]
     assert steer_ms is not None and steer_ms <= 1000
     before, after = cpn["latency_ms"]["before"]["p99"], cpn["latency_ms"]["after"]["p99"]
