@@ -173,7 +173,7 @@ class NodeTable:
                 self._group_rows.get(group, set()).discard(row)
 
 
-class RowNodes(Sequence[NodeInfo]):
+class RowNodes(Sequence["NodeInfo"]):
     """The feasible nodes of the vectorised path, materialised only when read."""
 
     __slots__ = ("_nodes", "_rows")
