@@ -202,3 +202,25 @@ def test_topology_event_triggers_incremental_replan(rt: Runtime) -> None:
     cut = sorted({ln for a in first["assign"].values() for ln in a["links"]})[0]
     assert all(a is None or cut not in a["links"] for a in after["assign"].values())
     assert set(after["moved"]) == {f for f, a in first["assign"].items() if cut in a["links"]}
+
+
+def test_gang_jobs_run_together_or_stay_queued(rt: Runtime) -> None:
+    """Gang co-scheduling through the store: members wait (queued, nothing running)
+    until the whole gang can be placed in one pass, then all run (WP-3.3.3)."""
+    def member(jid: str) -> Job:
+        return Job(id=jid, tenant="ai-lab", owner="bob",
+                   spec=JobSpec(name=jid, requirements=Requirements(cpu_cores=1),
+                                params={"gang": "train", "gang_size": 3}))
+
+    put(rt, member("w0"), member("w1"))
+    comp = SchedulerComponent()
+    comp.run_pass(rt.store)
+    for jid in ("w0", "w1"):
+        got = rt.store.get(Job, jid)
+        assert got is not None and got.state is JobState.QUEUED and got.site is None
+        assert "gang train: 2/3 reserved, waiting" in got.reason
+    put(rt, member("w2"))
+    comp.run_pass(rt.store)
+    states = {j.id: j for j in rt.store.list(Job)}
+    assert all(states[j].state is JobState.RUNNING and states[j].site
+               for j in ("w0", "w1", "w2"))
