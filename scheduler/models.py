@@ -228,13 +228,14 @@ expected start epoch s) for large jobs; kept by the edge across cycles)."""
     def table(self) -> NodeTable:
         """The nodes as numpy columns for the vectorised path; built once, then kept
         in step by ``NodeInfo.add``/``remove`` (see ``scheduler.table``)."""
-        if self._table is None or self._table.stale:
+        t = self._table
+        if t is None or t.stale or t.order_ref is not self.order or t.size != len(self.nodes):
             from scheduler.table import NodeTable
 
-            if self._table is not None:
-                self._table.detach()
-            self._table = NodeTable(self)
-        return self._table
+            if t is not None:
+                t.detach()
+            t = self._table = NodeTable(self)
+        return t
 
     def totals(self) -> Resources:
         out: Resources = {}

@@ -49,6 +49,7 @@ class NodeTable:
         size = len(names)
         self.size = size
         self.order: I64 = np.arange(len(snap.order), dtype=np.int64)
+        self.order_ref = snap.order  # a new order list or node set: the snapshot rebuilds
         ranks = sorted(range(size), key=names.__getitem__)
         self.rank: I64 = np.empty(size, dtype=np.int64)
         self.rank[ranks] = np.arange(size, dtype=np.int64)
