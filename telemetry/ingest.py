@@ -10,7 +10,8 @@ Rules:
   payload, computes CATS L0→L1→L2 + hysteresis (``telemetry.cats``, the same code the
   agent may use) and *stages* writes; ``flush()`` commits staged objects in one
   transaction, coalescing repeated updates of the same record. An overload flip or a
-  threshold report is flushed at once; everything else within ``flush_ms``.
+  threshold report is flushed at once; everything else within ``flush_ms``. A record
+  BGP also writes is combined by source precedence (``telemetry.precedence``).
 - Each admitted resource gets the unique compute identifier
   ``pki.compute_id(CA fp, site, resource)`` (WP-3.1.2) stored in
   ``ComputeResource.compute_id``; ``ComputeLifecycle`` records onboarding, last seen
@@ -49,6 +50,7 @@ from telemetry.models import (
     TelemetrySection,
 )
 from telemetry.pki import Trust, compute_id
+from telemetry.precedence import combine
 
 log = logging.getLogger("cpn.telemetry.ingest")
 
@@ -167,10 +169,10 @@ class IngestCore:
             if old is None or old.overloaded != over:
                 adm.flips.append((service, over))
                 adm.urgent = True
-            m = ComputeMetrics.model_construct(
+            m = combine(old, ComputeMetrics.model_construct(
                 site=report.site, service=service, l0=l0, l1=l1, l2=l2, overloaded=over,
                 available=up, stale=False, source="agent", period_s=report.interval_s,
-                window_s=self.cfg.window_s, updated_at=ts)
+                window_s=self.cfg.window_s, updated_at=ts))
             self.metrics[key] = m
             self._stage(m)
             adm.updates += 1
@@ -295,7 +297,8 @@ class IngestServer:
 
     async def start(self, rt: Any) -> None:
         store = self._store or rt.store
-        self.core = IngestCore(store, stale_after_periods=self.sec.stale_after_periods)
+        self.core = IngestCore(store, self.sec.cats,
+                               stale_after_periods=self.sec.stale_after_periods)
         self._ctx = server_context(self.sec)
         host, port = self.sec.host_port()
         self._server = await asyncio.start_server(self._conn, host, port)

@@ -23,6 +23,7 @@ from pydantic import Field
 
 from controller.models.base import Entity, Model, Name, register
 from controller.models.job import utcnow
+from telemetry.cats import CatsConfig
 
 
 class ResourceSample(Model):
@@ -105,7 +106,9 @@ class TelemetrySection(Model):
     are admitted — ours from ``cpn ca init`` or a third party's); ``server_cert`` /
     ``server_key``; ``crl`` (CRL files, re-read when they change); ``revoked`` (extra
     revoked serial numbers, hex); ``stale_after_periods`` (3); ``flush_ms`` (write
-    coalescing window); ``check_s`` (staleness check period)."""
+    coalescing window); ``check_s`` (staleness check period); ``cats`` (L0→L1→L2
+    normalisation and the overload hysteresis: ``overload_keys``, ``overload_on_pct``,
+    ``overload_off_pct`` …; ``telemetry.cats.CatsConfig``)."""
 
     listen: str = "127.0.0.1:8443"
     ca_bundle: Path
@@ -118,6 +121,7 @@ class TelemetrySection(Model):
     check_s: float = Field(default=1.0, gt=0, le=600)
     probes: list[ProbePeer] = Field(default_factory=list)
     probe_listen: str | None = None
+    cats: CatsConfig = Field(default_factory=CatsConfig)
 
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")

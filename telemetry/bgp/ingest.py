@@ -14,6 +14,8 @@ Rules:
   * ``PeerDown`` / ExaBGP gone ⇒ every BGP record of the peer's site(s) ``stale=True``,
     key event logged. At start every stored BGP record is stale until its session
     re-announces it.
+  * Each commit goes through ``telemetry.precedence.combine``: a fresh agent record of
+    the same key keeps its scores; BGP adds its L0 values and its ``route_up`` flag.
   * ``Rejected`` ⇒ warning with the reason; nothing changes (last good state kept).
   * Events from peers not in the config are refused the same way.
 - Writes are coalesced per (site, service): only the newest record of a key is
@@ -41,6 +43,7 @@ from telemetry.bgp.decoder import (
     SpeakerShutdown,
 )
 from telemetry.bgp.models import BgpConfig
+from telemetry.precedence import combine
 
 log = logging.getLogger("cpn.telemetry.bgp")
 
@@ -165,7 +168,8 @@ class BgpIngestCore:
             prev = self.pending.get(key) or self.known.get(key)
             period = md.period_s or self.cfg.period_s
             if md.empty and prev is not None:
-                rec = prev.model_copy(update={"available": True, "stale": False})
+                rec = prev.model_copy(update={"available": True, "stale": False,
+                                              "source": SOURCE})
             else:
                 try:
                     rec = cats.build_metrics(site, svc, md.l0, self.cfg.cats, source=SOURCE,
@@ -189,7 +193,8 @@ class BgpIngestCore:
         for svc in services:
             key = f"{site}/{svc}"
             prev = self.pending.get(key) or self.known.get(key)
-            rec = (prev.model_copy(update={"available": False}) if prev is not None else
+            rec = (prev.model_copy(update={"available": False, "source": SOURCE})
+                   if prev is not None else
                    ComputeMetrics(site=site, service=svc, source=SOURCE, available=False,
                                   period_s=self.cfg.period_s))
             self.stats["withdrawn"] += 1
@@ -200,7 +205,7 @@ class BgpIngestCore:
         n = 0
         for key, m in list(self.known.items()) + list(self.pending.items()):
             cur = self.pending.get(key, m)
-            if cur.site in sites and not cur.stale:
+            if cur.site in sites and not cur.stale and cur.source == SOURCE:
                 self._stage(cur.model_copy(update={"stale": True}))
                 n += 1
         if n:
@@ -220,8 +225,10 @@ class BgpIngestCore:
         recs = [self.pending.pop(k) for k in keys]
         try:
             with self.store.transaction(ACTOR, "bgp update") as txn:
-                for rec in recs:
-                    txn.put(rec)
+                for i, rec in enumerate(recs):
+                    # the agent may have written this key since: source precedence
+                    recs[i] = combine(self.store.get(ComputeMetrics, rec.key), rec)
+                    txn.put(recs[i])
         except Exception as exc:  # keep the last good state; say which records
             log.error("bgp commit of %d records failed (%s); first %s", len(recs), exc,
                       recs[0].key)

@@ -1,0 +1,51 @@
+"""Source precedence for the one ``ComputeMetrics`` record of a (site, service) that both
+the site agent (GBA-6.3) and BGP (GBA-6.4.3b) write.
+
+Rules (pure: the current record and the incoming one in, the record to store out):
+- Rank: ``agent`` (the site's own measurement, seconds fresh) above ``bgp`` (route
+  metadata, coarse). Any other source ranks with the agent (e.g. a REST report).
+- Scores — ``l1``, ``l2``, ``overloaded``, ``period_s``, ``window_s``, ``source``,
+  ``updated_at`` — come from the incoming record when it ranks at least as high as the
+  current one, or when the current one is stale; otherwise the current scores stay (a
+  coarse BGP update never overrides what the site just measured).
+- L0 values are merged (incoming wins per key), so what only one source knows — BGP's
+  advertised price, the agent's queue depth — stays visible. A stale current record
+  contributes nothing.
+- Availability is the AND of each source's own say, kept as L0 flags: ``route_up``
+  (BGP: 1 announced, 0 withdrawn) and ``service_up`` (agent: 1 up, 0 down). So a BGP
+  withdraw takes the instance out however fresh the agent's report, and an agent report
+  never brings a withdrawn route back; each source clears only its own flag.
+- ``stale`` comes with the scores: each writer marks only its own records stale (a BGP
+  session going down does not make the agent's fresh measurement stale).
+"""
+
+from __future__ import annotations
+
+from controller.models import ComputeMetrics
+
+FLAG = {"bgp": "route_up", "agent": "service_up"}
+_RANK = {"bgp": 1}
+
+
+def rank(source: str) -> int:
+    return _RANK.get(source, 2)
+
+
+def combine(current: ComputeMetrics | None, incoming: ComputeMetrics) -> ComputeMetrics:
+    """The record to store when ``incoming`` arrives while ``current`` is stored."""
+    flag = FLAG.get(incoming.source)
+    l0 = dict(incoming.l0)
+    if flag is not None:
+        l0[flag] = 1.0 if incoming.available else 0.0
+    if current is None or current.stale:
+        base = incoming
+    else:
+        l0 = {**current.l0, **l0}
+        if current.source != incoming.source and rank(incoming.source) < rank(current.source):
+            base = current
+        else:
+            base = incoming
+    available = all(l0.get(f, 1.0) == 1.0 for f in FLAG.values())
+    if flag is None:  # a source without its own flag says available/unavailable directly
+        available = available and incoming.available
+    return base.model_copy(update={"l0": l0, "available": available})
