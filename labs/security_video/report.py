@@ -102,6 +102,7 @@ def analyse(data: dict[str, Any]) -> dict[str, Any]:
         "dns": {"first": data["resolved"], "after": data.get("dns_after")},
         "route_after": data.get("route_after"),
         "access_switch": data.get("access_switch"),
+        "move_observed_by": _sources(moves[0]) if moves else None,
         "decisions": [{k: d.get(k) for k in ("site", "previous", "move", "committed",
                                              "reason", "program_ms")}
                       for d in data["decisions"]],
@@ -112,6 +113,17 @@ def analyse(data: dict[str, Any]) -> dict[str, Any]:
                    "crossing_s": sec(t_start, t_cross), "switch_s": sec(t_start, t_commit),
                    "load_s": sec(t_start, t_load)},
     }
+
+
+def _sources(decision: dict[str, Any]) -> dict[str, list[str]]:
+    """Per site, which telemetry sources the move decision's metrics carried
+    (``telemetry.precedence`` flags: ``route_up`` ← BGP, ``service_up`` ← site agent)."""
+    out: dict[str, list[str]] = {}
+    for site, m in (decision.get("inputs", {}).get("metrics") or {}).items():
+        l0 = m.get("l0", {})
+        out[site] = [src for src, flag in (("bgp", "route_up"), ("agent", "service_up"))
+                     if flag in l0]
+    return out
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
@@ -170,6 +182,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
         lambda r: r["times_ms"]["crossing_to_steer_committed"])
     row("crossing → first frame at MEC-2 (ms)",
         lambda r: r["times_ms"]["crossing_to_first_frame_mec2"])
+    row("move decided on metrics from", lambda r: r.get("move_observed_by") or "-")
     row("access switch: video packets marked (DSCP)",
         lambda r: f"{(r.get('access_switch') or {}).get('classified_packets')} "
                   f"({(r.get('access_switch') or {}).get('dscp')})")

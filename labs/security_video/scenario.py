@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shlex
 import shutil
 import subprocess
@@ -31,6 +30,7 @@ import yaml
 
 from labs.mn import connected
 from labs.netns import Lab, LabError, Ns, wait_for
+from labs.security_video import sites as S
 from labs.security_video import topology as T
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,8 +119,9 @@ class Run:
             raise LabError(f"{name}: {exc}" + (f"; log {log}:\n{_tail(log)}" if log else "")) \
                 from None
 
-    def config(self, t: T.Topology, token: str, of_api: Path) -> Path:
+    def config(self, t: T.Topology, ca: Path, of_api: Path) -> Path:
         doc = yaml.safe_load(BASE_CONFIG.read_text())
+        doc.update(S.controller_sections(ca, self.p.high_pct, self.p.low_pct))
         doc["flows"]["access"] = {"api": str(of_api), "mark": {"video": VIDEO_DSCP}}
         doc["controller"]["state"] = str(self.dir / "state")
         doc["flows"]["steer"] = self.p.steer
@@ -134,8 +135,6 @@ class Run:
             # network (R1) steers it; new answers show the choice in SVCB priorities
             doc["dns"] = {"services": {"video": {"anycast": True}}}
             doc["lab_dns"] = {"enabled": False}
-        doc.setdefault("auth", {}).setdefault("tokens", []).append(
-            {"name": "lab-reporter", "role": "operator", "token": token})
         path = self.dir / "controller.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         return path
@@ -155,15 +154,13 @@ def run_scenario(workdir: Path, params: Params) -> dict[str, Any]:
         of_port, of_api = _free_port(), workdir / "openflow.sock"
         run.start(None, "openflow", [PY, "-m", "srv6.steering.openflow_app", "--of-port",
                                      str(of_port), "--api-unix", str(of_api)])
-        run.wait(of_api.exists, 20, "the os-ken steering app's control socket", "openflow")
+        run.wait(lambda: of_api.exists() and _listening(of_port), 20,
+                 "the os-ken steering app's OpenFlow port and control socket", "openflow")
         t = T.build(lab, of_port)
         run.wait(lambda: connected(t.access), 20,
                  "the access switch to connect to the os-ken steering app", "openflow")
-        token = secrets.token_hex(24)
-        token_file = workdir / "reporter.token"
-        token_file.write_text(token + "\n")
-        os.chmod(token_file, 0o600)
-        cfg = run.config(t, token, of_api)
+        ca = S.make_ca(workdir)
+        cfg = run.config(t, ca, of_api)
         cpn = [PY, "-m", "controller.cli.main", "run", "--config", str(cfg),
                "--api", "0.0.0.0:8080", "--dns", "0.0.0.0:5353",
                "--state", str(workdir / "state")]
@@ -175,21 +172,41 @@ def run_scenario(workdir: Path, params: Params) -> dict[str, Any]:
         # Each MEC is its own edge server: MEC-1 (and the load driven into it) on one
         # core, MEC-2 on the other, so the still-loaded MEC-1 does not steal MEC-2's CPU
         # after the handover on a 2-core machine.
-        for site, ns, ctl, cpu in (("MEC-1", t.mec1, T.CTL_FOR["mec1"], 1),
-                                   ("MEC-2", t.mec2, T.CTL_FOR["mec2"], 0)):
+        # Each site's own daemons: GoBGP announcing the anycast with compute metadata
+        # (ExaBGP in the controller dials them), the site agent (mTLS to the ingest).
+        for site, ns, cpu in (("MEC-1", t.mec1, 1), ("MEC-2", t.mec2, 0)):
+            run.start(ns, f"gobgpd-{site}", ["gobgpd", "-f", str(S.gobgp_conf(site, workdir)),
+                                             "--api-hosts", "127.0.0.1:50051"], cpu=cpu)
+            run.start(ns, f"agent-{site}", [
+                PY, "-m", "controller.cli.main", "agent", "--config",
+                str(S.agent_conf(site, ca, workdir, p.high_pct, p.low_pct))], cpu=cpu)
+        for site, ns in (("MEC-1", t.mec1), ("MEC-2", t.mec2)):
+            run.wait(lambda ns=ns: ns.run(["gobgp", "global"], check=False).returncode == 0,
+                     20, f"GoBGP at {site} to serve its API", f"gobgpd-{site}")
+            ns.run(S.announce(site))
+        db = workdir / "state" / "state.db"
+        for site in ("MEC-1", "MEC-2"):
+            run.wait(lambda site=site: _route_up(db, site), 40,
+                     f"{site}'s BGP route with compute metadata in the controller",
+                     f"gobgpd-{site}")
+        for site, ns, cpu in (("MEC-1", t.mec1, 1), ("MEC-2", t.mec2, 0)):
             run.start(ns, site, [
                 PY, "-m", "labs.security_video.service", "--site", site,
                 "--frame-work-ms", str(p.frame_work_ms), "--high", str(p.high_pct),
-                "--low", str(p.low_pct), "--controller", f"http://{ctl}:8080",
-                "--token-file", str(token_file), "--workdir", str(workdir)], cpu=cpu)
+                "--low", str(p.low_pct), "--agent-udp", str(S.AGENT_UDP),
+                "--workdir", str(workdir)], cpu=cpu)
         for site in ("MEC-1", "MEC-2"):
             log = run.procs[site][1]
             run.wait(lambda log=log: '"ready"' in log.read_text(errors="replace")
+                     if log.exists() else False, 20, f"{site} service ready", site)
+        for site in ("MEC-1", "MEC-2"):  # the agent's first report carries the service
+            run.wait(lambda site=site: _agent_seen(db, site), 20,
+                     f"{site}'s agent report of the service in the controller",
+                     f"agent-{site}")
+        duration = p.before_s + p.after_s
         # The camera is the measuring instrument: on the core of the MEC the flow moves to
         # (idle before the move; the loaded core would delay its receive timestamps), at a
         # higher priority so its timestamps are taken when the packets arrive.
-                     if log.exists() else False, 20, f"{site} service ready", site)
-        duration = p.before_s + p.after_s
         cam = run.start(t.cam, "camera", [
             PY, "-m", "labs.security_video.camera", "--name", "video.svc.cpn.example",
             "--dns", f"{T.CTL_FOR['cam']}:5353", "--fps", str(p.fps),
@@ -258,3 +275,23 @@ def _access_counters(dump: str) -> dict[str, Any]:
     marks = sorted({int(m.group(1)) for ln in flows
                     if (m := re.search(r"set_field:(\d+)->ip_dscp", ln))})
     return {"cpn_flows": flows, "classified_packets": packets, "dscp": marks}
+
+
+def _route_up(db: Path, site: str) -> bool:
+    rec = S.stored_metrics(db, f"{site}/video")
+    return bool(rec and rec.get("l0", {}).get("route_up") == 1.0 and rec.get("available"))
+
+
+def _agent_seen(db: Path, site: str) -> bool:
+    rec = S.stored_metrics(db, f"{site}/video")
+    return bool(rec and "service_up" in rec.get("l0", {}) and "route_up" in rec["l0"])
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False

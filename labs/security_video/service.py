@@ -6,9 +6,11 @@ Rules:
   the frame), a load job costs what it asks for. So load really delays frames.
 - Utilisation = busy time of the worker over the last ``--window-ms``, sampled every
   20 ms. Crossing ``--high`` (up) or ``--low`` (down, hysteresis) is reported at once;
-  otherwise every ``--period-s``. Reports go to the controller's REST API as a CATS
-  ``ComputeMetrics`` record (L0 raw utilisation, L2 score, ``overloaded``) and to
-  ``<workdir>/<site>-util`` (the site agent's acquisition file).
+  otherwise every ``--period-s``. Reports go to the site agent as one UDP line
+  ``SERVICE UTIL_PCT QUEUE_DEPTH`` on 127.0.0.1:``--agent-udp`` (the agent's service-load
+  port; it reports to the controller over mTLS at once on a threshold crossing), or —
+  without an agent — to the controller's REST API as a CATS ``ComputeMetrics`` record
+  (``--controller``); and to ``<workdir>/<site>-util``.
 - Events (start, crossing, first frame) are JSON lines on stdout with monotonic ns.
 """
 
@@ -134,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--controller", default="", help="REST base URL of the controller")
     p.add_argument("--token-file", default="")
     p.add_argument("--workdir", default=".")
+    p.add_argument("--agent-udp", type=int, default=0,
+                   help="report load to the site agent on this 127.0.0.1 UDP port")
     a = p.parse_args(argv)
 
     eng = Engine(a.site, a.frame_work_ms / 1000, a.window_ms / 1000)
@@ -149,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         reporter = Reporter(a.controller, token, a.site, a.service)
         threading.Thread(target=reporter.run, daemon=True, name="reporter").start()
     util_file = Path(a.workdir) / f"{a.site}-util"
+    agent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM) if a.agent_udp else None
 
     def sample() -> None:
         overloaded = False
@@ -167,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
             if crossed or now - last_report >= a.period_s:
                 last_report = now
                 util_file.write_text(f"{u:.1f}\n")
+                if agent is not None:
+                    line = f"{a.service} {u:.1f} {eng.jobs.qsize()}"
+                    agent.sendto(line.encode(), ("127.0.0.1", a.agent_udp))
                 if reporter is not None:
                     reporter.offer({
                         "site": a.site, "service": a.service, "source": "agent",

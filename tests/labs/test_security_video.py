@@ -2,7 +2,8 @@
 
 Runs the scenario twice (with CPN steering, and the ``--no-steer`` baseline) on a
 Mininet topology (OVS access switch under the os-ken steering app, Linux routers with
-kernel SRv6), the controller, both MEC services, the camera and the load generator,
+kernel SRv6), GoBGP and the site agent at each MEC, the controller (ExaBGP, mTLS
+ingest, DNS, flow steering), both MEC services, the camera and the load generator,
 then checks the issue's claims: 0 frames lost with CPN, steer committed
 ≤ 1 s after the threshold crossing, p99 after the handover within 20 % of before, and
 the baseline stalls (so the test can fail).
@@ -50,6 +51,9 @@ def test_cpn_moves_the_video_flow_without_loss_and_baseline_stalls(tmp_path: Pat
     assert cpn["frames"]["by_site"].get("MEC-2", 0) > 0
     assert any(d["move"] and d["site"] == "MEC-2" for d in cpn["decisions"])
     assert cpn["frames"]["lost"] == 0
+    # the move was decided on what both sites' own daemons reported: GoBGP routes via
+    # the controller's ExaBGP (route_up, price) and the site agents over mTLS (load)
+    assert cpn["move_observed_by"] == {"MEC-1": ["bgp", "agent"], "MEC-2": ["bgp", "agent"]}
     # every camera frame crossed the OVS access switch and matched the classification
     # rule the controller pushed through the os-ken app (AF41 marking)
     for r in results.values():
