@@ -75,3 +75,49 @@ def test_config_with_optical_section_gives_component(tmp_path: Path) -> None:
         assert comps[0].section.ne[0].port == 18830 and comps[0].section.margin_db == 3
     finally:
         rt.store.close()
+
+
+def test_operator_creates_and_deletes_paths_bad_input_names_the_field(rt: Runtime) -> None:
+    """POST/DELETE /api/v1/optical/paths (operators only); the IP link riding on the path
+    inherits its SRLGs (GBA-6.4.2e); bad input is 422 naming the field, nothing changes."""
+    rt.store.add_token(digest("operator-token-0123456789"), "ops", "operator", None)
+    comp = OpticalComponent(OpticalSection())
+    comp.rt = rt
+    comp.ctl = OpticalController(fakes(), on_ip_link=comp._ip_link)
+    rt.settings.extra["optical"] = comp
+    with TestClient(create_app(rt)) as client:
+        assert client.portal is not None
+        client.portal.call(comp.ctl.start)  # on the app's own event loop
+        try:
+            _paths_round_trip(rt, client, comp)
+        finally:
+            client.portal.call(comp.ctl.stop)
+
+
+def _paths_round_trip(rt: Runtime, client: TestClient, comp: OpticalComponent) -> None:
+    from controller.models import Link
+
+    assert comp.ctl is not None
+    op = {"Authorization": "Bearer operator-token-0123456789"}
+    viewer = {"Authorization": f"Bearer {TOKEN}"}
+    link = next(lk for lk in rt.store.list(Link) if lk.kind.value == "otn")
+    body = {"name": "otn-a", "a": "ne0", "z": "ne2", "ip_links": [link.key]}
+    assert client.post("/api/v1/optical/paths", json=body, headers=viewer).status_code == 403
+    for bad, field in (({"a": "ne9"}, "a"), ({"z": "ne0"}, "z"),
+                       ({"ip_links": ["nope~x"]}, "ip_links[0]"), ({"rate": "1T"}, "rate")):
+        r = client.post("/api/v1/optical/paths", json={**body, **bad}, headers=op)
+        assert r.status_code == 422, r.text
+        assert field in r.text
+    assert comp.ctl.paths == {}
+    r = client.post("/api/v1/optical/paths", json=body, headers=op)
+    assert r.status_code == 201, r.text
+    got = r.json()
+    assert got["state"] == "active" and got["route"][0] == "ne0" and got["route"][-1] == "ne2"
+    assert all(comp.ctl.devices[ne].running.xcs for ne in got["route"])  # type: ignore[attr-defined]
+    riding = rt.store.get(Link, link.key)
+    assert riding is not None and set(comp.ctl.srlgs_of(comp.ctl.paths["otn-a"])) <= set(
+        riding.srlgs)
+    assert client.post("/api/v1/optical/paths", json=body, headers=op).status_code == 409
+    assert client.delete("/api/v1/optical/paths/otn-a", headers=op).status_code == 204
+    assert client.delete("/api/v1/optical/paths/otn-a", headers=op).status_code == 404
+    assert not any(d.running.xcs for d in comp.ctl.devices.values())  # type: ignore[attr-defined]
