@@ -117,11 +117,29 @@ def markdown(rep: dict[str, Any]) -> str:
                          f"{' > '.join(p['hops'])}, {p['delay_ms']} ms, "
                          f"SIDs {', '.join(p['segment_list'])}")
         lines.append("")
+    lines += _optical(rep.get("optical") or {})
     s = rep["summary"]
     lines += ["## Summary", "", f"- jobs placed as expected: {s['as_expected']}/{s['jobs']}",
               f"- decisions with a journal entry: {s['journaled']}/{s['jobs']}",
               f"- distinct sites chosen: {s['distinct_sites']}", ""]
     return "\n".join(lines)
+
+
+def _optical(o: dict[str, Any]) -> list[str]:
+    out = ["## Hub OTN mesh on NETCONF NEs (GBA-5.2, GBA-6.4.2e)", ""]
+    if not o.get("used"):
+        return [*out, f"Not run: {o.get('why', 'disabled')}.", ""]
+    out += [f"Hubs at NEs: {o['hub_ne']}", "",
+            "| path | NEs | state | channel | route | protect route | IP link | link SRLGs "
+            "before → after |", "|---|---|---|---|---|---|---|---|"]
+    for p in o["paths"]:
+        for key in p.get("ip-links") or ["-"]:
+            out.append(f"| {p['id']} | {p['src']}–{p['dst']} | {p['state']} | {p['channel']} "
+                       f"| {' > '.join(p['route'])} | "
+                       f"{' > '.join(p['protect-route']) if p['protect-route'] else '-'} | "
+                       f"{key} | {o['link_srlgs_before'].get(key)} → "
+                       f"{o['link_srlgs_after'].get(key)} |")
+    return [*out, ""]
 
 
 def write(rep: dict[str, Any], out: Path) -> None:

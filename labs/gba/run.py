@@ -15,6 +15,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shlex
@@ -34,6 +35,7 @@ from labs.gba import report as R
 from labs.gba import scenario as S
 from labs.gba.steer import delays_from, steer
 from labs.netns import LabError
+from labs.optical.fixture import OpticalLab
 
 
 def free_port() -> int:
@@ -51,8 +53,9 @@ def _tail(path: Path, n: int = 30) -> str:
 class Controller:
     """The controller subprocess: ``start`` waits until REST answers; ``stop`` by pid."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra: dict[str, Any] | None = None) -> None:
         self.dir = workdir
+        self.extra = extra or {}
         self.token = secrets.token_hex(24)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -63,6 +66,7 @@ class Controller:
     def start(self, timeout: float = 30.0) -> None:
         state = self.dir / "state"
         doc = S.build_config(state, self.token)
+        doc.update(self.extra)
         cfg = self.dir / "controller.yaml"
         cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
         os.chmod(cfg, 0o600)  # holds the lab's token
@@ -135,39 +139,55 @@ def wait_placed(c: httpx.Client, job_id: str, timeout: float) -> dict[str, Any]:
         time.sleep(0.1)
 
 
-def run_lab(workdir: Path, place_timeout: float = 20.0) -> dict[str, Any]:
-    """Run the lab once in ``workdir``; returns the report dict."""
+def run_lab(workdir: Path, place_timeout: float = 20.0,
+            optical: bool | None = None) -> dict[str, Any]:
+    """Run the lab once in ``workdir``; returns the report dict. ``optical``: carry the
+    hubs' OTN links on lab NETCONF NEs (default: when netconfd is installed)."""
+    from labs.gba import otn
+
     workdir.mkdir(parents=True, exist_ok=True)
     # a fresh controller state each run: jobs and metrics of an earlier run must not leak
     shutil.rmtree(workdir / "state", ignore_errors=True)
-    ctl = Controller(workdir)
-    try:
-        ctl.start()
-        with ctl.client() as c:
-            for body in S.metrics_bodies():
-                _ok(c.put(f"/api/v1/metrics/{body['site']}/*", json=body),
-                    f"seed metrics of {body['site']}")
-            sites = [Site.model_validate(s) for s in _all(c, "/api/v1/sites")]
-            links = [Link.model_validate(x) for x in _all(c, "/api/v1/links")]
-            delays, ranks = delays_from(links, sites, S.CLIENT)
-            doc = S.build_config(workdir / "state", "-")
-            submitted = []
-            for case in S.CASES:
-                job = _ok(c.post("/api/v1/jobs", json=S.job_body(case)),
-                          f"submit job {case.name}")
-                submitted.append((case, job["id"]))
-            rows = []
-            for case, jid in submitted:
-                job = wait_placed(c, jid, place_timeout)
-                journal = _all(c, "/api/v1/events", kind="job", key=jid)
-                path = (steer(links, sites, S.CLIENT, job["site"]) if job.get("site")
-                        else {"ok": False, "local": False, "reason": "not placed"})
-                rows.append(R.job_row({"name": case.name, "policy": case.policy,
-                                       "why": case.why}, job, journal,
-                                      S.expected_site(case, doc, delays, ranks), path))
-            metrics = _all(c, "/api/v1/metrics")
-    finally:
-        ctl.stop()
+    use_optical = otn.available() if optical is None else optical
+    with contextlib.ExitStack() as stack:
+        olab = stack.enter_context(OpticalLab(6)) if use_optical else None
+        ctl = Controller(workdir, {"optical": otn.section(olab)} if olab else None)
+        stack.callback(ctl.stop)
+        return _run(ctl, olab, place_timeout)
+
+
+def _run(ctl: Controller, olab: OpticalLab | None, place_timeout: float) -> dict[str, Any]:
+    from labs.gba import otn
+
+    workdir = ctl.dir
+    optical: dict[str, Any] = {"used": False, "why": "netconfd not installed"}
+    ctl.start()
+    with ctl.client() as c:
+        if olab is not None:
+            optical = {"used": True, **otn.provision(
+                c, _all(c, "/api/v1/links"), len(olab.nes))}
+        for body in S.metrics_bodies():
+            _ok(c.put(f"/api/v1/metrics/{body['site']}/*", json=body),
+                f"seed metrics of {body['site']}")
+        sites = [Site.model_validate(s) for s in _all(c, "/api/v1/sites")]
+        links = [Link.model_validate(x) for x in _all(c, "/api/v1/links")]
+        delays, ranks = delays_from(links, sites, S.CLIENT)
+        doc = S.build_config(workdir / "state", "-")
+        submitted = []
+        for case in S.CASES:
+            job = _ok(c.post("/api/v1/jobs", json=S.job_body(case)),
+                      f"submit job {case.name}")
+            submitted.append((case, job["id"]))
+        rows = []
+        for case, jid in submitted:
+            job = wait_placed(c, jid, place_timeout)
+            journal = _all(c, "/api/v1/events", kind="job", key=jid)
+            path = (steer(links, sites, S.CLIENT, job["site"]) if job.get("site")
+                    else {"ok": False, "local": False, "reason": "not placed"})
+            rows.append(R.job_row({"name": case.name, "policy": case.policy,
+                                   "why": case.why}, job, journal,
+                                  S.expected_site(case, doc, delays, ranks), path))
+        metrics = _all(c, "/api/v1/metrics")
     kind = {s.name: s.kind.value for s in sites}
     return {
         "controller": {"argv": shlex.join(ctl.argv), "url": ctl.url,
@@ -182,6 +202,7 @@ def run_lab(workdir: Path, place_timeout: float = 20.0) -> dict[str, Any]:
         "metrics": [{"site": m["site"], "kind": kind.get(m["site"], "?"), "l0": m["l0"],
                      "l2": m["l2"]} for m in metrics if m["service"] == "*"],
         "jobs": rows,
+        "optical": optical,
         "summary": {"jobs": len(rows),
                     "as_expected": sum(1 for r in rows if r["as_expected"]),
                     "journaled": sum(1 for r in rows if r["decision"] is not None),

@@ -11,6 +11,7 @@ import pytest
 
 from controller.config import load_config
 from controller.models import Link, Site
+from labs.gba import otn
 from labs.gba import report as R
 from labs.gba import scenario as S
 from labs.gba.run import Controller, run_lab
@@ -72,6 +73,27 @@ def test_every_decision_is_journaled(rep: dict[str, Any]) -> None:
         if j["policy"] != "manual":
             assert j["scores"][0]["node"].startswith(j["site"] + "/")
             assert j["runners_up"], j["name"]
+
+
+@pytest.mark.skipif(not otn.available(), reason="needs netconfd and sshd")
+def test_hub_otn_mesh_is_provisioned_on_netconf_nes(rep: dict[str, Any]) -> None:
+    """GBA-5.2 hub mesh: each hub-to-hub OTN IP link rides on an optical path the
+    controller provisioned on the lab NEs (REST → NETCONF); the link inherits the
+    path's SRLGs (GBA-6.4.2e); the protected one has an SRLG-disjoint protect route."""
+    o = rep["optical"]
+    assert o["used"]
+    otn_links = [lk for lk in _net()[0] if lk.kind.value == "otn"]
+    paths = {p["ip-links"][0]: p for p in o["paths"]}
+    assert set(paths) == {lk.key for lk in otn_links}
+    for key, p in paths.items():
+        a, b = key.split("~")
+        assert p["state"] == "active"
+        assert {p["route"][0], p["route"][-1]} == {otn.HUB_NE[a], otn.HUB_NE[b]}
+        assert o["link_srlgs_after"][key] and o["link_srlgs_after"][key] != \
+            o["link_srlgs_before"][key]
+    prot = paths["HUB-GZ~HUB-HK"]
+    assert prot["protect-route"] and set(prot["route"][1:-1]).isdisjoint(
+        prot["protect-route"][1:-1])
 
 
 def test_flows_have_segment_lists(rep: dict[str, Any]) -> None:
