@@ -30,9 +30,9 @@ INGEST_PORT = 8443
 # site → (AS, controller-side mgmt address, MEC-side mgmt address, metadata)
 MECS: dict[str, tuple[int, str, str, dict[str, float]]] = {
     "MEC-1": (65001, T.CTL_FOR["mec1"], "172.16.1.2",
-              {"price_per_hour": 1.2, "energy_w": 450.0}),
-    "MEC-2": (65002, T.CTL_FOR["mec2"], "172.16.2.2",
               {"price_per_hour": 1.2, "energy_w": 380.0}),
+    "MEC-2": (65002, T.CTL_FOR["mec2"], "172.16.2.2",
+              {"price_per_hour": 1.2, "energy_w": 450.0}),
 }
 
 
