@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from pydantic import ValidationError as PydanticError
 
 from controller.errors import Issue, ValidationError
@@ -35,11 +35,12 @@ from controller.models import ResourceType
 from scheduler.gbt import UtilisationRecorder, performance
 from scheduler.pool import PROFILES, AcceleratorCard, Pool, PoolError
 from scheduler.profiles import ProfileConfig
-from scheduler.sitesim import JobsSpec, SitesSpec, simulate_profile
-
-
-class _M(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from scheduler.sitesim import (
+    _M,  # one strict base for every workload-file model
+    JobsSpec,
+    SitesSpec,
+    simulate_profile,
+)
 
 
 class ClusterSpec(_M):

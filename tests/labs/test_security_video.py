@@ -36,7 +36,7 @@ def test_cpn_moves_the_video_flow_without_loss_and_baseline_stalls(tmp_path: Pat
     results: dict[bool, dict[str, Any]] = {}
     for steer in (True, False):
         data = run_scenario(tmp_path / ("cpn" if steer else "baseline"),
-                            Params(steer=steer, before_s=4.0, after_s=6.0))
+                            Params(steer=steer, before_s=6.0, after_s=8.0))
         results[steer] = rep.analyse(data)
     rep.write(list(results.values()), tmp_path)
     assert (tmp_path / "report.json").exists() and (tmp_path / "latency.png").exists()
