@@ -70,6 +70,17 @@ class SchedulerComponent:
         self.shared: dict[str, Any] = {}
         self._replan = False
 
+    def reconfigure(self, cfg: SchedulerConfig) -> bool:
+        """Take a new scheduling policy (e.g. committed over NETCONF) without a restart;
+        False when it is the one in use. The profiles are built here, then config and
+        profiles are swapped together (one tuple), so a pass never mixes old and new."""
+        if cfg == self.cfg:
+            return False
+        profiles = Profiles(cfg)  # raises on a bad policy: the current one stays
+        self.cfg, self.profiles = cfg, profiles
+        self._wake.set()
+        return True
+
     async def start(self, rt: Runtime) -> None:
         self.rt = rt
         self._unsub = rt.bus.on(StateChanged, self._on_change)
@@ -129,9 +140,10 @@ class SchedulerComponent:
             sites=store.list(Site), nodes=store.list(ComputeNode),
             resources=store.list(ComputeResource), metrics=store.list(ComputeMetrics),
             links=store.list(Link), routers=store.list(Router), jobs=jobs, now=time.time())
+        cfg, profiles = self.cfg, self.profiles  # one policy for the whole pass
         tree = QuotaTree(store.list(Tenant),
-                         {n: c.lending_limit for n, c in self.cfg.tenants.items()})
-        sched = Scheduler(self.profiles, tree)
+                         {n: c.lending_limit for n, c in cfg.tenants.items()})
+        sched = Scheduler(profiles, tree)
         where: dict[str, list[str]] = {}
         for n in snap.nodes.values():
             for tid in n.tasks:

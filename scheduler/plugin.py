@@ -61,6 +61,9 @@ class _Component:
         self.inner.counters = self.shared["counters"]
         self.inner.shared = self.shared
 
+    def reconfigure(self, cfg: SchedulerConfig) -> bool:
+        return self.inner.reconfigure(cfg)
+
     async def start(self, rt: Runtime) -> None:
         await self.inner.start(rt)
 

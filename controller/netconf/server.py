@@ -179,17 +179,11 @@ class NetconfServer:
         cfg = self.ds.view("running")[SchedulerSettings.KIND][SCHEDULER_KEY]
         assert isinstance(cfg, SchedulerSettings)
         for comp in getattr(self.rt, "components", []):
-            inner = getattr(comp, "inner", comp)
-            if getattr(comp, "name", "") != "scheduler" or not hasattr(inner, "profiles"):
+            if getattr(comp, "name", "") != "scheduler" or not hasattr(comp, "reconfigure"):
                 continue
-            if getattr(inner, "cfg", None) == cfg.config:
-                continue
-            from scheduler.profiles import Profiles
-
-            inner.profiles = Profiles(cfg.config)
-            inner.cfg = cfg.config
-            key_event(log, "scheduling policy applied", profiles=len(cfg.config.profiles),
-                      queues=len(cfg.config.queues))
+            if comp.reconfigure(cfg.config):
+                key_event(log, "scheduling policy applied",
+                          profiles=len(cfg.config.profiles), queues=len(cfg.config.queues))
 
     def _broadcast(self, bodies: list[ET.Element]) -> None:
         for sess, chan in list(self.sessions.values()):
