@@ -46,8 +46,10 @@ def yen_paths(topo: Topology, weight: list[float], src: int, dst: int,
             spur = last_nodes[i]
             root_nodes, root_edges = last_nodes[: i + 1], last_edges[:i]
             cut: set[int] = set()
-            for p_nodes, p_edges in accepted:
-                if p_nodes[: i + 1] == root_nodes and len(p_edges) > i:
+            # Same root = same *edges* (not nodes): with parallel links two paths can
+            # visit the same nodes over different links, and must not cut each other.
+            for _, p_edges in accepted:
+                if p_edges[:i] == root_edges and len(p_edges) > i:
                     cut.add(p_edges[i])
             blocked = set(ban) | set(root_nodes[:-1])
             got = shortest_path(topo, weight, spur, dst, edge_ok=mask, banned_edges=cut,

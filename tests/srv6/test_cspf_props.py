@@ -199,3 +199,16 @@ def test_reservations_never_exceed_available(data: st.DataObject) -> None:
             book.release(owner)
         for key, mbps in book.snapshot().items():
             assert mbps <= topo.edges[topo.edge_by_key[key]].available_mbps + 1e-6
+
+
+def test_k_shortest_keeps_paths_that_differ_only_in_a_parallel_link() -> None:
+    """Regression (found by the property above): Yen's root must compare links, not
+    nodes — R1→R4 over two parallel links (metric 1 and 2), then R4–R3, then R3→R2 over
+    two parallel links gives four paths costing 3, 3, 4, 4."""
+    def lk(i: int, a: str, b: str, m: int = 1) -> Link:
+        return Link(id=f"L{i}", a=a, b=b, igp_metric=m)
+    topo = build([lk(1, "R2", "R3"), lk(2, "R3", "R4"), lk(3, "R4", "R1", 2),
+                  lk(4, "R1", "R4"), lk(6, "R2", "R3")])
+    got = k_shortest(topo, "R1", "R2", 5, with_segments=False)
+    assert [r.igp_metric for r in got] == [3, 3, 4, 4]
+    assert len({tuple(r.links) for r in got}) == 4
