@@ -88,10 +88,12 @@ class AccessSpec(Model):
     mark: dict[Name, int] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _dscp_range(self) -> Self:
+    def _check(self) -> Self:
         for svc, dscp in self.mark.items():
             if not 0 <= dscp <= 63:
                 raise ValueError(f"access.mark.{svc}: DSCP {dscp} is not within 0–63")
+        if isinstance(self.api, str) and self.api.isdigit():
+            self.api = int(self.api)  # "6699" in YAML/JSON means the port
         return self
 
 
@@ -336,11 +338,10 @@ class FlowController:
             svc, dscp = services[name], acc.mark.get(name)
             if dscp is None or name not in self.current:
                 continue
-            proto = svc.protocol.value if hasattr(svc.protocol, "value") else svc.protocol
             for addr in svc.anycast:
                 if addr.version != 4:
                     continue  # the app's rule format is IPv4 (srv6.steering.openflow)
-                match = SteeringMatch(dst=f"{addr}/32", protocol=str(proto),
+                match = SteeringMatch(dst=f"{addr}/32", protocol=str(svc.protocol),
                                       dst_ports=str(svc.port) if svc.port else None,
                                       app=name)
                 rules.append(of_rule(match, priority=200, set_dscp=dscp))
@@ -353,13 +354,11 @@ class FlowController:
         rules = self.access_rules(self._services())
         if rules == self._access_applied:
             return
-        api: int | str = acc.api if isinstance(acc.api, int) or not acc.api.isdigit() \
-            else int(acc.api)
 
         def push() -> int:
             from srv6.steering.openflow import OpenFlowSteering
 
-            return OpenFlowSteering(api).apply(rules)
+            return OpenFlowSteering(acc.api).apply(rules)
         try:
             n = await asyncio.get_running_loop().run_in_executor(None, push)
         except Exception as exc:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,14 +23,11 @@ from pathlib import Path
 
 import httpx
 
+from labs.netns import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 CPN = [sys.executable, "-m", "controller.cli.main"]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def step(title: str, *args: str, env: dict[str, str]) -> str:

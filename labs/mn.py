@@ -84,9 +84,9 @@ class MininetTopo:
                                 autoStaticArp=False, waitConnected=False)
         self.hosts: dict[str, Any] = {}
         self.switches: dict[str, Any] = {}
-        self.controllers: dict[str, Any] = {}
         self.ns: dict[str, Ns] = {}
-        self._addrs: list[tuple[str, str, list[str]]] = []
+        # host-side interfaces: (host, ifname, addresses, faces a switch)
+        self._intfs: list[tuple[str, str, list[str], bool]] = []
         self._started_ovs = False
         self._stopped = False
         lab.on_close(self.stop)
@@ -99,15 +99,14 @@ class MininetTopo:
         returns its bridge name."""
         from mininet.node import OVSSwitch, RemoteController
 
-        name = f"s{self.uid}{len(self.switches) + 1}"
-        ctl = self.net.addController(f"c{self.uid}{len(self.controllers)}",
-                                     controller=RemoteController, ip="127.0.0.1",
-                                     port=of_port)
-        self.controllers[short] = ctl
+        n = len(self.switches) + 1
+        name = f"s{self.uid}{n}"
+        self.net.addController(f"c{self.uid}{n}", controller=RemoteController,
+                               ip="127.0.0.1", port=of_port)
         self.switches[short] = self.net.addSwitch(
             name, cls=OVSSwitch, datapath="user", protocols="OpenFlow13",
-            failMode="standalone", dpid=f"{int(self.uid) * 16 + len(self.switches) + 1:016x}")
-        return str(name)
+            failMode="standalone", dpid=f"{int(self.uid) * 16 + n:016x}")
+        return name
 
     def link(self, a: str, b: str, a_if: str | None = None, b_if: str | None = None,
              a_addrs: Sequence[str] = (), b_addrs: Sequence[str] = ()) -> None:
@@ -120,9 +119,9 @@ class MininetTopo:
         if b in self.hosts and b_if:
             params["intfName2"] = b_if
         self.net.addLink(na, nb, **params)
-        for short, ifname, addrs in ((a, a_if, a_addrs), (b, b_if, b_addrs)):
+        for short, ifname, addrs, other in ((a, a_if, a_addrs, b), (b, b_if, b_addrs, a)):
             if short in self.hosts and ifname:
-                self._addrs.append((short, ifname, list(addrs)))
+                self._intfs.append((short, ifname, list(addrs), other in self.switches))
 
     def start(self) -> dict[str, Ns]:
         """Build and start the network; returns short name → attached ``Ns``."""
@@ -134,31 +133,17 @@ class MininetTopo:
             raise LabError(f"Mininet could not start the topology: {exc}") from exc
         for short, h in self.hosts.items():
             self.ns[short] = self.lab.attach(short, int(h.pid))
-        for ns in self.ns.values():
-            ns.run("ip link set lo up")
-            for scope in ("default", "all"):
-                ns.run(["sysctl", "-qw", f"net.ipv6.conf.{scope}.accept_dad=0"], check=False)
-        for short, ifname, addrs in self._addrs:
+        for short, ifname, addrs, faces_switch in self._intfs:
             ns = self.ns[short]
             ns.run(["ip", "addr", "flush", "dev", ifname])
-            for addr in addrs:
-                fam = "-6" if ":" in addr else "-4"
-                ns.run(["ip", fam, "addr", "add", addr, "dev", ifname]
-                       + (["nodad"] if fam == "-6" else []))
-            ns.run(["ip", "link", "set", "dev", ifname, "up"])
+            ns.address(ifname, addrs)
+            if faces_switch:
+                ns.run(["ethtool", "-K", ifname, "tx", "off"], check=False)
         for sw in self.switches.values():
             for intf in sw.intfList():
-                if intf.name != "lo" and intf.name != sw.name:
+                if intf.name != "lo":
                     subprocess.run(["ethtool", "-K", intf.name, "tx", "off"],
                                    capture_output=True, check=False)
-            for intf in sw.intfList():
-                link = intf.link
-                if link is None:
-                    continue
-                peer = link.intf2 if link.intf1 is intf else link.intf1
-                if peer.node.name in {h.name for h in self.hosts.values()}:
-                    short = next(s for s, h in self.hosts.items() if h is peer.node)
-                    self.ns[short].run(["ethtool", "-K", peer.name, "tx", "off"], check=False)
         return self.ns
 
     def dump_flows(self, short: str) -> str:

@@ -17,6 +17,7 @@ import itertools
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -63,6 +64,13 @@ class Ns:
         return self.lab.popen(self.argv(cmd), name=name or f"{self.name}:{cmd!s:.40}", log=log,
                               env=env, stdin=stdin, stdout=stdout)
 
+    def address(self, dev: str, addrs: Sequence[str]) -> None:
+        """Add ``addrs`` (IPv4/IPv6 prefixes; IPv6 without DAD) to ``dev`` and set it up."""
+        for addr in addrs:
+            cmd = ["ip", "-6" if ":" in addr else "-4", "addr", "add", addr, "dev", dev]
+            self.run([*cmd, "nodad"] if ":" in addr else cmd)
+        self.run(["ip", "link", "set", "dev", dev, "up"])
+
     def sysctl(self, key: str, value: str | int) -> None:
         self.run(["sysctl", "-qw", f"{key}={value}"])
 
@@ -100,15 +108,7 @@ class Lab:
     def ns(self, short: str) -> Ns:
         name = f"{self.prefix}-{short}"
         _ip("netns", "add", name)
-        ns = Ns(self, name)
-        self.namespaces.append(ns)
-        ns.run("ip link set lo up")
-        # No duplicate address detection in lab namespaces: otherwise link-local
-        # addresses stay tentative ~1 s after a link comes up and the first packets of
-        # a test race neighbour discovery. Set before any link is moved in.
-        for scope in ("default", "all"):
-            ns.run(["sysctl", "-qw", f"net.ipv6.conf.{scope}.accept_dad=0"], check=False)
-        return ns
+        return self._own(name)
 
     def attach(self, short: str, pid: int) -> Ns:
         """Name the network namespace of process ``pid`` (e.g. a Mininet host) as one of
@@ -118,8 +118,17 @@ class Lab:
         if res.returncode != 0:
             raise LabError(f"cannot attach the namespace of pid {pid} as {name}: "
                            f"{res.stderr.strip()}")
+        return self._own(name)
+
+    def _own(self, name: str) -> Ns:
         ns = Ns(self, name)
         self.namespaces.append(ns)
+        ns.run("ip link set lo up")
+        # No duplicate address detection in lab namespaces: otherwise link-local
+        # addresses stay tentative ~1 s after a link comes up and the first packets of
+        # a test race neighbour discovery. Set before addresses are added.
+        for scope in ("default", "all"):
+            ns.run(["sysctl", "-qw", f"net.ipv6.conf.{scope}.accept_dad=0"], check=False)
         return ns
 
     def on_close(self, fn: Any) -> None:
@@ -142,11 +151,7 @@ class Lab:
             ns.run(["ip", "link", "set", "dev", tmp, "name", final])
             if mtu:
                 ns.run(["ip", "link", "set", "dev", final, "mtu", str(mtu)])
-            for addr in addrs:
-                fam = "-6" if ":" in addr else "-4"
-                ns.run(["ip", fam, "addr", "add", addr, "dev", final, "nodad"]
-                       if fam == "-6" else ["ip", fam, "addr", "add", addr, "dev", final])
-            ns.run(["ip", "link", "set", "dev", final, "up"])
+            ns.address(final, addrs)
 
     def popen(self, argv: Sequence[str], *, name: str, log: Path | None = None,
               env: dict[str, str] | None = None, stdin: int | IO[Any] | None = None,
@@ -195,6 +200,13 @@ class Lab:
                     os.kill(int(pid), signal.SIGKILL)
             _ip("netns", "del", ns.name, check=False)
         self.namespaces.clear()
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for lab daemons listening on loopback)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:

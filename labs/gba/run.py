@@ -20,7 +20,6 @@ import os
 import secrets
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -34,14 +33,8 @@ from controller.models import Link, Site
 from labs.gba import report as R
 from labs.gba import scenario as S
 from labs.gba.steer import delays_from, steer
-from labs.netns import LabError
+from labs.netns import LabError, free_port
 from labs.optical.fixture import OpticalLab
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _tail(path: Path, n: int = 30) -> str:

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labs.netns import free_port
+
 YANG = Path(__file__).resolve().parents[2] / "optical" / "yang" / "cpn-optical-device.yang"
 BIN = Path(__file__).resolve().parent / "bin"
 #: netconfd flags for a router NE serving real Linux interface state (yuma123's
@@ -37,11 +39,6 @@ SSHD = "/usr/sbin/sshd"
 class NeError(RuntimeError):
     """A lab NE failed to start; the message names the NE and the log."""
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_keys(d: Path) -> tuple[Path, Path]:

@@ -118,12 +118,10 @@ def analyse(data: dict[str, Any]) -> dict[str, Any]:
 def _sources(decision: dict[str, Any]) -> dict[str, list[str]]:
     """Per site, which telemetry sources the move decision's metrics carried
     (``telemetry.precedence`` flags: ``route_up`` ← BGP, ``service_up`` ← site agent)."""
-    out: dict[str, list[str]] = {}
-    for site, m in (decision.get("inputs", {}).get("metrics") or {}).items():
-        l0 = m.get("l0", {})
-        out[site] = [src for src, flag in (("bgp", "route_up"), ("agent", "service_up"))
-                     if flag in l0]
-    return out
+    from telemetry.precedence import FLAG
+
+    return {site: [src for src, flag in FLAG.items() if flag in m.get("l0", {})]
+            for site, m in (decision.get("inputs", {}).get("metrics") or {}).items()}
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from labs.mn import connected
-from labs.netns import Lab, LabError, Ns, wait_for
+from labs.netns import Lab, LabError, Ns, free_port, wait_for
 from labs.security_video import sites as S
 from labs.security_video import topology as T
 
@@ -151,7 +151,7 @@ def run_scenario(workdir: Path, params: Params) -> dict[str, Any]:
     p = params
     with Lab("svid") as lab:
         run = Run(lab, workdir, p)
-        of_port, of_api = _free_port(), workdir / "openflow.sock"
+        of_port, of_api = free_port(), workdir / "openflow.sock"
         run.start(None, "openflow", [PY, "-m", "srv6.steering.openflow_app", "--of-port",
                                      str(of_port), "--api-unix", str(of_api)])
         run.wait(lambda: of_api.exists() and _listening(of_port), 20,
@@ -256,14 +256,6 @@ def _streaming(cam: subprocess.Popen[bytes], log: Path) -> bool:
     if cam.poll() is not None:
         raise LabError(f"camera exited ({cam.returncode}) before streaming:\n{_tail(log)}")
     return False
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _access_counters(dump: str) -> dict[str, Any]:

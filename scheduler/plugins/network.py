@@ -51,6 +51,20 @@ class _NetBase:
         return Status.success()
 
 
+class _SiteScored(_NetBase):
+    """A score that depends only on the node's site (one value per site, per node and
+    batched alike); subclasses define ``_site_score``."""
+
+    def _site_score(self, state: CycleState, task: Task, site: str) -> float:
+        raise NotImplementedError
+
+    def score(self, state: CycleState, task: Task, node: NodeInfo) -> float:
+        return self._site_score(state, task, node.site)
+
+    def score_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> F64:
+        return tab.site_values(idx, lambda s, _k: self._site_score(state, task, s))
+
+
 class NetworkAwareArgs(Args):
     delay_ref_ms: float = Field(default=50.0, gt=0)
     max_loss_pct: float = Field(default=100.0, ge=0, le=100)
@@ -59,7 +73,7 @@ class NetworkAwareArgs(Args):
     w_loss: float = Field(default=0.2, ge=0)
 
 
-class NetworkAware(_NetBase):
+class NetworkAware(_SiteScored):
     name = "network-aware"
 
     def __init__(self, args: dict[str, Any]) -> None:
@@ -88,12 +102,6 @@ class NetworkAware(_NetBase):
             return Status.unschedulable(f"path loss {v.loss_pct:.2g} %", plugin=self.name)
         return Status.success()
 
-    def score(self, state: CycleState, task: Task, node: NodeInfo) -> float:
-        return self._site_score(state, task, node.site)
-
-    def score_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> F64:
-        return tab.site_values(idx, lambda s, _k: self._site_score(state, task, s))
-
     def _site_score(self, state: CycleState, task: Task, site: str) -> float:
         v: SiteNet = state["net"][site]
         a = self.a
@@ -118,7 +126,7 @@ class QosFirst(_NetBase):
         return 100.0 * (0.5 * d + 0.5 * c)
 
 
-class Sla(_NetBase):
+class Sla(_SiteScored):
     name = "sla"
 
     def __init__(self, args: dict[str, Any]) -> None:
@@ -141,12 +149,6 @@ class Sla(_NetBase):
 
     def filter_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> Bools:
         return tab.site_values(idx, lambda s, _k: float(self._site_ok(state, task, s))) > 0.5
-
-    def score(self, state: CycleState, task: Task, node: NodeInfo) -> float:
-        return self._site_score(state, task, node.site)
-
-    def score_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> F64:
-        return tab.site_values(idx, lambda s, _k: self._site_score(state, task, s))
 
     def _site_score(self, state: CycleState, task: Task, site: str) -> float:
         v: SiteNet = state["net"][site]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from controller.errors import ConnectionError, ValidationError
-from labs.netns import Lab, Ns, wait_for
+from labs.netns import Lab, Ns, free_port, wait_for
 from srv6.models import SteeringMatch
 from srv6.steering.openflow import OpenFlowSteering, of_rule
 from tests.conftest import have, needs_netns
@@ -46,11 +45,6 @@ def test_of_rule_rendering() -> None:
         of_rule(SteeringMatch(protocol="udp", dst_ports="1-2"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def _ovs_running() -> bool:
     return subprocess.run(["ovs-vsctl", "--timeout=3", "show"],
@@ -80,7 +74,7 @@ def test_osken_app_marks_and_redirects_on_ovs(tmp_path: Path) -> None:
                         "--system-id=random"], capture_output=True, timeout=60)
     assert _ovs_running(), "Open vSwitch could not be started"
     br = f"cpnof{os.getpid() % 10000}"
-    of_port, api_port = _free_port(), _free_port()
+    of_port, api_port = free_port(), free_port()
     with Lab("of") as lab:
         try:
             subprocess.run(["ovs-vsctl", "add-br", br, "--", "set", "bridge", br,
