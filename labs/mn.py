@@ -99,6 +99,8 @@ class MininetTopo:
         returns its bridge name."""
         from mininet.node import OVSSwitch, RemoteController
 
+        # Mininet's OVSSwitch checks ovsdb when the switch is declared, not at build
+        self._ensure_ovs()
         n = len(self.switches) + 1
         name = f"s{self.uid}{n}"
         self.net.addController(f"c{self.uid}{n}", controller=RemoteController,
@@ -107,6 +109,10 @@ class MininetTopo:
             name, cls=OVSSwitch, datapath="user", protocols="OpenFlow13",
             failMode="standalone", dpid=f"{int(self.uid) * 16 + n:016x}")
         return name
+
+    def _ensure_ovs(self) -> None:
+        if ensure_ovs():
+            self._started_ovs = True
 
     def link(self, a: str, b: str, a_if: str | None = None, b_if: str | None = None,
              a_addrs: Sequence[str] = (), b_addrs: Sequence[str] = ()) -> None:
@@ -125,7 +131,8 @@ class MininetTopo:
 
     def start(self) -> dict[str, Ns]:
         """Build and start the network; returns short name → attached ``Ns``."""
-        self._started_ovs = ensure_ovs()
+        if self.switches:
+            self._ensure_ovs()
         try:
             self.net.build()
             self.net.start()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from controller.errors import ConnectionError, ValidationError
+from labs.mn import OVS_CTL, ensure_ovs
 from labs.netns import Lab, Ns, free_port, wait_for
 from srv6.models import SteeringMatch
 from srv6.steering.openflow import OpenFlowSteering, of_rule
@@ -46,11 +47,6 @@ def test_of_rule_rendering() -> None:
 
 
 
-def _ovs_running() -> bool:
-    return subprocess.run(["ovs-vsctl", "--timeout=3", "show"],
-                          capture_output=True).returncode == 0
-
-
 def _host(lab: Lab, name: str, br: str, addr: str) -> tuple[Ns, str]:
     ns = lab.ns(name)
     root_if = f"{lab.prefix[-8:]}{name}"[-15:]
@@ -69,13 +65,12 @@ def _host(lab: Lab, name: str, br: str, addr: str) -> tuple[Ns, str]:
 @pytest.mark.lab
 @pytest.mark.skipif(not have("ovs-vsctl"), reason="needs openvswitch-switch")
 def test_osken_app_marks_and_redirects_on_ovs(tmp_path: Path) -> None:
-    if not _ovs_running():
-        subprocess.run(["/usr/share/openvswitch/scripts/ovs-ctl", "start",
-                        "--system-id=random"], capture_output=True, timeout=60)
-    assert _ovs_running(), "Open vSwitch could not be started"
     br = f"cpnof{os.getpid() % 10000}"
     of_port, api_port = free_port(), free_port()
     with Lab("of") as lab:
+        if ensure_ovs():  # started here: stopped again when the lab closes
+            lab.on_close(lambda: subprocess.run([OVS_CTL, "stop"], capture_output=True,
+                                                check=False))
         try:
             subprocess.run(["ovs-vsctl", "add-br", br, "--", "set", "bridge", br,
                             "datapath_type=netdev", "protocols=OpenFlow13", "--",
