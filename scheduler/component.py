@@ -174,17 +174,19 @@ class SchedulerComponent:
             cur = txn.get(Job, job.id)
             if cur is None or cur.state not in PENDING or cur.spec != job.spec:
                 return  # changed under us: next pass sees the new version
+            # preemption is committed when the task is placed or begins to wait (a
+            # gang member), so victims are requeued whatever this decision's code
+            for v in d.victims:
+                vic = txn.get(Job, v)
+                if vic is not None and vic.state is JobState.RUNNING:
+                    txn.put(vic.model_copy(update={
+                        "state": JobState.QUEUED, "site": None,
+                        "reason": f"preempted/reclaimed for {job.id}"}))
             if d.ok:
                 self.counters["success"] = self.counters.get("success", 0) + 1
                 txn.put(cur.model_copy(update={
                     "state": JobState.RUNNING, "site": d.site, "started_at": utcnow(),
                     "reason": d.explain()[:500]}))
-                for v in d.victims:
-                    vic = txn.get(Job, v)
-                    if vic is not None and vic.state is JobState.RUNNING:
-                        txn.put(vic.model_copy(update={
-                            "state": JobState.QUEUED, "site": None,
-                            "reason": f"preempted/reclaimed for {job.id}"}))
                 key_event(log, "job placed", job=job.id, site=d.site, nodes=",".join(d.nodes))
             elif d.code == "unschedulable-and-unresolvable":
                 txn.put(cur.model_copy(update={

@@ -57,12 +57,16 @@ class Scheduler:
             at[d.task] = len(out)
             out.append(d)
             for r in d.released:  # a Permit wait ended: those tasks are placed now
-                out[at[r.task]] = self._released(r, snap)
+                prev = out[at[r.task]]  # its wait decision: inputs, reclaimed victims
+                victims = tuple(dict.fromkeys(prev.victims + r.victims))
+                out[at[r.task]] = self._released(
+                    replace(r, victims=victims, inputs=prev.inputs), snap)
         for fw in self.profiles.frameworks.values():
             for d in fw.end_pass(snap.now):  # still waiting: unreserved, quota back
                 self.forget(d.task)
-                if d.task in at:
-                    out[at[d.task]] = replace(d, inputs=out[at[d.task]].inputs)
+                if d.task in at:  # its victims stay evicted: the decision keeps them
+                    prev = out[at[d.task]]
+                    out[at[d.task]] = replace(d, inputs=prev.inputs, victims=prev.victims)
         return out
 
     def _released(self, d: Decision, snap: Snapshot) -> Decision:
@@ -77,6 +81,7 @@ class Scheduler:
         charge = with_jobs(task.requests, task.replicas)
         adm = self.tree.admit(task.tenant, charge)
         reclaimed: list[str] = []
+        saved: list[tuple[Running, dict[str, float]]] = []
         if not adm.ok:
             run = [(r.task.id, r.task.tenant, r.charged, r.borrowed)
                    for r in self.running.values()]
@@ -84,6 +89,7 @@ class Scheduler:
             if not victims:
                 return Decision(task.id, "unschedulable", reasons=(adm.reason,),
                                 inputs={"tenant": task.tenant, "queue": task.queue})
+            saved = [self._saved(v, snap) for v in victims]
             for v in victims:
                 self.evict(v, snap)
             reclaimed = victims
@@ -95,14 +101,32 @@ class Scheduler:
                        "borrowed": adm.borrowed})
         waiting = d.code == "wait"  # Permit wait: resources held, quota charged
         if not d.ok and not waiting:
+            for r, ends in saved:  # nothing placed: the reclaimed tasks keep running
+                self._restore(r, ends, snap)
             return replace(d, inputs=inputs)
-        if not waiting:
-            for v in d.victims:
-                self.evict(v, snap)  # its other replicas go too; the edge requeues it
+        for v in d.victims:  # placed or waiting: preemption is committed
+            self.evict(v, snap)  # its other replicas go too; the edge requeues it
         self.tree.charge(task.tenant, charge)
         self.running[task.id] = Running(task, d.nodes, charge, bool(adm.borrowed))
         notes = d.reasons + tuple(f"reclaimed {v}" for v in reclaimed)
         return replace(d, reasons=notes, victims=d.victims + tuple(reclaimed), inputs=inputs)
+
+    def _saved(self, task_id: str, snap: Snapshot) -> tuple[Running, dict[str, float]]:
+        r = self.running[task_id]
+        ends = {n: snap.nodes[n].ends[task_id] for n in r.nodes
+                if n in snap.nodes and task_id in snap.nodes[n].ends}
+        return r, ends
+
+    def _restore(self, r: Running, ends: dict[str, float], snap: Snapshot) -> None:
+        """Undo ``evict``: the task is back on its nodes and in the quota tree."""
+        for name in r.nodes:
+            node = snap.nodes.get(name)
+            if node is not None:
+                node.add(r.task.id, r.task.priority, r.task.requests, r.task.group)
+                if name in ends:
+                    node.ends[r.task.id] = ends[name]
+        self.tree.charge(r.task.tenant, r.charged)
+        self.running[r.task.id] = r
 
     def forget(self, task_id: str) -> None:
         r = self.running.pop(task_id, None)

@@ -23,7 +23,13 @@ Rules:
   success decisions ride on that task's decision (``released``). ``end_pass`` ends
   the wait of whoever is still waiting: all their replicas are unreserved and each
   plug-in with ``wait_over(task, now)`` says why (still waiting / timed out).
-- Pure: the ``Snapshot`` is mutated only through Reserve/Unreserve.
+- Pure: the ``Snapshot`` is mutated only through Reserve/Unreserve — and by a
+  PostFilter that preempts: it removes its victims from their node and records each
+  as ``state["preempted"]`` (node, task id, (priority, requests), end); if the task then
+  fails (a later replica, Permit, Bind) they are put back and the decision names no
+  victims. A task that succeeds or begins a Permit ``wait`` keeps its victims evicted
+  (kube-scheduler: preemption is committed on nomination) and every later decision
+  about it — bound, still waiting, timed out — names them so the edge requeues them.
 - A score plug-in with ``static = True`` depends on the node only; its scores are
   cached per snapshot.
 - Vectorised path (``vectorise=True``, the default): when every active Filter plug-in
@@ -185,10 +191,11 @@ class Framework:
             if node is None:
                 for n in reversed(placed):
                     self._unreserve(state, task, n)
+                self._restore_victims(state)
                 extra = (f"replica {len(placed) + 1}/{task.replicas}",) if task.replicas > 1 \
                     else ()
                 return Decision(task.id, d.code, (), None, d.reasons + extra, d.scores,
-                                d.victims, d.inputs)
+                                (), d.inputs)
             placed.append(node)
             last = d
         nodes = tuple(n.name for n in placed)
@@ -200,6 +207,7 @@ class Framework:
             elif not st.ok:
                 for n in reversed(placed):
                     self._unreserve(state, task, n)
+                self._restore_victims(state)
                 return self._fail(task, st)
         done = Decision(task.id, Code.SUCCESS.value, nodes, placed[0].site, last.reasons,
                         last.scores, tuple(state.get("victims", ())), last.inputs)
@@ -210,6 +218,7 @@ class Framework:
                                                         for x in wait.reasons))
         st = self._bind(state, task, placed)
         if not st.ok:
+            self._restore_victims(state)
             return self._fail(task, st)
         released = []
         for tid in state.get("allow", ()):
@@ -218,8 +227,20 @@ class Framework:
                 continue
             wt, wnodes, wstate, wdone = held
             wst = self._bind(wstate, wt, wnodes)
-            released.append(wdone if wst.ok else self._fail(wt, wst))
+            # its victims were evicted when it began to wait: the decision keeps them
+            released.append(wdone if wst.ok else replace(self._fail(wt, wst),
+                                                         victims=wdone.victims))
         return replace(done, released=tuple(released)) if released else done
+
+    @staticmethod
+    def _restore_victims(state: CycleState) -> None:
+        """The task failed after PostFilter preempted for it: put the victims back on
+        their nodes (only this task's own, already undone, reservations came between)."""
+        for node, tid, (prio, req), end in reversed(state.pop("preempted", [])):
+            node.add(tid, prio, req, None)
+            if end is not None:
+                node.ends[tid] = end
+        state.pop("victims", None)
 
     def _bind(self, state: CycleState, task: Task, placed: list[NodeInfo]) -> Status:
         """Bind every replica; on a failure unreserve them all."""

@@ -69,7 +69,9 @@ class Preemption:
             return Status.unschedulable("no lower-priority victims free enough",
                                         plugin=self.name), None
         _, node, victims = best
-        for v in victims:
+        for v in victims:  # recorded so the framework can put them back if the task fails
+            state.setdefault("preempted", []).append((node, v, node.tasks[v],
+                                                      node.ends.get(v)))
             node.remove(v, node.tasks[v][1], None)
         state.setdefault("victims", []).extend(victims)
         state.setdefault("notes", []).append(f"preempted {','.join(victims)} on {node.name}")

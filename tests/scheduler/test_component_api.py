@@ -85,6 +85,27 @@ def test_preemption_requeues_victim(rt: Runtime) -> None:
     assert low is not None and low.state is JobState.QUEUED and "high" in low.reason
 
 
+def test_waiting_gang_members_victim_is_requeued(rt: Runtime) -> None:
+    # a gang member preempts "low" and waits for a partner that never fits; the wait
+    # ends with the pass but the preemption stands, so the store requeues "low" too
+    put(rt, job("low", cpu_cores=1, gpu=1, memory_gib=1, site="MEC-GZ1", priority=10))
+    comp = SchedulerComponent()
+    comp.run_pass(rt.store)
+    cap = next(r.value for r in rt.store.list(ComputeResource)
+               if r.site == "MEC-GZ1" and r.type == "gpu")
+    assert cap is not None
+    gang = [job(f"g{i}", gpu=cap, site="MEC-GZ1", priority=900) for i in (0, 1)]
+    for g in gang:
+        g.spec.params.update({"gang": "g", "gang_size": 2})
+    put(rt, *gang)
+    comp.run_pass(rt.store)
+    g0, g1 = rt.store.get(Job, "g0"), rt.store.get(Job, "g1")
+    assert g0 is not None and g0.state is JobState.QUEUED and "gang g" in g0.reason
+    assert g1 is not None and g1.state is JobState.QUEUED
+    low = rt.store.get(Job, "low")
+    assert low is not None and low.state is JobState.QUEUED and "g0" in low.reason
+
+
 def test_component_reacts_to_submission(rt: Runtime) -> None:
     async def main() -> JobState:
         comps = components(rt)

@@ -116,3 +116,23 @@ def test_gangs_are_all_or_nothing(nodes: int, sizes: list[int], solo: int) -> No
     held = {tid for n in ns for tid in n.tasks}
     assert held == placed  # nothing of a failed gang stays reserved
     assert all(n.used.get("cpu", 0.0) <= n.capacity["cpu"] + 1e-9 for n in ns)
+
+
+def test_a_waiting_members_preemption_is_committed_and_reported() -> None:
+    # g-0 (priority 500) preempts "low" and waits for g-1, which never fits: the wait
+    # ends with the pass, but the preemption stands (kube-scheduler commits it on
+    # nomination) — the decision names the victim so the edge requeues it, and no later
+    # task of the pass sees "low" as still running
+    prof = ProfileConfig(plugins=["node-resources-fit", "least-loaded", "resources",
+                                  "preemption", "gang", "default-binder"],
+                         weights={"least-loaded": 1.0})
+    s = Scheduler(Profiles(SchedulerConfig(profiles={"default": prof}, queue_sort="fcfs")))
+    n = node("s0", capacity={"cpu": 4.0})
+    sn = snap([n])
+    low = Task("low", requests=dict(FULL), priority=10)
+    assert s.schedule_one(low, sn).ok and "low" in s.running
+    out = s.schedule([member(0, size=2, priority=500), member(1, size=2, priority=500)], sn)
+    by = {d.task: d for d in out}
+    assert by["g-0"].code == "wait" and by["g-0"].victims == ("low",)
+    assert by["g-1"].code == "unschedulable" and by["g-1"].victims == ()
+    assert "low" not in s.running and not n.tasks and n.used.get("cpu", 0.0) == 0.0

@@ -161,6 +161,21 @@ def test_preemption_minimal_victims() -> None:
     assert not d.ok  # nobody of lower priority
 
 
+def test_preemption_is_undone_when_a_later_replica_fails() -> None:
+    # replica 1 of "hi" preempts "low" on a; replica 2 fits nowhere: the task fails,
+    # names no victims, and "low" is back on a exactly as before (requests and end)
+    a, b = node("a", capacity={"cpu": 10}), node("b", capacity={"cpu": 10})
+    a.add("low", 10, {"cpu": 8}, None)
+    a.ends["low"] = 900.0
+    b.add("peer", 900, {"cpu": 8}, None)
+    before = (dict(a.used), dict(a.tasks), dict(a.ends))
+    d = fw("preemption").schedule(Task("hi", priority=500, requests={"cpu": 6},
+                                       replicas=2), snap([a, b]))
+    assert not d.ok and d.victims == ()
+    assert (a.used, a.tasks, a.ends) == before
+    assert "hi" not in a.tasks and "hi" not in b.tasks
+
+
 def test_reservation_and_backfill() -> None:
     n = node("a", capacity={"cpu": 10})
     n.add("r1", 100, {"cpu": 6}, None)

@@ -111,3 +111,21 @@ def test_property_quota_never_exceeded(reqs: list[tuple[str, int]]) -> None:
         a = sched.tree.nodes["a"].usage.get("cpu", 0)
         assert org <= 20 and b <= 8 and a <= 8 + 3
         assert abs(org - s.nodes["x/n0"].used.get("cpu", 0)) < 1e-6
+
+
+def test_reclaim_is_undone_when_the_task_then_cannot_be_placed() -> None:
+    # b's task is within b's quota, so a's borrowed a2 is reclaimed first — but then no
+    # node has the GPU it asks for: a2 keeps running (node, quota, running set), and a
+    # later task of the same pass does not get a2's capacity (no overcommit)
+    sched = Scheduler(Profiles(), tree(borrow=True))
+    n = node("x", capacity={"cpu": 18})
+    s = snap([n])
+    assert sched.schedule_one(Task("a1", tenant="a", requests={"cpu": 8}), s).ok
+    assert sched.schedule_one(Task("a2", tenant="a", requests={"cpu": 6}), s).ok  # borrowed
+    assert sched.schedule_one(Task("b1", tenant="b", requests={"cpu": 4}), s).ok
+    used, org = dict(n.used), dict(sched.tree.nodes["org"].usage)
+    d = sched.schedule_one(Task("b2", tenant="b", requests={"cpu": 4, "gpu": 1}), s)
+    assert not d.ok and d.victims == ()
+    assert "a2" in sched.running and "a2" in n.tasks
+    assert n.used == used and sched.tree.nodes["org"].usage == org
+    assert not sched.schedule_one(Task("b3", tenant="b", requests={"cpu": 1}), s).ok
