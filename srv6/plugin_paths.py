@@ -1,4 +1,5 @@
-"""Plugin: SRv6 path computation — REST routes, ``cpn srv6 path``, the ``cspf`` bench.
+"""Plugin: SRv6 path computation — REST routes (paths, policies, and CRUD for SR policy
+intents, slices and SD-WAN policies), ``cpn srv6 path``, the ``cspf`` bench.
 
 Rules: cheap to import; the routes live in ``srv6.api_paths``, the commands in
 ``srv6.cli_paths`` and load only when the controller or CLI asks for them.
@@ -20,9 +21,17 @@ BENCHES: dict[str, tuple[str, str]] = {
 
 
 def routers(rt: Runtime) -> list[Any]:
+    from controller.api.resources import crud_router
     from srv6.api_paths import router
+    from srv6.models import Slice, SrPolicyIntent
+    from srv6.rules import rest_check
+    from srv6.sdwan import SdwanPolicy
 
-    return [router]
+    # SR policy intents, slices and SD-WAN policies: the same CRUD as the core kinds,
+    # plus the SRv6 rules NETCONF applies (one set of checks for both northbounds)
+    return [router, *(crud_router(cls, f"srv6/{plural}", rest_check, ["srv6"])
+                      for cls, plural in ((SrPolicyIntent, "intents"), (Slice, "slices"),
+                                          (SdwanPolicy, "sdwan-policies")))]
 
 
 def register_cli(app: typer.Typer) -> None:

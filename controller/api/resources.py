@@ -8,6 +8,7 @@ caller's name and an optional ``X-CPN-Reason`` header.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import pydantic
@@ -17,9 +18,14 @@ from controller.api.deps import RT, Caller, Operator, Paging
 from controller.errors import NotFoundError, ValidationError, issues_from_pydantic
 from controller.models import Entity
 
+#: a kind's own cross-object rules: (store, kind, key, new object or None on delete);
+#: raises a ``CpnError`` naming the problem (runs before the write)
+Check = Callable[[Any, type[Entity], str, Entity | None], None]
 
-def crud_router(cls: type[Entity], plural: str) -> APIRouter:
-    router = APIRouter(prefix=f"/api/v1/{plural}", tags=[plural])
+
+def crud_router(cls: type[Entity], plural: str, check: Check | None = None,
+                tags: list[str] | None = None) -> APIRouter:
+    router = APIRouter(prefix=f"/api/v1/{plural}", tags=list(tags or [plural]))
     kind = cls.KIND
 
     @router.get("", summary=f"List {plural}")
@@ -43,6 +49,8 @@ def crud_router(cls: type[Entity], plural: str) -> APIRouter:
     def create(rt: RT, who: Operator, body: Annotated[dict[str, Any], Body()],
                x_cpn_reason: Annotated[str, Header()] = "") -> dict[str, Any]:
         obj = _parse(body)
+        if check is not None:
+            check(rt.store, cls, obj.key, obj)
         rt.writer.put(obj, f"api:{who.name}", x_cpn_reason or f"create {kind}",
                       create_only=True, path_prefix="body")
         return obj.to_json_dict()
@@ -54,6 +62,8 @@ def crud_router(cls: type[Entity], plural: str) -> APIRouter:
         if obj.key != key:
             raise ValidationError.single("body", f"body describes {kind} {obj.key!r} but the "
                                          f"URL names {key!r}", "make them match")
+        if check is not None:
+            check(rt.store, cls, key, obj)
         rt.writer.put(obj, f"api:{who.name}", x_cpn_reason or f"replace {kind}",
                       path_prefix="body")
         return obj.to_json_dict()
@@ -61,6 +71,8 @@ def crud_router(cls: type[Entity], plural: str) -> APIRouter:
     @router.delete("/{key:path}", status_code=204, summary=f"Delete a {kind}")
     def delete(key: str, rt: RT, who: Operator,
                x_cpn_reason: Annotated[str, Header()] = "") -> Response:
+        if check is not None and rt.store.get(cls, key) is not None:
+            check(rt.store, cls, key, None)
         rt.writer.delete(cls, key, f"api:{who.name}", x_cpn_reason or f"delete {kind}")
         return Response(status_code=204)
 

@@ -13,9 +13,9 @@ Rules:
   within the timeout (or on ``cancel-commit``), running is restored to it.
 - Locks: a session holding a lock on a datastore is the only one that may change it.
 - SR policy intents, slices and SD-WAN policies are also checked against the
-  controller's SRv6 rules (``rules``): at edit time for the entries the edit touches
-  (so a bad one never enters the candidate) and again on the whole candidate at
-  validate / commit (the topology may have changed since).
+  controller's SRv6 rules (``srv6.rules``, which REST uses too): at edit time for the
+  entries the edit touches (so a bad one never enters the candidate) and again on the
+  whole candidate at validate / commit (the topology may have changed since).
 - The scheduler configuration (``/cpn/scheduler``) is one ``SchedulerSettings``
   object; with none stored, the config file's ``scheduler:`` section (``sched_default``)
   is its value. Commit stores it only while it differs from that section.
@@ -36,10 +36,11 @@ from controller import integrity
 from controller.errors import issues_from_pydantic
 from controller.logs import key_event
 from controller.models import ComputeNode, ComputeResource, Entity, Link, User
-from controller.netconf import rules, schedmap, xmlmap
+from controller.netconf import schedmap, xmlmap
 from controller.netconf.models import SCHEDULER_KEY, SchedulerSettings
 from controller.netconf.xmlmap import BY_CONTAINER, LISTS, NESTED_KEYS, ListMap, XmlDataError
 from scheduler.profiles import SchedulerConfig
+from srv6 import rules
 
 log = logging.getLogger("cpn.netconf")
 

@@ -1,8 +1,9 @@
 """Controller rules for SR policy intents, slices and SD-WAN policies (pure).
 
 These are the cross-object checks the SRv6 package defines (``srv6.models``,
-``srv6.slices``), run on a whole candidate datastore. ``check`` returns the first
-problem found as a ``RuleIssue``, naming the entry and the field.
+``srv6.slices``), run on a whole candidate datastore (NETCONF) or on the store with one
+change applied (REST, ``rest_check``). ``check`` returns the first problem found as a
+``RuleIssue``, naming the entry and the field.
 
 Rules:
 - An intent's ``headend`` and ``endpoint`` are topology nodes (routers or sites,
@@ -20,6 +21,8 @@ Rules:
   slice's colour (slice colours are HTB class ids).
 - ``touched`` limits the report to entries an edit just changed (edit-time check);
   ``None`` checks everything (validate / commit).
+- REST: a PUT/POST is checked for the object it writes; a DELETE is refused when it
+  would break an intent that was fine before (its slice or disjoint-from target gone).
 """
 
 from __future__ import annotations
@@ -174,3 +177,36 @@ def check(snap: Snapshot, store: Any, touched: Iterable[tuple[str, str]] | None 
             return RuleIssue(obj.KIND, obj.key, ("color",), f"colour {obj.color} is slice "
                              f"{slice_colors[obj.color]!r}'s colour")
     return None
+
+
+#: kinds the rules read; the REST check snapshots these from the store
+RULE_KINDS: tuple[type[Entity], ...] = (Router, Site, Link, SrPolicyIntent, Slice, SdwanPolicy)
+
+
+def store_snapshot(store: Any) -> Snapshot:
+    return {cls.KIND: {o.key: o for o in store.list(cls)} for cls in RULE_KINDS}
+
+
+def rest_check(store: Any, kind: type[Entity], key: str, obj: Entity | None) -> None:
+    """Check a REST write (``obj``) or delete (``obj`` None) of an SRv6 config object
+    against the rules; raise ``ValidationError``/``ConflictError`` naming the problem."""
+    from controller.errors import ConflictError, ValidationError
+
+    snap = store_snapshot(store)
+    if obj is not None:
+        snap[kind.KIND][key] = obj
+        found = check(snap, store, [(kind.KIND, key)])
+        if found is not None:
+            path = ".".join(("body", *found.field))
+            if found.tag == "operation-failed":
+                raise ConflictError(f"{found.message} (at {path})")
+            raise ValidationError.single(path, found.message)
+        return
+    intents = [(SrPolicyIntent.KIND, k) for k in snap[SrPolicyIntent.KIND]]
+    before = check(snap, store, intents)
+    snap[kind.KIND].pop(key, None)
+    after = check(snap, store, [t for t in intents if t != (kind.KIND, key)])
+    if after is not None and after != before:
+        raise ConflictError(f"deleting {kind.KIND} {key!r} would break "
+                            f"{after.kind} {after.key!r}: {after.message}; change or "
+                            "delete it first")
