@@ -2,7 +2,10 @@
 
 Rules:
 - SQLite is the durable truth; the in-memory index (kind → key → object) is a
-  read cache rebuilt from SQLite at open, so restart restores state exactly.
+  read cache rebuilt from SQLite at open, so restart restores state exactly. Plug-in
+  packages register their kinds when imported, which may be after the store opened:
+  rows of a kind not yet registered are kept as JSON and decoded on the first
+  get/list/count/write of that kind — no stored object is ever skipped.
 - A transaction stages its writes in memory, then writes objects and journal
   rows inside one SQLite transaction (``BEGIN IMMEDIATE``). The cache is updated
   only after SQLite committed, so a failed commit leaves both untouched.
@@ -25,6 +28,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+
+import pydantic
 
 from controller.errors import CpnError, NotFoundError
 from controller.models.base import ENTITY_KINDS, Entity
@@ -96,6 +101,7 @@ class _Txn:
         out: builtins.list[Change] = []
         cache = self._store._cache
         for (kind, key), value in self._staged.items():
+            self._store._adopt(kind)
             previous = cache.get(kind, {}).get(key)
             if value is None:
                 if previous is None:
@@ -129,6 +135,8 @@ class SqliteStore:
         self._cache: dict[str, dict[str, Entity]] = {}
         # JSON of each cached object, so the journal's "previous" needs no re-encoding
         self._json: dict[str, dict[str, str]] = {}
+        # rows of kinds not registered when the store opened (kind -> key -> JSON)
+        self._raw: dict[str, dict[str, str]] = {}
         self._seq = 0
         self._txid = 0
         self._load()
@@ -136,26 +144,52 @@ class SqliteStore:
     # -- reading -------------------------------------------------------------------
     def _load(self) -> None:
         for kind, key, value in self._db.execute("SELECT kind, key, value FROM objects"):
-            cls = ENTITY_KINDS.get(kind)
-            if cls is None:
-                # An object of a kind this build does not know (a newer version wrote
-                # it): keep it in SQLite untouched, but do not serve it.
-                continue
-            self._cache.setdefault(kind, {})[key] = cls.model_validate_json(value)
-            self._json.setdefault(kind, {})[key] = value
+            # A kind whose module is not imported yet (plug-in packages register their
+            # kinds on import), or one a newer version wrote: kept as JSON and decoded
+            # on first use of its class (``_adopt``); never dropped.
+            self._raw.setdefault(kind, {})[key] = value
+        for kind in list(self._raw):
+            self._adopt(kind)
         row = self._db.execute("SELECT MAX(seq), MAX(txid) FROM journal").fetchone()
         self._seq = row[0] or 0
         self._txid = row[1] or 0
 
+    def _adopt(self, kind: str) -> None:
+        """Decode the stored rows of ``kind`` once its class is registered."""
+        if kind not in self._raw:
+            return
+        cls = ENTITY_KINDS.get(kind)
+        if cls is None:
+            return
+        with self._lock:
+            rows = self._raw.pop(kind, None)
+            if rows is None:
+                return
+            bucket = self._cache.setdefault(kind, {})
+            jbucket = self._json.setdefault(kind, {})
+            for key, value in rows.items():
+                try:
+                    bucket[key] = cls.model_validate_json(value)
+                except pydantic.ValidationError as exc:
+                    raise StoreError(f"state store {self.path}: stored {kind} {key!r} no "
+                                     f"longer matches its model: {exc}") from exc
+                jbucket[key] = value
+
     def get(self, kind: type[E], key: str) -> E | None:
+        if self._raw:
+            self._adopt(kind.KIND)
         return self._cache.get(kind.KIND, {}).get(key)  # type: ignore[return-value]
 
     def list(self, kind: type[E]) -> builtins.list[E]:
+        if self._raw:
+            self._adopt(kind.KIND)
         with self._lock:  # a consistent snapshot while another thread commits
             items = sorted(self._cache.get(kind.KIND, {}).items())
         return [obj for _, obj in items]  # type: ignore[misc]
 
     def count(self, kind: type[Entity]) -> int:
+        if self._raw:
+            self._adopt(kind.KIND)
         return len(self._cache.get(kind.KIND, {}))
 
     def last_seq(self) -> int:

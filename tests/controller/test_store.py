@@ -98,3 +98,39 @@ def test_journal_filters(store: SqliteStore) -> None:
     assert [e.key for e in store.journal(JournalQuery(kind="node"))] == ["A/n"]
     assert [e.key for e in store.journal(JournalQuery(actor="ops"))] == ["A"]
     assert [e.key for e in store.journal(JournalQuery(since=1))] == ["A/n"]
+
+
+def test_plugin_kinds_survive_a_restart_whatever_the_import_order(tmp_path: Path) -> None:
+    """Plug-in packages register their kinds on import, which in ``cpn run`` happens
+    after the store opened: a fresh process must still serve (and update, journaling
+    the previous value) every stored SRv6 slice and accelerator card."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    db = tmp_path / "state.db"
+    write = f"""
+from controller.store import SqliteStore
+from srv6.models import Slice
+s = SqliteStore({str(db)!r})
+with s.transaction("t", "seed") as txn:
+    txn.put(Slice(name="gold", color=20, guaranteed_mbps=10))
+"""
+    check = f"""
+from controller.store import SqliteStore
+s = SqliteStore({str(db)!r})  # opened before srv6.models is imported
+from controller.store import Action, JournalQuery
+from srv6.models import Slice
+assert [x.name for x in s.list(Slice)] == ["gold"], s.list(Slice)
+with s.transaction("t", "raise") as txn:
+    txn.put(Slice(name="gold", color=20, guaranteed_mbps=20))
+last = s.journal(JournalQuery(key="gold"))[-1]
+assert last.action is Action.UPDATE and last.previous is not None, last
+print("ok")
+"""
+    for code in (write, check):
+        res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                             text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "ok"
