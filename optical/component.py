@@ -4,6 +4,7 @@ Rules:
 - Registered as ``rt.settings.extra["optical"]`` so REST routes can find it.
 - Cross-layer (GBA-6.4.2e): an IP ``Link`` riding on an optical path gets that path's
   state and SRLGs through the store (one transaction per change, actor ``optical``).
+- Paths are stored and journaled (``optical.persist``) and resumed on start.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import TYPE_CHECKING
 from controller.models import Link
 from controller.models.link import LinkState
 from optical.config import OpticalSection
+from optical.models import OpticalPath
 from optical.netconf import NetconfDevice
+from optical.persist import OpticalPathRecord, from_record, to_record
 from optical.rwa import OsnrModel
 from optical.service import OpticalController
 
@@ -39,9 +42,25 @@ class OpticalComponent:
                    for n in s.ne}
         self.ctl = OpticalController(devices, k=s.k, osnr=OsnrModel(margin_db=s.margin_db),
                                      on_ip_link=self._ip_link, retry_max_s=s.retry_max_s,
-                                     confirm_timeout_s=s.confirm_timeout_s)
+                                     confirm_timeout_s=s.confirm_timeout_s,
+                                     on_path=self._store_path)
         rt.settings.extra["optical"] = self
-        await self.ctl.start()
+        stored = [from_record(r) for r in rt.store.list(OpticalPathRecord)]
+        if stored:
+            log.info("optical: %d stored path(s) resumed: %s", len(stored),
+                     ", ".join(p.id for p in stored))
+        await self.ctl.start(stored)
+
+    def _store_path(self, path: OpticalPath, event: str | None) -> None:
+        """Journal the path's event (or its deletion) in the store (``optical.persist``)."""
+        assert self.rt is not None
+        with self.rt.store.transaction("optical", f"optical path {path.id}: "
+                                       f"{event or 'deleted'}"[:500]) as txn:
+            if event is None:
+                if txn.get(OpticalPathRecord, path.id) is not None:
+                    txn.delete(OpticalPathRecord, path.id)
+            else:
+                txn.put(to_record(path))
 
     def _ip_link(self, key: str, up: bool, srlgs: list[str]) -> None:
         assert self.rt is not None

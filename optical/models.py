@@ -102,6 +102,7 @@ class OpticalPath:
     ip_links: tuple[str, ...] = ()
     error: str = ""
     history: list[str] = field(default_factory=list)
+    groomed: bool = False  # the ODU rides an existing lightpath (``working``)
 
 
 # --- per-NE configuration and state, as in the YANG module --------------------------

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from controller.errors import CommitError, ConnectionError, CpnError, RemoteProtocolError
@@ -31,6 +31,7 @@ from controller.logs import key_event
 from optical.codec import Notice
 from optical.device import OpticalDevice
 from optical.models import (
+    CHANNELS,
     Alarm,
     Fiber,
     Lightpath,
@@ -62,10 +63,14 @@ def fibers_from(snaps: Mapping[str, NeSnapshot]) -> list[Fiber]:
 
 
 def edits_for(path_id: str, lp: Lightpath, snaps: Mapping[str, NeSnapshot],
-              odu: Odu | None = None, port: str = "p1") -> dict[str, NeEdit]:
-    """Per-NE cross-connects of lightpath ``lp`` (add/drop ``port`` at both ends)."""
+              odu: Odu | None = None, port: str = "p1",
+              only: str | None = None) -> dict[str, NeEdit]:
+    """Per-NE cross-connects of lightpath ``lp`` (add/drop ``port`` at both ends); with
+    ``only``, that NE's alone (the others' snapshots are not needed)."""
     out = {}
     for i, ne in enumerate(lp.nodes):
+        if only is not None and ne != only:
+            continue
         cfg = snaps[ne].config
         a_deg = cfg.degree_of(lp.fibers[i - 1]) if i > 0 else None
         z_deg = cfg.degree_of(lp.fibers[i]) if i < len(lp.fibers) else None
@@ -88,13 +93,16 @@ class OpticalController:
                  osnr: OsnrModel | None = None, on_ip_link: Callable[[str, bool, list[str]],
                                                                       None] | None = None,
                  retry_base_s: float = 0.5, retry_max_s: float = 30.0,
-                 confirm_timeout_s: int = 30) -> None:
+                 confirm_timeout_s: int = 30,
+                 on_path: Callable[[OpticalPath, str | None], None] | None = None) -> None:
         self.devices = dict(devices)
         self.k, self.osnr = k, osnr or OsnrModel()
         self.snaps: dict[str, NeSnapshot] = {}
         self.paths: dict[str, OpticalPath] = {}
         self.events: list[dict[str, Any]] = []
         self.on_ip_link = on_ip_link
+        #: called with (path, event) on every recorded event, (path, None) on deletion
+        self.on_path = on_path
         self.retry_base_s, self.retry_max_s = retry_base_s, retry_max_s
         self.confirm_timeout_s = confirm_timeout_s
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -105,10 +113,31 @@ class OpticalController:
         self.changed = asyncio.Condition()
 
     # --- topology --------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, paths: Iterable[OpticalPath] = ()) -> None:
+        """Attach every NE; ``paths`` (stored by a previous run) are ours again: each NE
+        is reconciled against them and pending ones resume their retries."""
         self._loop = asyncio.get_running_loop()
+        for path in paths:
+            self.paths[path.id] = path
         await asyncio.gather(*(self._attach(ne) for ne in self.devices))
+        for ne in sorted(self.snaps):
+            if self.paths and self._reachable.get(ne):
+                try:
+                    await self.reconcile(ne)
+                except CpnError as exc:
+                    log.warning("NE %s not reconciled at start: %s", ne, exc)
+        for path in self.paths.values():
+            if path.state is PathState.PENDING:
+                self._spawn(self._retry(path, self._plan_of(path)))
         self._spawn(self._resync_loop())
+
+    @staticmethod
+    def _plan_of(path: OpticalPath) -> Plan:
+        """The plan a stored path was provisioned from."""
+        req = Request(path.id, path.src, path.dst, path.working.rate, path.protect is not None,
+                      path.odu.odu_type if path.odu else None)
+        return Plan(req, Status.GROOMED if path.groomed else Status.OK, path.working,
+                    path.protect, path.odu)
 
     async def _attach(self, ne: str) -> None:
         try:
@@ -181,7 +210,18 @@ class OpticalController:
         down = self.down_fibers()
         lps = [lp for p in self.paths.values() if p.state is not PathState.FAILED
                for lp in (p.working, p.protect) if lp is not None]
-        return Network.build(fibers_from(self.snaps), lps, down)
+        net = Network.build(fibers_from(self.snaps), lps, down)
+        # channels lit by cross-connects that are not our lightpaths (made on the NE by
+        # hand, or left by a clean-up that failed) are taken too
+        for s in self.snaps.values():
+            for x in s.config.xcs.values():
+                if x.name in net.lightpaths or not 1 <= x.channel <= CHANNELS:
+                    continue
+                for deg in (x.a_degree, x.z_degree):
+                    fid = s.config.degrees.get(deg) if deg is not None else None
+                    if fid is not None:
+                        net.used[fid] = net.used.get(fid, 0) | (1 << (x.channel - 1))
+        return net
 
     def alarms(self) -> list[Alarm]:
         return [a for s in self.snaps.values() for a in s.state.alarms]
@@ -192,7 +232,7 @@ class OpticalController:
         if p.status not in (Status.OK, Status.GROOMED) or p.working is None:
             raise CommitError(f"path {req.id}: {p.status.value}: {p.reason}")
         path = OpticalPath(req.id, req.src, req.dst, p.working, p.protect, p.odu,
-                           ip_links=ip_links)
+                           ip_links=ip_links, groomed=p.status is Status.GROOMED)
         self.paths[req.id] = path
         await self._provision(path, p)
         return path
@@ -247,14 +287,25 @@ class OpticalController:
         self._ip(path, up=True)
 
     async def delete_path(self, path_id: str) -> None:
-        path = self.paths.pop(path_id)
+        """Remove the path's cross-connects (and ODU) from its NEs, then forget it; if
+        the NEs refuse or cannot be reached, the path stays (error raised)."""
+        path = self.paths[path_id]
         edits: dict[str, NeEdit] = {}
-        for lp in (path.working, path.protect):
-            if lp is not None:
-                for ne, e in removal_for(lp, path.odu.id if path.odu else None).items():
-                    cur = edits.get(ne, NeEdit())
-                    edits[ne] = NeEdit(delete=cur.delete + e.delete)
+        if path.state is not PathState.FAILED:  # a failed path left nothing on any NE
+            for lp in (path.working, path.protect):
+                if lp is not None:
+                    # a groomed ODU rides another path's lightpath: only the ODU goes
+                    removal = ({ne: NeEdit(delete=(("odu", path.odu.id),))
+                                for ne in (lp.nodes[0], lp.nodes[-1])}
+                               if path.groomed and path.odu is not None else
+                               removal_for(lp, path.odu.id if path.odu else None))
+                    for ne, e in removal.items():
+                        cur = edits.get(ne, NeEdit())
+                        edits[ne] = NeEdit(delete=cur.delete + e.delete)
         await provision(self.devices, edits, self.confirm_timeout_s)
+        del self.paths[path_id]
+        if self.on_path is not None:
+            self.on_path(path, None)
 
     # --- faults ----------------------------------------------------------------------
     async def evaluate(self) -> None:
@@ -327,8 +378,11 @@ class OpticalController:
             if path.state is PathState.ACTIVE:
                 for lp in (path.working, path.protect):
                     if lp is not None and ne in lp.nodes:
-                        want[lp.id] = edits_for(path.id, lp, self.snaps)[ne]
-        ours = {x.name for x in snap.config.xcs.values() if x.path in self.paths}
+                        want[lp.id] = edits_for(path.id, lp, self.snaps, only=ne)[ne]
+        # cross-connects of our active paths that we no longer want (e.g. left by a
+        # restoration whose clean-up failed); a down path's are left alone
+        ours = {x.name for x in snap.config.xcs.values() if x.path in self.paths
+                and self.paths[x.path].state is PathState.ACTIVE}
         missing = tuple(x for name, e in want.items() if name not in snap.config.xcs
                         for x in e.xcs)
         stale = tuple(("och-xc", n) for n in sorted(ours - set(want)))
@@ -354,6 +408,11 @@ class OpticalController:
         path.history.append(what)
         self.events.append({"path": path.id, "event": what, "at": time.time()})
         key_event(log, "optical path", path=path.id, state=path.state.value, event=what)
+        if self.on_path is not None and path.id in self.paths:
+            try:
+                self.on_path(path, what)
+            except CpnError as exc:  # the NE state is the truth; the record catches up
+                log.error("optical path %s not stored: %s", path.id, exc)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from controller.errors import CommitError, RemoteProtocolError
+from controller.store import JournalQuery, SqliteStore
 from labs.optical.fixture import ne_config, ring_fibers
 from optical.codec import parse_snapshot
+from optical.component import OpticalComponent
+from optical.config import OpticalSection
 from optical.device import FakeDevice
 from optical.models import NeSnapshot, NeState, PathState
+from optical.persist import OpticalPathRecord, from_record
 from optical.rwa import Request
 from optical.service import OpticalController
 from optical.topology import network_json
@@ -157,3 +163,81 @@ def test_plugin_has_no_component_without_section() -> None:
         cfg = None
     assert plugin.components(Rt()) == []  # type: ignore[arg-type]
     assert set(plugin.BENCHES) == {"rwa", "optical-provision", "restoration"}
+
+
+def test_paths_are_journaled_and_resumed_after_a_restart(tmp_path: Path) -> None:
+    """A restarted controller knows its paths again (optical.persist): it re-sends a
+    cross-connect an NE lost meanwhile, and never plans a new path onto a channel a
+    surviving path still lights (without the records it would: same route, first fit,
+    and the NE refuses the duplicate channel)."""
+    devs = fakes()
+    store = SqliteStore(tmp_path / "state.db")
+    comp = OpticalComponent(OpticalSection())
+    comp.rt = SimpleNamespace(store=store)  # type: ignore[assignment]
+
+    async def first() -> None:
+        ctl = OpticalController(devs, on_path=comp._store_path)
+        await ctl.start()
+        await ctl.create_path(Request("p1", "ne1", "ne3"))
+        await ctl.create_path(Request("p2", "ne0", "ne2"))
+        await ctl.delete_path("p2")
+        await ctl.stop()
+    asyncio.run(first())
+    recs = store.list(OpticalPathRecord)
+    assert [r.id for r in recs] == ["p1"] and recs[0].state is PathState.ACTIVE
+    story = [e.reason for e in store.journal(JournalQuery(key="p2"))]
+    assert story[0].startswith("optical path p2: active") and story[-1].endswith("deleted")
+    assert all(e.actor == "optical" for e in store.journal(JournalQuery(key="p1")))
+    store.close()
+    # the NE ne2 lost p1's cross-connect while the controller was down
+    devs["ne2"].running = dataclasses.replace(
+        devs["ne2"].running, xcs={k: v for k, v in devs["ne2"].running.xcs.items()
+                                  if k != "p1"})
+    store = SqliteStore(tmp_path / "state.db")
+    comp.rt = SimpleNamespace(store=store)  # type: ignore[assignment]
+
+    async def second() -> None:
+        ctl = OpticalController(devs, on_path=comp._store_path)
+        await ctl.start([from_record(r) for r in store.list(OpticalPathRecord)])
+        p1 = ctl.paths["p1"]
+        assert p1.state is PathState.ACTIVE and "p1" in devs["ne2"].running.xcs
+        p3 = await ctl.create_path(Request("p3", "ne1", "ne3"))
+        assert p3.state is PathState.ACTIVE and p3.working.channel != p1.working.channel
+        await ctl.stop()
+    asyncio.run(second())
+    assert {r.id for r in store.list(OpticalPathRecord)} == {"p1", "p3"}
+    store.close()
+
+
+def test_deleting_a_failed_path_touches_no_ne() -> None:
+    devs = fakes()
+    devs["ne3"].reject = "invalid-value: channel in use"
+
+    async def go() -> None:
+        ctl = OpticalController(devs)
+        await ctl.start()
+        with pytest.raises(CommitError):
+            await ctl.create_path(Request("p", "ne1", "ne3"))
+        devs["ne3"].reject = None
+        before = {n: list(d.rpcs) for n, d in devs.items()}
+        await ctl.delete_path("p")
+        assert "p" not in ctl.paths
+        assert {n: d.rpcs for n, d in devs.items()} == before
+        await ctl.stop()
+    asyncio.run(go())
+
+
+def test_channels_lit_by_foreign_cross_connects_are_not_planned() -> None:
+    # a cross-connect made by hand on ne1/ne2/ne3 lights channel 1 where p would go
+    devs = fakes()
+
+    async def go() -> None:
+        ctl = OpticalController(devs)
+        await ctl.start()
+        hand = await ctl.create_path(Request("hand", "ne1", "ne3"))
+        ctl.paths.pop("hand")  # the controller forgets it; the NEs keep it lit
+        p = await ctl.create_path(Request("p", "ne1", "ne3"))
+        assert p.state is PathState.ACTIVE and p.working.nodes == hand.working.nodes
+        assert p.working.channel != hand.working.channel
+        await ctl.stop()
+    asyncio.run(go())
