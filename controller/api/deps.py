@@ -19,7 +19,9 @@ from fastapi.responses import JSONResponse
 from controller.auth import Principal
 from controller.errors import (
     AuthError,
+    CommitError,
     ConflictError,
+    ConnectionError,
     CpnError,
     ForbiddenError,
     Issue,
@@ -90,6 +92,10 @@ def _status(exc: CpnError) -> tuple[int, str]:
         return 409, "conflict"
     if isinstance(exc, ValidationError):
         return 422, "invalid"
+    if isinstance(exc, CommitError):  # a device refused; everything was rolled back
+        return 502, "device_rejected"
+    if isinstance(exc, ConnectionError):  # a device or daemon unreachable: retry later
+        return 503, "unavailable"
     return 500, "error"
 
 

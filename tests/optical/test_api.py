@@ -121,3 +121,12 @@ def _paths_round_trip(rt: Runtime, client: TestClient, comp: OpticalComponent) -
     assert client.delete("/api/v1/optical/paths/otn-a", headers=op).status_code == 204
     assert client.delete("/api/v1/optical/paths/otn-a", headers=op).status_code == 404
     assert not any(d.running.xcs for d in comp.ctl.devices.values())  # type: ignore[attr-defined]
+    # an NE refuses: 502 naming the NE and its rpc-error, rolled back everywhere
+    comp.ctl.devices["ne1"].reject = "invalid-value: laser off"  # type: ignore[attr-defined]
+    r = client.post("/api/v1/optical/paths", json={**body, "name": "otn-b"}, headers=op)
+    assert r.status_code == 502, r.text
+    assert r.json()["error"]["code"] == "device_rejected" and "NE ne1" in r.text
+    assert not any(d.running.xcs for d in comp.ctl.devices.values())  # type: ignore[attr-defined]
+    # the failed path is listed until deleted; deleting it touches no NE
+    assert comp.ctl.paths["otn-b"].state.value == "failed"
+    assert client.delete("/api/v1/optical/paths/otn-b", headers=op).status_code == 204
