@@ -58,7 +58,9 @@ class Site(Entity):
     Fields: ``name``; ``kind``; ``region`` (free text, e.g. ``gz-south``);
     ``interconnects`` (kinds of network attached); ``description``;
     ``energy_w`` / ``price_per_hour`` (site-level defaults, W and currency units per
-    resource-hour, refined by the site agent); ``labels``.
+    resource-hour, refined by the site agent); ``locator`` (the SRv6 locator of the
+    site's gateway, RFC 8986, e.g. ``fc00:0:1::/48``, for topologies that model sites
+    without routers); ``labels``.
     """
 
     KIND = "site"
@@ -69,6 +71,7 @@ class Site(Entity):
     description: str = ""
     energy_w: float | None = Field(default=None, ge=0)
     price_per_hour: float | None = Field(default=None, ge=0)
+    locator: IPv6Network | None = None
     labels: dict[str, str] = Field(default_factory=dict)
 
     @property

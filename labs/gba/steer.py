@@ -3,8 +3,8 @@
 Rules:
 - Pure: ``Link``/``Site`` lists in (fetched through REST by the lab), ``PathResult``s out;
   path computation is ``srv6.paths.compute_path`` (CSPF, minimal segment list).
-- The sites of ``examples/gba.yaml`` have no SRv6 locators, so the lab gives each site
-  ``fc00:0:<n>::/48`` (n = 1-based position in name order); End SIDs are function 1.
+- Node SIDs come from each site's ``locator`` (``examples/gba.yaml`` gives every site
+  gateway one); End SIDs are function 1.
 - GBA-5.2: the endpoint site's preference order (hubs OTN > IP-private > Internet,
   other sites IP-private > OTN > Internet) is tried tier by tier: first only its best
   kind, then the best two, then all; within a tier the least-delay path wins. The tier
@@ -15,22 +15,15 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from ipaddress import IPv6Network
 from typing import Any
 
 from controller.models import Link, Site, interconnect_preference
-from srv6.models import Constraints, Locator, PathResult
+from srv6.models import Constraints, PathResult
 from srv6.paths import Topology, compute_path
 
 
-def locators(sites: Sequence[Site]) -> list[Locator]:
-    return [Locator(name=f"loc-{s.name}", node=s.name,
-                    prefix=IPv6Network(f"fc00:0:{i:x}::/48"))
-            for i, s in enumerate(sorted(sites, key=lambda s: s.name), start=1)]
-
-
 def topology(links: Sequence[Link], sites: Sequence[Site]) -> Topology:
-    return Topology.build(links, (), sites, locators=locators(sites))
+    return Topology.build(links, (), sites)
 
 
 def steer(links: Sequence[Link], sites: Sequence[Site], client: str,

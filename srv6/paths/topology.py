@@ -7,10 +7,11 @@ Rules:
   nor CSPF may use it). A link naming an unknown node is a ``ValidationError``.
 - Parallel links are separate edges (each has its own key).
 - Node SIDs: an explicit ``End`` ``LocalSid`` wins, else the node's ``Locator`` (or the
-  router's ``locator`` field) with function ``END_FUNCTION``. Adjacency (End.X) SIDs:
-  an explicit ``End.X`` ``LocalSid`` with ``link`` set wins, else a derived default
-  (function ``ADJ_BASE`` + position of the link in the node's sorted link keys) — the
-  default is for labs without an allocator; use ``srv6.sid`` for stable ones.
+  router's, else the site's, ``locator`` field) with function ``END_FUNCTION``.
+  Adjacency (End.X) SIDs: an explicit ``End.X`` ``LocalSid`` with ``link`` set wins,
+  else a derived default (function ``ADJ_BASE`` + position of the link in the node's
+  sorted link keys) — the default is for labs without an allocator; use ``srv6.sid``
+  for stable ones.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class Topology:
         locators: Iterable[Locator] = (),
         local_sids: Iterable[LocalSid] = (),
     ) -> Topology:
-        routers = list(routers)
+        routers, sites = list(routers), list(sites)
         names: list[str] = [r.name for r in routers]
         names += [s.name for s in sites if s.name not in set(names)]
         index: dict[str, int] = {}
@@ -151,12 +152,15 @@ class Topology:
         if issues:
             raise ValidationError(issues, source="topology")
         topo = cls(names, index, edges, adj, by_key, down_links=down, srlg_edges=srlg_edges)
-        topo._assign_sids(routers, list(locators), list(local_sids))
+        topo._assign_sids(routers, sites, list(locators), list(local_sids))
         return topo
 
-    def _assign_sids(self, routers: list[Router], locators: list[Locator],
-                     local_sids: list[LocalSid]) -> None:
+    def _assign_sids(self, routers: list[Router], sites: Iterable[Site],
+                     locators: list[Locator], local_sids: list[LocalSid]) -> None:
         prefixes: dict[str, tuple[IPv6Network, int]] = {}
+        for st in sites:  # a router's, then a Locator record's, take precedence
+            if st.locator is not None:
+                prefixes[st.name] = (st.locator, 16)
         for r in routers:
             if r.locator is not None:
                 prefixes[r.name] = (r.locator, 16)

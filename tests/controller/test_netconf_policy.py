@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from ncclient.operations import RPCError
 
 from controller.config import apply_config, load_config
-from controller.models import Site
 from controller.netconf import schedmap
 from controller.netconf.datastore import Datastores, RpcError
 from controller.netconf.models import SchedulerSettings
@@ -34,7 +33,6 @@ from optical.service import OpticalController
 from scheduler.profiles import SchedulerConfig
 from srv6.models import (
     CandidatePath,
-    Locator,
     Originator,
     ProtocolOrigin,
     SegmentList,
@@ -64,10 +62,7 @@ SLICE = ("<slices><slice><name>{n}</name><color>{c}</color>"
 
 @pytest.fixture(scope="module")
 def ctl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controller]:
-    c = Controller(tmp_path_factory.mktemp("netconf-policy"))
-    with c.rt.store.transaction("test", "SRv6 locators for every site") as txn:
-        for i, site in enumerate(sorted(s.key for s in c.rt.store.list(Site)), start=1):
-            txn.put(Locator(name=f"loc-{site}", node=site, prefix=f"fc00:0:{i:x}::/48"))
+    c = Controller(tmp_path_factory.mktemp("netconf-policy"))  # gba.yaml: sites' locators
     try:
         yield c
     finally:

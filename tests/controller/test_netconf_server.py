@@ -49,7 +49,8 @@ class Controller:
         text = (ROOT / "examples" / "gba.yaml").read_text() + (
             f"\nnetconf:\n  listen: 127.0.0.1:{self.nc_port}\n  users:\n" + "\n".join(users) + "\n")
         cfg = parse_config(text, "gba+netconf.yaml")
-        self.rt = Runtime(cfg, Settings(api=("127.0.0.1", self.api_port), state=tmp))
+        self.rt = Runtime(cfg, Settings(api=("127.0.0.1", self.api_port),
+                                        dns=("127.0.0.1", free_port()), state=tmp))
         self.rt.apply_config()
         self.rt.store.add_token(digest("op-token-0123456789"), "ops", "operator", None)
         self._ready = threading.Event()

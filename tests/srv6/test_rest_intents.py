@@ -14,10 +14,9 @@ from fastapi.testclient import TestClient
 from controller.api.app import create_app
 from controller.auth import digest
 from controller.config import load_config
-from controller.models import Site
 from controller.runtime import Runtime, Settings
 from controller.store import JournalQuery
-from srv6.models import Locator, Slice, SrPolicyIntent
+from srv6.models import Slice, SrPolicyIntent
 from tests.conftest import ROOT
 
 OP = {"Authorization": "Bearer op-token-0123456789"}
@@ -26,13 +25,11 @@ VIEW = {"Authorization": "Bearer viewer-token-0123456789"}
 
 @pytest.fixture
 def rt(tmp_path: Path) -> Iterator[Runtime]:
+    # examples/gba.yaml gives every site gateway an SRv6 locator: slices can be admitted
     runtime = Runtime(load_config(ROOT / "examples" / "gba.yaml"), Settings(state=tmp_path))
     runtime.apply_config()
     runtime.store.add_token(digest("op-token-0123456789"), "ops", "operator", None)
     runtime.store.add_token(digest("viewer-token-0123456789"), "dash", "viewer", None)
-    with runtime.store.transaction("test", "SRv6 locators for every site") as txn:
-        for i, site in enumerate(sorted(s.key for s in runtime.store.list(Site)), start=1):
-            txn.put(Locator(name=f"loc-{site}", node=site, prefix=f"fc00:0:{i:x}::/48"))
     try:
         yield runtime
     finally:
