@@ -100,7 +100,8 @@ class MininetTopo:
         from mininet.node import OVSSwitch, RemoteController
 
         # Mininet's OVSSwitch checks ovsdb when the switch is declared, not at build
-        self._ensure_ovs()
+        if ensure_ovs():
+            self._started_ovs = True
         n = len(self.switches) + 1
         name = f"s{self.uid}{n}"
         self.net.addController(f"c{self.uid}{n}", controller=RemoteController,
@@ -109,10 +110,6 @@ class MininetTopo:
             name, cls=OVSSwitch, datapath="user", protocols="OpenFlow13",
             failMode="standalone", dpid=f"{int(self.uid) * 16 + n:016x}")
         return name
-
-    def _ensure_ovs(self) -> None:
-        if ensure_ovs():
-            self._started_ovs = True
 
     def link(self, a: str, b: str, a_if: str | None = None, b_if: str | None = None,
              a_addrs: Sequence[str] = (), b_addrs: Sequence[str] = ()) -> None:
@@ -130,9 +127,8 @@ class MininetTopo:
                 self._intfs.append((short, ifname, list(addrs), other in self.switches))
 
     def start(self) -> dict[str, Ns]:
-        """Build and start the network; returns short name → attached ``Ns``."""
-        if self.switches:
-            self._ensure_ovs()
+        """Build and start the network (OVS was started when a switch was declared);
+        returns short name → attached ``Ns``."""
         try:
             self.net.build()
             self.net.start()

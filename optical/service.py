@@ -43,7 +43,7 @@ from optical.models import (
     PathState,
 )
 from optical.provision import provision
-from optical.rwa import Network, OsnrModel, Plan, Request, Status, plan
+from optical.rwa import Network, OsnrModel, Request, Status, plan
 
 log = logging.getLogger("cpn.optical")
 
@@ -83,7 +83,12 @@ def edits_for(path_id: str, lp: Lightpath, snaps: Mapping[str, NeSnapshot],
     return out
 
 
-def removal_for(lp: Lightpath, odu: str | None = None) -> dict[str, NeEdit]:
+def removal_for(lp: Lightpath, odu: str | None = None,
+                groomed: bool = False) -> dict[str, NeEdit]:
+    """Deletes for lightpath ``lp`` (and ODU ``odu``); a ``groomed`` ODU rides another
+    path's lightpath, so only the ODU goes, at the two ends."""
+    if groomed and odu:
+        return {ne: NeEdit(delete=(("odu", odu),)) for ne in (lp.nodes[0], lp.nodes[-1])}
     dels: list[tuple[str, str]] = [("odu", odu)] if odu else []
     return {ne: NeEdit(delete=(*dels, ("och-xc", lp.id))) for ne in lp.nodes}
 
@@ -120,24 +125,16 @@ class OpticalController:
         for path in paths:
             self.paths[path.id] = path
         await asyncio.gather(*(self._attach(ne) for ne in self.devices))
-        for ne in sorted(self.snaps):
-            if self.paths and self._reachable.get(ne):
+        if self.paths:
+            for ne in sorted(ne for ne in self.snaps if self._reachable.get(ne)):
                 try:
                     await self.reconcile(ne)
                 except CpnError as exc:
                     log.warning("NE %s not reconciled at start: %s", ne, exc)
         for path in self.paths.values():
             if path.state is PathState.PENDING:
-                self._spawn(self._retry(path, self._plan_of(path)))
+                self._spawn(self._retry(path))
         self._spawn(self._resync_loop())
-
-    @staticmethod
-    def _plan_of(path: OpticalPath) -> Plan:
-        """The plan a stored path was provisioned from."""
-        req = Request(path.id, path.src, path.dst, path.working.rate, path.protect is not None,
-                      path.odu.odu_type if path.odu else None)
-        return Plan(req, Status.GROOMED if path.groomed else Status.OK, path.working,
-                    path.protect, path.odu)
 
     async def _attach(self, ne: str) -> None:
         try:
@@ -234,30 +231,32 @@ class OpticalController:
         path = OpticalPath(req.id, req.src, req.dst, p.working, p.protect, p.odu,
                            ip_links=ip_links, groomed=p.status is Status.GROOMED)
         self.paths[req.id] = path
-        await self._provision(path, p)
+        await self._provision(path)
         return path
 
-    def _edits(self, path: OpticalPath, p: Plan) -> dict[str, NeEdit]:
-        assert p.working is not None
-        odu = (Odu(p.odu.id, path.id, p.odu.odu_type, p.odu.och, p.odu.slots,
-                   p.odu.bandwidth_gbps or None) if p.odu else None)
-        if p.status is Status.GROOMED and odu is not None:
-            return {ne: NeEdit(odus=(odu,)) for ne in (p.working.nodes[0], p.working.nodes[-1])}
-        edits = edits_for(path.id, p.working, self.snaps, odu)
-        if p.protect is not None:
-            for ne, e in edits_for(path.id, p.protect, self.snaps, port="p2").items():
+    def _edits(self, path: OpticalPath) -> dict[str, NeEdit]:
+        """What provisioning ``path`` writes on each NE (from the path alone, so a path
+        resumed after a restart is provisioned exactly as planned)."""
+        w, o = path.working, path.odu
+        odu = (Odu(o.id, path.id, o.odu_type, o.och, o.slots, o.bandwidth_gbps or None)
+               if o else None)
+        if path.groomed and odu is not None:
+            return {ne: NeEdit(odus=(odu,)) for ne in (w.nodes[0], w.nodes[-1])}
+        edits = edits_for(path.id, w, self.snaps, odu)
+        if path.protect is not None:
+            for ne, e in edits_for(path.id, path.protect, self.snaps, port="p2").items():
                 cur = edits.get(ne, NeEdit())
                 edits[ne] = NeEdit(xcs=cur.xcs + e.xcs, odus=cur.odus)
         return edits
 
-    async def _provision(self, path: OpticalPath, p: Plan) -> None:
-        edits = self._edits(path, p)
+    async def _provision(self, path: OpticalPath) -> None:
+        edits = self._edits(path)
         try:
             await provision(self.devices, edits, self.confirm_timeout_s)
         except ConnectionError as exc:
             path.state, path.error = PathState.PENDING, str(exc)
             self._record(path, f"pending: {exc}")
-            self._spawn(self._retry(path, p))
+            self._spawn(self._retry(path))
             return
         except CommitError as exc:
             path.state, path.error = PathState.FAILED, str(exc)
@@ -268,17 +267,17 @@ class OpticalController:
                            f"{'-'.join(path.working.nodes)}")
         self._ip(path, up=True)
 
-    async def _retry(self, path: OpticalPath, p: Plan) -> None:
+    async def _retry(self, path: OpticalPath) -> None:
         delay = self.retry_base_s
         while path.state is PathState.PENDING:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.retry_max_s)
             with contextlib.suppress(CommitError):
-                await self._provision_once(path, p)
+                await self._provision_once(path)
 
-    async def _provision_once(self, path: OpticalPath, p: Plan) -> None:
+    async def _provision_once(self, path: OpticalPath) -> None:
         try:
-            await provision(self.devices, self._edits(path, p), self.confirm_timeout_s)
+            await provision(self.devices, self._edits(path), self.confirm_timeout_s)
         except ConnectionError as exc:
             path.error = str(exc)
             return
@@ -291,17 +290,14 @@ class OpticalController:
         the NEs refuse or cannot be reached, the path stays (error raised)."""
         path = self.paths[path_id]
         edits: dict[str, NeEdit] = {}
-        if path.state is not PathState.FAILED:  # a failed path left nothing on any NE
-            for lp in (path.working, path.protect):
-                if lp is not None:
-                    # a groomed ODU rides another path's lightpath: only the ODU goes
-                    removal = ({ne: NeEdit(delete=(("odu", path.odu.id),))
-                                for ne in (lp.nodes[0], lp.nodes[-1])}
-                               if path.groomed and path.odu is not None else
-                               removal_for(lp, path.odu.id if path.odu else None))
-                    for ne, e in removal.items():
-                        cur = edits.get(ne, NeEdit())
-                        edits[ne] = NeEdit(delete=cur.delete + e.delete)
+        lps = (path.working, path.protect) if path.state is not PathState.FAILED else ()
+        for lp in lps:  # a failed path left nothing on any NE
+            if lp is None:
+                continue
+            for ne, e in removal_for(lp, path.odu.id if path.odu else None,
+                                     path.groomed).items():
+                cur = edits.get(ne, NeEdit())
+                edits[ne] = NeEdit(delete=cur.delete + e.delete)
         await provision(self.devices, edits, self.confirm_timeout_s)
         del self.paths[path_id]
         if self.on_path is not None:
