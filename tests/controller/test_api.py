@@ -8,11 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from controller.api.app import create_app
-from controller.auth import digest
-from controller.config import load_config
 from controller.models import Site
-from controller.runtime import Runtime, Settings
-from tests.conftest import ROOT
+from controller.runtime import Runtime
+from tests.conftest import example_runtime
 
 TOKENS = {"operator": "op-token-0123456789", "viewer": "viewer-token-0123456789",
           "tenant": "tenant-token-0123456789"}
@@ -20,16 +18,10 @@ TOKENS = {"operator": "op-token-0123456789", "viewer": "viewer-token-0123456789"
 
 @pytest.fixture
 def rt(tmp_path: Path) -> Iterator[Runtime]:
-    cfg = load_config(ROOT / "examples" / "gba.yaml")
-    runtime = Runtime(cfg, Settings(state=tmp_path))
-    runtime.apply_config()
-    runtime.store.add_token(digest(TOKENS["operator"]), "ops", "operator", None)
-    runtime.store.add_token(digest(TOKENS["viewer"]), "dash", "viewer", None)
-    runtime.store.add_token(digest(TOKENS["tenant"]), "lab", "tenant", "ai-lab")
-    try:
+    with example_runtime(tmp_path, "gba.yaml", (TOKENS["operator"], "ops", "operator", None),
+                         (TOKENS["viewer"], "dash", "viewer", None),
+                         (TOKENS["tenant"], "lab", "tenant", "ai-lab")) as runtime:
         yield runtime
-    finally:
-        runtime.store.close()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from optical.component import OpticalComponent
 from optical.config import OpticalSection
 from optical.rwa import Request
 from optical.service import OpticalController
-from tests.conftest import ROOT
+from tests.conftest import ROOT, example_runtime
 from tests.optical.test_service import fakes
 
 TOKEN = "viewer-token-0123456789"
@@ -25,13 +25,8 @@ TOKEN = "viewer-token-0123456789"
 
 @pytest.fixture
 def rt(tmp_path: Path) -> Iterator[Runtime]:
-    runtime = Runtime(load_config(ROOT / "examples" / "gba.yaml"), Settings(state=tmp_path))
-    runtime.apply_config()
-    runtime.store.add_token(digest(TOKEN), "dash", "viewer", None)
-    try:
+    with example_runtime(tmp_path, "gba.yaml", (TOKEN, "dash", "viewer", None)) as runtime:
         yield runtime
-    finally:
-        runtime.store.close()
 
 
 def test_optical_routes_409_without_component_then_rfc8345(rt: Runtime) -> None:

@@ -13,27 +13,21 @@ import pytest
 from fastapi.testclient import TestClient
 
 from controller.api.app import create_app
-from controller.auth import digest
-from controller.config import load_config
 from controller.models import ComputeResource, Job, JobSpec, JobState, Requirements
-from controller.runtime import Runtime, Settings
+from controller.runtime import Runtime
 from controller.store import JournalQuery
 from scheduler.component import SchedulerComponent
 from scheduler.plugin import components
-from tests.conftest import ROOT
+from tests.conftest import example_runtime
 
 OP = {"Authorization": "Bearer op-token-0123456789"}
 
 
 @pytest.fixture
 def rt(tmp_path: Path) -> Iterator[Runtime]:
-    runtime = Runtime(load_config(ROOT / "examples" / "gba.yaml"), Settings(state=tmp_path))
-    runtime.apply_config()
-    runtime.store.add_token(digest("op-token-0123456789"), "ops", "operator", None)
-    try:
+    with example_runtime(tmp_path, "gba.yaml",
+                         ("op-token-0123456789", "ops", "operator", None)) as runtime:
         yield runtime
-    finally:
-        runtime.store.close()
 
 
 def job(jid: str, tenant: str = "ai-lab", **req: Any) -> Job:

@@ -12,13 +12,11 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from controller.api.app import create_app
-from controller.auth import digest
 from controller.cli import client as cli_client
 from controller.cli.main import app as cli_app
-from controller.config import load_config
-from controller.runtime import Runtime, Settings
+from controller.runtime import Runtime
 from srv6.models import CandidatePath, SegmentList, SrPolicy
-from tests.conftest import ROOT
+from tests.conftest import example_runtime
 
 TOKEN = "viewer-token-0123456789"
 H = {"Authorization": f"Bearer {TOKEN}"}
@@ -26,14 +24,9 @@ H = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def rt(tmp_path: Path) -> Iterator[Runtime]:
-    runtime = Runtime(load_config(ROOT / "examples" / "security-video.yaml"),
-                      Settings(state=tmp_path))
-    runtime.apply_config()
-    runtime.store.add_token(digest(TOKEN), "dash", "viewer", None)
-    try:
+    with example_runtime(tmp_path, "security-video.yaml",
+                         (TOKEN, "dash", "viewer", None)) as runtime:
         yield runtime
-    finally:
-        runtime.store.close()
 
 
 @pytest.fixture

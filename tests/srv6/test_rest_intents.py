@@ -12,12 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from controller.api.app import create_app
-from controller.auth import digest
-from controller.config import load_config
-from controller.runtime import Runtime, Settings
+from controller.runtime import Runtime
 from controller.store import JournalQuery
 from srv6.models import Slice, SrPolicyIntent
-from tests.conftest import ROOT
+from tests.conftest import example_runtime
 
 OP = {"Authorization": "Bearer op-token-0123456789"}
 VIEW = {"Authorization": "Bearer viewer-token-0123456789"}
@@ -26,14 +24,10 @@ VIEW = {"Authorization": "Bearer viewer-token-0123456789"}
 @pytest.fixture
 def rt(tmp_path: Path) -> Iterator[Runtime]:
     # examples/gba.yaml gives every site gateway an SRv6 locator: slices can be admitted
-    runtime = Runtime(load_config(ROOT / "examples" / "gba.yaml"), Settings(state=tmp_path))
-    runtime.apply_config()
-    runtime.store.add_token(digest("op-token-0123456789"), "ops", "operator", None)
-    runtime.store.add_token(digest("viewer-token-0123456789"), "dash", "viewer", None)
-    try:
+    with example_runtime(tmp_path, "gba.yaml",
+                         ("op-token-0123456789", "ops", "operator", None),
+                         ("viewer-token-0123456789", "dash", "viewer", None)) as runtime:
         yield runtime
-    finally:
-        runtime.store.close()
 
 
 @pytest.fixture
