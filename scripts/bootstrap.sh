@@ -9,6 +9,10 @@ APT_PACKAGES=(
   gobgpd knot knot-dnsutils dnsperf
   netconfd netconfd-module-ietf-interfaces openssh-server openssh-client
   openvswitch-switch mininet
+  etcd-server etcd-client
+  slurm-wlm slurmctld slurmd munge slurmrestd
+  chromium chromium-driver
+  iperf3 nftables
 )
 PY=${PYTHON:-python3}
 stamp_dir=.venv/.cpn-stamps
