@@ -1,8 +1,9 @@
 """Netlink backend: SRv6 routes straight into a Linux kernel (pyroute2 ``IPRoute``).
 
 Rules:
-- Every route CPN installs carries ``proto RTPROT_CPN``; ``_dump`` reads only those, so
-  other routes (kernel, static, BGP) are never touched.
+- Every route CPN installs carries ``proto RTPROT_CPN`` (a backup steering route
+  ``RTPROT_CPN_BACKUP``); ``_dump`` reads only those, so other routes (kernel, static,
+  BGP) are never touched.
 - A changed route is one ``RTM_NEWROUTE`` with ``NLM_F_REPLACE`` (pyroute2 ``replace``):
   the kernel swaps it atomically, the make-before-break switch relies on it.
 - pyroute2 0.9.7 encodes ``segs`` in SRH wire order (RFC 8754: Segment List[0] is the
@@ -24,7 +25,15 @@ from controller.errors import CommitError, ConnectionError
 
 from . import rtnl
 from .programmer import TransactionalProgrammer
-from .state import RTPROT_CPN, NodeState, Route, RouteOp, Seg6LocalRoute, Seg6Route
+from .state import (
+    RTPROT_CPN,
+    RTPROT_CPN_BACKUP,
+    NodeState,
+    Route,
+    RouteOp,
+    Seg6LocalRoute,
+    Seg6Route,
+)
 
 _ACTIONS = {1: "End", 2: "End.X", 5: "End.DX6", 6: "End.DX4"}
 
@@ -83,15 +92,16 @@ class NetlinkProgrammer(TransactionalProgrammer):
         # make-before-break critical path
         routes: list[Route] = []
         for family in (AF_INET, AF_INET6):
-            self._seq += 1
-            try:
-                msgs = rtnl.dump(self._nl, family, RTPROT_CPN, self._seq)
-            except OSError as exc:
-                raise ConnectionError(f"{self.node}: route dump failed: {exc}") from exc
-            for msg in msgs:
-                route = self._decode(msg)
-                if route is not None:
-                    routes.append(route)
+            for proto in (RTPROT_CPN, RTPROT_CPN_BACKUP):
+                self._seq += 1
+                try:
+                    msgs = rtnl.dump(self._nl, family, proto, self._seq)
+                except OSError as exc:
+                    raise ConnectionError(f"{self.node}: route dump failed: {exc}") from exc
+                for msg in msgs:
+                    route = self._decode(msg)
+                    if route is not None:
+                        routes.append(route)
         return NodeState.of(routes)
 
     def _decode(self, msg: dict[str, Any]) -> Route | None:
@@ -107,7 +117,8 @@ class NetlinkProgrammer(TransactionalProgrammer):
             if mode == "inline":
                 wire = wire[1:]
             return Seg6Route(dst=dst, segments=tuple(reversed(wire)), dev=dev, mode=mode,
-                             table=table, metric=metric)
+                             table=table, metric=metric,
+                             backup=msg.get("protocol") == RTPROT_CPN_BACKUP)
         if encap["type"] == "seg6local":
             action = _ACTIONS.get(encap["action"])
             if action is None:
@@ -124,6 +135,7 @@ class NetlinkProgrammer(TransactionalProgrammer):
                                      "segs": list(reversed(route.segments))}
             family = AF_INET if route.family == 4 else AF_INET6
             dst = route.dst
+            proto = RTPROT_CPN_BACKUP if route.backup else RTPROT_CPN
         else:
             encap = {"type": "seg6local", "action": route.action}
             if route.nh4:
@@ -131,8 +143,9 @@ class NetlinkProgrammer(TransactionalProgrammer):
             if route.nh6:
                 encap["nh6"] = route.nh6
             family, dst = AF_INET6, f"{route.sid}/128"
+            proto = RTPROT_CPN
         req: dict[str, Any] = {"dst": dst, "family": family, "table": route.table,
-                               "proto": RTPROT_CPN, "oif": self._index(route.dev),
+                               "proto": proto, "oif": self._index(route.dev),
                                "encap": encap}
         if route.metric:
             req["priority"] = route.metric
@@ -145,8 +158,9 @@ class NetlinkProgrammer(TransactionalProgrammer):
                 r = op.route
                 dst = r.dst if isinstance(r, Seg6Route) else f"{r.sid}/128"
                 family = AF_INET if isinstance(r, Seg6Route) and r.family == 4 else AF_INET6
+                backup = isinstance(r, Seg6Route) and r.backup
                 req: dict[str, Any] = {"dst": dst, "family": family, "table": r.table,
-                                       "proto": RTPROT_CPN}
+                                       "proto": RTPROT_CPN_BACKUP if backup else RTPROT_CPN}
                 if r.metric:
                     req["priority"] = r.metric
                 self._ipr.route(cmd, **req)

@@ -26,6 +26,10 @@ from controller.errors import Issue, ValidationError
 
 #: rtm_protocol value marking routes CPN installed (free range, see /etc/iproute2/rt_protos)
 RTPROT_CPN = 200
+#: rtm_protocol of a CPN *backup* steering route: the same prefix one metric above the
+#: primary, used by the kernel when every nexthop of the primary is link-down
+#: (``ignore_routes_with_linkdown``) — protection without waiting for the controller.
+RTPROT_CPN_BACKUP = 201
 
 Seg6Mode = Literal["encap", "inline"]
 Seg6LocalAction = Literal["End", "End.X", "End.DX4", "End.DX6"]
@@ -57,7 +61,9 @@ class Seg6Route:
     ``dst``: IPv4/IPv6 prefix steered; ``segments``: SIDs in travel order; ``mode``:
     ``encap`` (outer IPv6 + SRH) or ``inline`` (SRH inserted, IPv6 only); ``dev``:
     output interface; ``table``: routing table id; ``metric``: route priority (kernel
-    default 0 for IPv4, 1024 for IPv6 when ``None``).
+    default 0 for IPv4, 1024 for IPv6 when ``None``); ``backup``: a pre-installed
+    protection route for the same prefix (kept apart by its own key and, in the
+    kernel, by ``RTPROT_CPN_BACKUP``; give it a metric above the primary's).
     """
 
     dst: str
@@ -66,6 +72,7 @@ class Seg6Route:
     mode: Seg6Mode = "encap"
     table: int = 254
     metric: int | None = None
+    backup: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dst", _prefix(self.dst, "seg6.dst"))
@@ -90,11 +97,14 @@ class Seg6Route:
 
     @property
     def key(self) -> tuple[str, int, str]:
-        return ("seg6", self.table, self.dst)
+        return ("seg6-backup" if self.backup else "seg6", self.table, self.dst)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "seg6", "dst": self.dst, "segments": list(self.segments),
-                "dev": self.dev, "mode": self.mode, "table": self.table, "metric": self.metric}
+        out = {"kind": "seg6", "dst": self.dst, "segments": list(self.segments),
+               "dev": self.dev, "mode": self.mode, "table": self.table, "metric": self.metric}
+        if self.backup:
+            out["backup"] = True
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +166,7 @@ def route_from_dict(d: Mapping[str, Any]) -> Route:
         if kind == "seg6":
             return Seg6Route(dst=d["dst"], segments=tuple(d["segments"]), dev=d["dev"],
                              mode=d.get("mode", "encap"), table=int(d.get("table", 254)),
-                             metric=d.get("metric"))
+                             metric=d.get("metric"), backup=bool(d.get("backup", False)))
         if kind == "seg6local":
             return Seg6LocalRoute(sid=d["sid"], action=d["action"], dev=d["dev"],
                                   nh4=d.get("nh4"), nh6=d.get("nh6"),
@@ -234,6 +244,8 @@ class RouteOp:
         r = self.route
         if isinstance(r, Seg6Route):
             body = f"{r.dst} encap seg6 mode {r.mode} segs {','.join(r.segments)} dev {r.dev}"
+            if r.backup:
+                body += f" metric {r.metric} (backup)"
         else:
             nh = f" nh4 {r.nh4}" if r.nh4 else f" nh6 {r.nh6}" if r.nh6 else ""
             body = f"{r.sid} seg6local action {r.action}{nh} dev {r.dev}"

@@ -26,6 +26,9 @@ L2 = Seg6LocalRoute(sid="fc00:1::d4", action="End.DX4", nh4="10.0.0.2", dev="eth
 L3 = Seg6LocalRoute(sid="fc00:1::d6", action="End.DX6", nh6="fd00::2", dev="eth1")
 L4 = Seg6LocalRoute(sid="fc00:1::e", action="End.X", nh6="fd00::2", dev="eth1")
 FULL = NodeState.of([A, B, INL, L1, L2, L3, L4])
+#: a pre-installed protection route for A's prefix (same prefix, higher metric)
+BK = Seg6Route(dst="10.20.0.0/24", segments=("fc00:3::1", "fc00:5::d4"), dev="eth1",
+               metric=10, backup=True)
 
 
 class ProgrammerContract:
@@ -102,6 +105,20 @@ class ProgrammerContract:
         assert res.failed and not res.changed
         assert res.error and res.ops >= 2  # SIDs went in before the steering route failed
         assert prog.read_actual() == before  # never half-programmed
+
+    def test_backup_route_lives_beside_its_primary(self, prog: PolicyProgrammer) -> None:
+        prog.load(NodeState.of([A, BK, L1]))
+        assert not prog.commit().failed
+        assert prog.read_actual() == NodeState.of([A, BK, L1])
+        moved = Seg6Route(dst=BK.dst, segments=("fc00:4::1", "fc00:5::d4"), dev="eth1",
+                          metric=10, backup=True)
+        prog.load(NodeState.of([A, moved, L1]))
+        assert [(o.kind, o.route) for o in prog.diff()] == [("replace", moved)]
+        prog.commit()
+        prog.load(NodeState.of([A, L1]))
+        assert [(o.kind, o.route.key) for o in prog.diff()] == [("delete", moved.key)]
+        prog.commit()
+        assert prog.read_actual() == NodeState.of([A, L1])
 
     def test_rollback_restores_previous_commit(self, prog: PolicyProgrammer) -> None:
         first = NodeState.of([A, L1])
