@@ -25,6 +25,7 @@ from types import ModuleType
 
 PLUGINS: tuple[str, ...] = (
     "controller.netconf.plugin",
+    "controller.ops.plugin",
     "telemetry.plugin_bgp",
     "telemetry.plugin_agent",
     "srv6.plugin_paths",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +25,8 @@ from controller.auth import Principal, TokenLookup
 from controller.config import NetworkConfig, apply_config
 from controller.events import EventBus, StateChanged
 from controller.logs import key_event
+from controller.ops.alarms import AlarmBook
+from controller.ops.sessions import SessionTable
 from controller.store import SqliteStore
 from controller.store.base import Change
 from controller.writer import StateWriter
@@ -61,6 +64,11 @@ class Runtime:
         self.bus = EventBus()
         self.writer = StateWriter(self.store)
         self.metrics = CollectorRegistry()
+        self.alarms = AlarmBook(self.store)
+        #: alarm sources: name → function returning the conditions holding now
+        #: (``controller.ops.engine``); plugins add theirs
+        self.alarm_sources: dict[str, Callable[[], Iterable[Any]]] = {}
+        self.sessions = SessionTable()
         static = {t.digest(): Principal(t.name, t.role, t.tenant)
                   for t in (cfg.tokens if cfg else [])}
         self.tokens = TokenLookup(self.store, static)

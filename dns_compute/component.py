@@ -101,6 +101,7 @@ class DnsComponent:
             self.publisher = KnotPublisher.from_config(rt.zone, sec.knot)
             self.keeper.listeners.append(self.publisher.follow)
             await self.publisher.start()
+            rt.alarm_sources["knot"] = self._publish_alarms
         self.keeper.rebuild()
         self._unsub = rt.bus.on(StateChanged, self._on_change)
         if sec.enabled:
@@ -114,6 +115,18 @@ class DnsComponent:
                                       "controller.dns to a free HOST:PORT") from exc
             key_event(log, "dns responder listening", zone=rt.zone, host=host,
                       port=self.server.port, udp_threads=sec.udp_threads)
+
+    def _publish_alarms(self) -> list[Any]:
+        """GBA-6.7: Knot publishing failing is an alarm until a publish succeeds."""
+        from controller.ops.engine import Condition
+        from controller.ops.models import Severity
+
+        pub = self.publisher
+        if pub is None or not pub.last_error:
+            return []
+        return [Condition("knot-publish-failed", pub.where, Severity.MAJOR,
+                          f"publishing the compute zone to {pub.where} fails: "
+                          f"{pub.last_error}")]
 
     def _on_change(self, event: StateChanged) -> None:
         assert self.keeper is not None

@@ -63,6 +63,8 @@ class BgpComponent:
         self._flusher = asyncio.create_task(self._flush_loop(), name="bgp-flush")
         self.speaker = ExaBgpSpeaker(self.cfg, rt.settings.state / "bgp", self.on_data,
                                      self.on_exit, wrap=self.wrap)
+        for p in self.cfg.peers:  # GBA-6.7: a session not up within the grace is an alarm
+            rt.sessions.expect("bgp", str(p.address), p.site)
         await self.speaker.start()
         self._dirty.set()  # commit the at-start staleness
 
@@ -74,12 +76,31 @@ class BgpComponent:
         assert self.decoder is not None and self.core is not None and self._rt is not None
         events = self.decoder.feed(data)
         self.core.handle(events)
+        self._sessions(events)
         for ev in events:
             self._rt.bus.publish(ev)
         if self.core.pending:
             self._dirty.set()
 
+    def _sessions(self, events: list[Any]) -> None:
+        """Session transitions into ``rt.sessions`` (alarms, /metrics, the console)."""
+        from telemetry.bgp.decoder import PeerDown, PeerUp, SpeakerShutdown
+
+        assert self._rt is not None
+        for ev in events:
+            if isinstance(ev, PeerUp):
+                self._rt.sessions.up("bgp", ev.peer, self.cfg.site_of(ev.peer))
+            elif isinstance(ev, PeerDown):
+                self._rt.sessions.down("bgp", ev.peer, ev.reason or "peer down",
+                                       self.cfg.site_of(ev.peer))
+            elif isinstance(ev, SpeakerShutdown):
+                for p in self.cfg.peers:
+                    self._rt.sessions.down("bgp", str(p.address), "exabgp shut down", p.site)
+
     def on_exit(self, rc: int) -> None:
+        if self._rt is not None:
+            for p in self.cfg.peers:
+                self._rt.sessions.down("bgp", str(p.address), f"exabgp exited ({rc})", p.site)
         if self.core is not None:
             self.core.mark_stale({p.site for p in self.cfg.peers}, f"exabgp exited ({rc})")
             self._dirty.set()

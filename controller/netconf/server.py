@@ -15,7 +15,8 @@ Rules:
 - Store changes become RFC 5277 notifications for subscribed sessions:
   ``placement-changed`` (a job's site), ``alarm`` (metrics overloaded / unavailable /
   stale, raised or cleared; optical NE alarms, polled from the optical controller
-  every ``alarm_poll_s``), ``policy-programmed`` (an SR policy was programmed,
+  every ``alarm_poll_s``), ``alarm-changed`` (every change of the alarm store: id,
+  type, resource, severity, acknowledged, text), ``policy-programmed`` (an SR policy was programmed,
   changed or removed: its oper-state, active candidate path and SIDs) and
   ``config-changed`` (everything else configurable).
 - A change of the stored scheduling policy (``SchedulerSettings``, from NETCONF or any
@@ -43,6 +44,7 @@ from controller.netconf.datastore import Datastores
 from controller.netconf.models import SCHEDULER_KEY, SchedulerSettings
 from controller.netconf.session import NetconfSession, SessionClosed
 from controller.netconf.state import optical_source, policy_programmed, state_tree
+from controller.ops.models import Alarm
 from controller.runtime import Runtime
 from scheduler.profiles import SchedulerConfig
 from srv6.models import SrPolicy
@@ -90,6 +92,8 @@ def notifications_for(event: StateChanged) -> list[ET.Element]:
             now_av = bool(getattr(ch.value, "available", True))
             if was_av != now_av:
                 out.append(_alarm(ch.key, "unavailable", cleared=now_av))
+        elif ch.kind == Alarm.KIND and isinstance(ch.value, Alarm):
+            out.append(_store_alarm(ch.value))
         elif ch.kind == SrPolicy.KIND:
             pol = ch.value if isinstance(ch.value, SrPolicy) else None
             out.append(policy_programmed(ch.key, ch.action.value, pol))
@@ -110,6 +114,16 @@ def _alarm(key: str, condition: str, cleared: bool, type_id: str | None = None
     if type_id is not None:
         ET.SubElement(e, Q + "alarm-type-id").text = type_id
     ET.SubElement(e, Q + "cleared").text = str(cleared).lower()
+    return e
+
+
+def _store_alarm(a: Alarm) -> ET.Element:
+    """An alarm of the alarm store (GBA-6.7) raised, changed, acknowledged or cleared."""
+    e = ET.Element(Q + "alarm-changed")
+    for name, value in (("id", a.id), ("type", a.type), ("resource", a.resource),
+                        ("severity", a.severity.value),
+                        ("acknowledged", str(a.acknowledged).lower()), ("text", a.text)):
+        ET.SubElement(e, Q + name).text = value
     return e
 
 

@@ -1,0 +1,220 @@
+"""Where alarms come from: one level-triggered engine over every alarm source.
+
+Rules:
+- A *source* is a name and a function returning the conditions that hold now
+  (``Condition``: type, resource, severity, text, tenant). Each pass compares them
+  with the active alarms of that source in the store: new or changed conditions are
+  raised, alarms whose condition no longer holds are cleared. A restart therefore
+  heals: what held before and no longer does is cleared at the first pass.
+- Built-in sources read the store (``derived``): site overload, staleness and
+  unavailability (``ComputeMetrics``), any object whose ``status.state`` is degraded or
+  failed (SR policy intents, slices, SD-WAN policies, optical paths … as their
+  reconcilers write status), user-set thresholds (``AlarmThreshold``, GBT-8) and
+  sessions reported down (``SessionTable``: BGP peers, telemetry agents); plus the
+  optical NE alarms when an optical controller runs.
+- Plugins add sources through ``rt.alarm_sources[name] = fn`` (Knot publishing, …);
+  plugins never import this module's callers, the controller never imports plugins.
+- A pass runs after every committed change (coalesced) and at least every ``poll_s``;
+  a source that raises is logged and skipped (its alarms are kept as they are).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from controller.events import StateChanged
+from controller.models import ComputeMetrics
+from controller.models.base import ENTITY_KINDS
+from controller.ops.models import Alarm, AlarmThreshold, Severity, alarm_id
+
+if TYPE_CHECKING:
+    from controller.runtime import Runtime
+
+log = logging.getLogger("cpn.alarms")
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """Something wrong now: alarm ``type`` on ``resource`` with ``severity``."""
+
+    type: str
+    resource: str
+    severity: Severity
+    text: str
+    tenant: str | None = None
+
+
+Source = Callable[[], Iterable[Condition]]
+
+#: status.state → severity of the alarm raised for it
+STATUS_SEVERITY = {"degraded": Severity.MAJOR, "failed": Severity.CRITICAL}
+
+
+def metric_conditions(metrics: Iterable[ComputeMetrics]) -> list[Condition]:
+    out = []
+    for m in metrics:
+        where = f"{m.site}/{m.service}"
+        if m.overloaded:
+            util = ", ".join(f"{k}={v:g}" for k, v in sorted(m.l0.items())
+                             if k.endswith("_pct"))
+            out.append(Condition("site-overloaded", where, Severity.MAJOR,
+                                 f"{where} overloaded ({util or 'by its source'}); flows "
+                                 "and placements avoid it until it recovers"))
+        if m.stale:
+            out.append(Condition("telemetry-stale", where, Severity.MINOR,
+                                 f"no {m.source} update for {where} within 3 periods of "
+                                 f"{m.period_s:g} s; excluded from planning"))
+        elif not m.available:
+            out.append(Condition("service-unavailable", where, Severity.MAJOR,
+                                 f"{where} reported unavailable by {m.source}"))
+    return out
+
+
+def status_conditions(objs: Iterable[Any]) -> list[Condition]:
+    """Objects whose reconciler wrote ``status.state`` degraded or failed."""
+    out = []
+    for o in objs:
+        st = getattr(o, "status", None)
+        state = getattr(st, "state", None) if st is not None else None
+        if state is None and isinstance(st, dict):
+            state = st.get("state")
+        sev = STATUS_SEVERITY.get(str(getattr(state, "value", state)))
+        if sev is None:
+            continue
+        reason = getattr(st, "reason", "") or (st.get("reason", "") if isinstance(st, dict)
+                                               else "")
+        text = f"{o.KIND} {o.key} {getattr(state, 'value', state)}"
+        out.append(Condition(f"{o.KIND}-status", o.key, sev,
+                             f"{text}: {reason}" if reason else text))
+    return out
+
+
+def threshold_conditions(rules: Iterable[AlarmThreshold], store: Any) -> list[Condition]:
+    out = []
+    for rule in rules:
+        cls = ENTITY_KINDS.get(rule.kind)
+        if cls is None:
+            continue
+        for obj in store.list(cls):
+            if rule.match and not obj.key.startswith(rule.match):
+                continue
+            val = rule.breached(obj.to_json_dict())
+            if val is None:
+                continue
+            text = (rule.text or f"{rule.kind} {obj.key}: {rule.field} = {val:g} "
+                    f"{rule.op.value} {rule.value:g}") + f" (threshold {rule.name})"
+            out.append(Condition(f"threshold:{rule.name}", obj.key, rule.severity, text,
+                                 getattr(obj, "tenant", None)))
+    return out
+
+
+def kinds_with_status() -> list[type[Any]]:
+    return [cls for cls in ENTITY_KINDS.values() if "status" in getattr(cls, "model_fields", {})]
+
+
+class AlarmEngine:
+    """The component that keeps the alarm store in step with every source."""
+
+    name = "alarms"
+
+    def __init__(self, poll_s: float = 1.0) -> None:
+        self.poll_s = poll_s
+        self.passes = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._unsub: Callable[[], None] | None = None
+        self.rt: Runtime | None = None
+
+    async def start(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._wake = asyncio.Event()
+        rt.alarm_sources.setdefault("derived", self._derived)
+        rt.alarm_sources.setdefault("sessions", rt.sessions.conditions)
+        rt.alarm_sources.setdefault("optical", self._optical)
+        self._unsub = rt.bus.on(StateChanged, self._on_change)
+        await asyncio.to_thread(self.run_pass)
+        self._task = asyncio.create_task(self._loop(), name="alarm-engine")
+
+    def _on_change(self, ev: StateChanged) -> None:
+        if ev.kinds() != {Alarm.KIND}:
+            self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            self._wake.clear()
+            await asyncio.sleep(0.05)  # coalesce a burst of commits into one pass
+            try:
+                await asyncio.to_thread(self.run_pass)
+            except Exception:
+                log.exception("alarm pass failed; retrying in %.1f s", self.poll_s)
+
+    async def stop(self) -> None:
+        if self._unsub is not None:
+            self._unsub()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # ----------------------------------------------------------------- sources
+    def _derived(self) -> list[Condition]:
+        assert self.rt is not None
+        store = self.rt.store
+        out = metric_conditions(store.list(ComputeMetrics))
+        for cls in kinds_with_status():
+            out += status_conditions(store.list(cls))
+        out += threshold_conditions(store.list(AlarmThreshold), store)
+        return out
+
+    def _optical(self) -> list[Condition]:
+        from controller.netconf.state import optical_source
+
+        assert self.rt is not None
+        ctl = optical_source(self.rt)
+        if ctl is None:
+            return []
+        return [Condition("optical-ne-alarm", f"{a.ne}:{a.resource}", Severity.MAJOR,
+                          f"NE {a.ne} reports {a.type} on {a.resource}")
+                for a in ctl.alarms()]
+
+    # ----------------------------------------------------------------- the pass
+    def run_pass(self) -> int:
+        """One level-triggered pass over every source; returns alarms written."""
+        assert self.rt is not None
+        book = self.rt.alarms
+        active: dict[str, dict[str, Alarm]] = {}
+        for a in book.list():
+            if a.active:
+                active.setdefault(a.source, {})[a.id] = a
+        written = 0
+        for name, fn in list(self.rt.alarm_sources.items()):
+            try:
+                conds = list(fn())
+            except Exception:
+                log.exception("alarm source %s failed; its alarms are kept as they are", name)
+                continue
+            have = active.get(name, {})
+            seen = set()
+            for c in conds:
+                aid = alarm_id(c.type, c.resource)
+                seen.add(aid)
+                cur = have.get(aid)
+                if cur is not None and cur.severity is c.severity and cur.text == c.text:
+                    continue
+                if book.raise_alarm(c.type, c.resource, c.severity, c.text, source=name,
+                                    tenant=c.tenant) is not None:
+                    written += 1
+            for aid, a in have.items():
+                if aid not in seen and book.clear(a.type, a.resource,
+                                                  f"{a.text} — no longer holds",
+                                                  source=name) is not None:
+                    written += 1
+        self.passes += 1
+        return written
