@@ -75,22 +75,54 @@ def metric_conditions(metrics: Iterable[ComputeMetrics]) -> list[Condition]:
     return out
 
 
-def status_conditions(objs: Iterable[Any]) -> list[Condition]:
-    """Objects whose reconciler wrote ``status.state`` degraded or failed."""
+@dataclass(frozen=True, slots=True)
+class ObjectStatus:
+    """The status of one desired object: ``kind`` (of the object, not of its status
+    record), ``key``, ``state`` (pending/programmed/verified/degraded/failed), ``reason``."""
+
+    kind: str
+    key: str
+    state: str
+    reason: str = ""
+
+
+def _text(v: Any) -> str:
+    return str(getattr(v, "value", v)) if v is not None else ""
+
+
+def statuses(store: Any) -> list[ObjectStatus]:
+    """Every status a reconciler wrote: an object's ``status`` field (``.state``), or a
+    separate ``<kind>-status`` record with a ``state`` (e.g. ``sr-policy-intent-status``)."""
     out = []
-    for o in objs:
-        st = getattr(o, "status", None)
-        state = getattr(st, "state", None) if st is not None else None
-        if state is None and isinstance(st, dict):
-            state = st.get("state")
-        sev = STATUS_SEVERITY.get(str(getattr(state, "value", state)))
+    for cls in ENTITY_KINDS.values():
+        fields = getattr(cls, "model_fields", {})
+        if "status" in fields:
+            for o in store.list(cls):
+                st = getattr(o, "status", None)
+                get = st.get if isinstance(st, dict) else lambda k, st=st: getattr(st, k, None)
+                if st is not None and get("state") is not None:
+                    out.append(ObjectStatus(cls.KIND, o.key, _text(get("state")),
+                                            _text(get("reason"))))
+        elif cls.KIND.endswith("-status") and "state" in fields:
+            for o in store.list(cls):
+                reason = _text(getattr(o, "reason", ""))
+                fix = _text(getattr(o, "fix", ""))
+                out.append(ObjectStatus(cls.KIND.removesuffix("-status"), o.key,
+                                        _text(o.state),
+                                        f"{reason}; fix: {fix}" if fix else reason))
+    return out
+
+
+def status_conditions(items: Iterable[ObjectStatus]) -> list[Condition]:
+    """Objects whose reconciler reports degraded or failed (intents, slices, …)."""
+    out = []
+    for st in items:
+        sev = STATUS_SEVERITY.get(st.state)
         if sev is None:
             continue
-        reason = getattr(st, "reason", "") or (st.get("reason", "") if isinstance(st, dict)
-                                               else "")
-        text = f"{o.KIND} {o.key} {getattr(state, 'value', state)}"
-        out.append(Condition(f"{o.KIND}-status", o.key, sev,
-                             f"{text}: {reason}" if reason else text))
+        text = f"{st.kind} {st.key} {st.state}"
+        out.append(Condition(f"{st.kind}-status", st.key, sev,
+                             f"{text}: {st.reason}" if st.reason else text))
     return out
 
 
@@ -111,10 +143,6 @@ def threshold_conditions(rules: Iterable[AlarmThreshold], store: Any) -> list[Co
             out.append(Condition(f"threshold:{rule.name}", obj.key, rule.severity, text,
                                  getattr(obj, "tenant", None)))
     return out
-
-
-def kinds_with_status() -> list[type[Any]]:
-    return [cls for cls in ENTITY_KINDS.values() if "status" in getattr(cls, "model_fields", {})]
 
 
 class AlarmEngine:
@@ -168,8 +196,7 @@ class AlarmEngine:
         assert self.rt is not None
         store = self.rt.store
         out = metric_conditions(store.list(ComputeMetrics))
-        for cls in kinds_with_status():
-            out += status_conditions(store.list(cls))
+        out += status_conditions(statuses(store))
         out += threshold_conditions(store.list(AlarmThreshold), store)
         return out
 

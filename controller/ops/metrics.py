@@ -24,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from controller.models import ComputeMetrics, Link, LinkState
-from controller.ops.engine import kinds_with_status
+from controller.ops.engine import statuses
 from controller.ops.models import SEVERITY_ORDER, Severity
 
 if TYPE_CHECKING:
@@ -101,13 +101,8 @@ class OpsCollector(Collector):
         g = GaugeMetricFamily("cpn_object_state", "1 on the state of each object with a "
                               "status (pending/programmed/verified/degraded/failed)",
                               labels=["kind", "key", "state"])
-        for cls in kinds_with_status():
-            for o in self.rt.store.list(cls):
-                st = getattr(o, "status", None)
-                state = getattr(st, "state", None) if not isinstance(st, dict) \
-                    else st.get("state")
-                if state is not None:
-                    g.add_metric([o.KIND, o.key, str(getattr(state, "value", state))], 1.0)
+        for st in statuses(self.rt.store):
+            g.add_metric([st.kind, st.key, st.state], 1.0)
         yield g
 
     def _sessions(self) -> Iterator[Any]:

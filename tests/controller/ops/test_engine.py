@@ -182,3 +182,28 @@ def test_alarm_rows_survive_a_reopen(tmp_path: Path) -> None:
         rt.alarms.raise_alarm("x", "y", Severity.WARNING, "t", source="s")
     with example_runtime(tmp_path, "gba.yaml") as rt2:
         assert [a.type for a in rt2.store.list(Alarm)] == ["x"]
+
+
+def test_intent_status_degraded_or_failed_is_an_alarm(rt: Runtime) -> None:
+    from srv6.intents.models import IntentState, SrPolicyIntentStatus
+
+    eng = engine(rt)
+    st = SrPolicyIntentStatus(intent="video-gold", state=IntentState.DEGRADED,
+                              reason="backup path lost", fix="repair link R1~R3")
+    with rt.store.transaction("test", "status") as txn:
+        txn.put(st)
+    eng.run_pass()
+    a = rt.alarms.get(alarm_id("sr-policy-intent-status", "video-gold"))
+    assert a.severity is Severity.MAJOR and "backup path lost" in a.text
+    assert "repair link R1~R3" in a.text
+    with rt.store.transaction("test", "status") as txn:
+        txn.put(st.model_copy(update={"state": IntentState.FAILED, "reason": "no path"}))
+    eng.run_pass()
+    assert rt.alarms.get(a.id).severity is Severity.CRITICAL
+    with rt.store.transaction("test", "status") as txn:
+        txn.put(st.model_copy(update={"state": IntentState.VERIFIED, "reason": ""}))
+    eng.run_pass()
+    assert not rt.alarms.get(a.id).active
+    metrics = TestClient(create_app(rt)).get("/metrics").text
+    assert ('cpn_object_state{key="video-gold",kind="sr-policy-intent",state="verified"} 1.0'
+            in metrics)
