@@ -18,7 +18,7 @@ from controller.models.compute import (
     Precision,
     ResourceType,
 )
-from controller.models.job import TERMINAL, Job, JobKind, JobSpec, JobState
+from controller.models.job import TERMINAL, Job, JobKind, JobRun, JobSpec, JobState
 from controller.models.link import Link, LinkKind, LinkState
 from controller.models.metrics import ComputeMetrics
 from controller.models.service import (
@@ -52,6 +52,7 @@ __all__ = [
     "InterconnectKind",
     "Job",
     "JobKind",
+    "JobRun",
     "JobSpec",
     "JobState",
     "Link",

@@ -3,25 +3,46 @@
 Rules (the state machine is the table ``TRANSITIONS``):
 - A job is created ``submitted``; the scheduler moves it to ``queued``, then
   ``running`` when bound to a site; it ends ``finished``, ``failed`` or ``cancelled``.
-- Only a job that has not started (submitted/queued) can be modified.
+- At a site with a centre (a workload manager behind a ``CentreAdapter``, GBA-6.3)
+  placement makes the job ``dispatched`` (handed to the centre, waiting in its queue);
+  from then on the state follows the centre: ``running`` when the centre starts it,
+  ``finished`` / ``failed`` (with the exit code in ``run``) / ``cancelled`` when it
+  ends. A centre that refuses or cannot be reached sends it back to ``queued``.
+- ``run`` records the centre's side (centre job id, attempt, times, exit code,
+  resources); metering reads site, ``started_at``/``ended_at`` and ``run.resources``.
+- Only a job that has not started (submitted/queued/dispatched) can be modified;
+  a dispatched job's change is applied at the centre by the dispatcher.
 - A terminal job changes no more; only a terminal job can be deleted.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from controller.models.base import Entity, Model, Name, register
 from controller.models.service import Requirements
 
 
+def _rel_path(v: str) -> str:
+    if v.startswith("/") or ".." in v.split("/") or not re.fullmatch(r"[A-Za-z0-9_.\-/]{1,255}", v):
+        raise ValueError(f"{v!r} is not a relative path inside the job's directory "
+                         "(letters, digits, '_', '.', '-', '/'; no leading '/', no '..')")
+    return v
+
+
+#: A relative path inside a job's directory: no leading '/', no '..' segment.
+RelPath = Annotated[str, AfterValidator(_rel_path)]
+
+
 class JobState(StrEnum):
     SUBMITTED = "submitted"
     QUEUED = "queued"
+    DISPATCHED = "dispatched"
     RUNNING = "running"
     FINISHED = "finished"
     FAILED = "failed"
@@ -31,9 +52,13 @@ class JobState(StrEnum):
 TERMINAL: frozenset[JobState] = frozenset({JobState.FINISHED, JobState.FAILED, JobState.CANCELLED})
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.SUBMITTED: frozenset({JobState.QUEUED, JobState.RUNNING, JobState.CANCELLED,
-                                   JobState.FAILED}),
-    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
+    JobState.SUBMITTED: frozenset({JobState.QUEUED, JobState.RUNNING, JobState.DISPATCHED,
+                                   JobState.CANCELLED, JobState.FAILED}),
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.DISPATCHED, JobState.CANCELLED,
+                                JobState.FAILED}),
+    # DISPATCHED → QUEUED: the centre refused it, was unreachable, or lost it
+    JobState.DISPATCHED: frozenset({JobState.RUNNING, JobState.FINISHED, JobState.FAILED,
+                                    JobState.CANCELLED, JobState.QUEUED}),
     JobState.RUNNING: frozenset({JobState.FINISHED, JobState.FAILED, JobState.CANCELLED,
                                  JobState.QUEUED}),  # QUEUED: preempted and requeued
     JobState.FINISHED: frozenset(),
@@ -41,7 +66,10 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.CANCELLED: frozenset(),
 }
 
-MODIFIABLE: frozenset[JobState] = frozenset({JobState.SUBMITTED, JobState.QUEUED})
+MODIFIABLE: frozenset[JobState] = frozenset({JobState.SUBMITTED, JobState.QUEUED,
+                                              JobState.DISPATCHED})
+#: States in which a job holds resources at its site (the scheduler charges them).
+HOLDING: frozenset[JobState] = frozenset({JobState.DISPATCHED, JobState.RUNNING})
 
 
 class JobKind(StrEnum):
@@ -78,6 +106,33 @@ class JobSpec(Model):
     runtime_estimate_s: float | None = Field(default=None, gt=0)
     site: Name | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    command: str | None = Field(default=None, min_length=1, max_length=65536)
+    outputs: list[RelPath] = Field(default_factory=list, max_length=64)
+    walltime_s: float | None = Field(default=None, gt=0, le=366 * 86400)
+
+
+class JobRun(Model):
+    """The centre's side of a dispatched job (GBA-6.3): ``site``; ``attempt`` (1, 2 …
+    — a job requeued elsewhere is a new attempt); ``centre_job_id`` (the workload
+    manager's id, ``None`` until the submission is confirmed); ``centre_state`` (the
+    workload manager's own word, e.g. ``PENDING``); ``exit_code``; ``dispatched_at`` /
+    ``started_at`` / ``ended_at`` (as the centre saw them); ``node``; ``resources``
+    (what the job holds: ``cpu`` cores, ``memory`` GiB, ``gpu`` …); ``instances``
+    (accelerator instances taken from the GB/T 45401 pool); ``applied_spec`` (hash
+    of the spec last applied at the centre, for modify)."""
+
+    site: Name
+    attempt: int = Field(default=1, ge=1)
+    centre_job_id: str | None = None
+    centre_state: str = ""
+    exit_code: int | None = None
+    dispatched_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    node: str = ""
+    resources: dict[str, float] = Field(default_factory=dict)
+    instances: list[str] = Field(default_factory=list)
+    applied_spec: str = ""
 
 
 def utcnow() -> datetime:
@@ -87,7 +142,10 @@ def utcnow() -> datetime:
 @register
 class Job(Entity):
     """A job: ``id``, ``tenant``, ``owner`` (user), ``spec``, ``state``, ``site``
-    (where it runs), ``reason`` (last transition's why), timestamps."""
+    (where it runs), ``reason`` (last transition's why), timestamps (``started_at``
+    is when it really started: at a centre, when the workload manager ran it), ``run``
+    (the centre's side, see ``JobRun``) and ``attempts`` (earlier runs that ended in a
+    requeue, newest last)."""
 
     KIND = "job"
     id: Name
@@ -100,6 +158,8 @@ class Job(Entity):
     submitted_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    run: JobRun | None = None
+    attempts: list[JobRun] = Field(default_factory=list, max_length=100)
 
     @property
     def key(self) -> str:
