@@ -30,6 +30,7 @@ PLUGINS: tuple[str, ...] = (
     "telemetry.plugin_agent",
     "srv6.plugin_paths",
     "srv6.plugin_dataplane",
+    "srv6.plugin_intents",
     "dns_compute.plugin",
     "scheduler.plugin",
     "optical.plugin",

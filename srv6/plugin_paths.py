@@ -23,15 +23,18 @@ BENCHES: dict[str, tuple[str, str]] = {
 def routers(rt: Runtime) -> list[Any]:
     from controller.api.resources import crud_router
     from srv6.api_paths import router
+    from srv6.intents.api import status_view
     from srv6.models import Slice, SrPolicyIntent
     from srv6.rules import rest_check
     from srv6.sdwan import SdwanPolicy
 
     # SR policy intents, slices and SD-WAN policies: the same CRUD as the core kinds,
-    # plus the SRv6 rules NETCONF applies (one set of checks for both northbounds)
-    return [router, *(crud_router(cls, f"srv6/{plural}", rest_check, ["srv6"])
-                      for cls, plural in ((SrPolicyIntent, "intents"), (Slice, "slices"),
-                                          (SdwanPolicy, "sdwan-policies")))]
+    # plus the SRv6 rules NETCONF applies (one set of checks for both northbounds);
+    # an intent shows the status its reconciler wrote (srv6.intents)
+    return [router, crud_router(SrPolicyIntent, "srv6/intents", rest_check, ["srv6"],
+                                view=status_view),
+            *(crud_router(cls, f"srv6/{plural}", rest_check, ["srv6"])
+              for cls, plural in ((Slice, "slices"), (SdwanPolicy, "sdwan-policies")))]
 
 
 def register_cli(app: typer.Typer) -> None:

@@ -21,25 +21,34 @@ from controller.models import Entity
 #: a kind's own cross-object rules: (store, kind, key, new object or None on delete);
 #: raises a ``CpnError`` naming the problem (runs before the write)
 Check = Callable[[Any, type[Entity], str, Entity | None], None]
+#: extra read-only fields a kind shows beside its spec (e.g. ``status`` written by a
+#: reconciler): (store, object) -> fields merged into the JSON; a body sent back with
+#: those fields is accepted (they are dropped before validation)
+View = Callable[[Any, Entity], dict[str, Any]]
 
 
 def crud_router(cls: type[Entity], plural: str, check: Check | None = None,
-                tags: list[str] | None = None) -> APIRouter:
+                tags: list[str] | None = None, view: View | None = None) -> APIRouter:
     router = APIRouter(prefix=f"/api/v1/{plural}", tags=list(tags or [plural]))
     kind = cls.KIND
 
+    def show(store: Any, o: Entity) -> dict[str, Any]:
+        return o.to_json_dict() | view(store, o) if view is not None else o.to_json_dict()
+
     @router.get("", summary=f"List {plural}")
     def list_(rt: RT, who: Caller, page: Paging) -> dict[str, Any]:
-        return page.apply([o.to_json_dict() for o in rt.store.list(cls)])
+        return page.apply([show(rt.store, o) for o in rt.store.list(cls)])
 
     @router.get("/{key:path}", summary=f"Get one {kind}")
     def get(key: str, rt: RT, who: Caller) -> dict[str, Any]:
         obj = rt.store.get(cls, key)
         if obj is None:
             raise NotFoundError(kind, key)
-        return obj.to_json_dict()
+        return show(rt.store, obj)
 
     def _parse(body: Any) -> Entity:
+        if view is not None and isinstance(body, dict):
+            body = {k: v for k, v in body.items() if k != "status"}
         try:
             return cls.model_validate(body)
         except pydantic.ValidationError as exc:

@@ -5,8 +5,9 @@ Rules:
   four phases, each a list of ``Step(phase, node, desired)``:
   1. ``make``   — every node gets the target's new seg6local SIDs *added* (old kept);
   2. ``verify`` — the new SIDs are read back from every such node;
-  3. ``switch`` — the headend's steering routes move to the target in one commit, whose
-     ops are atomic ``replace``s (``NLM_F_REPLACE``): no instant without a route;
+  3. ``switch`` — each headend's steering routes move to the target in one commit, whose
+     ops are atomic ``replace``s (``NLM_F_REPLACE``): no instant without a route (a plan
+     may move several headends' policies at once: one switch step per headend);
   4. ``break``  — every node converges to the target (old SIDs and routes removed).
 - ``execute`` runs a plan through ``PolicyProgrammer``s and times every step. A failure
   in ``make``/``verify``/``switch`` undoes what this switch added (nodes go back to their
@@ -17,7 +18,7 @@ Rules:
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -42,6 +43,7 @@ class SwitchPlan:
     headend: str
     steps: tuple[Step, ...]
     before: Mapping[str, NodeState]
+    headends: tuple[str, ...] = ()
 
     def describe(self) -> list[str]:
         return [f"{s.phase}:{s.node} ({len(s.desired)} routes)" for s in self.steps]
@@ -74,8 +76,10 @@ class SwitchReport:
 
 
 def plan_switch(actual: Mapping[str, NodeState], target: Mapping[str, NodeState],
-                headend: str) -> SwitchPlan:
-    """The four-phase plan moving every node from ``actual`` to ``target``."""
+                headend: str | Sequence[str]) -> SwitchPlan:
+    """The four-phase plan moving every node from ``actual`` to ``target``; ``headend``
+    names the node (or nodes) whose steering routes move in the ``switch`` phase."""
+    heads = (headend,) if isinstance(headend, str) else tuple(sorted(set(headend)))
     nodes = sorted(set(actual) | set(target))
     empty = NodeState()
     steps: list[Step] = []
@@ -89,16 +93,19 @@ def plan_switch(actual: Mapping[str, NodeState], target: Mapping[str, NodeState]
     for n in made:
         steps.append(Step("verify", n, NodeState.of(
             r for r in target.get(n, empty).only(Seg6LocalRoute))))
-    head_now = made.get(headend, actual.get(headend, empty))
-    head_steer = head_now.merged(target.get(headend, empty).only(Seg6Route))
-    if head_steer != head_now:
-        steps.append(Step("switch", headend, head_steer))
+    steered: dict[str, NodeState] = {}
+    for h in heads:
+        head_now = made.get(h, actual.get(h, empty))
+        head_steer = head_now.merged(target.get(h, empty).only(Seg6Route))
+        steered[h] = head_steer
+        if head_steer != head_now:
+            steps.append(Step("switch", h, head_steer))
     for n in nodes:
-        now = head_steer if n == headend else made.get(n, actual.get(n, empty))
+        now = steered[n] if n in steered else made.get(n, actual.get(n, empty))
         want = target.get(n, empty)
         if want != now:
             steps.append(Step("break", n, want))
-    return SwitchPlan(headend, tuple(steps), dict(actual))
+    return SwitchPlan(heads[0] if heads else "", tuple(steps), dict(actual), heads)
 
 
 def execute(plan: SwitchPlan, programmers: Mapping[str, PolicyProgrammer]) -> SwitchReport:
@@ -133,15 +140,16 @@ def execute(plan: SwitchPlan, programmers: Mapping[str, PolicyProgrammer]) -> Sw
 
 def _undo(plan: SwitchPlan, programmers: Mapping[str, PolicyProgrammer],
           touched: list[str]) -> None:
-    # Steering first (headend), then SIDs: the reverse of make-before-break.
-    order = sorted(touched, key=lambda n: n != plan.headend)
+    # Steering first (headends), then SIDs: the reverse of make-before-break.
+    heads = set(plan.headends or (plan.headend,))
+    order = sorted(touched, key=lambda n: n not in heads)
     for n in order:
         programmers[n].load(plan.before.get(n, NodeState()))
         programmers[n].commit()
 
 
 def switch(programmers: Mapping[str, PolicyProgrammer], target: Mapping[str, NodeState],
-           headend: str) -> SwitchReport:
+           headend: str | Sequence[str]) -> SwitchReport:
     """Read every node, plan, execute: the controller's one call to move a policy."""
     actual = {n: p.read_actual() for n, p in programmers.items()}
     return execute(plan_switch(actual, target, headend), programmers)

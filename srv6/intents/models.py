@@ -11,8 +11,9 @@ Rules:
   carries the previous path, or the backup, but not the wanted one: ``device`` and
   ``fix`` say why), ``failed`` (the network cannot satisfy the intent; ``constraint``
   names what failed and nothing of it is programmed).
-- ``generation`` counts the distinct specs the reconciler has seen for the key;
-  ``observed_generation`` is the generation the programmed path was computed for.
+- ``generation`` counts the distinct specs the reconciler has seen for the key (it grows
+  when ``spec_digest``, a digest of the intent, changes); ``observed_generation`` is the
+  generation the current state was computed for.
 - The config section binds the topology (``controller.models`` routers, sites, links) to
   devices: which ``PolicyProgrammer`` owns each node, the interface of each link on each
   node, and what each endpoint decapsulates to (End.DX4 / End.DX6) and which prefixes
@@ -72,6 +73,7 @@ class SrPolicyIntentStatus(Entity):
     prefixes: list[str] = Field(default_factory=list)
     generation: int = 0
     observed_generation: int = 0
+    spec_digest: str = ""
     programmed_at: datetime | None = None
     verified_at: datetime | None = None
     changed_at: datetime | None = None

@@ -1,0 +1,487 @@
+"""The SR policy reconciler: desired intents in, reconciled network out, status written
+back (GBA-6.4.3c; DESIGN §1; Kubernetes controller style).
+
+Rules:
+- Level-triggered: every pass reads the whole desired state (intents, topology, SIDs)
+  and the whole actual state (each node's CPN routes through its ``PolicyProgrammer``),
+  plans (``srv6.intents.planner``, pure) and applies the difference. A pass runs on any
+  change of an intent or of the topology (links, routers, sites, locators, local SIDs,
+  affinities) and every ``readback_s`` (drift repair); bursts coalesce into one pass.
+- Delay and available bandwidth that moved less than ``hysteresis_pct`` since the last
+  plan are planned with the old value (no flapping re-plans); link state always counts.
+- Every change goes through the one make-before-break implementation
+  (``srv6.dataplane.mbb``): new SIDs everywhere, read back, headends switched by atomic
+  replace, then old routes removed.
+- A node that refuses a commit or cannot be reached: MBB undoes the pass (previous
+  paths kept); the node is then frozen for the pass (its routes stay as they are), the
+  intents that needed a change on it are held on their previous routes and reported
+  ``degraded`` naming the device, the error and the fix; no SID is removed anywhere in
+  such a pass (a held path may still use it); every other intent is programmed. The
+  next pass retries.
+- Drift: a pass whose plan equals the last applied plan but finds ops to do repaired
+  drift (a route deleted or altered by hand restored, a stale one removed); each
+  repaired op counts in ``cpn_srv6_intent_repairs_total``.
+- Restart: SIDs are persisted (``srv6.sid``) and planning is deterministic, so the first
+  pass after a restart finds the network already right and changes nothing.
+- Status (``SrPolicyIntentStatus``) is written only when it changes; statuses of deleted
+  intents are removed after their routes are.
+- All dataplane I/O runs on one worker thread (pyroute2 sockets are not shared).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from ipaddress import IPv6Network
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from controller.errors import CpnError
+from controller.events import StateChanged
+from controller.logs import key_event
+from controller.models import Link, Router, Site
+from controller.models.job import utcnow
+from srv6.dataplane.mbb import execute, plan_switch
+from srv6.dataplane.programmer import PolicyProgrammer
+from srv6.dataplane.state import NodeState, Route, Seg6LocalRoute, Seg6Route
+from srv6.intents.models import (
+    IntentsSection,
+    IntentState,
+    NodeBinding,
+    SrPolicyIntentStatus,
+)
+from srv6.intents.planner import Binding, Egress, IntentPlan, Plan, plan_intents, reconcile
+from srv6.models import LinkAffinity, LocalSid, Locator, SrPolicyIntent
+from srv6.paths import Topology
+
+if TYPE_CHECKING:
+    from controller.runtime import Runtime
+    from controller.store.base import Store
+
+log = logging.getLogger("cpn.srv6.intents")
+
+WATCHED = {SrPolicyIntent.KIND, Link.KIND, Router.KIND, Site.KIND, Locator.KIND,
+           LocalSid.KIND, LinkAffinity.KIND}
+DX4_OWNER, DX6_OWNER = "dx4:{}", "dx6:{}"
+
+
+def make_programmer(node: str, b: NodeBinding) -> PolicyProgrammer:
+    """The backend a node binding names."""
+    if b.programmer == "memory":
+        from srv6.dataplane import MemoryProgrammer
+
+        return MemoryProgrammer(node)
+    if b.programmer == "agent":
+        from srv6.dataplane.agent import AgentProgrammer
+
+        assert b.url and b.cert and b.key and b.ca
+        return AgentProgrammer(node, b.url.removeprefix("https://"), Path(b.cert),
+                               Path(b.key), Path(b.ca), netns=b.netns)
+    from srv6.dataplane.netlink import NetlinkProgrammer
+
+    return NetlinkProgrammer(node, netns=b.netns)
+
+
+def locators_by_node(store: Store) -> dict[str, Locator]:
+    """Locator records win; a router's or site's ``locator`` field makes one
+    (``loc-<node>``: block = prefix length − 16, node 16 bits, function 16 bits)."""
+    out: dict[str, Locator] = {}
+    owners: list[tuple[str, IPv6Network | None]] = [
+        *((s.name, s.locator) for s in store.list(Site)),
+        *((r.name, r.locator) for r in store.list(Router))]
+    for name, pfx in owners:
+        if pfx is not None and pfx.prefixlen > 16:
+            out[name] = Locator(name=f"loc-{name}", node=name, prefix=pfx,
+                                block_len=pfx.prefixlen - 16, node_len=16)
+    for loc in store.list(Locator):
+        out[loc.node] = loc
+    return out
+
+
+@dataclass
+class PassReport:
+    """One pass: ``ops`` applied, ``repairs`` (drift ops), ``frozen`` (node → error),
+    ``elapsed_ms``, ``changed`` intents."""
+
+    ops: int = 0
+    repairs: int = 0
+    frozen: dict[str, str] = field(default_factory=dict)
+    elapsed_ms: float = 0.0
+    plan_ms: float = 0.0
+    changed: list[str] = field(default_factory=list)
+
+
+class IntentReconciler:
+    """The component (``name`` = ``srv6-intents``); usable without a runtime through
+    ``reconcile_once(store)`` (tests, benches)."""
+
+    name = "srv6-intents"
+
+    def __init__(self, sec: IntentsSection,
+                 programmers: Mapping[str, PolicyProgrammer] | None = None) -> None:
+        self.sec = sec
+        self.programmers: dict[str, PolicyProgrammer] = dict(programmers or {})
+        self.rt: Runtime | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="srv6-intents")
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._unsub: Callable[[], None] | None = None
+        self._lock = threading.Lock()
+        self._applied: Mapping[str, NodeState] | None = None
+        self._used_links: dict[str, Link] = {}
+        self._sids: tuple[str, dict[str, Any]] | None = None
+        self.repairs_total = 0
+        self.passes = 0
+        self.last: PassReport | None = None
+        self.listeners: list[Callable[[list[SrPolicyIntentStatus]], None]] = []
+        self.verifier: Any = None
+        self._metrics: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ component
+    async def start(self, rt: Runtime) -> None:
+        self.rt = rt
+        rt.settings.extra["srv6-intents"] = self
+        self._register_metrics(rt)
+        loop = asyncio.get_running_loop()
+        for node, b in self.sec.nodes.items():
+            if node not in self.programmers:
+                self.programmers[node] = await loop.run_in_executor(
+                    self._pool, make_programmer, node, b)
+        self._unsub = rt.bus.on(StateChanged, self._on_change)
+        await self.run_pass()
+        self._task = asyncio.create_task(self._loop(), name="srv6-intents")
+
+    async def stop(self) -> None:
+        if self._unsub is not None:
+            self._unsub()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        loop = asyncio.get_running_loop()
+        for prog in self.programmers.values():
+            with contextlib.suppress(Exception):
+                await loop.run_in_executor(self._pool, prog.close)
+        self._pool.shutdown(wait=False)
+
+    def _on_change(self, ev: StateChanged) -> None:
+        if ev.actor == self.name:
+            return
+        if any(c.kind in WATCHED for c in ev.changes):
+            self._wake.set()
+
+    def kick(self) -> None:
+        """Ask for a pass now (e.g. after a link event)."""
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.sec.readback_s)
+            self._wake.clear()
+            try:
+                await self.run_pass()
+            except Exception:
+                log.exception("srv6 intents: pass failed; network left as it was")
+
+    async def run_pass(self) -> PassReport:
+        assert self.rt is not None
+        store = self.rt.store
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self.reconcile_once, store)
+
+    # ------------------------------------------------------------------ metrics
+    def _register_metrics(self, rt: Runtime) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        reg = rt.metrics
+        self._metrics = {
+            "repairs": Counter("cpn_srv6_intent_repairs_total",
+                               "Routes the intent reconciler restored or removed after drift",
+                               registry=reg),
+            "ops": Counter("cpn_srv6_intent_ops_total", "Route ops the reconciler applied",
+                           registry=reg),
+            "pass": Histogram("cpn_srv6_intent_pass_seconds", "Reconciler pass duration",
+                              buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5),
+                              registry=reg),
+            "state": Gauge("cpn_srv6_intents", "SR policy intents by state", ["state"],
+                           registry=reg),
+        }
+
+    def _observe(self, rep: PassReport, states: Mapping[str, IntentState]) -> None:
+        m = self._metrics
+        if not m:
+            return
+        m["repairs"].inc(rep.repairs)
+        m["ops"].inc(rep.ops)
+        m["pass"].observe(rep.elapsed_ms / 1e3)
+        for st in IntentState:
+            m["state"].labels(st.value).set(sum(1 for s in states.values() if s is st))
+
+    # ------------------------------------------------------------------ inputs
+    def _topology(self, store: Store) -> Topology:
+        links = []
+        h = self.sec.hysteresis_pct / 100.0
+        used: dict[str, Link] = {}
+        for link in store.list(Link):
+            old = self._used_links.get(link.key)
+            if old is not None and old.state == link.state:
+                upd: dict[str, Any] = {}
+                if abs(link.delay_ms - old.delay_ms) <= h * max(old.delay_ms, 1e-9):
+                    upd["delay_ms"] = old.delay_ms
+                if abs(link.available - old.available) <= h * max(old.available, 1e-9):
+                    upd["available_mbps"] = old.available_mbps
+                if upd:
+                    link = link.model_copy(update=upd)
+            used[link.key] = link
+            links.append(link)
+        self._used_links = used
+        return Topology.build(links, store.list(Router), store.list(Site),
+                              affinities=store.list(LinkAffinity),
+                              locators=store.list(Locator), local_sids=store.list(LocalSid))
+
+    def _allocate(self, store: Store, topo: Topology) -> tuple[dict[str, Egress],
+                                                              dict[str, str]]:
+        """Node End SIDs and egress End.DX4/DX6 SIDs through the persisted allocator."""
+        from srv6.sid import END_FUNCTION, SidAllocator
+
+        locs = locators_by_node(store)
+        sig = json.dumps(sorted((n, str(loc.prefix)) for n, loc in locs.items())
+                         + sorted(self.sec.endpoints))
+        if self._sids is not None and self._sids[0] == sig:
+            cached = self._sids[1]
+            self._apply_node_sids(topo, cached["nodes"])
+            return cached["egress"], cached["errors"]
+        errors: dict[str, str] = {}
+        node_sids: dict[str, str] = {}
+        for node in self.sec.nodes:
+            loc = locs.get(node)
+            if loc is None:
+                continue
+            try:
+                node_sids[node] = str(SidAllocator(store, loc, actor=self.name).allocate(
+                    f"node:{node}", function=END_FUNCTION))
+            except CpnError as exc:
+                errors[node] = str(exc)
+        egress: dict[str, Egress] = {}
+        for node, eb in self.sec.endpoints.items():
+            loc = locs.get(node)
+            sid4 = sid6 = None
+            if loc is not None and node not in errors:
+                alloc = SidAllocator(store, loc, actor=self.name)
+                try:
+                    if eb.nh4 is not None:
+                        sid4 = str(alloc.allocate(DX4_OWNER.format(node)))
+                    if eb.nh6 is not None:
+                        sid6 = str(alloc.allocate(DX6_OWNER.format(node)))
+                except CpnError as exc:
+                    errors[node] = str(exc)
+            egress[node] = Egress(eb.dev, dict(eb.prefixes),
+                                  str(eb.nh4) if eb.nh4 else None,
+                                  str(eb.nh6) if eb.nh6 else None, sid4, sid6)
+        self._sids = (sig, {"nodes": node_sids, "egress": egress, "errors": errors})
+        self._apply_node_sids(topo, node_sids)
+        return egress, errors
+
+    @staticmethod
+    def _apply_node_sids(topo: Topology, node_sids: Mapping[str, str]) -> None:
+        from ipaddress import IPv6Address
+
+        for node, sid in node_sids.items():
+            u = topo.index.get(node)
+            if u is not None:
+                topo.node_sids[u] = IPv6Address(sid)
+
+    def plan(self, store: Store) -> tuple[Plan, list[SrPolicyIntent]]:
+        topo = self._topology(store)
+        egress, errors = self._allocate(store, topo)
+        binding = Binding({n: dict(b.devs) for n, b in self.sec.nodes.items()}, egress,
+                          errors)
+        intents = store.list(SrPolicyIntent)
+        return plan_intents(topo, intents, binding, strict=self.sec.segments == "strict",
+                            protect=self.sec.protect), intents
+
+    # ------------------------------------------------------------------ the pass
+    def reconcile_once(self, store: Store) -> PassReport:
+        with self._lock:
+            return self._pass(store)
+
+    def _pass(self, store: Store) -> PassReport:
+        t0 = time.perf_counter()
+        rep = PassReport()
+        plan, intents = self.plan(store)
+        rep.plan_ms = (time.perf_counter() - t0) * 1e3
+        actual: dict[str, NodeState] = {}
+        for node, prog in self.programmers.items():
+            try:
+                actual[node] = prog.read_actual()
+            except (CpnError, OSError) as exc:
+                rep.frozen[node] = f"unreachable: {exc}"
+        held: dict[str, tuple[str, str]] = {}  # intent -> (device, error)
+        target = self._target(plan, actual, rep.frozen, held)
+        drift = self._applied is not None and _same(self._applied, plan.nodes)
+        for _ in range(len(self.programmers) + 1):
+            todo = reconcile(target, {n: actual[n] for n in target})
+            if not todo:
+                break
+            heads = sorted(n for n, ops in todo.items()
+                           if any(isinstance(o.route, Seg6Route) for o in ops))
+            sub_actual = {n: actual[n] for n in todo}
+            sw = plan_switch(sub_actual, {n: target[n] for n in todo}, heads or sorted(todo))
+            res = execute(sw, {n: self.programmers[n] for n in todo})
+            if res.ok:
+                n_ops = sum(len(o) for o in todo.values())
+                rep.ops += n_ops
+                if drift and not held and not rep.frozen:
+                    rep.repairs += n_ops
+                for n in todo:
+                    actual[n] = target[n]
+                break
+            node = res.failed_step.split(":", 1)[1]
+            rep.frozen[node] = f"refused: {res.error}"
+            key_event(log, "device refused SR policy commit; pass rolled back", device=node,
+                      step=res.failed_step, error=res.error)
+            for n in todo:  # MBB undid what it applied: re-read what is there now
+                with contextlib.suppress(CpnError, OSError):
+                    actual[n] = self.programmers[n].read_actual()
+            target = self._target(plan, actual, rep.frozen, held)
+        if not rep.frozen and not held:
+            self._applied = plan.nodes
+        rep.elapsed_ms = (time.perf_counter() - t0) * 1e3
+        states = self._write_status(store, plan, intents, actual, held, rep)
+        self.passes += 1
+        self.repairs_total += rep.repairs
+        self.last = rep
+        if rep.repairs:
+            key_event(log, "drift repaired", ops=rep.repairs)
+        self._observe(rep, states)
+        return rep
+
+    def _target(self, plan: Plan, actual: Mapping[str, NodeState], frozen: Mapping[str, str],
+                held: dict[str, tuple[str, str]]) -> dict[str, NodeState]:
+        """Desired state with frozen nodes left as they are and the intents that needed
+        them held on their previous routes (see the module rules)."""
+        if not frozen:
+            return {n: s for n, s in plan.nodes.items() if n in actual}
+        for ip in plan.intents.values():
+            if not ip.ok or ip.key in held:
+                continue
+            for node in frozen:
+                if node in ip.routes and (node not in actual or any(
+                        r not in actual[node] for r in ip.routes[node])):
+                    held[ip.key] = (node, frozen[node])
+                    break
+        out: dict[str, dict[Any, Route]] = {n: {} for n in actual if n not in frozen}
+        for ip in plan.intents.values():
+            if not ip.ok:
+                continue
+            for node, mine in ip.routes.items():
+                if node not in out:
+                    continue
+                for r in mine:
+                    if ip.key in held:
+                        old = actual[node].routes.get(r.key)
+                        if old is not None and isinstance(old, Seg6Route):
+                            out[node][r.key] = old
+                    else:
+                        out[node].setdefault(r.key, r)
+        for node, routes in out.items():  # no SID removed while a path is held
+            for r in actual[node]:
+                if isinstance(r, Seg6LocalRoute):
+                    routes.setdefault(r.key, r)
+        return {n: NodeState(rs) for n, rs in out.items()} | {
+            n: actual[n] for n in frozen if n in actual}
+
+    # ------------------------------------------------------------------ status
+    def _write_status(self, store: Store, plan: Plan, intents: list[SrPolicyIntent],
+                      actual: Mapping[str, NodeState], held: Mapping[str, tuple[str, str]],
+                      rep: PassReport) -> dict[str, IntentState]:
+        now = utcnow()
+        old = {s.key: s for s in store.list(SrPolicyIntentStatus)}
+        specs = {i.key: i for i in intents}
+        new: dict[str, SrPolicyIntentStatus] = {}
+        for key, ip in plan.intents.items():
+            digest = hashlib.sha1(specs[key].model_dump_json().encode()).hexdigest()[:16]
+            new[key] = self._status(ip, old.get(key), digest, actual, held, rep.frozen, now)
+        changed = [s for k, s in new.items() if _material(old.get(k)) != _material(s)]
+        gone = [k for k in old if k not in new]
+        if changed or gone:
+            with store.transaction(self.name, "SR policy intent status") as txn:
+                for s in changed:
+                    txn.put(s)
+                for k in gone:
+                    txn.delete(SrPolicyIntentStatus, k)
+            rep.changed = [s.key for s in changed]
+            for s in changed:
+                prev = old.get(s.key)
+                if prev is None or prev.state != s.state:
+                    key_event(log, "intent " + s.state.value, intent=s.key, reason=s.reason,
+                              device=s.device, fix=s.fix)
+            for fn in self.listeners:
+                try:
+                    fn(changed)
+                except Exception:
+                    log.exception("intent status listener failed")
+        return {k: s.state for k, s in new.items()}
+
+    def _status(self, ip: IntentPlan, old: SrPolicyIntentStatus | None, digest: str,
+                actual: Mapping[str, NodeState], held: Mapping[str, tuple[str, str]],
+                frozen: Mapping[str, str], now: datetime) -> SrPolicyIntentStatus:
+        base = old or SrPolicyIntentStatus(intent=ip.key)
+        gen = base.generation + (digest != base.spec_digest)
+        upd: dict[str, Any] = {"generation": gen, "spec_digest": digest,
+                               "prefixes": list(ip.prefixes)}
+        if not ip.ok:
+            upd |= {"state": IntentState.FAILED, "reason": ip.reason,
+                    "constraint": ip.constraint, "device": ip.device, "fix": ip.fix,
+                    "active": None, "backup": None, "observed_generation": gen}
+        elif ip.key in held:
+            dev, err = held[ip.key]
+            upd |= {"state": IntentState.DEGRADED, "constraint": None, "device": dev,
+                    "reason": f"{dev} {err}; the previous path is kept",
+                    "fix": f"check {dev} (reachable, interfaces up, SRv6 enabled); the "
+                           f"reconciler retries every {self.sec.readback_s:g} s"}
+        else:
+            missing = [n for n, rs in ip.routes.items()
+                       if n not in actual or any(r not in actual[n] for r in rs)]
+            if missing:
+                dev = missing[0]
+                upd |= {"state": IntentState.DEGRADED, "device": dev, "constraint": None,
+                        "reason": f"{dev} {frozen.get(dev, 'does not hold the routes')}",
+                        "fix": f"check {dev}; the reconciler retries every "
+                               f"{self.sec.readback_s:g} s"}
+            else:
+                same_path = base.active == ip.active and base.state in (
+                    IntentState.PROGRAMMED, IntentState.VERIFIED)
+                upd |= {"state": base.state if same_path else IntentState.PROGRAMMED,
+                        "reason": ip.reason if not same_path else base.reason,
+                        "constraint": None, "device": None, "fix": "",
+                        "active": ip.active, "backup": ip.backup,
+                        "observed_generation": gen,
+                        "programmed_at": base.programmed_at if same_path else now}
+                if not same_path:
+                    upd["verified_at"] = None
+        out = base.model_copy(update=upd)
+        if old is None or out.state != old.state:
+            out = out.model_copy(update={"changed_at": now})
+        return out
+
+
+def _same(a: Mapping[str, NodeState], b: Mapping[str, NodeState]) -> bool:
+    keys = set(a) | set(b)
+    return all(a.get(k, NodeState()) == b.get(k, NodeState()) for k in keys)
+
+
+def _material(s: SrPolicyIntentStatus | None) -> Any:
+    if s is None:
+        return None
+    return s.model_dump(exclude={"changed_at"})
