@@ -8,11 +8,17 @@ Rules checked (each returns ``Issue``s with a path relative to the object):
 - a service instance's site exists;
 - a tenant's parent exists and the tenant tree has no cycle;
 - a user's tenant exists.
+
+Plugin packages add cross-object rules of their own as ``RuleCheck`` functions (a
+whole snapshot in, the first ``RuleIssue`` out); NETCONF runs them on a candidate
+(``controller.netconf.extension``), REST on the store with one change applied.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from controller.errors import Issue
 from controller.models import (
@@ -25,6 +31,26 @@ from controller.models import (
     Tenant,
     User,
 )
+
+
+@dataclass(frozen=True)
+class RuleIssue:
+    """A broken cross-object rule: the entry (``kind``, ``key``), the ``field`` path inside
+    it, a ``message`` for a person and the NETCONF rpc-error ``tag`` (``invalid-value``;
+    ``operation-failed`` when the request is well-formed but cannot be carried out)."""
+
+    kind: str
+    key: str
+    field: tuple[str, ...]
+    message: str
+    tag: str = "invalid-value"
+
+
+#: ``check(snapshot, store, touched)``: ``snapshot`` maps kind -> key -> entity (the
+#: candidate); ``touched`` limits the report to the (kind, key) entries an edit changed,
+#: None checks everything. Returns the first problem found, or None.
+RuleCheck = Callable[[dict[str, dict[str, Entity]], Any, "Iterable[tuple[str, str]] | None"],
+                     "RuleIssue | None"]
 
 
 class View:

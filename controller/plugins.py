@@ -7,8 +7,15 @@ Each module named in ``PLUGINS`` may define any of:
   (started in ``PLUGINS`` order after the REST API, stopped in reverse);
 - ``routers(rt: Runtime) -> list[fastapi.APIRouter]`` — REST routes;
 - ``register_cli(app: typer.Typer) -> None`` — ``cpn`` sub-commands;
+- ``netconf() -> controller.netconf.extension.NetconfExtension`` — configurable
+  YANG lists and containers, cross-object rules, ``/cpn/state`` subtrees and
+  notifications over NETCONF;
 - ``BENCHES: dict[str, tuple[str, str]]`` — ``cpn bench NAME``: (module with
-  ``run(**opts) -> dict``, one-line summary).
+  ``run(**opts) -> dict``, one-line summary); only ``labs.plugin`` has them, since
+  product packages import nothing from ``labs``.
+
+Imports point one way: plugin packages import ``controller``; ``controller`` names them
+only here, as strings, and never imports them (``tests/test_architecture.py``).
 
 Plugin modules must be cheap to import (import heavy libraries inside functions).
 A module listed here that does not exist is skipped; one that fails to import is

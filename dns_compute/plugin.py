@@ -2,8 +2,8 @@
 
 Rules:
 - Owns the ``dns:`` config section (``dns_compute.models.DnsSection``).
-- One component (``DnsComponent``), REST routes under ``/api/v1/dns``, ``cpn resolve``,
-  bench ``dns``.
+- One component (``DnsComponent``), REST routes under ``/api/v1/dns``, ``cpn resolve``
+  (the ``dns`` bench lives in ``labs.plugin``).
 - Cheap to import: heavy modules are imported inside functions.
 """
 
@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     from controller.runtime import Runtime
 
 CONFIG_SECTIONS = {"dns": DnsSection}
-BENCHES = {"dns": ("labs.bench.dns", "Embedded responder vs Knot (1 UDP worker) qps with "
-                   "dnsperf, and metric-change → changed-answer latency for both.")}
 
 
 def components(rt: Runtime) -> list[Any]:

@@ -1,64 +1,45 @@
-"""Labs plug-in: ``cpn lab security-video`` and the flow-steering component.
+"""Labs plug-in: ``cpn lab …`` and every ``cpn bench NAME``.
 
-Rules: cheap to import. ``components(rt)`` runs the flow controller when the config has
-``flows: {enabled: true, ...}``, plus the lab's minimal DNS responder when the config
-has ``lab_dns: {enabled: true}`` and ``dns_compute.plugin`` is not installed.
+Rules: cheap to import. The benches live here, not in the packages they measure:
+product code imports nothing from ``labs`` (``docs/architecture.md``), so the lab
+registers the benches (``BENCHES``: name -> (module with ``run(**opts) -> dict``,
+one-line summary)) through ``controller.plugins``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from controller.models.base import Model
-
-if TYPE_CHECKING:
-    from controller.runtime import Component, Runtime
-
-
-class LabDnsSection(Model):
-    """``lab_dns:`` — ``enabled``: serve the lab's minimal responder on ``--dns`` when
-    the ``dns_compute`` responder is not installed."""
-
-    enabled: bool = False
-
-
-def _flows_section() -> type[Model]:
-    from controller.flows import FlowsSection
-
-    return FlowsSection
-
-
-CONFIG_SECTIONS: dict[str, type[Model]] = {"flows": _flows_section(), "lab_dns": LabDnsSection}
-
-
-def components(rt: Runtime) -> list[Component]:
-    out: list[Component] = []
-    if rt.cfg is None:
-        return out
-    flows = None
-    from controller.flows import FlowController, FlowsSection
-
-    sec = rt.cfg.sections.get("flows")
-    if isinstance(sec, FlowsSection) and sec.enabled:
-        flows = FlowController(sec)
-        out.append(flows)
-    dns_sec = rt.cfg.sections.get("lab_dns")
-    if isinstance(dns_sec, LabDnsSection) and dns_sec.enabled and not has_dns_compute():
-        from labs.security_video.dns_fallback import FallbackDns
-
-        out.append(FallbackDns(flows))
-    return out
-
-
-def has_dns_compute() -> bool:
-    try:
-        return importlib.util.find_spec("dns_compute.plugin") is not None
-    except ModuleNotFoundError:
-        return False
+BENCHES: dict[str, tuple[str, str]] = {
+    "store": ("labs.bench.store", "Sustained updates/s into the state store with journal."),
+    "program": ("labs.bench.program",
+                "1,000 SR policies programmed on one namespace headend over netlink."),
+    "switch": ("labs.bench.switch",
+               "Controller-side make-before-break policy switch on a 5-router lab."),
+    "cspf": ("labs.bench.cspf",
+             "Constrained SRv6 path computation on 1,000 nodes / 4,000 links."),
+    "schedule": ("labs.bench.schedule",
+                 "Placements/s at 5,000 nodes with the default plug-ins (goal >= 1,000/s)."),
+    "placement": ("labs.bench.placement",
+                  "Joint placement 1,000 flows x 50 sites x 200 links: CP-SAT gap/time, greedy."),
+    "bgp-ingest": ("labs.bench.bgp_ingest",
+                   "10,000 routes with compute metadata GoBGP → ExaBGP → store"),
+    "telemetry-ingest": ("labs.bench.telemetry_ingest",
+                         "Site-report metric updates/s into state (decode+validate+CATS+store)."),
+    "threshold-latency": ("labs.bench.threshold_latency",
+                          "Agent threshold crossing → controller store event, p99 (netns)."),
+    "rwa": ("labs.bench.rwa", "RWA: 100 nodes, 96 channels, 500 lightpaths; ms/request "
+            "(goal ≤ 50 ms)."),
+    "optical-provision": ("labs.bench.optical_provision", "Provision a 5-NE OCh path via "
+                          "NETCONF (confirmed commit) on lab netconfd NEs (goal ≤ 2 s)."),
+    "restoration": ("labs.bench.restoration", "Fiber cut → restored path on lab netconfd "
+                    "NEs (goal ≤ 3 s)."),
+    "dns": ("labs.bench.dns", "Embedded responder vs Knot (1 UDP worker) qps with "
+            "dnsperf, and metric-change → changed-answer latency for both."),
+}
 
 
 def register_cli(app: typer.Typer) -> None:

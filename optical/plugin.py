@@ -2,8 +2,8 @@
 
 Rules:
 - Owns the ``optical:`` config section; a component only when the section is given.
-- REST under ``/api/v1/optical``; ``cpn optical paths|links|alarms``; benches ``rwa``,
-  ``optical-provision``, ``restoration``.
+- REST under ``/api/v1/optical``; ``cpn optical paths|links|alarms`` (benches
+  ``rwa``, ``optical-provision``, ``restoration`` live in ``labs.plugin``).
 - Cheap to import: heavy modules are imported inside functions.
 """
 
@@ -19,14 +19,6 @@ if TYPE_CHECKING:
     from controller.runtime import Runtime
 
 CONFIG_SECTIONS = {"optical": OpticalSection}
-BENCHES = {
-    "rwa": ("labs.bench.rwa", "RWA: 100 nodes, 96 channels, 500 lightpaths; ms/request "
-            "(goal ≤ 50 ms)."),
-    "optical-provision": ("labs.bench.optical_provision", "Provision a 5-NE OCh path via "
-                          "NETCONF (confirmed commit) on lab netconfd NEs (goal ≤ 2 s)."),
-    "restoration": ("labs.bench.restoration", "Fiber cut → restored path on lab netconfd "
-                    "NEs (goal ≤ 3 s)."),
-}
 
 
 def components(rt: Runtime) -> list[Any]:

@@ -14,6 +14,10 @@ Rules:
   the stored state first.
 - Topology changes (links, sites, nodes, resources, metrics) re-plan the last joint
   placement request incrementally (``scheduler.api.plan_from_store``).
+- The scheduling policy in force is the stored ``SchedulerSettings`` (committed over
+  NETCONF or by any other writer), else the config file's section: read at start and
+  after every committed change of it (new ``Profiles``, no restart); a policy that
+  fails to build is logged and the previous one kept.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from scheduler.cycle import Running, Scheduler
 from scheduler.models import Decision, Task
 from scheduler.profiles import Profiles, SchedulerConfig
 from scheduler.queueing import QuotaTree, with_jobs
+from scheduler.settings import SchedulerSettings, effective
 from scheduler.state import build_snapshot
 
 if TYPE_CHECKING:
@@ -60,6 +65,7 @@ class SchedulerComponent:
 
     def __init__(self, cfg: SchedulerConfig | None = None) -> None:
         self.cfg = cfg or SchedulerConfig()
+        self.file_cfg = self.cfg  # in force while no SchedulerSettings is stored
         self.profiles = Profiles(self.cfg)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -81,8 +87,19 @@ class SchedulerComponent:
         self._wake.set()
         return True
 
+    def follow_settings(self) -> None:
+        """Apply the policy in force (stored settings, else the file's section)."""
+        try:
+            cfg = effective(self.rt.store, self.file_cfg)
+            if self.reconfigure(cfg):
+                key_event(log, "scheduling policy applied", profiles=len(cfg.profiles),
+                          queues=len(cfg.queues))
+        except Exception:
+            log.exception("scheduling policy not applied; the previous one is kept")
+
     async def start(self, rt: Runtime) -> None:
         self.rt = rt
+        self.follow_settings()
         self._unsub = rt.bus.on(StateChanged, self._on_change)
         self._task = asyncio.create_task(self._loop())
 
@@ -96,6 +113,8 @@ class SchedulerComponent:
 
     def _on_change(self, ev: StateChanged) -> None:
         kinds = ev.kinds()
+        if SchedulerSettings.KIND in kinds:
+            self.follow_settings()
         if "job" in kinds and ev.reason[:10] != "scheduler:":
             self._wake.set()
         if kinds & REPLAN_KINDS and self.shared.get("placement_request") is not None:

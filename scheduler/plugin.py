@@ -1,5 +1,5 @@
 """Plugin: the ``scheduler:`` config section, the scheduler component, pool + metrics
-REST routes, Prometheus gauges, ``cpn sim`` and the ``schedule``/``placement`` benches.
+REST routes, Prometheus gauges, the ``/cpn/scheduler`` NETCONF container and ``cpn sim``.
 
 Rules: cheap to import (heavy imports inside functions). The component and the REST
 routes share one per-runtime state (counters, GBT-9.2.4 recorder) kept in
@@ -13,21 +13,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+# imported for its side effect too: registers the SchedulerSettings kind before a store
+# loads, so a scheduling policy committed over NETCONF is loaded on restart
 from scheduler.profiles import SchedulerConfig
+from scheduler.settings import file_config
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from controller.netconf.extension import NetconfExtension
     from controller.runtime import Runtime
 
 CONFIG_SECTIONS = {"scheduler": SchedulerConfig}
-
-BENCHES = {
-    "schedule": ("labs.bench.schedule",
-                 "Placements/s at 5,000 nodes with the default plug-ins (goal >= 1,000/s)."),
-    "placement": ("labs.bench.placement",
-                  "Joint placement 1,000 flows x 50 sites x 200 links: CP-SAT gap/time, greedy."),
-}
 
 
 def _shared(rt: Runtime) -> dict[str, Any]:
@@ -43,8 +40,13 @@ def _shared(rt: Runtime) -> dict[str, Any]:
 
 
 def _config(rt: Runtime) -> SchedulerConfig:
-    sec = rt.cfg.sections.get("scheduler") if rt.cfg is not None else None
-    return sec if isinstance(sec, SchedulerConfig) else SchedulerConfig()
+    return file_config(rt.cfg)
+
+
+def netconf() -> NetconfExtension:
+    from scheduler.netconf import netconf as extension
+
+    return extension()
 
 
 class _Component:

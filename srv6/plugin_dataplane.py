@@ -1,21 +1,33 @@
-"""Plugin: SRv6 dataplane — ``cpn node-agent`` and the ``program`` / ``switch`` benches.
+"""Plugin: SRv6 dataplane — the ``flows:`` config section and the flow-steering
+component (``srv6.flows``), ``cpn node-agent``.
 
 Rules: cheap to import (pyroute2, ssl servers load inside the command).
+``components(rt)`` runs the flow controller when the config has
+``flows: {enabled: true, ...}``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-BENCHES: dict[str, tuple[str, str]] = {
-    "program": ("labs.bench.program",
-                "1,000 SR policies programmed on one namespace headend over netlink."),
-    "switch": ("labs.bench.switch",
-               "Controller-side make-before-break policy switch on a 5-router lab."),
-}
+from srv6.flows import FlowsSection
+
+if TYPE_CHECKING:
+    from controller.runtime import Component, Runtime
+
+CONFIG_SECTIONS = {"flows": FlowsSection}
+
+
+def components(rt: Runtime) -> list[Component]:
+    sec = rt.cfg.sections.get("flows") if rt.cfg is not None else None
+    if not isinstance(sec, FlowsSection) or not sec.enabled:
+        return []
+    from srv6.flows import FlowController
+
+    return [FlowController(sec)]
 
 
 def register_cli(app: typer.Typer) -> None:

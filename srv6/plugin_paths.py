@@ -1,5 +1,6 @@
 """Plugin: SRv6 path computation — REST routes (paths, policies, and CRUD for SR policy
-intents, slices and SD-WAN policies), ``cpn srv6 path``, the ``cspf`` bench.
+intents, slices and SD-WAN policies), the same kinds and SR policy state over NETCONF,
+``cpn srv6 path``.
 
 Rules: cheap to import; the routes live in ``srv6.api_paths``, the commands in
 ``srv6.cli_paths`` and load only when the controller or CLI asks for them.
@@ -12,12 +13,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
+    from controller.netconf.extension import NetconfExtension
     from controller.runtime import Runtime
-
-BENCHES: dict[str, tuple[str, str]] = {
-    "cspf": ("labs.bench.cspf",
-             "Constrained SRv6 path computation on 1,000 nodes / 4,000 links."),
-}
 
 
 def routers(rt: Runtime) -> list[Any]:
@@ -35,6 +32,13 @@ def routers(rt: Runtime) -> list[Any]:
                                 view=status_view),
             *(crud_router(cls, f"srv6/{plural}", rest_check, ["srv6"])
               for cls, plural in ((Slice, "slices"), (SdwanPolicy, "sdwan-policies")))]
+
+
+def netconf() -> NetconfExtension:
+    """SR policy intents, slices and SD-WAN policies over NETCONF (``srv6.netconf``)."""
+    from srv6.netconf import netconf as extension
+
+    return extension()
 
 
 def register_cli(app: typer.Typer) -> None:

@@ -28,24 +28,15 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from controller.errors import CpnError
+from controller.integrity import RuleIssue
 from controller.models import Entity, Link, Router, Site
 from srv6.models import LinkAffinity, LocalSid, Locator, Slice, SrPolicy, SrPolicyIntent
 from srv6.sdwan import SdwanPolicy
 
 Snapshot = dict[str, dict[str, Entity]]
-
-
-@dataclass(frozen=True)
-class RuleIssue:
-    kind: str
-    key: str
-    field: tuple[str, ...]
-    message: str
-    tag: str = "invalid-value"
 
 
 def _nodes(snap: Snapshot) -> set[str]:

@@ -2,7 +2,7 @@
 
 Rules: cheap to import (heavy imports inside functions). Adds the ``telemetry:``
 config section, the ingest (and probe) components when that section is present,
-``cpn ca …`` and ``cpn agent`` commands, and two benches.
+``cpn ca …`` and ``cpn agent`` commands (its benches live in ``labs.plugin``).
 """
 
 from __future__ import annotations
@@ -18,13 +18,6 @@ if TYPE_CHECKING:
     from controller.runtime import Runtime
 
 CONFIG_SECTIONS = {"telemetry": TelemetrySection}
-
-BENCHES = {
-    "telemetry-ingest": ("labs.bench.telemetry_ingest",
-                         "Site-report metric updates/s into state (decode+validate+CATS+store)."),
-    "threshold-latency": ("labs.bench.threshold_latency",
-                          "Agent threshold crossing → controller store event, p99 (netns)."),
-}
 
 
 def components(rt: Runtime) -> list[Any]:

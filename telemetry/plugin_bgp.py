@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("cpn.telemetry.bgp")
 
 CONFIG_SECTIONS = {"bgp": BgpConfig}
-BENCHES = {"bgp-ingest": ("labs.bench.bgp_ingest",
-                          "10,000 routes with compute metadata GoBGP → ExaBGP → store")}
 
 
 class BgpComponent:

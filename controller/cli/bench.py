@@ -1,4 +1,7 @@
-"""``cpn bench NAME``: benchmarks from every plugin's ``BENCHES`` (final line JSON)."""
+"""``cpn bench NAME``: benchmarks from every plugin's ``BENCHES`` (final line JSON).
+
+The benches themselves live in ``labs`` (``labs.plugin`` registers them); the
+controller only knows the registry."""
 
 from __future__ import annotations
 
@@ -11,17 +14,12 @@ import typer
 bench_app = typer.Typer(help="Benchmarks; each prints a final JSON line of figures.",
                         no_args_is_help=True)
 
-#: bench name -> (module with ``run(**options) -> dict``, one-line help).
-#: Options come from ``--opt KEY=VALUE``. Plugins add theirs (``controller.plugins``).
-BENCHES: dict[str, tuple[str, str]] = {
-    "store": ("labs.bench.store", "Sustained updates/s into the state store with journal."),
-}
-
-
 def register(app: typer.Typer) -> None:
+    """Each plugin's ``BENCHES`` (name -> (module with ``run(**options) -> dict``, one-line
+    help)) as ``cpn bench NAME``; options come from ``--opt KEY=VALUE``."""
     from controller import plugins
 
-    benches = dict(BENCHES)
+    benches: dict[str, tuple[str, str]] = {}
     for mod in plugins.modules():
         benches.update(getattr(mod, "BENCHES", {}))
     for name, (module, summary) in sorted(benches.items()):

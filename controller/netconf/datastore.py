@@ -12,13 +12,14 @@ Rules:
 - A confirmed commit records the pre-commit state; if no confirming commit arrives
   within the timeout (or on ``cancel-commit``), running is restored to it.
 - Locks: a session holding a lock on a datastore is the only one that may change it.
-- SR policy intents, slices and SD-WAN policies are also checked against the
-  controller's SRv6 rules (``srv6.rules``, which REST uses too): at edit time for the
-  entries the edit touches (so a bad one never enters the candidate) and again on the
-  whole candidate at validate / commit (the topology may have changed since).
-- The scheduler configuration (``/cpn/scheduler``) is one ``SchedulerSettings``
-  object; with none stored, the config file's ``scheduler:`` section (``sched_default``)
-  is its value. Commit stores it only while it differs from that section.
+- Plugin kinds (``controller.netconf.extension``) are also checked against their
+  plugin's rules (SR policy intents, slices and SD-WAN policies: ``srv6.rules``, which
+  REST uses too): at edit time for the entries the edit touches (so a bad one never
+  enters the candidate) and again on the whole candidate at validate / commit (the
+  topology may have changed since).
+- A configuration container that is not a list (``ConfigContainer``, e.g.
+  ``/cpn/scheduler``) is one stored object; with none stored, its ``default(cfg)`` (the
+  config file's section) is its value. Commit stores it only while it differs from that.
 """
 
 from __future__ import annotations
@@ -36,17 +37,13 @@ from controller import integrity
 from controller.errors import issues_from_pydantic
 from controller.logs import key_event
 from controller.models import ComputeNode, ComputeResource, Entity, Link, User
-from controller.netconf import schedmap, xmlmap
-from controller.netconf.models import SCHEDULER_KEY, SchedulerSettings
-from controller.netconf.xmlmap import BY_CONTAINER, LISTS, NESTED_KEYS, ListMap, XmlDataError
-from scheduler.profiles import SchedulerConfig
-from srv6 import rules
+from controller.netconf import extension, xmlmap
+from controller.netconf.extension import ConfigContainer, ContainerEditError, ListMap
+from controller.netconf.xmlmap import XmlDataError
 
 log = logging.getLogger("cpn.netconf")
 
 Snapshot = dict[str, dict[str, Entity]]
-SchedDefault = Callable[[], SchedulerConfig]
-SCHED = SchedulerSettings.KIND
 
 
 @dataclass
@@ -64,29 +61,31 @@ class RpcError(Exception):
         return f"{self.tag}: {self.message}" + (f" at {self.path}" if self.path else "")
 
 
-def snapshot(store: Any, sched_default: SchedDefault | None = None) -> Snapshot:
-    snap: Snapshot = {m.cls.KIND: {o.key: o for o in store.list(m.cls)} for m in LISTS}
-    stored = store.get(SchedulerSettings, SCHEDULER_KEY)
-    if stored is None:
-        stored = SchedulerSettings(config=sched_default() if sched_default else
-                                   SchedulerConfig())
-    snap[SCHED] = {SCHEDULER_KEY: stored}
+def snapshot(store: Any, cfg: Any = None) -> Snapshot:
+    """Running: every configurable kind from the store; a container none is stored for
+    holds its default (``cfg``: the loaded ``NetworkConfig``, or None)."""
+    snap: Snapshot = {m.cls.KIND: {o.key: o for o in store.list(m.cls)}
+                      for m in xmlmap.lists()}
+    for c in extension.containers():
+        stored = store.get(c.cls, c.key)
+        snap[c.cls.KIND] = {c.key: stored if stored is not None else c.default(cfg)}
     return snap
 
 
-def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+def _merge(base: dict[str, Any], patch: dict[str, Any],
+           nested: dict[str, tuple[str, ...]]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for k, v in patch.items():
         cur = out.get(k)
         if isinstance(v, dict) and isinstance(cur, dict):
-            out[k] = _merge(cur, v)
+            out[k] = _merge(cur, v, nested)
         elif isinstance(v, list) and isinstance(cur, list):
-            keys = NESTED_KEYS.get(k)
+            keys = nested.get(k)
             if keys and all(isinstance(x, dict) for x in v + cur):
                 merged = {tuple(str(x.get(f)) for f in keys): x for x in cur}
                 for x in v:
                     ident = tuple(str(x.get(f)) for f in keys)
-                    merged[ident] = _merge(merged.get(ident, {}), x)
+                    merged[ident] = _merge(merged.get(ident, {}), x, nested)
                 out[k] = list(merged.values())
             else:
                 out[k] = cur + [x for x in v if x not in cur]
@@ -99,9 +98,9 @@ class Datastores:
     """running (the store) + candidate + locks + confirmed-commit state."""
 
     def __init__(self, store: Any, on_commit: Callable[[str, int], None] | None = None,
-                 sched_default: SchedDefault | None = None) -> None:
+                 cfg: Any = None) -> None:
         self.store = store
-        self.sched_default = sched_default or SchedulerConfig
+        self.cfg = cfg  # the loaded NetworkConfig: containers' defaults come from it
         self.candidate: Snapshot | None = None
         self.locks: dict[str, int | None] = {"running": None, "candidate": None}
         self._confirm_timer: asyncio.TimerHandle | None = None
@@ -115,7 +114,7 @@ class Datastores:
             return self.candidate
         if source not in ("running", "candidate"):
             raise RpcError("invalid-value", f"unknown datastore {source!r}", "protocol")
-        return snapshot(self.store, self.sched_default)
+        return snapshot(self.store, self.cfg)
 
     def _check_lock(self, target: str, session: int) -> None:
         holder = self.locks.get(target)
@@ -168,11 +167,14 @@ class Datastores:
                                path="/", info={"bad-element": str(config[0].tag)})
             return
         touched: list[tuple[str, str]] = []
+        singles = {xmlmap.Q + c.element: c for c in extension.containers()}
+        lists = xmlmap.by_container()
         for cont in root:
-            if cont.tag == xmlmap.Q + "scheduler":
-                self._edit_scheduler(work, cont, default_operation)
+            single = singles.get(cont.tag) if isinstance(cont.tag, str) else None
+            if single is not None:
+                self._edit_container(work, single, cont, default_operation)
                 continue
-            m = BY_CONTAINER.get(xmlmap.fname(cont.tag).replace("_", "-"))
+            m = lists.get(xmlmap.fname(cont.tag).replace("_", "-"))
             if m is None or not str(cont.tag).startswith(xmlmap.Q):
                 raise RpcError("unknown-element", f"unknown container {cont.tag!r}",
                                path="/cpn:cpn", info={"bad-element": str(cont.tag)})
@@ -186,25 +188,28 @@ class Datastores:
         self.candidate = work
 
     def _rules(self, snap: Snapshot, touched: list[tuple[str, str]] | None) -> None:
-        found = rules.check(snap, self.store, touched)
-        if found is not None:
-            m = xmlmap.BY_KIND[found.kind]
-            raise RpcError(found.tag, found.message,
-                           path=xmlmap.entry_path(m, found.key, found.field))
+        for check in extension.rules():
+            found = check(snap, self.store, touched)
+            if found is not None:
+                m = xmlmap.by_kind()[found.kind]
+                raise RpcError(found.tag, found.message,
+                               path=xmlmap.entry_path(m, found.key, found.field))
 
-    def _edit_scheduler(self, work: Snapshot, el: Any, default_op: str) -> None:
+    def _edit_container(self, work: Snapshot, c: ConfigContainer, el: Any, default_op: str
+                        ) -> None:
         op = el.get(f"{{{xmlmap.BASE_NS}}}operation") or default_op
-        if op in ("delete", "remove"):  # back to the config file's section
-            work[SCHED] = {SCHEDULER_KEY: SchedulerSettings(config=self.sched_default())}
+        if op in ("delete", "remove"):  # back to the default (the config file's section)
+            work[c.cls.KIND] = {c.key: c.default(self.cfg)}
             return
-        cur = work.get(SCHED, {}).get(SCHEDULER_KEY)
-        assert isinstance(cur, SchedulerSettings)
+        cur = work.get(c.cls.KIND, {}).get(c.key)
+        assert cur is not None
         try:
-            new = schedmap.apply_edit(cur.config, el, default_op)
-        except schedmap.SchedulerEditError as exc:
-            info = {"bad-element": exc.path[-1]} if exc.tag == "unknown-element" else {}
+            new = c.apply_edit(cur, el, default_op)
+        except ContainerEditError as exc:
+            last = exc.xpath.rsplit("/", 1)[-1].removeprefix("cpn:")
+            info = {"bad-element": last} if exc.tag == "unknown-element" else {}
             raise RpcError(exc.tag, str(exc), path=exc.xpath, info=info) from exc
-        work[SCHED] = {SCHEDULER_KEY: SchedulerSettings(config=new)}
+        work[c.cls.KIND] = {c.key: new}
 
     def _edit_entry(self, work: Snapshot, m: ListMap, entry: Any, default_op: str
                     ) -> tuple[str, str]:
@@ -242,7 +247,7 @@ class Datastores:
             base = existing.model_dump(mode="json")
             for h in m.hidden:
                 data.pop(h, None)
-            data = _merge(base, data)
+            data = _merge(base, data, dict(m.nested_keys))
         try:
             obj = m.cls.model_validate(data)
         except pydantic.ValidationError as exc:
@@ -264,7 +269,7 @@ class Datastores:
             nodes=(n.key for n in self.store.list(ComputeNode)),
             tenants={t.key: t.parent for t in snap.get("tenant", {}).values()},  # type: ignore[attr-defined]
         )
-        for m in LISTS:
+        for m in xmlmap.lists():
             for key, obj in snap.get(m.cls.KIND, {}).items():
                 for issue in integrity.check(obj, view):
                     raise RpcError("invalid-value", issue.message + (
@@ -273,7 +278,7 @@ class Datastores:
         # deletions must not leave references behind (nodes, resources, users in the store)
         others: list[Entity] = [*self.store.list(ComputeNode), *self.store.list(ComputeResource),
                                 *self.store.list(User)]
-        for m in LISTS:
+        for m in xmlmap.lists():
             alive = snap.get(m.cls.KIND, {})
             for obj in self.store.list(m.cls):
                 if obj.key in alive:
@@ -295,7 +300,7 @@ class Datastores:
             changed = 0
         else:
             self.validate("candidate")
-            before = snapshot(self.store, self.sched_default)
+            before = snapshot(self.store, self.cfg)
             changed = self._apply(self.candidate, f"netconf:{user}",
                                   "confirmed-commit" if confirmed else "commit")
             if confirmed and not confirming:
@@ -334,7 +339,7 @@ class Datastores:
     def _apply(self, desired: Snapshot, actor: str, reason: str) -> int:
         changed = 0
         with self.store.transaction(actor, reason) as txn:
-            for m in LISTS:
+            for m in xmlmap.lists():
                 want = desired.get(m.cls.KIND, {})
                 for obj in self.store.list(m.cls):
                     if obj.key not in want:
@@ -342,14 +347,14 @@ class Datastores:
                 for obj in want.values():
                     if self.store.get(m.cls, obj.key) != obj:
                         txn.put(obj)
-            sched = desired.get(SCHED, {}).get(SCHEDULER_KEY)
-            stored = self.store.get(SchedulerSettings, SCHEDULER_KEY)
-            if not isinstance(sched, SchedulerSettings) or \
-                    sched.config == self.sched_default():
-                if stored is not None:
-                    txn.delete(SchedulerSettings, SCHEDULER_KEY)
-            elif sched != stored:
-                txn.put(sched)
+            for c in extension.containers():
+                value = desired.get(c.cls.KIND, {}).get(c.key)
+                stored = self.store.get(c.cls, c.key)
+                if value is None or value == c.default(self.cfg):
+                    if stored is not None:
+                        txn.delete(c.cls, c.key)
+                elif value != stored:
+                    txn.put(value)
             changed = len(txn.changes())
         return changed
 

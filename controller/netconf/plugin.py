@@ -1,16 +1,15 @@
 """Plug the NETCONF northbound into the controller (``netconf:`` config section).
 
-Rules: cheap to import — the server (asyncssh, srv6, state builders) is imported only
-when the component is built; the stored ``SchedulerSettings`` kind is registered here,
-before any store is opened, so a committed scheduling policy is loaded on restart.
+Rules: cheap to import — the server (asyncssh, state builders) is imported only when
+the component is built. Plugin packages add their lists, containers, rules, state and
+notifications through ``netconf()`` in their own plugin module
+(``controller.netconf.extension``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-# imported for its side effect: registers the SchedulerSettings kind before a store loads
-import controller.netconf.models  # noqa: F401
 from controller.netconf.config import NetconfSection
 
 CONFIG_SECTIONS = {"netconf": NetconfSection}

@@ -16,12 +16,13 @@ Rules:
   ``placement-changed`` (a job's site), ``alarm`` (metrics overloaded / unavailable /
   stale, raised or cleared; optical NE alarms, polled from the optical controller
   every ``alarm_poll_s``), ``alarm-changed`` (every change of the alarm store: id,
-  type, resource, severity, acknowledged, text), ``policy-programmed`` (an SR policy was programmed,
-  changed or removed: its oper-state, active candidate path and SIDs) and
+  type, resource, severity, acknowledged, text), ``policy-programmed`` (an SR policy was
+  programmed, changed or removed: its oper-state, active candidate path and SIDs, from
+  ``srv6``) and
   ``config-changed`` (everything else configurable).
-- A change of the stored scheduling policy (``SchedulerSettings``, from NETCONF or any
-  other writer) is handed to the running scheduler component (new ``Profiles``); a
-  policy that fails to build is logged and the previous one kept.
+- Plugin kinds notify through their plugin's ``notifications``
+  (``controller.netconf.extension``: SR policies → ``policy-programmed``); a change
+  of any other configurable list or container is ``config-changed``.
 """
 
 from __future__ import annotations
@@ -38,16 +39,13 @@ import asyncssh
 from controller.errors import ConnectionError
 from controller.events import StateChanged
 from controller.logs import key_event
-from controller.netconf import xmlmap
+from controller.netconf import extension, xmlmap
 from controller.netconf.config import NetconfSection, NetconfUser
 from controller.netconf.datastore import Datastores
-from controller.netconf.models import SCHEDULER_KEY, SchedulerSettings
 from controller.netconf.session import NetconfSession, SessionClosed
-from controller.netconf.state import optical_source, policy_programmed, state_tree
+from controller.netconf.state import optical_source, state_tree
 from controller.ops.models import Alarm
 from controller.runtime import Runtime
-from scheduler.profiles import SchedulerConfig
-from srv6.models import SrPolicy
 
 log = logging.getLogger("cpn.netconf")
 Q = xmlmap.Q
@@ -72,6 +70,8 @@ class _Auth(asyncssh.SSHServer):
 
 def notifications_for(event: StateChanged) -> list[ET.Element]:
     out = []
+    notifiers = extension.notifiers()
+    configurable = set(xmlmap.by_kind()) | {c.cls.KIND for c in extension.containers()}
     for ch in event.changes:
         if ch.kind == "job":
             old = getattr(ch.previous, "site", None)
@@ -94,10 +94,11 @@ def notifications_for(event: StateChanged) -> list[ET.Element]:
                 out.append(_alarm(ch.key, "unavailable", cleared=now_av))
         elif ch.kind == Alarm.KIND and isinstance(ch.value, Alarm):
             out.append(_store_alarm(ch.value))
-        elif ch.kind == SrPolicy.KIND:
-            pol = ch.value if isinstance(ch.value, SrPolicy) else None
-            out.append(policy_programmed(ch.key, ch.action.value, pol))
-        elif ch.kind in xmlmap.BY_KIND or ch.kind == SchedulerSettings.KIND:
+        elif ch.kind in notifiers:
+            body = notifiers[ch.kind](ch)
+            if body is not None:
+                out.append(body)
+        elif ch.kind in configurable:
             e = ET.Element(Q + "config-changed")
             ET.SubElement(e, Q + "kind").text = ch.kind
             ET.SubElement(e, Q + "key").text = ch.key
@@ -157,10 +158,7 @@ class NetconfServer:
 
     async def start(self, rt: Runtime) -> None:
         self.rt = rt
-        section = rt.cfg.sections.get("scheduler") if rt.cfg is not None else None
-        file_sched = section if isinstance(section, SchedulerConfig) else SchedulerConfig()
-        self.ds = Datastores(rt.store, sched_default=lambda: file_sched)
-        self._apply_scheduler()
+        self.ds = Datastores(rt.store, cfg=rt.cfg)
         host, _, port = self.section.listen.rpartition(":")
         key_path = Path(self.section.host_key or rt.settings.state / "netconf_host_key")
         if not key_path.exists():
@@ -186,18 +184,6 @@ class NetconfServer:
         self._alarm_task = asyncio.create_task(self._optical_alarm_loop())
         key_event(log, "NETCONF server listening", listen=self.section.listen,
                   users=len(users))
-
-    def _apply_scheduler(self) -> None:
-        """Hand the stored scheduling policy (else the file's section) to the running
-        scheduler component, so a committed change takes effect without a restart."""
-        cfg = self.ds.view("running")[SchedulerSettings.KIND][SCHEDULER_KEY]
-        assert isinstance(cfg, SchedulerSettings)
-        for comp in getattr(self.rt, "components", []):
-            if getattr(comp, "name", "") != "scheduler" or not hasattr(comp, "reconfigure"):
-                continue
-            if comp.reconfigure(cfg.config):
-                key_event(log, "scheduling policy applied",
-                          profiles=len(cfg.config.profiles), queues=len(cfg.config.queues))
 
     def _broadcast(self, bodies: list[ET.Element]) -> None:
         for sess, chan in list(self.sessions.values()):
@@ -226,11 +212,6 @@ class NetconfServer:
         while True:
             event = await self._sub.get()
             assert isinstance(event, StateChanged)
-            if SchedulerSettings.KIND in event.kinds():
-                try:
-                    self._apply_scheduler()
-                except Exception:
-                    log.exception("scheduling policy not applied; the previous one is kept")
             self._broadcast(notifications_for(event))
 
     def _kill(self, sid: int) -> bool:

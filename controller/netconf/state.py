@@ -1,14 +1,11 @@
-"""``config false`` data: ``/cpn/state`` (compute metrics, placements, SR policies,
-optical paths, alarms) and the ``policy-programmed`` notification body.
+"""``config false`` data: ``/cpn/state`` (compute metrics, placements, what plugins add
+— SR policies from ``srv6`` —, optical paths, alarms).
 
 Rules:
-- Built fresh for each ``<get>`` from the store and, for optical paths and NE alarms,
-  from the running optical controller (``OpticalSource``: ``rt.settings.extra
-  ["optical"].ctl`` when the optical component runs; absent ⇒ no optical data).
-- SR policies follow RFC 9256 §2.9: ``is-best-candidate-path`` marks the active
-  candidate path (``SrPolicy.active_path``); ``oper-state`` is up iff there is one.
-  Candidate-path ``originator`` is ``<asn>-<address>`` and protocol-origin uses the
-  ietf-sr-policy-types names (pcep / bgp / local).
+- Built fresh for each ``<get>`` from the store, from each plugin's state builders
+  (``controller.netconf.extension``) and, for optical paths and NE alarms, from the
+  running optical controller (``OpticalSource``: ``rt.settings.extra["optical"].ctl``
+  when the optical component runs; absent ⇒ no optical data).
 - Alarms list only raised conditions: a metrics record that is overloaded, stale or
   unavailable (resource ``<site>/<service>``), and each NE alarm (resource
   ``<ne>:<resource>``).
@@ -22,11 +19,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from controller.models import ComputeMetrics, Job
+from controller.netconf.extension import state_builders
 from controller.netconf.xmlmap import Q
-from srv6.models import CandidatePath, ProtocolOrigin, SrPolicy
-
-ORIGINS = {ProtocolOrigin.PCEP: "pcep", ProtocolOrigin.BGP_SR_POLICY: "bgp",
-           ProtocolOrigin.CONFIG: "local"}
 
 
 class OpticalSource(Protocol):
@@ -39,6 +33,7 @@ class OpticalSource(Protocol):
 
 
 def _leaf(parent: ET.Element, name: str, value: Any) -> None:
+    """``<name>value</name>`` under ``parent`` (None: nothing; booleans true/false)."""
     if value is None:
         return
     if isinstance(value, bool):
@@ -48,6 +43,10 @@ def _leaf(parent: ET.Element, name: str, value: Any) -> None:
     else:
         text = str(value)
     ET.SubElement(parent, Q + name).text = text
+
+
+#: for plugins' state builders (``controller.netconf.extension``)
+leaf = _leaf
 
 
 # ------------------------------------------------------------------ compute, placements
@@ -75,74 +74,6 @@ def placements_xml(jobs: Iterable[Job]) -> ET.Element:
         _leaf(p, "state", j.state.value)
         _leaf(p, "site", j.site)
     return placements
-
-
-# -------------------------------------------------------------------------- SR policies
-def originator(cp: CandidatePath) -> str:
-    return f"{cp.originator.asn}-{cp.originator.node}"
-
-
-def path_label(cp: CandidatePath) -> str:
-    return cp.name or f"{ORIGINS[cp.protocol_origin]}/{originator(cp)}/{cp.discriminator}"
-
-
-def policy_xml(pol: SrPolicy) -> ET.Element:
-    e = ET.Element(Q + "policy")
-    active = pol.active_path()
-    for k, v in (("headend", pol.headend), ("color", pol.color), ("endpoint", pol.endpoint),
-                 ("name", pol.name), ("encap", pol.encap.value),
-                 ("binding-sid", pol.binding_sid.sid if pol.binding_sid else None),
-                 ("slice", pol.slice), ("oper-state", "up" if active else "down")):
-        _leaf(e, k, v)
-    cps = ET.SubElement(e, Q + "candidate-paths")
-    for cp in sorted(pol.candidate_paths, key=CandidatePath.rank, reverse=True):
-        c = ET.SubElement(cps, Q + "candidate-path")
-        for k, v in (("protocol-origin", ORIGINS[cp.protocol_origin]),
-                     ("originator", originator(cp)), ("discriminator", cp.discriminator),
-                     ("preference", cp.preference), ("name", cp.name),
-                     ("is-best-candidate-path", cp is active), ("is-valid", cp.is_valid()),
-                     ("invalid-reason", cp.invalid_reason or None)):
-            _leaf(c, k, v)
-        sls = ET.SubElement(c, Q + "segment-lists")
-        for i, sl in enumerate(cp.segment_lists):
-            s = ET.SubElement(sls, Q + "segment-list")
-            items: tuple[tuple[str, Any], ...] = (
-                ("index", i), ("weight", sl.weight), ("valid", sl.valid),
-                ("delay-ms", sl.delay_ms))
-            for k, v in items:
-                _leaf(s, k, v)
-            for hop in sl.hops:
-                _leaf(s, "hops", hop)
-            for link in sl.links:
-                _leaf(s, "links", link)
-            segs = ET.SubElement(s, Q + "segments")
-            for j, sid in enumerate(sl.sids):
-                seg = ET.SubElement(segs, Q + "segment")
-                _leaf(seg, "index", j)
-                _leaf(seg, "sid-value", sid)
-    return e
-
-
-def policies_xml(policies: Iterable[SrPolicy]) -> ET.Element:
-    root = ET.Element(Q + "sr-policies")
-    for pol in sorted(policies, key=lambda p: p.key):
-        root.append(policy_xml(pol))
-    return root
-
-
-def policy_programmed(key: str, action: str, pol: SrPolicy | None) -> ET.Element:
-    e = ET.Element(Q + "policy-programmed")
-    _leaf(e, "policy", key)
-    _leaf(e, "action", action)
-    if pol is not None:
-        active = pol.active_path()
-        _leaf(e, "oper-state", "up" if active else "down")
-        if active is not None:
-            _leaf(e, "active-candidate-path", path_label(active))
-            for sl in pol.active_segment_lists()[:1]:
-                for sid in sl.sids:
-                    _leaf(e, "sid-value", sid)
-    return e
 
 
 # ----------------------------------------------------------------------- optical, alarms
@@ -223,7 +154,8 @@ def state_tree(rt: Any) -> ET.Element:
     metrics = rt.store.list(ComputeMetrics)
     state.append(metrics_xml(metrics))
     state.append(placements_xml(rt.store.list(Job)))
-    state.append(policies_xml(rt.store.list(SrPolicy)))
+    for build in state_builders():
+        state.append(build(rt))
     optical = optical_source(rt)
     state.append(optical_xml(optical.paths if optical else {}))
     state.append(alarms_xml(metrics, optical.alarms() if optical else ()))

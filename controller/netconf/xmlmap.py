@@ -9,8 +9,9 @@ Rules:
   ``ListMap.keys``; an entity whose key has several leaves (SR policy intents:
   headend, color, endpoint) has the store key ``v1~v2~v3`` in that order. ``Link`` is
   keyed by ``name`` (its ``id``, or ``a~b``).
-- SR policy intents, slices and SD-WAN policies (``srv6``) map like the foundation
-  kinds; the scheduler configuration is not a list and maps in ``schedmap``.
+- Plugin packages add their own lists (SR policy intents, slices, SD-WAN policies from
+  ``srv6``) and non-list containers (the scheduler configuration) through
+  ``controller.netconf.extension``; they map exactly like the core kinds.
 - Parsing is strict: an unknown element is an error with its path, like pydantic's
   unknown-key error.
 """
@@ -20,14 +21,12 @@ from __future__ import annotations
 import types
 import typing
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
 from controller.models import Entity, Link, Router, Service, Site, Tenant
-from srv6.models import Slice, SrPolicyIntent
-from srv6.sdwan import SdwanPolicy
+from controller.netconf.extension import ListMap, containers, ext_lists
 
 NS = "urn:cpn:yang:cpn"
 BASE_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
@@ -35,32 +34,28 @@ Q = f"{{{NS}}}"
 ET.register_namespace("cpn", NS)
 
 
-@dataclass(frozen=True)
-class ListMap:
-    container: str
-    element: str
-    cls: type[Entity]
-    keys: tuple[str, ...]
-    hidden: frozenset[str] = frozenset({"labels", "extended", "params"})
-
-
-LISTS: tuple[ListMap, ...] = (
+#: the foundation kinds' lists; plugins add theirs (``lists()``)
+CORE_LISTS: tuple[ListMap, ...] = (
     ListMap("sites", "site", Site, ("name",)),
     ListMap("routers", "router", Router, ("name",)),
     ListMap("links", "link", Link, ("name",), frozenset({"id"})),
-    ListMap("services", "service", Service, ("name",)),
+    ListMap("services", "service", Service, ("name",),
+            nested_keys=(("instances", ("site", "address")),)),
     ListMap("tenants", "tenant", Tenant, ("name",)),
-    ListMap("sr-policy-intents", "intent", SrPolicyIntent, ("headend", "color", "endpoint")),
-    ListMap("slices", "slice", Slice, ("name",)),
-    ListMap("sdwan-policies", "policy", SdwanPolicy, ("name",)),
 )
-BY_CONTAINER = {m.container: m for m in LISTS}
-BY_KIND = {m.cls.KIND: m for m in LISTS}
 
-#: key leaves of nested YANG lists, by field name
-NESTED_KEYS: dict[str, tuple[str, ...]] = {"instances": ("site", "address"),
-                                           "flows": ("headend", "endpoint")}
 
+def lists() -> tuple[ListMap, ...]:
+    """Every configurable list: the core ones, then each plugin's."""
+    return CORE_LISTS + ext_lists()
+
+
+def by_container() -> dict[str, ListMap]:
+    return {m.container: m for m in lists()}
+
+
+def by_kind() -> dict[str, ListMap]:
+    return {m.cls.KIND: m for m in lists()}
 
 def yname(field: str) -> str:
     return field.replace("_", "-")
@@ -105,18 +100,15 @@ def entity_xml(obj: Entity, m: ListMap) -> ET.Element:
 
 
 def config_tree(objects: dict[str, dict[str, Entity]]) -> ET.Element:
-    """``<cpn>`` with every configurable list, for get-config."""
-    from controller.netconf import schedmap
-    from controller.netconf.models import SchedulerSettings
-
+    """``<cpn>`` with every configurable list and container, for get-config."""
     root = ET.Element(Q + "cpn")
-    for m in LISTS:
+    for m in lists():
         cont = ET.SubElement(root, Q + m.container)
         for key in sorted(objects.get(m.cls.KIND, {})):
             cont.append(entity_xml(objects[m.cls.KIND][key], m))
-    for obj in objects.get(SchedulerSettings.KIND, {}).values():
-        assert isinstance(obj, SchedulerSettings)
-        root.append(schedmap.to_xml(obj.config))
+    for c in containers():
+        for obj in objects.get(c.cls.KIND, {}).values():
+            root.append(c.to_xml(obj))
     return root
 
 

@@ -1,6 +1,6 @@
 """Bench: controller-side make-before-break policy switch (goal ≤ 5 ms).
 
-What is measured (issue 4): the five-router namespace lab (``srv6.dataplane.labtopo``),
+What is measured (issue 4): the five-router namespace lab (``labs.srv6lab``),
 one ``NetlinkProgrammer`` per router held by the controller; the policy r1→r5 is moved
 ``rounds`` times between path A (r2 r3 r5) and path B (r4 r5) with ``mbb.switch``:
 read every node, plan, add new SIDs, read them back, one atomic replace on the headend,
@@ -16,8 +16,8 @@ import time
 from typing import Any
 
 from labs.netns import Lab
+from labs.srv6lab import PATH_A, PATH_B, ROUTERS, build, desired
 from srv6.dataplane import mbb
-from srv6.dataplane.labtopo import PATH_A, PATH_B, ROUTERS, build, desired
 from srv6.dataplane.netlink import NetlinkProgrammer
 from srv6.dataplane.programmer import PolicyProgrammer
 

@@ -128,13 +128,9 @@ class Run:
         doc["flows"]["headend"]["netns"] = t.r1.name
         doc["flows"]["paths"]["MEC-1"]["egress"]["netns"] = t.r2.name
         doc["flows"]["paths"]["MEC-2"]["egress"]["netns"] = t.r3.name
-        from labs.plugin import has_dns_compute
-
-        if has_dns_compute():
-            # the camera's flow must keep one service address across the handover: the
-            # network (R1) steers it; new answers show the choice in SVCB priorities
-            doc["dns"] = {"services": {"video": {"anycast": True}}}
-            doc["lab_dns"] = {"enabled": False}
+        # the camera's flow must keep one service address across the handover: the
+        # network (R1) steers it; new answers show the choice in SVCB priorities
+        doc["dns"] = {"services": {"video": {"anycast": True}}}
         path = self.dir / "controller.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         return path

@@ -18,9 +18,7 @@ from hypothesis import strategies as st
 from ncclient.operations import RPCError
 
 from controller.config import apply_config, load_config
-from controller.netconf import schedmap
 from controller.netconf.datastore import Datastores, RpcError
-from controller.netconf.models import SchedulerSettings
 from controller.netconf.xmlmap import Q
 from controller.store import SqliteStore
 from labs.optical.fixture import ne_config, ring_fibers
@@ -30,7 +28,9 @@ from optical.device import FakeDevice
 from optical.models import Alarm, NeState
 from optical.rwa import Request
 from optical.service import OpticalController
+from scheduler import netconf as schedmap
 from scheduler.profiles import SchedulerConfig
+from scheduler.settings import SchedulerSettings
 from srv6.models import (
     CandidatePath,
     Originator,

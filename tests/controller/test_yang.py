@@ -11,11 +11,13 @@ from pyang import context, repository
 
 from controller.config import apply_config, load_config
 from controller.models import ComputeMetrics
-from controller.netconf import schedmap, state, xmlmap
-from controller.netconf.models import SchedulerSettings
+from controller.netconf import state, xmlmap
 from controller.store import SqliteStore
 from optical.models import Alarm, Lightpath, OduCircuit, OpticalPath, PathState
+from scheduler import netconf as schedmap
 from scheduler.profiles import SchedulerConfig
+from scheduler.settings import SchedulerSettings
+from srv6 import netconf as srv6_netconf
 from srv6.models import (
     BindingSid,
     CandidatePath,
@@ -101,8 +103,7 @@ def _srv6_and_scheduler() -> list[Any]:
 
 
 def test_srv6_scheduler_config_and_state_are_in_the_schema() -> None:
-    from controller.netconf.datastore import SCHED
-
+    SCHED = SchedulerSettings.KIND
     objs = _srv6_and_scheduler()
     snap: dict[str, dict[str, Any]] = {}
     for o in objs:
@@ -124,7 +125,7 @@ def test_srv6_scheduler_config_and_state_are_in_the_schema() -> None:
     metric = ComputeMetrics(site="MEC-GZ1", service="video", overloaded=True, stale=True,
                             available=False, l1={"cpu": 0.5}, l0={"x": 1})
     tree = state.metrics_xml([metric])
-    st = [state.policies_xml([pol]), state.optical_xml({"p": opt}), tree,
+    st = [srv6_netconf.policies_xml([pol]), state.optical_xml({"p": opt}), tree,
           state.alarms_xml([metric], [Alarm("ne", "1", "los", "port", "now")])]
     for el in st:
         emitted |= _paths(el, "/cpn/state")
@@ -132,7 +133,7 @@ def test_srv6_scheduler_config_and_state_are_in_the_schema() -> None:
                  "/segment-list/segments/segment/sid-value",
                  "/cpn/state/optical-paths/path/odu/slots", "/cpn/state/alarms/alarm/source"):
         assert leaf in emitted
-    emitted |= _paths(state.policy_programmed(pol.key, "put", pol))
+    emitted |= _paths(srv6_netconf.policy_programmed(pol.key, "put", pol))
     missing = emitted - schema_paths()
     assert not missing, f"emitted but not in cpn.yang: {sorted(missing)}"
 

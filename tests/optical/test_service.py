@@ -162,7 +162,9 @@ def test_plugin_has_no_component_without_section() -> None:
     class Rt:
         cfg = None
     assert plugin.components(Rt()) == []  # type: ignore[arg-type]
-    assert set(plugin.BENCHES) == {"rwa", "optical-provision", "restoration"}
+    from labs.plugin import BENCHES  # the lab registers the benches, not the package
+
+    assert {"rwa", "optical-provision", "restoration"} <= set(BENCHES)
 
 
 def test_paths_are_journaled_and_resumed_after_a_restart(tmp_path: Path) -> None:

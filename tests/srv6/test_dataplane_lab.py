@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from labs.netns import Lab, Ns, wait_for
+from labs.srv6lab import H2, PATH_A, PATH_B, ROUTERS, SrLab, build, desired, sid_of
 from srv6.dataplane import mbb
-from srv6.dataplane.labtopo import H2, PATH_A, PATH_B, ROUTERS, SrLab, build, desired, sid_of
 from srv6.dataplane.netlink import NetlinkProgrammer
 from srv6.dataplane.programmer import PolicyProgrammer
 from srv6.dataplane.state import Seg6LocalRoute

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from labs.srv6lab import PATH_A, PATH_B, desired
 from srv6.dataplane import MemoryProgrammer, NodeState, Seg6LocalRoute, Seg6Route, mbb
-from srv6.dataplane.labtopo import PATH_A, PATH_B, desired
 from srv6.dataplane.programmer import PolicyProgrammer
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from controller.errors import ValidationError
+from labs.srv6lab import PATH_A, desired, local_sids, policy
 from srv6.dataplane import Seg6LocalRoute, Seg6Route
-from srv6.dataplane.labtopo import PATH_A, desired, local_sids, policy
 from srv6.dataplane.render import render
 
 

@@ -11,8 +11,7 @@ import pytest
 
 from controller.errors import ValidationError
 from labs.netns import Lab, Ns
-from srv6.dataplane import NodeState, Seg6Route
-from srv6.dataplane.labtopo import (
+from labs.srv6lab import (
     DST_PREFIX,
     H2,
     PATH_A,
@@ -23,6 +22,7 @@ from srv6.dataplane.labtopo import (
     desired,
     sid_of,
 )
+from srv6.dataplane import NodeState, Seg6Route
 from srv6.dataplane.netlink import NetlinkProgrammer
 from srv6.models import SteeringMatch
 from srv6.steering.linux import Flow, IpRule, LinuxSteering, pin_flows, rule_for

@@ -1,4 +1,4 @@
-"""``controller.flows.decide``: the pure decision of the flow-steering loop (GBA-App.B,
+"""``srv6.flows.decide``: the pure decision of the flow-steering loop (GBA-App.B,
 RFC 10053 instance affinity), and the ``flows:`` config section."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from controller.flows import FlowsSection, decide
 from controller.models import ComputeMetrics, Service
+from srv6.flows import FlowsSection, decide
 
 
 def _svc(affinity: str = "migrate-on-overload") -> Service:
@@ -82,7 +82,7 @@ def test_flows_section_needs_a_headend_when_enabled() -> None:
 def test_access_rules_mark_only_placed_services_and_refuse_bad_dscp() -> None:
     """The access switch's classification (flows.access): one OpenFlow rule per placed
     service anycast, matching protocol and port, marking the configured DSCP."""
-    from controller.flows import FlowController
+    from srv6.flows import FlowController
 
     cfg = FlowsSection.model_validate({
         "enabled": True, "headend": {"node": "R1"},

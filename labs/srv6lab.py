@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
 from labs.netns import Lab, Ns
+from srv6.dataplane.render import render
+from srv6.dataplane.state import NodeState
 from srv6.models import CandidatePath, LocalSid, SegmentList, SidBehavior, SrPolicy
-
-from .render import render
-from .state import NodeState
 
 ROUTERS = ("r1", "r2", "r3", "r4", "r5")
 LINKS = (("r1", "r2"), ("r2", "r3"), ("r3", "r5"), ("r1", "r4"), ("r4", "r5"))

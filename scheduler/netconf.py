@@ -1,4 +1,5 @@
-"""Scheduling-policy configuration ⇄ ``/cpn/scheduler`` (sans-I/O).
+"""Scheduling-policy configuration ⇄ ``/cpn/scheduler`` (sans-I/O), the scheduler's
+NETCONF extension (``netconf()``, registered through ``scheduler.plugin``).
 
 Rules:
 - The container mirrors ``scheduler.profiles.SchedulerConfig``: one leaf per scalar
@@ -26,9 +27,12 @@ from typing import Any
 
 import pydantic
 
-from controller.netconf.xmlmap import BASE_NS, Q, XmlDataError, fname
+from controller.models import Entity
+from controller.netconf.extension import ConfigContainer, ContainerEditError, NetconfExtension
+from controller.netconf.xmlmap import BASE_NS, Q, fname
 from scheduler.plugins import DEFAULT_PLUGINS, DEFAULT_WEIGHTS
 from scheduler.profiles import SchedulerConfig
+from scheduler.settings import SCHEDULER_KEY, SchedulerSettings, file_config
 
 ROOT_PATH = "/cpn:cpn/cpn:scheduler"
 OP = f"{{{BASE_NS}}}operation"
@@ -40,13 +44,8 @@ _LISTS = {"profile": ("profiles", "name"), "queue": ("queues", "name"),
           "tenant": ("tenants", "name")}
 
 
-class SchedulerEditError(XmlDataError):
+class SchedulerEditError(ContainerEditError):
     """A bad scheduler edit; ``tag`` is the rpc-error tag, ``xpath`` the error-path."""
-
-    def __init__(self, tag: str, xpath: str, message: str) -> None:
-        self.tag = tag
-        self.xpath = xpath
-        super().__init__((xpath.rsplit("/", 1)[-1].removeprefix("cpn:"),), message)
 
 
 def _num(value: float) -> str:
@@ -313,3 +312,24 @@ def validated(d: dict[str, Any]) -> SchedulerConfig:
             path += f"/cpn:{about.group(1)}[cpn:name='{about.group(2)}']"
         raise SchedulerEditError("invalid-value", path,
                                  msg.removeprefix("Value error, ")) from exc
+
+
+# ------------------------------------------------------------------- NETCONF extension
+def _to_xml(obj: Entity) -> ET.Element:
+    assert isinstance(obj, SchedulerSettings)
+    return to_xml(obj.config)
+
+
+def _apply(obj: Entity, el: ET.Element, default_op: str) -> Entity:
+    assert isinstance(obj, SchedulerSettings)
+    return SchedulerSettings(config=apply_edit(obj.config, el, default_op))
+
+
+def _default(cfg: Any) -> Entity:
+    return SchedulerSettings(config=file_config(cfg))
+
+
+def netconf() -> NetconfExtension:
+    """``/cpn/scheduler``: one ``SchedulerSettings`` (default: the file's section)."""
+    return NetconfExtension(containers=(ConfigContainer(
+        "scheduler", SchedulerSettings, SCHEDULER_KEY, _default, _to_xml, _apply),))

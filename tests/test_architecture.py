@@ -1,0 +1,61 @@
+"""Imports point one way (docs/architecture.md, DESIGN §2): ``controller`` imports no
+plugin package; nothing outside ``labs/`` and ``tests/`` imports ``labs``.
+
+Read from the source with ``ast`` (every ``import`` / ``from … import``, including the
+ones inside functions and ``TYPE_CHECKING`` blocks), so a lazy import cannot hide a
+wrong-way dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+PLUGINS = ("telemetry", "optical", "srv6", "dns_compute", "scheduler", "labs")
+PRODUCT = ("controller", "telemetry", "optical", "srv6", "dns_compute", "scheduler")
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """(line, imported top-level package) for every import in ``path``."""
+    tree = ast.parse(path.read_text(), str(path))
+    out: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name.split(".")[0]) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.append((node.lineno, node.module.split(".")[0]))
+    return out
+
+
+def wrong_way(package: str, forbidden: tuple[str, ...]) -> list[str]:
+    found = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for line, top in imports(path):
+            if top in forbidden:
+                found.append(f"{path.relative_to(ROOT)}:{line} imports {top}")
+    return found
+
+
+def test_controller_imports_no_plugin_package() -> None:
+    found = wrong_way("controller", PLUGINS)
+    assert not found, ("controller must not import plugin packages; register through "
+                       "controller/plugins.py instead:\n" + "\n".join(found))
+
+
+@pytest.mark.parametrize("package", PRODUCT)
+def test_product_code_imports_nothing_from_labs(package: str) -> None:
+    found = wrong_way(package, ("labs", "tests"))
+    assert not found, ("product code must not import labs or tests; let labs register "
+                       "what it adds:\n" + "\n".join(found))
+
+
+def test_the_check_sees_imports_inside_functions(tmp_path: Path) -> None:
+    """Regression: a lazy import inside a function is still an import."""
+    src = tmp_path / "m.py"
+    src.write_text("def f() -> None:\n    from srv6.models import SrPolicy\n"
+                   "    import labs.netns\n")
+    assert sorted(imports(src)) == [(2, "srv6"), (3, "labs")]
