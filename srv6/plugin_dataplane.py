@@ -1,5 +1,6 @@
-"""Plugin: SRv6 dataplane — the ``flows:`` config section and the flow-steering
-component (``srv6.flows``), ``cpn node-agent``.
+"""Plugin: SRv6 dataplane — the ``flows:`` config section, the flow-steering
+component (``srv6.flows``) and its Prometheus gauges (``srv6.metrics``),
+``cpn node-agent``.
 
 Rules: cheap to import (pyroute2, ssl servers load inside the command).
 ``components(rt)`` runs the flow controller when the config has
@@ -9,7 +10,7 @@ Rules: cheap to import (pyroute2, ssl servers load inside the command).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,6 +29,14 @@ def components(rt: Runtime) -> list[Component]:
     from srv6.flows import FlowController
 
     return [FlowController(sec)]
+
+
+def routers(rt: Runtime) -> list[Any]:
+    """No routes: registers the flow-steering gauges when the API is built."""
+    from srv6 import metrics
+
+    metrics.register(rt)
+    return []
 
 
 def register_cli(app: typer.Typer) -> None:

@@ -5,13 +5,14 @@ Rules:
 - Families (all prefixed ``cpn_``): per site/service ``site_l0`` (one series per raw
   metric), ``site_l1``, ``site_l2``, ``site_overloaded``, ``site_stale``,
   ``site_available``; per link ``link_delay_ms``, ``link_loss_pct``,
-  ``link_available_mbps``, ``link_capacity_mbps``, ``link_up``; per flow
-  ``flow_steered`` (1 on the site each service is steered to, per headend); per object
+  ``link_available_mbps``, ``link_capacity_mbps``, ``link_up``; per object
   with a status (intents, slices, SD-WAN, optical paths …) ``object_state`` (1 on its
   state); sessions ``sessions`` (by kind and state) and ``session_transitions_total``;
   alarms ``alarms_active`` (by severity, shelved excluded), ``alarms_unacknowledged``,
   ``alarms_shelved``.
 - Names and label sets are the contract of ``docs/grafana-dashboard.json``.
+- Plugin packages register their own families (flow steering: ``srv6.metrics``);
+  ``controller`` imports no plugin package.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ class OpsCollector(Collector):
     def collect(self) -> Iterator[Any]:
         yield from self._sites()
         yield from self._links()
-        yield from self._flows()
         yield from self._status()
         yield from self._sessions()
         yield from self._alarms()
@@ -82,20 +82,6 @@ class OpsCollector(Collector):
             fams["capacity_mbps"].add_metric(key, lk.capacity_mbps)
             fams["up"].add_metric(key, float(lk.state is LinkState.UP))
         yield from fams.values()
-
-    def _flows(self) -> Iterator[Any]:
-        from controller.flows import FlowSteering
-
-        g = GaugeMetricFamily("cpn_flow_steered", "1 on the site a service's flows are "
-                              "steered to from a headend", labels=["service", "headend", "site"])
-        moves = GaugeMetricFamily("cpn_flow_program_ms", "Time the last steering change "
-                                  "took to commit, ms", labels=["service", "headend"])
-        for f in self.rt.store.list(FlowSteering):
-            if f.site:
-                g.add_metric([f.service, f.headend, f.site], 1.0)
-            if f.program_ms is not None:
-                moves.add_metric([f.service, f.headend], f.program_ms)
-        yield from (g, moves)
 
     def _status(self) -> Iterator[Any]:
         g = GaugeMetricFamily("cpn_object_state", "1 on the state of each object with a "
