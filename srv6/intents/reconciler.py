@@ -145,6 +145,7 @@ class IntentReconciler:
         self.listeners: list[Callable[[list[SrPolicyIntentStatus]], None]] = []
         self.verifier: Any = None
         self._metrics: dict[str, Any] = {}
+        self._memo: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ component
     async def start(self, rt: Runtime) -> None:
@@ -308,7 +309,7 @@ class IntentReconciler:
                           errors)
         intents = store.list(SrPolicyIntent)
         return plan_intents(topo, intents, binding, strict=self.sec.segments == "strict",
-                            protect=self.sec.protect), intents
+                            protect=self.sec.protect, memo=self._memo), intents
 
     # ------------------------------------------------------------------ the pass
     def reconcile_once(self, store: Store) -> PassReport:

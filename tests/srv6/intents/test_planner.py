@@ -191,3 +191,17 @@ def test_every_programmed_segment_has_its_sid_in_the_plan_and_failures_add_nothi
             assert not set(ip.backup.links) & set(ip.active.links)
     ok = [i for i in intents if plan.intents[i.key].ok]
     assert plan_intents(topo, ok, b).nodes == plan.nodes
+
+
+@SETTINGS
+@given(scenario(), scenario())
+def test_memo_gives_the_same_plan_as_planning_from_scratch(
+        a: tuple[list[Link], list[SrPolicyIntent]],
+        b: tuple[list[Link], list[SrPolicyIntent]]) -> None:
+    memo: dict[str, object] = {}
+    for links, intents in (a, b, a):  # topology and intents change between calls
+        topo = build(links)
+        bd = binding(topo)
+        got = plan_intents(topo, intents, bd, memo=memo)  # type: ignore[arg-type]
+        assert got == plan_intents(topo, intents, bd)
+        assert set(memo) == {i.key for i in intents}
