@@ -19,10 +19,11 @@ def components(rt: Runtime) -> list[Any]:
 
 
 def routers(rt: Runtime) -> list[APIRouter]:
+    from controller.console import routes
     from controller.ops import api, metrics
 
     metrics.register(rt)
-    return api.routers()
+    return [*api.routers(), routes.router()]
 
 
 def register_cli(app: typer.Typer) -> None:

@@ -207,3 +207,24 @@ def test_intent_status_degraded_or_failed_is_an_alarm(rt: Runtime) -> None:
     metrics = TestClient(create_app(rt)).get("/metrics").text
     assert ('cpn_object_state{key="video-gold",kind="sr-policy-intent",state="verified"} 1.0'
             in metrics)
+
+
+def test_grafana_dashboard_uses_only_exported_families(rt: Runtime) -> None:
+    """docs/grafana-dashboard.json is the contract of controller.ops.metrics: every
+    family a panel queries is on /metrics of a controller with data."""
+    import json
+    import re
+
+    from tests.conftest import ROOT
+
+    overload(rt, "GZ-DC", True)
+    rt.sessions.up("bgp", "10.0.0.2", "MEC-1")
+    engine(rt).run_pass()
+    exported = TestClient(create_app(rt)).get("/metrics").text
+    dash = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    used = {m for p in dash["panels"] for t in p["targets"]
+            for m in re.findall(r"\bcpn_[a-z0-9_]+", t["expr"])}
+    assert len(used) >= 15
+    missing = sorted(m for m in used if f"\n{m}" not in exported and f"# TYPE {m} " not in
+                     exported)
+    assert not missing, f"dashboard queries families /metrics lacks: {missing}"
