@@ -69,6 +69,9 @@ class Runtime:
         #: (``controller.ops.engine``); plugins add theirs
         self.alarm_sources: dict[str, Callable[[], Iterable[Any]]] = {}
         self.sessions = SessionTable()
+        #: parts of the console's overview owned by plugins: name → function returning
+        #: JSON-able items (``controller.console.view``)
+        self.console_views: dict[str, Callable[[], Any]] = {}
         static = {t.digest(): Principal(t.name, t.role, t.tenant)
                   for t in (cfg.tokens if cfg else [])}
         self.tokens = TokenLookup(self.store, static)

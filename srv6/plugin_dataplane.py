@@ -32,10 +32,12 @@ def components(rt: Runtime) -> list[Component]:
 
 
 def routers(rt: Runtime) -> list[Any]:
-    """No routes: registers the flow-steering gauges when the API is built."""
-    from srv6 import metrics
+    """No routes: registers the flow-steering gauges and the console's ``flows`` view
+    when the API is built."""
+    from srv6 import console, metrics
 
     metrics.register(rt)
+    rt.console_views["flows"] = lambda: console.flows_view(rt.store)
     return []
 
 

@@ -51,7 +51,7 @@ def router() -> APIRouter:
     @r.get("/api/v1/console/overview", summary="Topology, compute, flows and sessions "
            "for the console (one document)")
     def get_overview(rt: RT, who: Caller) -> dict[str, Any]:
-        out = overview(rt.store, rt.sessions.snapshot())
+        out = overview(rt.store, rt.sessions.snapshot(), rt.console_views)
         out["whoami"] = {"name": who.name, "role": who.role.value, "tenant": who.tenant}
         out["seq"] = rt.store.last_seq()
         return out

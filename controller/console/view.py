@@ -5,50 +5,20 @@ Rules:
   state, load), compute per site/service (CATS L0/L1/L2, overloaded, stale), where
   each service flow is steered now and why, with the path as topology nodes, and the
   BGP/telemetry sessions. It is read through the caller's token like every route.
-- A flow's path is drawn from its segment list: each SID belongs to the router (or
-  site) whose SRv6 locator holds it (RFC 8986); the headend starts the path and the
-  steered site ends it, joined through its gateway router when the site has one.
+- Parts that plugins own come from *view providers* registered in
+  ``rt.console_views`` (name → function returning JSON-able items), e.g. ``flows``
+  (where each flow is steered and its path, from ``srv6``); the controller never
+  imports a plugin for them. A provider that fails is reported in ``errors`` and the
+  rest of the page still draws.
 - Link load is ``1 − available / capacity`` in %, or null when nothing measured it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from ipaddress import IPv6Address, ip_address
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from controller.flows import FlowSteering
 from controller.models import ComputeMetrics, Link, Router, Service, Site
-
-
-def flow_path(f: FlowSteering, routers: Sequence[Router], sites: Sequence[Site],
-              links: Sequence[Link]) -> list[str]:
-    """Topology nodes a steered flow crosses, headend first, site last."""
-    path = [f.headend]
-    owners: list[tuple[Any, str]] = [(r.locator, r.name) for r in routers if r.locator]
-    owners += [(s.locator, s.name) for s in sites if s.locator]
-    for sid in f.segments:
-        try:
-            addr = ip_address(sid)
-        except ValueError:
-            continue
-        if not isinstance(addr, IPv6Address):
-            continue
-        hit = next((name for net, name in owners if addr in net), None)
-        if hit is not None and hit != path[-1]:
-            path.append(hit)
-    if f.site and f.site != path[-1]:
-        linked = {(lk.a, lk.b) for lk in links} | {(lk.b, lk.a) for lk in links}
-        if (path[-1], f.site) not in linked:
-            gw = next((r.name for r in routers if r.site == f.site
-                       and (path[-1], r.name) in linked), None)
-            if gw is None:  # a router linked to the site and to the last hop
-                gw = next((r.name for r in routers if (r.name, f.site) in linked
-                           and (path[-1], r.name) in linked), None)
-            if gw is not None and gw != path[-1]:
-                path.append(gw)
-        path.append(f.site)
-    return path
 
 
 def link_json(lk: Link) -> dict[str, Any]:
@@ -60,14 +30,14 @@ def link_json(lk: Link) -> dict[str, Any]:
             "capacity_mbps": lk.capacity_mbps}
 
 
-def overview(store: Any, sessions: Sequence[Any] = ()) -> dict[str, Any]:
+def overview(store: Any, sessions: Sequence[Any] = (),
+             views: Mapping[str, Callable[[], Any]] | None = None) -> dict[str, Any]:
     sites: list[Site] = store.list(Site)
     routers: list[Router] = store.list(Router)
     links: list[Link] = store.list(Link)
     services: list[Service] = store.list(Service)
     metrics: list[ComputeMetrics] = store.list(ComputeMetrics)
-    flows: list[FlowSteering] = store.list(FlowSteering)
-    return {
+    out: dict[str, Any] = {
         "sites": [{"name": s.name, "kind": s.kind.value, "region": s.region,
                    "price_per_hour": s.price_per_hour} for s in sites],
         "routers": [{"name": r.name, "site": r.site,
@@ -80,12 +50,14 @@ def overview(store: Any, sessions: Sequence[Any] = ()) -> dict[str, Any]:
                      "l2": m.l2, "overloaded": m.overloaded, "stale": m.stale,
                      "available": m.available, "source": m.source,
                      "updated_at": m.updated_at.isoformat()} for m in metrics],
-        "flows": [{"id": f.key, "service": f.service, "headend": f.headend, "site": f.site,
-                   "previous_site": f.previous_site, "reason": f.reason,
-                   "segments": f.segments, "inputs": f.inputs,
-                   "decided_at": f.decided_at.isoformat(), "committed": f.committed,
-                   "program_ms": f.program_ms,
-                   "path": flow_path(f, routers, sites, links)} for f in flows],
         "sessions": [{"kind": s.kind, "peer": s.peer, "state": s.state, "site": s.site,
                       "reason": s.reason, "ups": s.ups, "downs": s.downs} for s in sessions],
+        "flows": [],
+        "errors": {},
     }
+    for name, fn in (views or {}).items():
+        try:
+            out[name] = fn()
+        except Exception as exc:  # one broken provider must not blank the console
+            out["errors"][name] = f"{type(exc).__name__}: {exc}"
+    return out

@@ -77,7 +77,6 @@ def config(tmp: Path, ns: dict[str, str], netlink: bool) -> Path:
     doc["flows"]["headend"]["netns"] = ns["R1"]
     doc["flows"]["paths"]["MEC-1"]["egress"]["netns"] = ns["R2"]
     doc["flows"]["paths"]["MEC-2"]["egress"]["netns"] = ns["R3"]
-    doc["lab_dns"] = {"enabled": False}
     doc["tenants"] = [{"name": "acme"}]
     doc["auth"] = {"tokens": [{"name": "noc", "role": "operator", "token": OP},
                               {"name": "acme-ops", "role": "tenant", "tenant": "acme",
