@@ -37,6 +37,9 @@ BENCHES: dict[str, tuple[str, str]] = {
                           "NETCONF (confirmed commit) on lab netconfd NEs (goal ≤ 2 s)."),
     "restoration": ("labs.bench.restoration", "Fiber cut → restored path on lab netconfd "
                     "NEs (goal ≤ 3 s)."),
+    "intent": ("labs.bench.intent",
+               "SR policy intents: created → programmed and read back (p50/p99 over 200 "
+               "intents, 20 routers; goal p99 ≤ 100 ms) and 1,000 from cold (goal ≤ 5 s)."),
     "dns": ("labs.bench.dns", "Embedded responder vs Knot (1 UDP worker) qps with "
             "dnsperf, and metric-change → changed-answer latency for both."),
 }

@@ -1,5 +1,5 @@
 """Plugin: SR policy intents, closed-loop — the reconciler component (``intents:``
-section), intent status over REST, ``cpn srv6 intents …``, the ``intent`` bench.
+section), intent status over REST and NETCONF, ``cpn srv6 intents …``.
 
 Rules: cheap to import; the reconciler runs only when the config has an ``intents:``
 section with ``enabled: true`` (it is a plain component, so a leader-only wrapper can
@@ -15,14 +15,10 @@ from srv6.intents.models import IntentsSection
 if TYPE_CHECKING:
     import typer
 
+    from controller.netconf.extension import NetconfExtension
     from controller.runtime import Runtime
 
 CONFIG_SECTIONS = {"intents": IntentsSection}
-BENCHES: dict[str, tuple[str, str]] = {
-    "intent": ("labs.bench.intent",
-               "SR policy intents: created → programmed and read back (p50/p99 over 200 "
-               "intents, 20 routers; goal p99 ≤ 100 ms) and 1,000 from cold (goal ≤ 5 s)."),
-}
 
 
 def components(rt: Runtime) -> list[Any]:
@@ -44,3 +40,10 @@ def register_cli(app: typer.Typer) -> None:
     from srv6.intents.cli import register
 
     register(app)
+
+
+def netconf() -> NetconfExtension:
+    """Intent status in ``/cpn/state`` and the ``intent-status-changed`` notification."""
+    from srv6.intents.netconf import netconf as extension
+
+    return extension()
