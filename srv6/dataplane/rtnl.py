@@ -116,8 +116,9 @@ def _parse(data: bytes) -> tuple[list[dict[str, Any]], bool]:
     return routes, False
 
 
-def open_socket(netns: str | None) -> socket.socket:
-    """A NETLINK_ROUTE socket (strict dump checking on), created inside ``netns``."""
+def open_socket(netns: str | None, groups: int = 0) -> socket.socket:
+    """A NETLINK_ROUTE socket (strict dump checking on), created inside ``netns``,
+    subscribed to the multicast ``groups`` (e.g. ``RTMGRP_LINK``)."""
     out: dict[str, Any] = {}
 
     def make() -> None:
@@ -131,7 +132,7 @@ def open_socket(netns: str | None) -> socket.socket:
                         raise OSError(ctypes.get_errno(), f"setns({netns}) failed")
             s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
             s.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
-            s.bind((0, 0))
+            s.bind((0, groups))
             out["s"] = s
         except OSError as exc:
             out["e"] = exc

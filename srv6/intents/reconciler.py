@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from controller.errors import CpnError
 from controller.events import StateChanged
 from controller.logs import key_event
-from controller.models import Link, Router, Site
+from controller.models import Link, LinkState, Router, Site
 from controller.models.job import utcnow
 from srv6.dataplane.mbb import execute, plan_switch
 from srv6.dataplane.programmer import PolicyProgrammer
@@ -146,6 +146,8 @@ class IntentReconciler:
         self.verifier: Any = None
         self._metrics: dict[str, Any] = {}
         self._memo: dict[str, Any] = {}
+        self._watch: Any = None
+        self._ends: dict[tuple[str, str], bool] = {}
 
     # ------------------------------------------------------------------ component
     async def start(self, rt: Runtime) -> None:
@@ -158,12 +160,50 @@ class IntentReconciler:
                 self.programmers[node] = await loop.run_in_executor(
                     self._pool, make_programmer, node, b)
         self._unsub = rt.bus.on(StateChanged, self._on_change)
+        if self.sec.watch_links:
+            self._start_linkwatch(loop)
         await self.run_pass()
         self._task = asyncio.create_task(self._loop(), name="srv6-intents")
+
+    # ------------------------------------------------------------------ link state
+    def _start_linkwatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        from srv6.intents.linkwatch import LinkWatcher
+
+        nodes = {n: b for n, b in self.sec.nodes.items() if b.programmer == "netlink"}
+        if not nodes:
+            return
+
+        def changed(node: str, dev: str, up: bool) -> None:
+            loop.call_soon_threadsafe(self.link_event, node, dev, up)
+        self._watch = LinkWatcher({n: b.netns for n, b in nodes.items()},
+                                  {n: set(b.devs.values()) for n, b in nodes.items()},
+                                  changed)
+        self._watch.start()
+
+    def link_event(self, node: str, dev: str, up: bool) -> None:
+        """An interface of ``node`` changed carrier: write the link's state (up iff every
+        end we watch is up); the store change triggers the re-plan."""
+        assert self.rt is not None
+        b = self.sec.nodes.get(node)
+        keys = [k for k, d in (b.devs.items() if b else ()) if d == dev]
+        for key in keys:
+            self._ends[(key, node)] = up
+            link_up = all(v for (k, _n), v in self._ends.items() if k == key)
+            link = self.rt.store.get(Link, key)
+            want = LinkState.UP if link_up else LinkState.DOWN
+            if link is None or link.state is want:
+                continue
+            with self.rt.store.transaction("srv6.linkwatch",
+                                           f"{node} {dev} carrier {'up' if up else 'down'}"
+                                           ) as txn:
+                txn.put(link.model_copy(update={"state": want}))
+            key_event(log, "link " + want.value, link=key, node=node, dev=dev)
 
     async def stop(self) -> None:
         if self._unsub is not None:
             self._unsub()
+        if self._watch is not None:
+            self._watch.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from controller.api.app import create_app
 from controller.auth import digest
 from controller.config import load_config
+from controller.models import Link, LinkState
 from controller.runtime import Runtime, Settings
 from srv6.intents.models import SrPolicyIntentStatus
 from srv6.intents.reconciler import IntentReconciler
@@ -73,12 +74,32 @@ def test_intent_created_over_rest_is_programmed_and_its_status_shown(tmp_path: P
                         rt.store.get(SrPolicyIntentStatus, "R1~100~R3") is not None:
                     break
                 await asyncio.sleep(0.05)
+            # R1 sees carrier loss toward R2: the link goes down in the store, re-path
+            rec.link_event("R1", "r2", False)
+            link = rt.store.get(Link, "R1~R2")
+            assert link is not None and link.state is LinkState.DOWN
+            while time.monotonic() < deadline:
+                st = rt.store.get(SrPolicyIntentStatus, "R1~100~R3")
+                if st is not None and st.active is not None and st.active.hops[1] == "R4":
+                    break
+                await asyncio.sleep(0.05)
+            rec.link_event("R1", "r2", True)
+            while time.monotonic() < deadline:
+                st = rt.store.get(SrPolicyIntentStatus, "R1~100~R3")
+                if st is not None and st.active is not None and st.active.hops[1] == "R2":
+                    break
+                await asyncio.sleep(0.05)
             await rt.stop()
         asyncio.run(run())
         got = client.get("/api/v1/srv6/intents/R1~100~R3", headers=OP).json()
         st = got["status"]
         assert st["state"] == "programmed", st
-        assert st["active"]["hops"] == ["R1", "R2", "R3"]
+        assert st["active"]["hops"] == ["R1", "R2", "R3"]  # back after the link came up
+        moves = [e for e in client.get("/api/v1/events?kind=sr-policy-intent-status&limit=50",
+                                       headers=OP).json()["items"]
+                 if (e.get("value") or {}).get("active", {}) and
+                 e["value"]["active"]["hops"][1] == "R4"]
+        assert moves, "the intent never moved to R1 R4 R3 while R1~R2 was down"
         assert st["backup"]["hops"] == ["R1", "R4", "R3"]
         assert rec.programmers["R1"].read_actual().routes  # really in the (memory) device
         failed = client.get("/api/v1/srv6/intent-status/R1~7~R3", headers=OP).json()
