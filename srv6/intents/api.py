@@ -52,6 +52,24 @@ def get_status(key: str, rt: RT, who: Caller) -> dict[str, Any]:
     return st.to_json_dict()
 
 
+@router.post("/intents-probe/{key:path}",
+             summary="Send a probe through an intent's policy (ping; trace=true: every hop)")
+async def probe_now(key: str, rt: RT, who: Operator, trace: bool = False) -> dict[str, Any]:
+    del who
+    import asyncio
+    from dataclasses import asdict
+
+    from srv6.intents.verify import probe_intent
+
+    rec = rt.settings.extra.get("srv6-intents")
+    if rec is None:
+        raise ConnectionError("no SR policy intent reconciler runs in this controller; "
+                              "add an intents: section to the config")
+    res = await asyncio.get_running_loop().run_in_executor(
+        rec._pool, lambda: probe_intent(rec, key, trace=trace))
+    return asdict(res)
+
+
 @router.post("/intents-reconcile", summary="Run one intent reconciler pass now")
 async def reconcile_now(rt: RT, who: Operator) -> dict[str, Any]:
     del who

@@ -110,8 +110,51 @@ def delete(key: Annotated[str, typer.Argument(help="headend~color~endpoint")],
     typer.echo(f"deleted {key}")
 
 
+def _probe(key: str, trace: bool, count: int, api: str | None, token: str | None,
+           state: str | None) -> None:
+    client = Client(api, token, state)
+    ok = 0
+    for i in range(count):
+        got = client.call("POST", f"/api/v1/srv6/intents-probe/{key}",
+                          params={"trace": "true" if trace else "false"})
+        if trace and i == 0:
+            for hop in got["hops"]:
+                sl = "-" if hop["segleft"] is None else hop["segleft"]
+                typer.echo(f"  {hop['node']:<8} via {hop['dev']:<8} dst {hop['dst']:<26} "
+                           f"segleft {sl}  {hop['ms']:.3f} ms")
+        ok += bool(got["ok"])
+        typer.echo(("ok   " if got["ok"] else "FAIL ") + got["detail"])
+    typer.echo(f"{key}: {ok}/{count} probes captured at the egress with the computed "
+               "segment list")
+    if ok < count:
+        raise typer.Exit(3)
+
+
+def ping(key: Annotated[str, typer.Argument(help="headend~color~endpoint")],
+         count: Annotated[int, typer.Option("-c", "--count", help="Probes.")] = 3,
+         api: ApiOpt = None, token: TokenOpt = None, state: StateOpt = None) -> None:
+    """Probe an SR policy: a UDP probe from the headend through the policy, captured at
+    the egress, whose SRH must carry the computed segment list. Exits 3 on any miss.
+
+    Example:  cpn srv6 ping BJ~100~M1 -c 5
+    """
+    _probe(key, False, count, api, token, state)
+
+
+def trace(key: Annotated[str, typer.Argument(help="headend~color~endpoint")],
+          api: ApiOpt = None, token: TokenOpt = None, state: StateOpt = None) -> None:
+    """Trace an SR policy: one probe captured at every hop of its active path (outer
+    destination and Segments Left per hop, time since it left the headend).
+
+    Example:  cpn srv6 trace BJ~100~M1
+    """
+    _probe(key, True, 1, api, token, state)
+
+
 def register(app: typer.Typer) -> None:
     from srv6.cli_paths import srv6_app
 
     srv6_app.add_typer(intents_app, name="intents")
+    srv6_app.command("ping")(ping)
+    srv6_app.command("trace")(trace)
     del app

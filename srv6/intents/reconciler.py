@@ -147,6 +147,7 @@ class IntentReconciler:
         self._metrics: dict[str, Any] = {}
         self._memo: dict[str, Any] = {}
         self._watch: Any = None
+        self._probed: dict[tuple[str, tuple[str, ...]], float] = {}
         self._ends: dict[tuple[str, str], bool] = {}
 
     # ------------------------------------------------------------------ component
@@ -404,8 +405,50 @@ class IntentReconciler:
         self.last = rep
         if rep.repairs:
             key_event(log, "drift repaired", ops=rep.repairs)
+        if self.sec.verify and self.rt is not None:
+            self._verify(store)
         self._observe(rep, states)
         return rep
+
+    # ------------------------------------------------------------------ verification
+    def _probeable(self, node: str) -> bool:
+        b = self.sec.nodes.get(node)
+        return b is not None and b.programmer == "netlink" and bool(b.netns)
+
+    def _verify(self, store: Store, limit: int = 16, retry_s: float = 10.0) -> None:
+        """Probe programmed, unverified intents (headend and egress in namespaces):
+        captured at the egress with the computed list ⇒ ``verified``."""
+        from srv6.intents.verify import probe_intent
+
+        now = time.monotonic()
+        todo = [s for s in store.list(SrPolicyIntentStatus)
+                if s.state is IntentState.PROGRAMMED and s.active is not None
+                and now - self._probed.get((s.key, tuple(s.active.segments)), -1e9) > retry_s
+                and all(self._probeable(n) for n in (s.key.split("~")[0],
+                                                     s.key.split("~")[2]))][:limit]
+        for st in todo:
+            assert st.active is not None
+            self._probed[(st.key, tuple(st.active.segments))] = now
+            try:
+                res = probe_intent(self, st.key, timeout=0.5)
+            except (CpnError, OSError) as exc:
+                log.warning("probe of %s failed to run: %s", st.key, exc)
+                continue
+            cur = store.get(SrPolicyIntentStatus, st.key)
+            if cur is None or cur.active != st.active:
+                continue  # re-planned meanwhile
+            if res.ok:
+                new = cur.model_copy(update={"state": IntentState.VERIFIED,
+                                             "verified_at": utcnow(), "changed_at": utcnow(),
+                                             "reason": res.detail})
+            else:
+                new = cur.model_copy(update={"reason": f"programmed; not verified: "
+                                                       f"{res.detail}"})
+            if new != cur:
+                with store.transaction(self.name, f"probe {st.key}") as txn:
+                    txn.put(new)
+                key_event(log, "intent verified" if res.ok else "intent probe failed",
+                          intent=st.key, detail=res.detail)
 
     def _target(self, plan: Plan, actual: Mapping[str, NodeState], frozen: Mapping[str, str],
                 held: dict[str, tuple[str, str]]) -> dict[str, NodeState]:
