@@ -39,7 +39,7 @@ PLUGINS: tuple[str, ...] = (
     "srv6.plugin_dataplane",
     "srv6.plugin_intents",
     "dns_compute.plugin",
-    "scheduler.plugin",
+    "scheduler.registration",
     "optical.plugin",
     "labs.plugin",
 )

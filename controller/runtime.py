@@ -2,9 +2,10 @@
 
 Rules:
 - This is the one place that wires packages together. Each package offers
-  *components* (objects with ``async start(rt)`` and ``async stop()``) through
-  ``controller.wiring.COMPONENTS``; the runtime starts them in order and stops
-  them in reverse, even when one fails to start.
+  *components* (objects with ``async start(rt)`` and ``async stop()``) through its
+  plugin module's ``components(rt)`` (``controller.plugins``, collected by
+  ``controller.wiring.build``); the runtime starts them in order and stops them in
+  reverse, even when one fails to start.
 - Store commits are bridged onto the event bus as ``StateChanged`` events.
 - Shutdown on SIGINT/SIGTERM is graceful: components stop, the store closes.
 """

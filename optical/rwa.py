@@ -30,7 +30,11 @@ OSNR_THRESHOLD_DB = {Rate.G100: 12.0, Rate.G400: 20.0, Rate.G800: 24.0}
 ALL = (1 << CHANNELS) - 1
 
 
-class Status(StrEnum):
+class RwaStatus(StrEnum):
+    """A plan's outcome (named apart from ``scheduler.framework.Status``): ``ok``,
+    ``groomed`` (fits an existing OCh's ODU slots), ``no-route``, ``no-wavelength``
+    (no channel free end to end), ``osnr-infeasible``, ``no-disjoint-protect``."""
+
     OK = "ok"
     GROOMED = "groomed"
     NO_ROUTE = "no-route"
@@ -63,7 +67,7 @@ class Request:
 @dataclass(frozen=True, slots=True)
 class Plan:
     request: Request
-    status: Status
+    status: RwaStatus
     working: Lightpath | None = None
     protect: Lightpath | None = None
     odu: OduCircuit | None = None
@@ -190,20 +194,20 @@ def _srlg_fence(net: Network, fibers: Sequence[str]) -> set[str]:
 
 
 def _light(net: Network, req: Request, routes: list[tuple[list[str], list[str]]],
-           m: OsnrModel, suffix: str) -> tuple[Lightpath | None, Status, str]:
-    status, reason = Status.NO_ROUTE, f"no route {req.src}→{req.dst}"
+           m: OsnrModel, suffix: str) -> tuple[Lightpath | None, RwaStatus, str]:
+    status, reason = RwaStatus.NO_ROUTE, f"no route {req.src}→{req.dst}"
     need = OSNR_THRESHOLD_DB[req.rate] + m.margin_db
     for nodes, fibers in routes:
         osnr = osnr_db([net.fibers[f] for f in fibers], len(nodes), m)
         if osnr < need:
-            status, reason = Status.OSNR, f"best OSNR {osnr:.1f} dB < {need:.1f} dB needed"
+            status, reason = RwaStatus.OSNR, f"best OSNR {osnr:.1f} dB < {need:.1f} dB needed"
             continue
         ch = first_fit(net, fibers)
         if ch is None:
-            status, reason = Status.NO_WAVELENGTH, "no channel free end to end"
+            status, reason = RwaStatus.NO_WAVELENGTH, "no channel free end to end"
             continue
         return Lightpath(req.id + suffix, tuple(nodes), tuple(fibers), ch, req.rate,
-                         round(osnr, 2)), Status.OK, ""
+                         round(osnr, 2)), RwaStatus.OK, ""
     return None, status, reason
 
 
@@ -213,7 +217,7 @@ def groom(net: Network, req: Request) -> Plan | None:
     for lp in net.lightpaths.values():
         if {lp.nodes[0], lp.nodes[-1]} == {req.src, req.dst} and len(lp.free_ts()) >= need:
             slots = tuple(lp.free_ts()[:need])
-            return Plan(req, Status.GROOMED, working=lp,
+            return Plan(req, RwaStatus.GROOMED, working=lp,
                         odu=OduCircuit(req.id, lp.id, req.odu_type or "ODUflex", slots,
                                        req.bandwidth_gbps))
     return None
@@ -240,7 +244,7 @@ def plan(net: Network, req: Request, k: int = 3, model: OsnrModel | None = None)
                 work, prot = cand, p
                 break
         if prot is None:
-            return Plan(req, Status.NO_DISJOINT, reason="no SRLG-disjoint protect route")
+            return Plan(req, RwaStatus.NO_DISJOINT, reason="no SRLG-disjoint protect route")
     odu = None
     if req.odu_type:
         need = ODU_SLOTS.get(req.odu_type, math.ceil(req.bandwidth_gbps / 1.25))
@@ -248,12 +252,12 @@ def plan(net: Network, req: Request, k: int = 3, model: OsnrModel | None = None)
                          req.bandwidth_gbps)
         work = Lightpath(work.id, work.nodes, work.fibers, work.channel, work.rate,
                          work.osnr_db, frozenset(odu.slots))
-    return Plan(req, Status.OK, work, prot, odu)
+    return Plan(req, RwaStatus.OK, work, prot, odu)
 
 
 def commit(net: Network, p: Plan) -> None:
     """Reserve a plan's channels / tributary slots in ``net``."""
-    if p.status is Status.GROOMED and p.working and p.odu:
+    if p.status is RwaStatus.GROOMED and p.working and p.odu:
         lp = p.working
         net.lightpaths[lp.id] = Lightpath(lp.id, lp.nodes, lp.fibers, lp.channel, lp.rate,
                                           lp.osnr_db, lp.used_ts | frozenset(p.odu.slots))
@@ -269,7 +273,7 @@ def plan_batch(net: Network, reqs: Iterable[Request], k: int = 3,
     out = []
     for r in sorted(reqs, key=lambda r: not r.hub):
         p = plan(net, r, k, model)
-        if p.status in (Status.OK, Status.GROOMED):
+        if p.status in (RwaStatus.OK, RwaStatus.GROOMED):
             commit(net, p)
         out.append(p)
     return out

@@ -43,7 +43,7 @@ from optical.models import (
     PathState,
 )
 from optical.provision import provision
-from optical.rwa import Network, OsnrModel, Request, Status, plan
+from optical.rwa import Network, OsnrModel, Request, RwaStatus, plan
 
 log = logging.getLogger("cpn.optical")
 
@@ -226,10 +226,10 @@ class OpticalController:
     # --- provisioning ----------------------------------------------------------------
     async def create_path(self, req: Request, ip_links: tuple[str, ...] = ()) -> OpticalPath:
         p = plan(self.network(), req, self.k, self.osnr)
-        if p.status not in (Status.OK, Status.GROOMED) or p.working is None:
+        if p.status not in (RwaStatus.OK, RwaStatus.GROOMED) or p.working is None:
             raise CommitError(f"path {req.id}: {p.status.value}: {p.reason}")
         path = OpticalPath(req.id, req.src, req.dst, p.working, p.protect, p.odu,
-                           ip_links=ip_links, groomed=p.status is Status.GROOMED)
+                           ip_links=ip_links, groomed=p.status is RwaStatus.GROOMED)
         self.paths[req.id] = path
         await self._provision(path)
         return path
@@ -341,7 +341,7 @@ class OpticalController:
         net.remove(old.id)
         req = Request(path.id + "-r", path.src, path.dst, old.rate)
         p = plan(net, req, self.k, self.osnr)
-        if p.status is not Status.OK or p.working is None:
+        if p.status is not RwaStatus.OK or p.working is None:
             path.state, path.error = PathState.DOWN, f"no restoration route: {p.reason}"
             self._record(path, path.error)
             return

@@ -1,12 +1,15 @@
 """The allocation stage: kube-scheduler style extension points (WP-3.3.1, GBA-6.5f).
 
 Rules:
-- A plug-in implements only the extension points it needs (duck-typed methods):
-  ``pre_filter(state, task, snap)``, ``filter(state, task, node)``,
-  ``post_filter(state, task, snap, failed)`` (preemption), ``score(state, task, node)``,
-  ``normalize(state, task, scores)``, ``reserve``/``unreserve`` (unreserve idempotent),
-  ``permit``, ``bind``. Expected outcomes are ``Status`` values, never exceptions;
-  an exception inside a plug-in becomes ``Status.error`` naming the plug-in.
+- A plug-in implements only the extension points it needs, each a Protocol in
+  ``scheduler.interface`` (PreFilter, Filter, PostFilter, Score, NormalizeScore,
+  Reserve/Unreserve, Permit, Bind); a plug-in with half an interface (``reserve``
+  without ``unreserve``) or none at all is refused when the profile is built.
+  Expected outcomes are ``Status`` values, never exceptions.
+- Every extension point is called guarded: an exception inside a plug-in — at any
+  point, PostFilter and Unreserve included — becomes ``Status.error`` naming the
+  plug-in and the point; what the task had reserved is given back and its victims
+  restored, and the error is the task's decision. Nothing a plug-in raises escapes.
 - Scores are 0–100 after NormalizeScore; the framework rejects a score out of range
   (an Error status naming the plug-in), then weights and sums them.
 - Like kube-scheduler's ``percentageOfNodesToScore``, filtering stops after enough
@@ -51,6 +54,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from scheduler.interface import POINTS, CycleState, points_of
 from scheduler.models import Decision, NodeInfo, Snapshot, Task
 
 if TYPE_CHECKING:
@@ -104,7 +108,22 @@ class Status:
 
 
 _SUCCESS = Status()
-CycleState = dict[str, Any]
+
+
+class PluginFailed(Exception):
+    """A plug-in raised inside the cycle; ``status`` is the ``Status.error`` naming it.
+    Internal: ``Framework.schedule`` turns it into the task's decision."""
+
+    def __init__(self, status: Status) -> None:
+        self.status = status
+        super().__init__(str(status.reasons))
+
+
+def _raised(plugin: str, point: str, exc: BaseException) -> Status:
+    return Status.error(f"{point} raised {type(exc).__name__}: {exc}", plugin=plugin)
+
+
+__all__ = ["Code", "CycleState", "Framework", "Profile", "Registry", "Status"]
 
 
 class Registry:
@@ -146,11 +165,21 @@ class Profile:
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"profile {self.name!r}: plug-in(s) listed twice: {sorted(dup)}")
-        for point in ("pre_filter", "filter", "post_filter", "score", "normalize", "reserve",
-                      "permit", "bind"):
-            # ``inactive``: points a plug-in's configuration makes no-ops (not called)
-            self._points[point] = [p for p in self.plugins if hasattr(p, point)
-                                   and point not in getattr(p, "inactive", ())]
+        self._points = {point: [] for point in POINTS}
+        for p in self.plugins:
+            for point, proto in POINTS.items():
+                if hasattr(p, point) and not isinstance(p, proto):
+                    missing = [m for m in dir(proto) if not m.startswith("_")
+                               and not hasattr(p, m)]
+                    raise ValueError(f"profile {self.name!r}: plug-in {p.name!r} implements "
+                                     f"{point} but not {', '.join(missing) or 'its interface'}"
+                                     " (scheduler.interface)")
+            points = points_of(p)
+            if not points and not getattr(p, "inactive", ()):
+                raise ValueError(f"profile {self.name!r}: plug-in {p.name!r} implements no "
+                                 "extension point (scheduler.interface)")
+            for point in points:
+                self._points[point].append(p)
 
     def at(self, point: str) -> list[Any]:
         return self._points[point]
@@ -185,13 +214,23 @@ class Framework:
             self._static, self._static_snap = {}, id(snap)
         placed: list[NodeInfo] = []
         state: CycleState = {}
+        try:
+            return self._schedule(task, snap, state, placed)
+        except PluginFailed as exc:  # a plug-in raised: give back, restore, report it
+            undone = self._undo(state, task, placed)
+            self._restore_victims(state)
+            return self._fail(task, exc.status if undone.ok else undone)
+
+    def _schedule(self, task: Task, snap: Snapshot, state: CycleState,
+                  placed: list[NodeInfo]) -> Decision:
         last = Decision(task.id, Code.SUCCESS.value)
         for _ in range(max(1, task.replicas)):
             d, node = self._one(task, snap, state)
             if node is None:
-                for n in reversed(placed):
-                    self._unreserve(state, task, n)
+                undone = self._undo(state, task, placed)
                 self._restore_victims(state)
+                if not undone.ok:
+                    return self._fail(task, undone)
                 extra = (f"replica {len(placed) + 1}/{task.replicas}",) if task.replicas > 1 \
                     else ()
                 return Decision(task.id, d.code, (), None, d.reasons + extra, d.scores,
@@ -205,10 +244,9 @@ class Framework:
             if st.code is Code.WAIT:
                 wait = wait or st
             elif not st.ok:
-                for n in reversed(placed):
-                    self._unreserve(state, task, n)
+                undone = self._undo(state, task, placed)
                 self._restore_victims(state)
-                return self._fail(task, st)
+                return self._fail(task, st if undone.ok else undone)
         done = Decision(task.id, Code.SUCCESS.value, nodes, placed[0].site, last.reasons,
                         last.scores, tuple(state.get("victims", ())), last.inputs)
         if wait is not None:
@@ -250,9 +288,8 @@ class Framework:
                 if st.code is Code.SKIP:
                     continue
                 if not st.ok:
-                    for n in reversed(placed):
-                        self._unreserve(state, task, n)
-                    return st
+                    undone = self._undo(state, task, placed)
+                    return st if undone.ok else undone
                 break
         return _SUCCESS
 
@@ -262,15 +299,19 @@ class Framework:
         out = []
         for tid, (task, placed, state, _) in list(self.waiting.items()):
             del self.waiting[tid]
-            for n in reversed(placed):
-                self._unreserve(state, task, n)
+            undone = self._undo(state, task, placed)
             verdict = Status.wait("permit wait ended with the pass")
             for p in self.profile.at("permit"):
                 if hasattr(p, "wait_over"):
-                    st = p.wait_over(task, now)
+                    try:
+                        st = p.wait_over(task, now)
+                    except Exception as exc:
+                        st = _raised(p.name, "wait_over", exc)
                     if st is not None:
                         verdict = st if st.plugin else Status(st.code, st.reasons, p.name)
                         break
+            if not undone.ok:
+                verdict = undone
             out.append(Decision(tid, verdict.code.value, reasons=tuple(
                 f"{verdict.plugin}: {x}" if verdict.plugin else x for x in verdict.reasons)))
         return out
@@ -300,7 +341,13 @@ class Framework:
             nfailed = len(failed)
         if not feasible:
             for p in prof.at("post_filter"):
-                st, nominated = p.post_filter(state, task, snap, failed)
+                try:
+                    st, nominated = p.post_filter(state, task, snap, failed)
+                except Exception as exc:
+                    raise PluginFailed(_raised(p.name, "post_filter", exc)) from exc
+                if st.code is Code.ERROR:
+                    raise PluginFailed(st if st.plugin else Status(st.code, st.reasons,
+                                                                   p.name))
                 if st.ok and nominated is not None:
                     feasible = [nominated]
                     break
@@ -315,17 +362,34 @@ class Framework:
         for i, p in enumerate(prof.at("reserve")):
             st = self._call(p, "reserve", state, task, best)
             if not st.ok:
-                for q in reversed(prof.at("reserve")[: i + 1]):
-                    q.unreserve(state, task, best)
-                return self._fail(task, st), None
+                undone = self._unreserve(state, task, best, prof.at("reserve")[: i + 1])
+                return self._fail(task, st if undone.ok else undone), None
         inputs = {"feasible": len(feasible), "filtered_out": nfailed,
                   "profile": prof.name, "requests": task.requests}
         return Decision(task.id, Code.SUCCESS.value, (best.name,), best.site,
                         tuple(state.get("notes", ())), tuple(ranked[:3]), (), inputs), best
 
-    def _unreserve(self, state: CycleState, task: Task, node: NodeInfo) -> None:
-        for q in reversed(self.profile.at("reserve")):
-            q.unreserve(state, task, node)
+    def _unreserve(self, state: CycleState, task: Task, node: NodeInfo,
+                   plugins: Sequence[Any] | None = None) -> Status:
+        """Unreserve ``node`` in every Reserve plug-in (in reverse), guarded: one that
+        raises does not stop the others; the first error is returned."""
+        first = _SUCCESS
+        for q in reversed(self.profile.at("reserve") if plugins is None else plugins):
+            try:
+                q.unreserve(state, task, node)
+            except Exception as exc:  # a plug-in bug must not take the scheduler down
+                if first.ok:
+                    first = _raised(q.name, "unreserve", exc)
+        return first
+
+    def _undo(self, state: CycleState, task: Task, placed: Sequence[NodeInfo]) -> Status:
+        """Give back every placed replica (last first); the first Unreserve error."""
+        first = _SUCCESS
+        for n in reversed(placed):
+            st = self._unreserve(state, task, n)
+            if first.ok and not st.ok:
+                first = st
+        return first
 
     def _find_feasible(self, state: CycleState, task: Task, snap: Snapshot,
                        filters: Sequence[Any]) -> tuple[list[NodeInfo], dict[str, Status]]:
@@ -339,18 +403,23 @@ class Framework:
         fns = [(p.filter, p.name) for p in filters]
         visited = 0
         ok = _SUCCESS
-        for k in range(total):
-            node = nodes[order[(start + k) % total]]
-            visited = k + 1
-            for fn, pname in fns:
-                st = fn(state, task, node)
-                if st is not ok and st.code is not Code.SUCCESS:
-                    failed[node.name] = st if st.plugin else Status(st.code, st.reasons, pname)
-                    break
-            else:
-                feasible.append(node)
-                if len(feasible) >= want:
-                    break
+        pname = ""
+        try:  # one try around the loop: free while nothing raises (the hot path)
+            for k in range(total):
+                node = nodes[order[(start + k) % total]]
+                visited = k + 1
+                for fn, pname in fns:
+                    st = fn(state, task, node)
+                    if st is not ok and st.code is not Code.SUCCESS:
+                        failed[node.name] = st if st.plugin else Status(st.code, st.reasons,
+                                                                        pname)
+                        break
+                else:
+                    feasible.append(node)
+                    if len(feasible) >= want:
+                        break
+        except Exception as exc:
+            raise PluginFailed(_raised(pname, "filter", exc)) from exc
         self._next = start + visited
         return feasible, failed
 
@@ -379,7 +448,10 @@ class Framework:
                 seg = np.concatenate((order[a:], order[:b - total]))
             mask = np.ones(len(seg), dtype=np.bool_)
             for p in filters:
-                mask &= p.filter_batch(state, task, tab, seg)
+                try:
+                    mask &= p.filter_batch(state, task, tab, seg)
+                except Exception as exc:
+                    raise PluginFailed(_raised(p.name, "filter_batch", exc)) from exc
             hits = np.flatnonzero(mask)
             need = want - found
             if len(hits) >= need:
@@ -410,17 +482,24 @@ class Framework:
             w = prof.weights.get(p.name, 1.0)
             if w == 0:
                 continue
-            if hasattr(p, "score_batch"):
-                raw = np.asarray(p.score_batch(state, task, tab, rows), dtype=np.float64)
-            else:
-                raw = np.array(self._raw(p, state, task, feasible), dtype=np.float64)
-            if hasattr(p, "normalize"):
-                if hasattr(p, "normalize_batch"):
-                    raw = np.asarray(p.normalize_batch(state, task, raw), dtype=np.float64)
+            point = "score"
+            try:
+                if hasattr(p, "score_batch"):
+                    raw = np.asarray(p.score_batch(state, task, tab, rows), dtype=np.float64)
                 else:
-                    scores = {n.name: float(v) for n, v in zip(feasible, raw, strict=True)}
-                    p.normalize(state, task, scores)
-                    raw = np.array([scores[n.name] for n in feasible], dtype=np.float64)
+                    raw = np.array(self._raw(p, state, task, feasible), dtype=np.float64)
+                if hasattr(p, "normalize"):
+                    point = "normalize"
+                    if hasattr(p, "normalize_batch"):
+                        raw = np.asarray(p.normalize_batch(state, task, raw),
+                                         dtype=np.float64)
+                    else:
+                        scores = {n.name: float(v) for n, v in zip(feasible, raw,
+                                                                    strict=True)}
+                        p.normalize(state, task, scores)
+                        raw = np.array([scores[n.name] for n in feasible], dtype=np.float64)
+            except Exception as exc:
+                raise PluginFailed(_raised(p.name, point, exc)) from exc
             bad_mask = ~((raw >= 0.0) & (raw <= 100.0))  # NaN fails both
             if bad_mask.any():
                 i = int(np.flatnonzero(bad_mask)[0])
@@ -463,11 +542,16 @@ class Framework:
             w = prof.weights.get(p.name, 1.0)
             if w == 0:
                 continue
-            raw = self._raw(p, state, task, feasible)
-            if hasattr(p, "normalize"):
-                scores = {n.name: v for n, v in zip(feasible, raw, strict=True)}
-                p.normalize(state, task, scores)
-                raw = [scores[n.name] for n in feasible]
+            point = "score"
+            try:
+                raw = self._raw(p, state, task, feasible)
+                if hasattr(p, "normalize"):
+                    point = "normalize"
+                    scores = {n.name: v for n, v in zip(feasible, raw, strict=True)}
+                    p.normalize(state, task, scores)
+                    raw = [scores[n.name] for n in feasible]
+            except Exception as exc:
+                raise PluginFailed(_raised(p.name, point, exc)) from exc
             total = sum(raw)  # NaN anywhere makes the sum NaN: C-speed checks only
             if total != total or min(raw) < 0.0 or max(raw) > 100.0:
                 bad = next(v for v in raw if not 0.0 <= v <= 100.0)
@@ -484,7 +568,7 @@ class Framework:
         try:
             st: Status = getattr(plugin, point)(*args)
         except Exception as exc:  # a plug-in bug must not take the scheduler down
-            return Status.error(f"{type(exc).__name__}: {exc}", plugin=plugin.name)
+            return _raised(plugin.name, point, exc)
         if not st.plugin:
             st = Status(st.code, st.reasons, plugin.name)
         return st

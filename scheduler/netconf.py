@@ -1,5 +1,5 @@
 """Scheduling-policy configuration ⇄ ``/cpn/scheduler`` (sans-I/O), the scheduler's
-NETCONF extension (``netconf()``, registered through ``scheduler.plugin``).
+NETCONF extension (``netconf()``, registered through ``scheduler.registration``).
 
 Rules:
 - The container mirrors ``scheduler.profiles.SchedulerConfig``: one leaf per scalar

@@ -18,8 +18,10 @@ from controller.models import Link, LinkState, Router, Site
 
 
 @dataclass(frozen=True, slots=True)
-class CandidatePath:
-    """``links`` (keys, in order), ``delay_ms``, ``kinds`` (link kinds used)."""
+class SitePath:
+    """One of the k paths from an origin to a site (not an RFC 9256 candidate path,
+    ``srv6.models.CandidatePath``): ``links`` (keys, in order), ``delay_ms``, ``kinds``
+    (link kinds used)."""
 
     links: tuple[str, ...]
     delay_ms: float
@@ -28,7 +30,7 @@ class CandidatePath:
 
 def _srv6_k_paths(links: Sequence[Link], routers: Sequence[Router], sites: Sequence[Site],
                   pairs: Iterable[tuple[str, str]], k: int
-                  ) -> dict[tuple[str, str], list[CandidatePath]] | None:
+                  ) -> dict[tuple[str, str], list[SitePath]] | None:
     try:
         from srv6.paths.ksp import yen_paths
         from srv6.paths.topology import Topology
@@ -36,18 +38,18 @@ def _srv6_k_paths(links: Sequence[Link], routers: Sequence[Router], sites: Seque
         return None
     topo = Topology.build(links, routers, sites)
     weight = topo.weights("delay")
-    out: dict[tuple[str, str], list[CandidatePath]] = {}
+    out: dict[tuple[str, str], list[SitePath]] = {}
     for o, s in pairs:
         if o not in topo.index or s not in topo.index:
             out[(o, s)] = []
             continue
         if o == s:
-            out[(o, s)] = [CandidatePath((), 0.0, frozenset())]
+            out[(o, s)] = [SitePath((), 0.0, frozenset())]
             continue
         got = []
         for _, edges in yen_paths(topo, weight, topo.index[o], topo.index[s], None, set(), k):
             es = [topo.edges[e] for e in edges]
-            got.append(CandidatePath(tuple(e.key for e in es), sum(e.delay_ms for e in es),
+            got.append(SitePath(tuple(e.key for e in es), sum(e.delay_ms for e in es),
                                      frozenset(e.kind for e in es)))
         out[(o, s)] = got
     return out
@@ -84,7 +86,7 @@ def _dijkstra(adj: dict[str, list[tuple[str, str, float]]], w: dict[str, float],
 
 def fallback_k_paths(links: Sequence[Link], routers: Sequence[Router],
                      pairs: Iterable[tuple[str, str]], k: int, penalty: float = 3.0
-                     ) -> dict[tuple[str, str], list[CandidatePath]]:
+                     ) -> dict[tuple[str, str], list[SitePath]]:
     up = [ln for ln in links if ln.state is LinkState.UP]
     adj: dict[str, list[tuple[str, str, float]]] = {}
     by_key = {ln.key: ln for ln in up}
@@ -97,13 +99,13 @@ def fallback_k_paths(links: Sequence[Link], routers: Sequence[Router],
             adj.setdefault(r.name, []).append((r.site, key, 0.0))
             adj.setdefault(r.site, []).append((r.name, key, 0.0))
     base = {key: d for lst in adj.values() for _, key, d in lst}
-    out: dict[tuple[str, str], list[CandidatePath]] = {}
+    out: dict[tuple[str, str], list[SitePath]] = {}
     for o, s in pairs:
         if o == s:
-            out[(o, s)] = [CandidatePath((), 0.0, frozenset())]
+            out[(o, s)] = [SitePath((), 0.0, frozenset())]
             continue
         w = dict(base)
-        got: list[CandidatePath] = []
+        got: list[SitePath] = []
         seen: set[tuple[str, ...]] = set()
         for _ in range(k * 2):
             keys = _dijkstra(adj, w, o, s)
@@ -112,7 +114,7 @@ def fallback_k_paths(links: Sequence[Link], routers: Sequence[Router],
             real = tuple(x for x in keys if x in by_key)
             if real not in seen:
                 seen.add(real)
-                got.append(CandidatePath(real, sum(base[x] for x in keys),
+                got.append(SitePath(real, sum(base[x] for x in keys),
                                          frozenset(by_key[x].kind.value for x in real)))
                 if len(got) == k:
                     break
@@ -124,7 +126,7 @@ def fallback_k_paths(links: Sequence[Link], routers: Sequence[Router],
 
 def k_paths(links: Sequence[Link], routers: Sequence[Router], sites: Sequence[Site],
             pairs: Iterable[tuple[str, str]], k: int, prefer_srv6: bool = True
-            ) -> tuple[dict[tuple[str, str], list[CandidatePath]], str]:
+            ) -> tuple[dict[tuple[str, str], list[SitePath]], str]:
     """Candidate paths per pair and which engine computed them (``srv6`` / ``fallback``)."""
     pairs = list(dict.fromkeys(pairs))
     if prefer_srv6:

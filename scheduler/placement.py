@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 from controller.models import InterconnectKind, SiteKind, interconnect_preference
 from scheduler.models import Resources
-from scheduler.paths import CandidatePath
+from scheduler.paths import SitePath
 
 _new = tuple.__new__
 SCALE = 100  # cost units per objective unit (CP-SAT needs integers)
@@ -84,7 +84,7 @@ class PlacementProblem:
 
     sites: Sequence[PSite]
     flows: Sequence[PFlow]
-    paths: Mapping[tuple[str, str], Sequence[CandidatePath]]
+    paths: Mapping[tuple[str, str], Sequence[SitePath]]
     links: Mapping[str, float]
     slices: Mapping[str, float] = field(default_factory=dict)
     current: Mapping[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
@@ -97,7 +97,7 @@ class Option(NamedTuple):
     ten thousand, so cheap to create)."""
 
     site: str
-    path: CandidatePath
+    path: SitePath
     cost: int
 
 
@@ -174,7 +174,7 @@ def _build_options(p: PlacementProblem, fixed: set[str] | None = None
         idx: list[int] = []
         dl: list[float] = []
         ic: list[float] = []
-        plist: list[CandidatePath] = []
+        plist: list[SitePath] = []
         for i, st in enumerate(sites):
             for path in p.paths.get((origin, st.name), ()):
                 idx.append(i)

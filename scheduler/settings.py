@@ -8,7 +8,7 @@ Rules:
   While none is stored the ``scheduler:`` section of the config file is the running
   value; once committed it overrides that section until it is deleted again
   (``<scheduler operation="delete">``).
-- The kind registers when this module is imported; ``scheduler.plugin`` imports it, so
+- The kind registers when this module is imported; ``scheduler.registration`` imports it, so
   it is known before any store loads.
 - The scheduler component follows it (``effective``): at start and on every committed
   change, from NETCONF or any other writer.

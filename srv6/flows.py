@@ -151,7 +151,7 @@ class FlowSteering(Entity):
 
 # ----------------------------------------------------------------------------- decide
 @dataclass(frozen=True, slots=True)
-class Decision:
+class SteeringDecision:
     """``site`` to steer to (None = nowhere eligible), whether it is a ``move``,
     the ``reason`` and the ``inputs`` it was made from."""
 
@@ -165,7 +165,7 @@ class Decision:
 
 def decide(service: Service, current: str | None, *, steer: bool, client_node: str | None,
            sites: Sequence[Site], routers: Sequence[Router], links: Sequence[Link],
-           metrics: Sequence[ComputeMetrics], reachable: Sequence[str]) -> Decision:
+           metrics: Sequence[ComputeMetrics], reachable: Sequence[str]) -> SteeringDecision:
     """Pure: where should ``service``'s flow go, given where it is (``current``)?"""
     from scheduler.ranking import rank_instances
 
@@ -186,27 +186,27 @@ def decide(service: Service, current: str | None, *, steer: bool, client_node: s
     cur = next((c for c in ranked if c.site == current), None)
     if current is None or cur is None:
         if best is None:
-            return Decision(service.name, None, None, False, "no eligible instance", inputs)
-        return Decision(service.name, best.site, best.address, current is not None,
+            return SteeringDecision(service.name, None, None, False, "no eligible instance", inputs)
+        return SteeringDecision(service.name, best.site, best.address, current is not None,
                         f"initial placement: best eligible instance {best.site}", inputs)
     if cur.eligible:
-        return Decision(service.name, current, cur.address, False,
+        return SteeringDecision(service.name, current, cur.address, False,
                         f"{current} still eligible", inputs)
     if not steer:
-        return Decision(service.name, current, cur.address, False,
+        return SteeringDecision(service.name, current, cur.address, False,
                         f"{current} ineligible ({cur.why_not}) but steering is disabled",
                         inputs)
     m = mine.get(current)
     down = m is not None and not m.usable
     if service.affinity == AffinityMode.STICKY and not down:
-        return Decision(service.name, current, cur.address, False,
+        return SteeringDecision(service.name, current, cur.address, False,
                         f"{current} ineligible ({cur.why_not}); affinity sticky keeps it",
                         inputs)
     if best is None:
-        return Decision(service.name, current, cur.address, False,
+        return SteeringDecision(service.name, current, cur.address, False,
                         f"{current} ineligible ({cur.why_not}); no other eligible instance",
                         inputs)
-    return Decision(service.name, best.site, best.address, True,
+    return SteeringDecision(service.name, best.site, best.address, True,
                     f"{current} ineligible ({cur.why_not}); moved to {best.site} "
                     f"(score {best.score:.1f})", inputs)
 
@@ -401,7 +401,7 @@ class FlowController:
             self._journal(d, ok, (t1 - t0) / 1e6, t_obs, t1, res.error if not ok else None)
         return ok
 
-    def _journal(self, d: Decision, ok: bool, program_ms: float, t_obs: int, t_commit: int,
+    def _journal(self, d: SteeringDecision, ok: bool, program_ms: float, t_obs: int, t_commit: int,
                  error: str | None) -> None:
         assert self.rt is not None
         prev = self.rt.store.get(FlowSteering, f"{d.service}@{self.he.node}")

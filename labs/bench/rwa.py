@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from optical.models import Fiber, Rate
-from optical.rwa import Network, Request, Status, plan, plan_batch
+from optical.rwa import Network, Request, RwaStatus, plan, plan_batch
 
 
 def mesh(n: int, seed: int) -> list[Fiber]:
@@ -44,7 +44,7 @@ def run(nodes: int = 100, existing: int = 500, requests: int = 200, seed: int = 
     net = Network.build(mesh(nodes, seed))
     names = sorted({f.a for f in net.fibers.values()} | {f.b for f in net.fibers.values()})
     pre = [Request(f"x{i}", *pair(rnd, names)) for i in range(existing * 2)]
-    placed = [p for p in plan_batch(net, pre) if p.status is Status.OK][:existing]
+    placed = [p for p in plan_batch(net, pre) if p.status is RwaStatus.OK][:existing]
     for lp_id in [k for k in net.lightpaths if k not in {p.request.id for p in placed}]:
         net.remove(lp_id)
     times: list[float] = []

@@ -185,7 +185,8 @@ def _run(ctl: Controller, olab: OpticalLab | None, place_timeout: float) -> dict
     return {
         "controller": {"argv": shlex.join(ctl.argv), "url": ctl.url,
                        "log": str(ctl.log)},
-        "placement_by": "the scheduler component (scheduler.plugin) inside the controller, "
+        "placement_by": "the scheduler component (scheduler.registration) inside the "
+                        "controller, "
                         "profiles from the scheduler: section; jobs only submitted via REST",
         "flows_by": f"SRv6 CSPF (srv6.paths.compute_path) from {S.CLIENT}, GBA-5.2 "
                     "interconnect tiers; computed only, not programmed into a dataplane",

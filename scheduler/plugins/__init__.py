@@ -9,6 +9,8 @@ Rules:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from scheduler.framework import Registry
 from scheduler.plugins.affinity import AntiAffinity, ComputeAffinity
 from scheduler.plugins.bursting import CloudBursting
@@ -33,6 +35,35 @@ BUILTIN: tuple[type, ...] = (
     Interconnect, DataAware, ComputeAffinity, AntiAffinity, Preemption, Reservation,
     CloudBursting, Gang,
 )
+
+if TYPE_CHECKING:  # mypy checks each built-in against the interfaces it implements
+    from scheduler.interface import (
+        BatchFilterPlugin,
+        BatchNormalizeScorePlugin,
+        BatchScorePlugin,
+        BindPlugin,
+        PostFilterPlugin,
+        PreFilterPlugin,
+        ReservePlugin,
+        ScorePlugin,
+        WaitingPermitPlugin,
+    )
+
+    _PRE_FILTER: tuple[type[PreFilterPlugin], ...] = (
+        ComputeAffinity, AntiAffinity, NodeResourcesFit, DataAware, Gang, NetworkAware,
+        QosFirst, Sla, Interconnect, Manual, Reservation)
+    _FILTER: tuple[type[BatchFilterPlugin], ...] = (
+        ComputeAffinity, AntiAffinity, CloudBursting, NodeResourcesFit, NodeReady, DataAware,
+        NetworkAware, Sla, Manual, Reservation)
+    _POST_FILTER: tuple[type[PostFilterPlugin], ...] = (Preemption, Reservation)
+    _SCORE: tuple[type[BatchScorePlugin], ...] = (
+        ComputeAffinity, CloudBursting, LeastLoaded, PreferAwake, DataAware, NetworkAware,
+        Sla, Interconnect)
+    _SCORE_ONLY: tuple[type[ScorePlugin], ...] = (QosFirst, LoadAware)
+    _NORMALIZE: tuple[type[BatchNormalizeScorePlugin], ...] = (EnergyAware, PriceAware)
+    _RESERVE: tuple[type[ReservePlugin], ...] = (AntiAffinity, Resources, Gang, Reservation)
+    _PERMIT: tuple[type[WaitingPermitPlugin], ...] = (Gang,)
+    _BIND: tuple[type[BindPlugin], ...] = (DefaultBinder,)
 
 
 def default_registry() -> Registry:

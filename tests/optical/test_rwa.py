@@ -11,7 +11,7 @@ from optical.rwa import (
     Network,
     OsnrModel,
     Request,
-    Status,
+    RwaStatus,
     commit,
     k_shortest,
     osnr_db,
@@ -31,7 +31,7 @@ def test_k_shortest_gives_both_ring_directions_in_length_order() -> None:
 def test_first_fit_keeps_one_channel_end_to_end() -> None:
     net = Network.build(RING, [Lightpath("x", ("b", "c"), ("bc",), 1)])
     p = plan(net, Request("r", "a", "c"))
-    assert p.status is Status.OK and p.working is not None
+    assert p.status is RwaStatus.OK and p.working is not None
     assert p.working.channel == 2  # 1 is taken on bc, so 2 is the first free on ab+bc
 
 
@@ -42,15 +42,15 @@ def test_full_fiber_moves_to_next_route_then_no_wavelength() -> None:
     assert p.working is not None and p.working.fibers == ("da", "cd")
     full2 = [Lightpath(f"y{c}", ("d", "c"), ("cd",), c) for c in range(1, 97)]
     p2 = plan(Network.build(RING, full + full2), Request("r", "a", "c"))
-    assert p2.status is Status.NO_WAVELENGTH
+    assert p2.status is RwaStatus.NO_WAVELENGTH
 
 
 def test_osnr_reach_depends_on_rate_and_margin() -> None:
     long = [Fiber("l", "a", "b", 3000)]
-    assert plan(Network.build(long), Request("r", "a", "b", Rate.G100)).status is Status.OK
-    assert plan(Network.build(long), Request("r", "a", "b", Rate.G800)).status is Status.OSNR
+    assert plan(Network.build(long), Request("r", "a", "b", Rate.G100)).status is RwaStatus.OK
+    assert plan(Network.build(long), Request("r", "a", "b", Rate.G800)).status is RwaStatus.OSNR
     tight = OsnrModel(margin_db=15)
-    assert plan(Network.build(long), Request("r", "a", "b"), model=tight).status is Status.OSNR
+    assert plan(Network.build(long), Request("r", "a", "b"), model=tight).status is RwaStatus.OSNR
 
 
 def test_osnr_adds_linear_noise_of_spans() -> None:
@@ -63,7 +63,7 @@ def test_osnr_adds_linear_noise_of_spans() -> None:
 def test_protect_route_is_srlg_disjoint() -> None:
     fibers = [*RING, Fiber("ac", "a", "c", 70, srlgs=("d1",))]  # shares duct with ab
     p = plan(Network.build(fibers), Request("r", "a", "c", protect=True))
-    assert p.status is Status.OK and p.working and p.protect
+    assert p.status is RwaStatus.OK and p.working and p.protect
     w = {s for f in p.working.fibers for s in Network.build(fibers).fibers[f].srlgs}
     pr = {s for f in p.protect.fibers for s in Network.build(fibers).fibers[f].srlgs}
     assert not w & pr
@@ -72,14 +72,14 @@ def test_protect_route_is_srlg_disjoint() -> None:
 def test_otn_grooming_uses_free_slots_before_new_wavelength() -> None:
     net = Network.build(RING)
     first = plan(net, Request("o1", "a", "c", odu_type="ODU2"))
-    assert first.status is Status.OK and first.odu is not None
+    assert first.status is RwaStatus.OK and first.odu is not None
     commit(net, first)
     second = plan(net, Request("o2", "a", "c", odu_type="ODU2"))
-    assert second.status is Status.GROOMED and second.odu is not None
+    assert second.status is RwaStatus.GROOMED and second.odu is not None
     assert second.odu.och == "o1" and set(second.odu.slots).isdisjoint(first.odu.slots)
     commit(net, second)
     big = plan(net, Request("o3", "a", "c", odu_type="ODU4"))  # 80 TS do not fit
-    assert big.status is Status.OK and big.working is not None and big.working.id == "o3"
+    assert big.status is RwaStatus.OK and big.working is not None and big.working.id == "o3"
 
 
 def test_hub_requests_are_planned_first() -> None:
@@ -87,7 +87,7 @@ def test_hub_requests_are_planned_first() -> None:
     net = Network.build(one, [Lightpath(f"x{c}", ("a", "b"), ("ab",), c) for c in range(1, 96)])
     plans = plan_batch(net, [Request("edge", "a", "b"), Request("hub", "a", "b", hub=True)])
     by = {p.request.id: p.status for p in plans}
-    assert by == {"hub": Status.OK, "edge": Status.NO_WAVELENGTH}
+    assert by == {"hub": RwaStatus.OK, "edge": RwaStatus.NO_WAVELENGTH}
 
 
 @settings(max_examples=25, deadline=None)

@@ -17,7 +17,7 @@ from controller.models import ComputeResource, Job, JobSpec, JobState, Requireme
 from controller.runtime import Runtime
 from controller.store import JournalQuery
 from scheduler.component import SchedulerComponent
-from scheduler.plugin import components
+from scheduler.registration import components
 from tests.conftest import example_runtime
 
 OP = {"Authorization": "Bearer op-token-0123456789"}

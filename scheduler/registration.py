@@ -1,5 +1,7 @@
-"""Plugin: the ``scheduler:`` config section, the scheduler component, pool + metrics
-REST routes, Prometheus gauges, the ``/cpn/scheduler`` NETCONF container and ``cpn sim``.
+"""How the scheduler plugs into the controller (a ``controller.plugins`` module; the
+scheduling plug-ins are in ``scheduler/plugins/``): the ``scheduler:`` config section,
+the scheduler component, pool + metrics REST routes, Prometheus gauges, the
+``/cpn/scheduler`` NETCONF container and ``cpn sim``.
 
 Rules: cheap to import (heavy imports inside functions). The component and the REST
 routes share one per-runtime state (counters, GBT-9.2.4 recorder) kept in
