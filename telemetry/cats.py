@@ -308,7 +308,8 @@ def build_metrics(site: str, service: str, l0: dict[str, float], cfg: CatsConfig
     ``tracker`` (if given) applies smoothing, damping and hysteresis; without it the
     scores are computed directly and ``overloaded`` follows ``previous`` through the
     hysteresis band. ``l1``/``l2`` given by the source (e.g. advertised over BGP)
-    take precedence over the computed ones for the keys they carry.
+    take precedence over the computed ones for the keys they carry; without an
+    advertised L2, L2 is computed from the merged L1 (advertised L1 values count).
     """
     check_l0(l0)
     ts = datetime.now(UTC) if now is None else datetime.fromtimestamp(now, UTC)
@@ -322,7 +323,12 @@ def build_metrics(site: str, service: str, l0: dict[str, float], cfg: CatsConfig
         sig = overload_signal(l0, cfg)
         overloaded = hyst.update(sig) if sig is not None else hyst.state
     out_l1 = {k: min(max(float(v), 0.0), 1.0) for k, v in {**c_l1, **(l1 or {})}.items()}
-    out_l2 = c_l2 if l2 is None else min(max(l2, 0.0), 10.0)
+    if l2 is not None:
+        out_l2 = min(max(l2, 0.0), 10.0)
+    elif l1:
+        out_l2 = l2_score(out_l1, cfg)  # advertised L1 values feed L2 (issue #15)
+    else:
+        out_l2 = c_l2
     if not (is_name(site) and period_s > 0 and math.isfinite(out_l2)):
         raise ValidationError(Issue("site" if not is_name(site) else "period_s",
                                     f"invalid metrics record for {site!r}/{service!r}"))

@@ -4,6 +4,8 @@ Rules:
 - Present only when the config has a ``bgp:`` section (``telemetry.bgp.models``).
 - ``BgpComponent`` wires ``ExaBgpSpeaker`` (process) → ``ExaBgpDecoder`` (sans-I/O)
   → ``BgpIngestCore`` (store). Decoded events are also published on the bus.
+  Per-peer sessions, updates, rejects and routes are on ``/metrics``
+  (``telemetry.bgp.metrics``).
   Store writes are flushed by one task every ``flush_ms``, in batches of
   ``batch`` records with a loop yield between batches (flood safety).
 - Cheap to import: heavy modules are imported inside functions.
@@ -45,6 +47,7 @@ class BgpComponent:
         self._dirty = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._unsub: Any = None
+        self._collector: Any = None
 
     async def start(self, rt: Runtime) -> None:
         from controller.events import StateChanged
@@ -56,6 +59,11 @@ class BgpComponent:
         self._rt = rt
         self.decoder = ExaBgpDecoder(codec_by_name(self.cfg.codec))
         self.core = BgpIngestCore(self.cfg, rt.store)
+        if self._collector is None:
+            from telemetry.bgp.metrics import BgpCollector
+
+            self._collector = BgpCollector(lambda: self.core)
+            rt.metrics.register(self._collector)
         self._unsub = rt.bus.on(StateChanged, self._on_state)
         self._dirty = asyncio.Event()
         self._flusher = asyncio.create_task(self._flush_loop(), name="bgp-flush")
@@ -69,6 +77,8 @@ class BgpComponent:
     def _on_state(self, ev: StateChanged) -> None:
         if self.core is not None and "service" in ev.kinds():
             self.core.services_changed()
+            if self.core.pending:
+                self._dirty.set()
 
     def on_data(self, data: bytes) -> None:
         assert self.decoder is not None and self.core is not None and self._rt is not None
@@ -100,7 +110,7 @@ class BgpComponent:
             for p in self.cfg.peers:
                 self._rt.sessions.down("bgp", str(p.address), f"exabgp exited ({rc})", p.site)
         if self.core is not None:
-            self.core.mark_stale({p.site for p in self.cfg.peers}, f"exabgp exited ({rc})")
+            self.core.speaker_gone(f"exabgp exited ({rc})")
             self._dirty.set()
 
     async def _flush_loop(self) -> None:
@@ -125,6 +135,9 @@ class BgpComponent:
                 pass
         if self._unsub is not None:
             self._unsub()
+        if self._collector is not None and self._rt is not None:
+            self._rt.metrics.unregister(self._collector)
+            self._collector = None
 
 
 def components(rt: Runtime) -> list[BgpComponent]:

@@ -15,11 +15,16 @@ Rules (pure: the current record and the incoming one in, the record to store out
   (BGP: 1 announced, 0 withdrawn) and ``service_up`` (agent: 1 up, 0 down). So a BGP
   withdraw takes the instance out however fresh the agent's report, and an agent report
   never brings a withdrawn route back; each source clears only its own flag.
+- ``retract`` names L0 keys the incoming source carried before and no longer does
+  (BGP implicit withdraw, RFC 4271 §3.1: a replacing route replaces the whole
+  metric set); they are dropped from the current record instead of lingering.
 - ``stale`` comes with the scores: each writer marks only its own records stale (a BGP
   session going down does not make the agent's fresh measurement stale).
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 from controller.models import ComputeMetrics
 
@@ -31,8 +36,10 @@ def rank(source: str) -> int:
     return _RANK.get(source, 2)
 
 
-def combine(current: ComputeMetrics | None, incoming: ComputeMetrics) -> ComputeMetrics:
-    """The record to store when ``incoming`` arrives while ``current`` is stored."""
+def combine(current: ComputeMetrics | None, incoming: ComputeMetrics,
+            retract: Collection[str] = ()) -> ComputeMetrics:
+    """The record to store when ``incoming`` arrives while ``current`` is stored;
+    ``retract``: L0 keys the incoming source no longer reports."""
     flag = FLAG.get(incoming.source)
     l0 = dict(incoming.l0)
     if flag is not None:
@@ -40,7 +47,9 @@ def combine(current: ComputeMetrics | None, incoming: ComputeMetrics) -> Compute
     if current is None or current.stale:
         base = incoming
     else:
-        l0 = {**current.l0, **l0}
+        kept = {k: v for k, v in current.l0.items() if k not in retract} if retract \
+            else current.l0
+        l0 = {**kept, **l0}
         if current.source != incoming.source and rank(incoming.source) < rank(current.source):
             base = current
         else:

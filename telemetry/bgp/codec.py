@@ -8,9 +8,15 @@ Rules:
   naming it; the caller turns that into a ``Rejected`` event (issue #3 bad input).
 - The default codec is ``LargeCommunityCodec``: RFC 8092 large communities
   ``ASN:metric-id:value`` (values are unsigned 32-bit integers, so fractional
-  metrics are scaled). Large communities whose first field is not the
-  configured/originating ASN, or whose metric-id is below 1 or above 999 are
-  ordinary policy communities and are ignored; ids 1–999 are this table's space.
+  metrics are scaled). Large communities whose first field (the global
+  administrator, RFC 8092 §3) is not the originating peer's ASN — the ``asn``
+  given to ``decode``, else the codec's configured one — or whose metric-id is
+  below 1 or above 999 are ordinary policy communities and are ignored; ids
+  1–999 are this table's space.
+- A metric id carried twice in one route: identical triples are one community
+  (RFC 8092 §5 duplicates); two different values keep the first and add a
+  warning to ``ComputeMetadata.warnings`` (the caller logs it), the route is
+  still used.
 - ``EdgeMetadataCodec`` is the extension point for the Edge-Metadata path
   attribute of draft-ietf-idr-5g-edge-service-metadata; it refuses with a clear
   ``CodecError`` until the draft's attribute is implemented.
@@ -82,12 +88,14 @@ class CodecError(ValueError):
 @dataclass(frozen=True, slots=True)
 class ComputeMetadata:
     """Compute metadata of one route: ``l2`` (0–10), ``l1`` (category → 0–1),
-    ``l0`` (raw values, units in keys), ``period_s`` (declared update period)."""
+    ``l0`` (raw values, units in keys), ``period_s`` (declared update period),
+    ``warnings`` (what the decoder tolerated, e.g. a metric id carried twice)."""
 
     l2: float | None = None
     l1: dict[str, float] = field(default_factory=dict)
     l0: dict[str, float] = field(default_factory=dict)
     period_s: float | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -103,8 +111,9 @@ class MetadataCodec(Protocol):
         """Arguments for ``gobgp global rib add PREFIX <args…>``."""
         ...
 
-    def decode(self, attributes: Mapping[str, Any]) -> ComputeMetadata:
-        """ExaBGP parsed ``attribute`` object → metadata; ``CodecError`` if invalid."""
+    def decode(self, attributes: Mapping[str, Any], asn: int | None = None) -> ComputeMetadata:
+        """ExaBGP parsed ``attribute`` object → metadata; ``CodecError`` if invalid.
+        ``asn`` is the originating peer's AS: only its communities are metadata."""
         ...
 
 
@@ -119,8 +128,8 @@ def _int(v: Any, where: str) -> int:
 class LargeCommunityCodec:
     """RFC 8092 large communities ``ASN:metric-id:value`` (table in module docstring).
 
-    ``asn`` None accepts any global administrator (the originating site's ASN);
-    an int accepts only that one."""
+    ``asn`` (configured) is the global administrator accepted when ``decode`` is
+    not told the originating peer's AS; with neither, any is accepted."""
 
     name = "large-community"
 
@@ -152,7 +161,8 @@ class LargeCommunityCodec:
         lcs = self.triples(md, a)
         return ["large-community", ",".join(f"{x}:{y}:{z}" for x, y, z in lcs)] if lcs else []
 
-    def decode(self, attributes: Mapping[str, Any]) -> ComputeMetadata:
+    def decode(self, attributes: Mapping[str, Any], asn: int | None = None) -> ComputeMetadata:
+        owner = asn if asn is not None else self.asn
         raw_list = attributes.get("large-community", [])
         if not isinstance(raw_list, list):
             raise CodecError(f"large-community: expected a list, got {type(raw_list).__name__}")
@@ -160,18 +170,27 @@ class LargeCommunityCodec:
         l1: dict[str, float] = {}
         l2: float | None = None
         period: float | None = None
+        seen: dict[int, int] = {}
+        warnings: list[str] = []
         for i, lc in enumerate(raw_list):
             where = f"large-community[{i}]"
             if not isinstance(lc, list) or len(lc) != 3:
                 raise CodecError(f"{where}: expected [asn, id, value], got {lc!r}")
-            asn, mid_n, raw = (_int(v, where) for v in lc)
-            if (self.asn is not None and asn != self.asn) or not ID_MIN <= mid_n <= ID_MAX:
-                continue  # someone else's policy community
+            gadm, mid_n, raw = (_int(v, where) for v in lc)
+            if (owner is not None and gadm != owner) or not ID_MIN <= mid_n <= ID_MAX:
+                continue  # someone else's policy community (RFC 8092 §3)
             mid = BY_ID.get(mid_n)
             if mid is None:
-                raise CodecError(f"{where}: unknown metric id {mid_n} ({asn}:{mid_n}:{raw})")
+                raise CodecError(f"{where}: unknown metric id {mid_n} ({gadm}:{mid_n}:{raw})")
             if raw > mid.max_raw:
                 raise CodecError(f"{where}: {mid.key} raw value {raw} exceeds {mid.max_raw}")
+            if mid_n in seen:
+                if seen[mid_n] != raw:
+                    warnings.append(f"{where}: metric id {mid_n} ({mid.key}) carried twice "
+                                    f"({gadm}:{mid_n}:{seen[mid_n]} and {gadm}:{mid_n}:{raw})"
+                                    "; the first is used")
+                continue
+            seen[mid_n] = raw
             value = raw / mid.scale
             if mid.key == "l2":
                 l2 = value
@@ -183,7 +202,7 @@ class LargeCommunityCodec:
                 l1[mid.key] = value
             else:
                 l0[mid.key] = value
-        return ComputeMetadata(l2=l2, l1=l1, l0=l0, period_s=period)
+        return ComputeMetadata(l2=l2, l1=l1, l0=l0, period_s=period, warnings=tuple(warnings))
 
 
 class EdgeMetadataCodec:
@@ -199,7 +218,7 @@ class EdgeMetadataCodec:
         raise CodecError("edge-metadata codec (draft-ietf-idr-5g-edge-service-metadata) is "
                          "not implemented; use codec 'large-community'")
 
-    def decode(self, attributes: Mapping[str, Any]) -> ComputeMetadata:
+    def decode(self, attributes: Mapping[str, Any], asn: int | None = None) -> ComputeMetadata:
         raise CodecError("edge-metadata codec (draft-ietf-idr-5g-edge-service-metadata) is "
                          "not implemented; use codec 'large-community'")
 

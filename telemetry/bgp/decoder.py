@@ -261,7 +261,7 @@ class ExaBgpDecoder:
         if not isinstance(attrs, dict):
             return [*out, self._reject("update.attribute: expected an object", line, peer)]
         try:
-            md = self.codec.decode(attrs)
+            md = self.codec.decode(attrs, asn=peer_as or None)
         except CodecError as exc:
             return [*out, self._reject(f"peer {peer}: {exc}", line, peer)]
         for fam, by_nh in announce.items():

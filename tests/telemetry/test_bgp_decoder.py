@@ -77,9 +77,9 @@ def _reasons(line: str) -> list[str]:
 def test_bad_input_is_rejected_with_reason() -> None:
     ann = {"ipv4 unicast": {"10.0.0.2": [{"nlri": "198.51.100.10/32"}]}}
     assert "malformed JSON" in _reasons("{not json\n")[0]
-    assert "unknown metric id 77" in _reasons(_update({"large-community": [[1, 77, 1]]},
+    assert "unknown metric id 77" in _reasons(_update({"large-community": [[65001, 77, 1]]},
                                                       ann))[0]
-    assert "exceeds 1000" in _reasons(_update({"large-community": [[1, 1, 5000]]}, ann))[0]
+    assert "exceeds 1000" in _reasons(_update({"large-community": [[65001, 1, 5000]]}, ann))[0]
     assert "invalid prefix" in _reasons(_update({}, {"ipv4 unicast": {
         "10.0.0.2": [{"nlri": "198.51.100.10/33"}]}}))[0]
     assert "invalid address" in _reasons(_update({}, {"ipv4 unicast": {
@@ -88,7 +88,7 @@ def test_bad_input_is_rejected_with_reason() -> None:
 
 
 def test_bad_attributes_keep_withdrawals_of_the_same_update() -> None:
-    line = _update({"large-community": [[1, 77, 1]]},
+    line = _update({"large-community": [[65001, 77, 1]]},
                    {"ipv4 unicast": {"10.0.0.2": [{"nlri": "198.51.100.10/32"}]}},
                    {"ipv4 unicast": [{"nlri": "198.51.100.11/32"}]})
     ev = ExaBgpDecoder().feed(line)
@@ -161,3 +161,23 @@ def test_fast_ipv4_prefix_path_agrees_with_ipaddress(addr: int, plen: int, junk:
     except ValueError:
         slow = None
     assert fast is None or fast == slow
+
+
+def test_foreign_global_administrator_is_not_metadata() -> None:
+    """Issue #15: the codec is built without an ASN; the peer's AS (65001) decides whose
+    large communities are metadata — 65099:1:900 is someone else's policy community."""
+    ann = {"ipv4 unicast": {"10.0.0.2": [{"nlri": "198.51.100.10/32"}]}}
+    (ev,) = ExaBgpDecoder().feed(_update({"large-community": [[65099, 1, 900],
+                                                              [65099, 77, 1],
+                                                              [65001, 1, 300]]}, ann))
+    assert isinstance(ev, RouteAnnounced) and ev.metrics.l2 == 3.0
+
+
+def test_duplicate_metric_id_decodes_with_a_warning() -> None:
+    ann = {"ipv4 unicast": {"10.0.0.2": [{"nlri": "198.51.100.10/32"}]}}
+    (ev,) = ExaBgpDecoder().feed(_update({"large-community": [[65001, 1, 300],
+                                                              [65001, 1, 300],
+                                                              [65001, 1, 700]]}, ann))
+    assert isinstance(ev, RouteAnnounced) and ev.metrics.l2 == 3.0
+    (warning,) = ev.metrics.warnings
+    assert "metric id 1 (l2) carried twice" in warning and "65001:1:700" in warning

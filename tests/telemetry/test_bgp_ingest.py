@@ -7,11 +7,18 @@ from ipaddress import ip_address
 
 import pytest
 
-from controller.models import ComputeMetrics, Service, Site, SiteKind
+from controller.models import (
+    ComputeMetrics,
+    Service,
+    ServiceContactInstance,
+    Site,
+    SiteKind,
+)
 from controller.store import SqliteStore
 from telemetry.bgp.codec import ComputeMetadata
 from telemetry.bgp.decoder import (
     PeerDown,
+    PeerUp,
     Rejected,
     RouteAnnounced,
     RouteWithdrawn,
@@ -84,12 +91,111 @@ def test_bad_input_keeps_last_good_state(core: BgpIngestCore, store: SqliteStore
     assert core.stats["rejected"] == 2 and core.stats["unmapped"] == 1
 
 
+def _host_video_at(store: SqliteStore, *sites: str) -> None:
+    with store.transaction("test", "instances") as txn:
+        txn.put(Service(name="video", anycast=[ip_address("198.51.100.10")],
+                        instances=[ServiceContactInstance(site=s, address=ip_address(
+                            f"10.9.{i}.10")) for i, s in enumerate(sites)]))
+
+
 def test_ipv6_and_covering_prefix_map_to_service(core: BgpIngestCore,
                                                  store: SqliteStore) -> None:
+    _host_video_at(store, "MEC-2")
+    core.services_changed()
     core.handle([_ann("10.0.0.2", prefix="2001:db8:a::1/128", l2=6.0),
                  _ann("10.0.0.3", prefix="198.51.100.0/24", l2=4.0)])
     core.flush()
     assert _get(store, "MEC-1/ai").l2 == 6.0 and _get(store, "MEC-2/video").l2 == 4.0
+
+
+def test_covering_route_creates_no_metrics_for_services_not_hosted(
+        core: BgpIngestCore, store: SqliteStore) -> None:
+    """Issue #15: 0.0.0.0/0 with metadata from MEC-1 must not invent MEC-1/video (the
+    site hosts no instance of it), nor MEC-1/ai."""
+    core.handle([_ann("10.0.0.2", prefix="0.0.0.0/0", l2=9.0),
+                 _ann("10.0.0.2", prefix="::/0", l2=9.0)])
+    core.flush()
+    assert store.list(ComputeMetrics) == []
+    assert core.routes("10.0.0.2") == 2  # kept in the RIB all the same
+    _host_video_at(store, "MEC-1")  # now MEC-1 hosts video: the default route speaks for it
+    core.services_changed()
+    core.flush()
+    assert _get(store, "MEC-1/video").l2 == 9.0
+    assert store.get(ComputeMetrics, "MEC-1/ai") is None
+
+
+def test_covering_withdraw_keeps_still_advertised_host_route_available(
+        core: BgpIngestCore, store: SqliteStore) -> None:
+    """Issue #15: withdrawing a covering route must not make the site's /32 for the
+    service unavailable (DNS moved away from the site)."""
+    _host_video_at(store, "MEC-1")
+    core.services_changed()
+    core.handle([_ann("10.0.0.2", prefix="0.0.0.0/0", l2=2.0),
+                 _ann("10.0.0.2", prefix=VIDEO, l2=8.0)])
+    core.flush()
+    assert _get(store, "MEC-1/video").l2 == 8.0  # the most specific route speaks
+    core.handle([RouteWithdrawn(peer="10.0.0.2", prefix="0.0.0.0/0")])
+    core.flush()
+    m = _get(store, "MEC-1/video")
+    assert m.available and m.l2 == 8.0
+    # the host route goes while a covering route is there: the covering route (the
+    # site hosts video) takes over; when it goes too, the instance is unavailable
+    core.handle([_ann("10.0.0.2", prefix="0.0.0.0/0", l2=2.0),
+                 RouteWithdrawn(peer="10.0.0.2", prefix=VIDEO)])
+    core.flush()
+    m = _get(store, "MEC-1/video")
+    assert m.available and m.l2 == 2.0
+    core.handle([RouteWithdrawn(peer="10.0.0.2", prefix="0.0.0.0/0")])
+    core.flush()
+    assert not _get(store, "MEC-1/video").available
+
+
+def test_implicit_withdraw_replaces_the_whole_metric_set(core: BgpIngestCore,
+                                                         store: SqliteStore) -> None:
+    """Issue #15: a replacing UPDATE without gpu_free must not leave the old gpu_free."""
+    core.handle([_ann("10.0.0.2", l0={"cpu_pct": 20.0, "gpu_free": 4.0})])
+    core.flush()
+    assert _get(store, "MEC-1/video").l0["gpu_free"] == 4.0
+    core.handle([_ann("10.0.0.2", l0={"cpu_pct": 30.0})])
+    core.flush()
+    m = _get(store, "MEC-1/video")
+    assert "gpu_free" not in m.l0 and m.l0["cpu_pct"] == 30.0 and m.l0["route_up"] == 1.0
+    # coalesced: two replacements before one commit retract what the first carried
+    core.handle([_ann("10.0.0.2", l0={"cpu_pct": 30.0, "mem_pct": 5.0}),
+                 _ann("10.0.0.2", l0={"energy_w": 100.0})])
+    core.flush()
+    assert set(_get(store, "MEC-1/video").l0) == {"energy_w", "route_up"}
+
+
+def test_advertised_l1_feeds_l2(core: BgpIngestCore, store: SqliteStore) -> None:
+    """Issue #15: an L1-only route gave L2 = 0."""
+    core.handle([_ann("10.0.0.2", l1={"compute_norm": 1.0, "service_norm": 1.0,
+                                      "communication_norm": 1.0})])
+    core.flush()
+    assert _get(store, "MEC-1/video").l2 == 10.0
+
+
+def test_duplicate_metric_id_is_a_warning(core: BgpIngestCore, store: SqliteStore,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    ann = RouteAnnounced(peer="10.0.0.2", prefix=VIDEO, next_hop="10.0.0.2",
+                         metrics=ComputeMetadata(l2=5.0, warnings=("metric id 1 twice",)))
+    with caplog.at_level("WARNING", logger="cpn.telemetry.bgp"):
+        core.handle([ann])
+    core.flush()
+    assert _get(store, "MEC-1/video").l2 == 5.0 and core.stats["warnings"] == 1
+    assert any("metric id 1 twice" in r.getMessage() for r in caplog.records)
+
+
+def test_per_peer_counters(core: BgpIngestCore) -> None:
+    core.handle([PeerUp(peer="10.0.0.2", peer_as=65001), _ann("10.0.0.2"),
+                 _ann("10.0.0.2", prefix="203.0.113.0/24"),
+                 RouteWithdrawn(peer="10.0.0.2", prefix="203.0.113.0/24"),
+                 Rejected(peer="10.0.0.2", reason="x"), Rejected(peer="", reason="y")])
+    st = core.peers["10.0.0.2"]
+    assert (st.up, st.updates, st.rejected, core.routes("10.0.0.2")) == (True, 3, 1, 1)
+    assert core.peers["unknown"].rejected == 1 and not core.peers["10.0.0.3"].up
+    core.handle([PeerDown(peer="10.0.0.2", reason="hold timer expired")])
+    assert not core.peers["10.0.0.2"].up and core.routes("10.0.0.2") == 0
 
 
 def test_restart_marks_stored_bgp_records_stale(core: BgpIngestCore,
