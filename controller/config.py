@@ -11,6 +11,8 @@ Rules:
   given again.
 - Other packages add top-level sections (``dns:``, ``bgp:`` …) with
   ``register_section``; unknown top-level keys are errors.
+- The YAML itself is loaded by ``controller.yamlsafe``: bounded in size, depth and
+  alias expansion, UTF-8 only, duplicate keys refused — each refusal names the line.
 - Applying a config is declarative and remembers what it applied (as
   ``kubectl apply`` does): objects the previous config declared and the new one
   does not are deleted; objects created through the API are left alone;
@@ -30,7 +32,7 @@ import pydantic
 import yaml
 from pydantic import Field
 
-from controller import integrity
+from controller import integrity, yamlsafe
 from controller.errors import Issue, ValidationError, issues_from_pydantic, join_path
 from controller.models import (
     ComputeInstance,
@@ -133,11 +135,8 @@ class NetworkConfig:
 class _Lines:
     """Maps a field path to a line in the YAML source (for error messages)."""
 
-    def __init__(self, text: str) -> None:
-        try:
-            self.root: yaml.Node | None = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.YAMLError:
-            self.root = None
+    def __init__(self, root: yaml.Node | None) -> None:
+        self.root = root
 
     def line(self, path: Path_) -> int | None:
         node = self.root
@@ -289,14 +288,8 @@ def parse_config(text: str, source: str = "<config>") -> NetworkConfig:
     from controller.plugins import load_config_sections
 
     load_config_sections()
-    lines = _Lines(text)
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise ValidationError(Issue("", f"not valid YAML: {exc}",
-                                    "fix the YAML syntax at the position shown"), where) from exc
+    doc, root = yamlsafe.load(text, source)  # bounded; refusals name the line
+    lines = _Lines(root)
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
@@ -339,11 +332,14 @@ def parse_config(text: str, source: str = "<config>") -> NetworkConfig:
 def load_config(path: str | Path) -> NetworkConfig:
     p = Path(path)
     try:
-        text = p.read_text()
+        with p.open("rb") as fh:  # never more than the size limit in memory
+            data = fh.read(yamlsafe.MAX_BYTES + 1)
     except OSError as exc:
         raise ValidationError(Issue("", f"cannot read config: {exc.strerror}",
                                     "check the path given to --config"), str(p)) from exc
-    return parse_config(text, str(p))
+    if len(data) > yamlsafe.MAX_BYTES:
+        raise yamlsafe.too_big(p.stat().st_size, str(p))
+    return parse_config(yamlsafe.decode(data, str(p)), str(p))
 
 
 # --------------------------------------------------------------------------- applying

@@ -79,10 +79,13 @@ def jobs_submit(
     Example:  cpn jobs submit -f examples/job.yaml
     """
     if file:
+        from controller.errors import ValidationError
+        from controller.yamlsafe import load_file
+
         try:
-            spec = yaml.safe_load(file.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            fail(f"cannot read job spec {file}: {exc}")
+            spec = load_file(file)
+        except ValidationError as exc:
+            fail(f"cannot read job spec: {exc}")
         if not isinstance(spec, dict):
             fail(f"{file}: a job spec must be a mapping (name:, requirements: …)")
     elif name:

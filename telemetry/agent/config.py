@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import Field, model_validator
 
 from controller.errors import ValidationError, issues_from_pydantic
@@ -92,9 +91,11 @@ class AgentConfig(Model):
 def load_agent_config(path: Path) -> AgentConfig:
     import pydantic
 
+    from controller.yamlsafe import load_file
+
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        data = load_file(path)
+    except ValidationError as exc:
         raise ValidationError.single(str(path), f"cannot read agent config: {exc}") from None
     try:
         cfg = AgentConfig.model_validate(data)
