@@ -29,13 +29,14 @@ from labs.netns import Lab, Ns
 @dataclass
 class Backbone:
     """``routers`` (short names), ``links`` (a, b, delay_ms, igp), ``endpoints`` (router
-    → prefix → colour), ``hosts`` (router → host namespace short name), ``sites``
-    (MEC site name → its gateway router)."""
+    → prefix → colour), ``sites`` (MEC site name → its gateway router), ``access``
+    (router → client prefix of a client host behind it)."""
 
     routers: list[str]
     links: list[tuple[str, str, float, int]]
     endpoints: dict[str, dict[str, int]] = field(default_factory=dict)
     sites: dict[str, str] = field(default_factory=dict)
+    access: dict[str, str] = field(default_factory=dict)
 
     def index(self, r: str) -> int:
         return self.routers.index(r) + 1
@@ -48,17 +49,19 @@ class Backbone:
 
 
 def national() -> Backbone:
-    """BJ (access: cameras, users) … core … GZ/SH gateways to MEC-1 / MEC-2."""
+    """Eight core routers (BJ … GZ), MEC-1 dual-homed on GZ and CS (gateway M1), MEC-2 on
+    SH and NJ (gateway M2); cameras and users attach at BJ (10.0.0.0/24). Every MEC is
+    reachable from BJ over two link-disjoint paths (protection can be pre-installed)."""
     core = ["BJ", "TJ", "JN", "NJ", "SH", "WH", "CS", "GZ"]
-    links = [("BJ", "TJ", 1.0, 10), ("TJ", "JN", 2.0, 10), ("JN", "NJ", 3.0, 10),
-             ("NJ", "SH", 2.0, 10), ("BJ", "WH", 9.0, 30), ("WH", "CS", 3.0, 10),
-             ("CS", "GZ", 5.0, 10), ("NJ", "WH", 4.0, 10), ("SH", "GZ", 12.0, 40),
-             ("JN", "WH", 5.0, 20), ("GZ", "M1", 0.5, 1), ("SH", "M2", 0.5, 1),
-             ("CS", "M1", 6.0, 20)]
+    links = [("BJ", "TJ", 1.0, 10), ("TJ", "JN", 1.5, 10), ("JN", "NJ", 2.0, 10),
+             ("NJ", "SH", 1.0, 10), ("SH", "GZ", 6.0, 30), ("BJ", "WH", 5.0, 30),
+             ("WH", "CS", 2.0, 10), ("CS", "GZ", 2.5, 10), ("JN", "WH", 3.0, 15),
+             ("NJ", "WH", 2.5, 15), ("GZ", "M1", 0.2, 1), ("CS", "M1", 1.0, 5),
+             ("SH", "M2", 0.2, 1), ("NJ", "M2", 1.0, 5)]
     return Backbone([*core, "M1", "M2"], links,
                     endpoints={"M1": {"10.1.0.0/24": 100, "10.1.1.0/24": 200},
                                "M2": {"10.2.0.0/24": 100, "10.2.1.0/24": 200}},
-                    sites={"MEC-1": "M1", "MEC-2": "M2"})
+                    sites={"MEC-1": "M1", "MEC-2": "M2"}, access={"BJ": "10.0.0.0/24"})
 
 
 def mesh(n: int = 20, endpoints: int = 5, colors: int = 14) -> Backbone:
@@ -120,9 +123,13 @@ def srv6_supported() -> bool:
 
 @dataclass
 class Wired:
+    """``ns`` (router → namespace), ``hosts`` (endpoint router → its host), ``clients``
+    (access router → its client host)."""
+
     lab: Lab
     ns: dict[str, Ns]
     hosts: dict[str, Ns]
+    clients: dict[str, Ns] = field(default_factory=dict)
 
 
 def build(lab: Lab, bb: Backbone) -> Wired:
@@ -150,10 +157,19 @@ def build(lab: Lab, bb: Backbone) -> Wired:
         h_addrs = [p.rsplit(".", 1)[0] + ".2/24" for p in sorted(prefixes)]
         lab.link(ns[r], h, "host", "eth0", gw_addrs[:1], h_addrs)
         h.run(["ip", "route", "add", "default", "via", gw_addrs[0].split("/")[0]])
+    clients: dict[str, Ns] = {}
+    for r, prefix in bb.access.items():
+        c = lab.ns(f"c{r}")
+        clients[r] = c
+        base = prefix.rsplit(".", 1)[0]
+        lab.link(ns[r], c, "client", "eth0", [f"{base}.1/24"], [f"{base}.2/24"])
+        c.run(["ip", "route", "add", "default", "via", f"{base}.1"])
     for n in ns.values():  # seg6_enabled is per ingress interface
         for dev in n.run("ls /sys/class/net").stdout.split():
             n.sysctl(f"net.ipv6.conf.{dev}.seg6_enabled", 1)
-    return Wired(lab, ns, hosts)
+            for fam in ("ipv4", "ipv6"):
+                n.sysctl(f"net.{fam}.conf.{dev}.ignore_routes_with_linkdown", 1)
+    return Wired(lab, ns, hosts, clients)
 
 
 def cut(w: Wired, a: str, b: str) -> None:
