@@ -19,7 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from labs.mn import MininetTopo
-from labs.netns import Lab, Ns
+from labs.netns import Lab, LabError, Ns
+from srv6.dataplane.netlink import NetlinkProgrammer
+from srv6.dataplane.state import Seg6LocalRoute, Seg6Route
+
+RTPROT_STATIC = 4  # rtnetlink.h: a route an administrator made
 
 ANYCAST = "198.51.100.10"
 CTL_FOR = {"cam": "172.16.0.1", "mec1": "172.16.1.1", "mec2": "172.16.2.1"}
@@ -77,10 +81,24 @@ def build(lab: Lab, of_port: int) -> Topology:
         r.run("ip -6 route add fc00:0:1::/48 via fc00:" + ("12::1" if r is t.r2 else "13::1")
               + " dev eth0")
         # return path: encapsulate towards R1's End.DX4 SID
-        r.run("ip route add 10.0.0.0/24 encap seg6 mode encap segs fc00:0:1::100 dev eth0")
-    t.r1.run("ip -6 route add fc00:0:1::100/128 encap seg6local action End.DX4 "
-             "nh4 10.0.0.2 dev eth0")
+        static_srv6(r, Seg6Route(dst="10.0.0.0/24", segments=("fc00:0:1::100",),
+                                 dev="eth0"))
+    static_srv6(t.r1, Seg6LocalRoute(sid="fc00:0:1::100", action="End.DX4", nh4="10.0.0.2",
+                                     dev="eth0"))
     return t
+
+
+def static_srv6(node: Ns, *routes: Seg6Route | Seg6LocalRoute) -> None:
+    """Hand-made SRv6 routes (``proto static``: CPN's programmer leaves them alone), in
+    whichever kernel dataplane the node has (seg6 lwtunnels or eBPF, ``seg6bpf``)."""
+    prog = NetlinkProgrammer(node.name, netns=node.name, protocol=RTPROT_STATIC)
+    try:
+        prog.load(prog.read_actual().merged(routes))
+        res = prog.commit()
+        if res.failed:
+            raise LabError(f"[{node.name}] static SRv6 routes refused: {res.error}")
+    finally:
+        prog.close()
 
 
 def steering_route(r1: Ns) -> str:

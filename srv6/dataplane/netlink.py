@@ -3,7 +3,9 @@
 Rules:
 - Every route CPN installs carries ``proto RTPROT_CPN`` (a backup steering route
   ``RTPROT_CPN_BACKUP``); ``_dump`` reads only those, so other routes (kernel, static,
-  BGP) are never touched.
+  BGP) are never touched. A programmer made with another ``protocol`` owns only routes
+  of that one (labs program their fixed, hand-made SRv6 routes as ``RTPROT_STATIC``,
+  which CPN's own programmer then leaves alone).
 - A changed route is one ``RTM_NEWROUTE`` with ``NLM_F_REPLACE`` (pyroute2 ``replace``):
   the kernel swaps it atomically, the make-before-break switch relies on it.
 - pyroute2 0.9.7 encodes ``segs`` in SRH wire order (RFC 8754: Segment List[0] is the
@@ -14,16 +16,22 @@ Rules:
   and seg6local correctly too, but costs ~0.6 ms per request); writes use pyroute2. No
   ``ip`` fallback is needed.
 - Library errors become ``CommitError``/``ConnectionError`` at this boundary.
+- Two kernel dataplanes, one state model: seg6 lwtunnels where the kernel has them,
+  else eBPF H.Encaps + the IPv6 core's SRH processing (``seg6bpf``; chosen once per
+  programmer by probing the kernel, or forced with ``dataplane=``). Both read back to
+  the same ``Seg6Route``/``Seg6LocalRoute`` values, so diffs, drift repair and
+  make-before-break do not know which one runs.
 """
 
 from __future__ import annotations
 
+import os
 from socket import AF_INET, AF_INET6
 from typing import Any
 
 from controller.errors import CommitError, ConnectionError
 
-from . import rtnl
+from . import rtnl, seg6bpf
 from .programmer import TransactionalProgrammer
 from .state import (
     RTPROT_CPN,
@@ -41,7 +49,13 @@ _ACTIONS = {1: "End", 2: "End.X", 5: "End.DX6", 6: "End.DX4"}
 class NetlinkProgrammer(TransactionalProgrammer):
     """``PolicyProgrammer`` over netlink in namespace ``netns`` (``None`` = this one)."""
 
-    def __init__(self, node: str, netns: str | None = None) -> None:
+    def __init__(self, node: str, netns: str | None = None, *,
+                 dataplane: seg6bpf.Seg6Dataplane | None = None,
+                 tunsrc: str | None = None, protocol: int = RTPROT_CPN) -> None:
+        """``dataplane``: ``lwtunnel`` or ``bpf`` (``None``: probe the kernel);
+        ``tunsrc``: outer source address of eBPF-encapsulated packets (``None``: the
+        node's first global IPv6 address, on ``lo`` first); ``protocol``: the route
+        protocol this programmer owns (backups keep ``RTPROT_CPN_BACKUP`` under CPN's)."""
         super().__init__(node)
         from pyroute2 import IPRoute
 
@@ -58,6 +72,12 @@ class NetlinkProgrammer(TransactionalProgrammer):
             raise ConnectionError(f"{node}: cannot open netlink in netns {netns!r}: {exc}") \
                 from exc
         self._seq = 0
+        self._proto = protocol
+        self._backup_proto = RTPROT_CPN_BACKUP if protocol == RTPROT_CPN else protocol
+        self._dataplane = dataplane
+        self._tunsrc = tunsrc
+        self._srh_enabled = False
+        self._mark_tables: set[tuple[int, str | None]] = set()
         self._ifindex: dict[str, int] = {}
         self._ifname: dict[int, str] = {}
 
@@ -86,22 +106,50 @@ class NetlinkProgrammer(TransactionalProgrammer):
             self._refresh_links()
         return self._ifname.get(index, f"if{index}")
 
+    @property
+    def dataplane(self) -> seg6bpf.Seg6Dataplane:
+        """Which kernel dataplane this node is programmed with (probed on first use)."""
+        if self._dataplane is None:
+            try:
+                lwt = seg6bpf.kernel_has_seg6_lwtunnel(self._ipr, self.netns)
+            except Exception as exc:  # NetlinkError other than "unsupported"
+                raise ConnectionError(f"{self.node}: cannot probe seg6 support: {exc}") \
+                    from exc
+            self._dataplane = "lwtunnel" if lwt else "bpf"
+        return self._dataplane
+
+    def _source(self, dev: str) -> str:
+        """Outer IPv6 source for eBPF H.Encaps: ``tunsrc``, else a global address of
+        ``lo``, of ``dev``, of any device (the kernel's seg6 picks the egress device's)."""
+        if self._tunsrc:
+            return self._tunsrc
+        found: dict[int, str] = {}
+        for addr in self._ipr.get_addr(family=AF_INET6):
+            if addr["scope"] == 0:  # RT_SCOPE_UNIVERSE
+                found.setdefault(addr["index"], addr.get_attr("IFA_ADDRESS"))
+        dev_index = self._index(dev)  # also fills the interface cache ("lo" below)
+        for index in (self._ifindex.get("lo"), dev_index, *found):
+            if index in found:
+                return found[index]
+        raise CommitError(f"{self.node}: no global IPv6 address to source SRv6 "
+                          "encapsulation from (fix: add one to lo, or set tunsrc)")
+
     # -- read ----------------------------------------------------------------------
     def _dump(self) -> NodeState:
         # raw, kernel-filtered dump (rtnl.py): pyroute2's per-request cost dominated the
         # make-before-break critical path
-        routes: list[Route] = []
+        msgs: list[dict[str, Any]] = []
         for family in (AF_INET, AF_INET6):
-            for proto in (RTPROT_CPN, RTPROT_CPN_BACKUP):
+            for proto in sorted({self._proto, self._backup_proto}):
                 self._seq += 1
                 try:
-                    msgs = rtnl.dump(self._nl, family, proto, self._seq)
+                    msgs += rtnl.dump(self._nl, family, proto, self._seq)
                 except OSError as exc:
                     raise ConnectionError(f"{self.node}: route dump failed: {exc}") from exc
-                for msg in msgs:
-                    route = self._decode(msg)
-                    if route is not None:
-                        routes.append(route)
+        # eBPF SIDs with a next hop need their mark table's default route (seg6bpf)
+        self._mark_tables = {(m["table"], m.get("gateway")) for m in msgs
+                             if "encap" not in m and m.get("dst_len") == 0}
+        routes = [r for r in map(self._decode, msgs) if r is not None]
         return NodeState.of(routes)
 
     def _decode(self, msg: dict[str, Any]) -> Route | None:
@@ -118,7 +166,9 @@ class NetlinkProgrammer(TransactionalProgrammer):
                 wire = wire[1:]
             return Seg6Route(dst=dst, segments=tuple(reversed(wire)), dev=dev, mode=mode,
                              table=table, metric=metric,
-                             backup=msg.get("protocol") == RTPROT_CPN_BACKUP)
+                             backup=self._is_backup(msg))
+        if encap["type"] == "bpf":
+            return self._decode_bpf(msg, encap, dst, dev)
         if encap["type"] == "seg6local":
             action = _ACTIONS.get(encap["action"])
             if action is None:
@@ -128,14 +178,86 @@ class NetlinkProgrammer(TransactionalProgrammer):
                                   table=table, metric=metric)
         return None
 
+    def _is_backup(self, msg: dict[str, Any]) -> bool:
+        return self._backup_proto != self._proto and msg.get("protocol") == self._backup_proto
+
+    def _decode_bpf(self, msg: dict[str, Any], encap: dict[str, Any], dst: str,
+                    dev: str) -> Route | None:
+        table, metric = msg["table"], msg["priority"]
+        got = seg6bpf.decode_name(encap.get("xmit") or encap.get("in") or "")
+        if got is None:
+            return None  # an eBPF route CPN did not write: leave it alone
+        if got.kind == "encap":
+            return Seg6Route(dst=dst, segments=got.segments, dev=dev, mode="encap",
+                             table=table, metric=metric,
+                             backup=self._is_backup(msg))
+        if got.action not in _ACTIONS.values():
+            return None
+        nh = got.nh4 or got.nh6
+        if nh and (seg6bpf.mark_of(msg["dst"]), nh) not in self._mark_tables:
+            return None  # its next-hop table is gone: re-programmed as a whole
+        return Seg6LocalRoute(sid=msg["dst"], action=got.action,  # type: ignore[arg-type]
+                              dev=dev, nh4=got.nh4, nh6=got.nh6, table=table, metric=metric)
+
     # -- write ---------------------------------------------------------------------
-    def _request(self, route: Route) -> dict[str, Any]:
+    def _bpf_encap(self, route: Route, fds: list[int]) -> dict[str, Any]:
+        """eBPF form of ``route`` (``seg6bpf``); the program fds go to ``fds`` (closed
+        once the kernel holds the route)."""
+        if isinstance(route, Seg6Route):
+            if route.mode != "encap":
+                raise CommitError(f"{self.node}: {route.dst}: H.Insert (inline) needs the "
+                                  "kernel's seg6 lwtunnels, which this kernel lacks "
+                                  "(fix: use mode encap)")
+            header = seg6bpf.encap_header(self._source(route.dev), route.segments,
+                                          route.family)
+            fds.append(seg6bpf.load_program(
+                seg6bpf.encap_program(header, route.family), seg6bpf.PROG_LWT_XMIT))
+            return {"type": "bpf",
+                    "xmit": {"fd": fds[-1], "name": seg6bpf.encap_name(route.segments)}}
+        if not self._srh_enabled:
+            seg6bpf.enable_srh(self.netns)
+            self._srh_enabled = True
+        nh = route.nh4 or route.nh6
+        code = seg6bpf.mark_program(seg6bpf.mark_of(route.sid)) if nh else \
+            seg6bpf.pass_program()
+        fds.append(seg6bpf.load_program(code, seg6bpf.PROG_LWT_IN))
+        return {"type": "bpf", "in": {"fd": fds[-1], "name": seg6bpf.sid_name(
+            route.action, route.nh4, route.nh6)}}
+
+    def _next_hop_table(self, route: Seg6LocalRoute, install: bool) -> None:
+        """The fwmark rule and table that make an eBPF SID honour its next hop
+        (``seg6bpf.mark_program``): installed before the SID, removed after it."""
+        nh = route.nh4 or route.nh6
+        if not nh:
+            return
+        mark = seg6bpf.mark_of(route.sid)
+        family = AF_INET if route.nh4 else AF_INET6
+        default = "0.0.0.0/0" if route.nh4 else "::/0"
+        rule = {"family": family, "fwmark": mark, "table": mark, "priority": 100}
+        if install:
+            # no device: the kernel resolves the next hop as seg6local's lookup does
+            self._ipr.route("replace", dst=default, family=family, table=mark, gateway=nh,
+                            proto=self._proto)
+            if not self._ipr.get_rules(family=family, fwmark=mark, table=mark):
+                self._ipr.rule("add", **rule)
+            return
+        try:
+            self._ipr.rule("del", **rule)
+        except Exception:  # already gone: nothing to remove
+            pass
+        try:
+            self._ipr.route("del", dst=default, family=family, table=mark, proto=self._proto)
+        except Exception:  # already gone
+            pass
+
+    def _request(self, route: Route, fds: list[int]) -> dict[str, Any]:
+        bpf = self.dataplane == "bpf"
         if isinstance(route, Seg6Route):
             encap: dict[str, Any] = {"type": "seg6", "mode": route.mode,
                                      "segs": list(reversed(route.segments))}
             family = AF_INET if route.family == 4 else AF_INET6
             dst = route.dst
-            proto = RTPROT_CPN_BACKUP if route.backup else RTPROT_CPN
+            proto = self._backup_proto if route.backup else self._proto
         else:
             encap = {"type": "seg6local", "action": route.action}
             if route.nh4:
@@ -143,16 +265,19 @@ class NetlinkProgrammer(TransactionalProgrammer):
             if route.nh6:
                 encap["nh6"] = route.nh6
             family, dst = AF_INET6, f"{route.sid}/128"
-            proto = RTPROT_CPN
+            proto = self._proto
         req: dict[str, Any] = {"dst": dst, "family": family, "table": route.table,
                                "proto": proto, "oif": self._index(route.dev),
-                               "encap": encap}
+                               "encap": self._bpf_encap(route, fds) if bpf else encap}
+        if bpf and isinstance(route, Seg6LocalRoute):
+            req["type"] = "local"  # the IPv6 core runs the SID's SRH (seg6bpf)
         if route.metric:
             req["priority"] = route.metric
         return req
 
     def _apply(self, op: RouteOp) -> None:
         cmd = {"add": "add", "replace": "replace", "delete": "del"}[op.kind]
+        fds: list[int] = []
         try:
             if op.kind == "delete":
                 r = op.route
@@ -160,13 +285,24 @@ class NetlinkProgrammer(TransactionalProgrammer):
                 family = AF_INET if isinstance(r, Seg6Route) and r.family == 4 else AF_INET6
                 backup = isinstance(r, Seg6Route) and r.backup
                 req: dict[str, Any] = {"dst": dst, "family": family, "table": r.table,
-                                       "proto": RTPROT_CPN_BACKUP if backup else RTPROT_CPN}
+                                       "proto": self._backup_proto if backup
+                                       else self._proto}
                 if r.metric:
                     req["priority"] = r.metric
                 self._ipr.route(cmd, **req)
+                if isinstance(r, Seg6LocalRoute) and self.dataplane == "bpf":
+                    self._next_hop_table(r, install=False)
+            elif isinstance(op.route, Seg6LocalRoute) and self.dataplane == "bpf":
+                # next hop first (make-before-break); replace: a SID whose next-hop
+                # table vanished reads back as absent and is re-programmed whole
+                self._next_hop_table(op.route, install=True)
+                self._ipr.route("replace", **self._request(op.route, fds))
             else:
-                self._ipr.route(cmd, **self._request(op.route))
+                self._ipr.route(cmd, **self._request(op.route, fds))
         except CommitError:
             raise
         except Exception as exc:  # NetlinkError is not an OSError in pyroute2 0.9
             raise CommitError(f"{self.node}: {op}: {exc}") from exc
+        finally:
+            for fd in fds:  # the route holds its program now (or it was refused)
+                os.close(fd)

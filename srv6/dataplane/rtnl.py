@@ -9,8 +9,9 @@ Rules:
   with ``rtm_protocol`` set; on a socket with ``NETLINK_GET_STRICT_CHK`` the kernel
   returns only routes of that protocol (all tables).
 - ``parse(data)`` → ``(routes, done)``: decodes ``RTM_NEWROUTE`` messages into plain
-  dicts (dst, dst_len, family, table, oif, priority, protocol, encap) — seg6 segments in
-  SRH wire order (index 0 = last segment), seg6local action/nh4/nh6. Unknown attributes
+  dicts (dst, dst_len, family, table, oif, priority, protocol, type, gateway, encap) — seg6
+  segments in SRH wire order (index 0 = last segment), seg6local action/nh4/nh6, and an
+  eBPF encap's route name per hook (``{"type": "bpf", "xmit": name}``). Unknown attributes
   are skipped; a truncated or malformed message raises ``RemoteProtocolError``; an
   ``NLMSG_ERROR`` with a non-zero code raises ``OSError``.
 """
@@ -21,15 +22,18 @@ import ipaddress
 import socket
 import struct
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from controller.errors import RemoteProtocolError
 
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
-RTA_DST, RTA_OIF, RTA_PRIORITY, RTA_TABLE, RTA_ENCAP_TYPE, RTA_ENCAP = 1, 4, 6, 15, 21, 22
-LWT_SEG6, LWT_SEG6LOCAL = 5, 7
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_TABLE = 1, 4, 5, 6, 15
+RTA_ENCAP_TYPE, RTA_ENCAP = 21, 22
+LWT_SEG6, LWT_BPF, LWT_SEG6LOCAL = 5, 6, 7
+LWT_BPF_HOOKS = {1: "in", 2: "out", 3: "xmit"}  # LWT_BPF_IN/OUT/XMIT; name = attr 2
 SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
 _NLH = struct.Struct("=IHHII")
 _RTM = struct.Struct("=BBBBBBBBI")
@@ -72,6 +76,15 @@ def _encap(etype: int, raw: bytes) -> dict[str, Any]:
         if 5 in nested:
             out["nh6"] = str(ipaddress.IPv6Address(nested[5]))
         return out
+    if etype == LWT_BPF:
+        # the name the route was given (LWT_BPF_PROG_NAME), per hook: CPN spells what it
+        # programmed there (seg6bpf.py)
+        bpf: dict[str, Any] = {"type": "bpf"}
+        for hook, raw_hook in nested.items():
+            if hook in LWT_BPF_HOOKS:
+                name = _attrs(raw_hook, 0, len(raw_hook)).get(2, b"")
+                bpf[LWT_BPF_HOOKS[hook]] = name.split(b"\0", 1)[0].decode(errors="replace")
+        return bpf
     return {"type": etype}
 
 
@@ -96,10 +109,11 @@ def _parse(data: bytes) -> tuple[list[dict[str, Any]], bool]:
             if code:
                 raise OSError(-code, f"netlink dump failed: errno {-code}")
         elif kind == RTM_NEWROUTE:
-            fam, dst_len, _s, _t, table, proto, _sc, _ty, _fl = _RTM.unpack_from(
+            fam, dst_len, _s, _t, table, proto, _sc, rtype, _fl = _RTM.unpack_from(
                 data, off + _NLH.size)
             at = _attrs(data, off + _NLH.size + _RTM.size, off + length)
             r: dict[str, Any] = {"family": fam, "dst_len": dst_len, "protocol": proto,
+                                 "type": rtype,
                                  "table": struct.unpack("=I", at[RTA_TABLE])[0]
                                  if RTA_TABLE in at else table,
                                  "oif": struct.unpack("=i", at[RTA_OIF])[0]
@@ -108,6 +122,8 @@ def _parse(data: bytes) -> tuple[list[dict[str, Any]], bool]:
                                  if RTA_PRIORITY in at else 0}
             if RTA_DST in at:
                 r["dst"] = str(ipaddress.ip_address(at[RTA_DST]))
+            if RTA_GATEWAY in at:
+                r["gateway"] = str(ipaddress.ip_address(at[RTA_GATEWAY]))
             if RTA_ENCAP_TYPE in at and RTA_ENCAP in at:
                 r["encap"] = _encap(struct.unpack("=H", at[RTA_ENCAP_TYPE][:2])[0],
                                     at[RTA_ENCAP])
@@ -116,12 +132,16 @@ def _parse(data: bytes) -> tuple[list[dict[str, Any]], bool]:
     return routes, False
 
 
-def open_socket(netns: str | None, groups: int = 0) -> socket.socket:
-    """A NETLINK_ROUTE socket (strict dump checking on), created inside ``netns``,
-    subscribed to the multicast ``groups`` (e.g. ``RTMGRP_LINK``)."""
+T = TypeVar("T")
+
+
+def in_netns(netns: str | None, fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a short-lived thread that entered ``netns`` (``None`` = this one):
+    setns changes only that thread, sockets and /proc/sys/net files it opens stay bound
+    to ``netns``."""
     out: dict[str, Any] = {}
 
-    def make() -> None:
+    def run() -> None:
         try:
             if netns:
                 import ctypes
@@ -130,20 +150,30 @@ def open_socket(netns: str | None, groups: int = 0) -> socket.socket:
                 with open(f"/var/run/netns/{netns}", "rb") as fh:
                     if libc.setns(fh.fileno(), 0x40000000) != 0:
                         raise OSError(ctypes.get_errno(), f"setns({netns}) failed")
-            s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-            s.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
-            s.bind((0, groups))
-            out["s"] = s
-        except OSError as exc:
+            out["v"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
             out["e"] = exc
 
-    t = threading.Thread(target=make)  # setns changes only this short-lived thread
+    t = threading.Thread(target=run)
     t.start()
     t.join()
     if "e" in out:
         raise out["e"]
-    sock: socket.socket = out["s"]
-    return sock
+    value: T = out["v"]
+    return value
+
+
+def open_socket(netns: str | None, groups: int = 0) -> socket.socket:
+    """A NETLINK_ROUTE socket (strict dump checking on), created inside ``netns``,
+    subscribed to the multicast ``groups`` (e.g. ``RTMGRP_LINK``)."""
+
+    def make() -> socket.socket:
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        s.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+        s.bind((0, groups))
+        return s
+
+    return in_netns(netns, make)
 
 
 def dump(sock: socket.socket, family: int, protocol: int, seq: int) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from srv6.dataplane.agent import AgentProgrammer
 from srv6.dataplane.state import RTPROT_CPN, Route
 from telemetry.pki import CertificateAuthority
 from tests.conftest import needs_netns
-from tests.srv6.test_dataplane_netlink import ip_args, node_ns
+from tests.srv6.test_dataplane_netlink import add_by_intruder, ip_args, kernel_dataplanes, node_ns
 from tests.srv6.test_programmer_contract import ProgrammerContract
 
 AGENT = [sys.executable, "-m", "srv6.dataplane.agent"]
@@ -30,6 +30,8 @@ AGENT = [sys.executable, "-m", "srv6.dataplane.agent"]
 @needs_netns
 @pytest.mark.lab
 class TestAgent(ProgrammerContract):
+    #: the agent programs with the best dataplane its kernel has (NetlinkProgrammer)
+    inline = kernel_dataplanes()[-1] == "lwtunnel"
     @pytest.fixture(autouse=True)
     def _lab(self, tmp_path: Path) -> Iterator[None]:
         ca = CertificateAuthority(tmp_path / "ca")
@@ -60,6 +62,9 @@ class TestAgent(ProgrammerContract):
         self.ns.run(["ip", "-6", "route", "del", dst])
 
     def tamper_add(self, prog: PolicyProgrammer, route: Route) -> None:
+        if not self.inline:  # the eBPF dataplane: `ip` cannot spell it
+            add_by_intruder(self.ns, route)
+            return
         args = ip_args(route)
         self.ns.run(["ip", "-6", "route", "add", *args[3:], "proto", str(RTPROT_CPN)])
 

@@ -1,16 +1,22 @@
 """The ``PolicyProgrammer`` contract against a real kernel: ``NetlinkProgrammer`` in a
-namespace (GBA-6.4.3c). Tampering is done with ``ip route`` behind its back."""
+namespace (GBA-6.4.3c), once per kernel SRv6 dataplane this kernel has — seg6 lwtunnels
+and/or eBPF H.Encaps with the IPv6 core's SRH (``seg6bpf``; the eBPF one runs on every
+kernel with ``CONFIG_LWTUNNEL_BPF``). Tampering is done with ``ip route`` (or, for routes
+``ip`` cannot spell, by a second programmer) behind its back."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from labs.netns import Lab, Ns
 from srv6.dataplane import PolicyProgrammer, Seg6Route
 from srv6.dataplane.netlink import NetlinkProgrammer
-from srv6.dataplane.state import RTPROT_CPN, Route, Seg6LocalRoute
+from srv6.dataplane.seg6bpf import Seg6Dataplane
+from srv6.dataplane.state import RTPROT_CPN, Route, RouteOp, Seg6LocalRoute
 from tests.conftest import needs_netns
 from tests.srv6.test_programmer_contract import ProgrammerContract
 
@@ -27,6 +33,7 @@ def node_ns(lab: Lab) -> Ns:
 
 
 def ip_args(route: Route) -> list[str]:
+    """``ip`` words for a seg6 lwtunnel route (kernels with CONFIG_IPV6_SEG6_LWTUNNEL)."""
     if isinstance(route, Seg6Route):
         return ["ip", route.dst, "encap", "seg6", "mode", route.mode, "segs",
                 ",".join(route.segments), "dev", route.dev]
@@ -35,17 +42,44 @@ def ip_args(route: Route) -> list[str]:
             *[x for x in nh if x], "dev", route.dev]
 
 
+def add_by_intruder(ns: Ns, route: Route) -> None:
+    """Install ``route`` as CPN's behind a programmer's back (eBPF routes cannot be spelt
+    with ``ip`` without an ELF object: a second writer does it over netlink)."""
+    other = NetlinkProgrammer("intruder", netns=ns.name, dataplane="bpf")
+    try:
+        other._apply(RouteOp("add", route))
+    finally:
+        other.close()
+
+
+def kernel_dataplanes() -> list[Seg6Dataplane]:
+    """The kernel SRv6 dataplanes this machine has (eBPF always; lwtunnels if built)."""
+    if not Path("/var/run/netns").exists() and os.geteuid() != 0:
+        return ["bpf"]
+    try:
+        with Lab("probe") as lab:
+            p = NetlinkProgrammer("probe", netns=lab.ns("p").name)
+            try:
+                return ["bpf", "lwtunnel"] if p.dataplane == "lwtunnel" else ["bpf"]
+            finally:
+                p.close()
+    except Exception:  # no root/namespaces: the needs_netns mark reports it
+        return ["bpf"]
+
+
 @needs_netns
 @pytest.mark.lab
 class TestNetlink(ProgrammerContract):
-    @pytest.fixture(autouse=True)
-    def _lab(self) -> Iterator[None]:
+    @pytest.fixture(autouse=True, params=kernel_dataplanes())
+    def _lab(self, request: pytest.FixtureRequest) -> Iterator[None]:
+        self.dataplane: Seg6Dataplane = request.param
+        self.inline = self.dataplane == "lwtunnel"
         with Lab("nl") as lab:
             self.ns = node_ns(lab)
             yield
 
     def make(self) -> PolicyProgrammer:
-        return NetlinkProgrammer("r1", netns=self.ns.name)
+        return NetlinkProgrammer("r1", netns=self.ns.name, dataplane=self.dataplane)
 
     def tamper_delete(self, prog: PolicyProgrammer, route: Route) -> None:
         dst = route.dst if isinstance(route, Seg6Route) else route.sid
@@ -53,6 +87,9 @@ class TestNetlink(ProgrammerContract):
         self.ns.run(["ip", fam, "route", "del", dst])
 
     def tamper_add(self, prog: PolicyProgrammer, route: Route) -> None:
+        if self.dataplane == "bpf":
+            add_by_intruder(self.ns, route)
+            return
         args = ip_args(route)
         if args[1] != "-6":
             args = ["ip", "route", "add", *args[1:]]
@@ -64,12 +101,15 @@ class TestNetlink(ProgrammerContract):
         return Seg6Route(dst="10.99.0.0/24", segments=("fc00:9::1",), dev="nosuchdev")
 
     def test_foreign_routes_are_left_alone(self, prog: PolicyProgrammer) -> None:
-        # a seg6local route installed by someone else (proto static) is not CPN's
-        self.ns.run("ip -6 route add fc00:1::77 encap seg6local action End dev eth0")
+        # a SID route installed by someone else (proto boot) is not CPN's
+        if self.dataplane == "bpf":
+            self.ns.run("ip -6 route add local fc00:1::77 dev eth0")
+        else:
+            self.ns.run("ip -6 route add fc00:1::77 encap seg6local action End dev eth0")
         assert len(prog.read_actual()) == 0
         prog.load(prog.read_actual())
         assert prog.commit().ops == 0
-        assert "fc00:1::77" in self.ns.run("ip -6 route").stdout
+        assert "fc00:1::77" in self.ns.run("ip -6 route show table all").stdout
 
     def test_kernel_shows_travel_order(self, prog: PolicyProgrammer) -> None:
         r = Seg6Route(dst="10.30.0.0/24", segments=("fc00:2::1", "fc00:3::1", "fc00:5::d4"),
@@ -79,4 +119,7 @@ class TestNetlink(ProgrammerContract):
         prog.load(NodeState.of([r, local]))
         assert not prog.commit().failed
         out = self.ns.run("ip route show 10.30.0.0/24").stdout
-        assert "segs 3 [ fc00:2::1 fc00:3::1 fc00:5::d4 ]" in out, out
+        if self.dataplane == "bpf":
+            assert "encap bpf xmit cpn-h.encaps segs=fc00:2::1,fc00:3::1,fc00:5::d4" in out
+        else:
+            assert "segs 3 [ fc00:2::1 fc00:3::1 fc00:5::d4 ]" in out, out

@@ -1,7 +1,9 @@
 """The one ``PolicyProgrammer`` contract (GBA-6.4.3c). Every backend subclasses
 ``ProgrammerContract`` and supplies ``make`` (a fresh programmer on a node with devices
 ``eth0``/``eth1``), ``tamper_delete`` / ``tamper_add`` (change the node behind the
-programmer's back) and ``bad_route`` (a route the node will refuse mid-commit).
+programmer's back) and ``bad_route`` (a route the node will refuse mid-commit). A backend
+that cannot program H.Insert (``inline`` mode) sets ``inline = False``: the suite then
+programs everything else and checks that an inline route is refused cleanly.
 
 ``TestMemory`` runs it against the in-memory backend; ``test_dataplane_netlink`` and
 ``test_dataplane_agent`` run the same suite against a real kernel in namespaces.
@@ -34,6 +36,13 @@ BK = Seg6Route(dst="10.20.0.0/24", segments=("fc00:3::1", "fc00:5::d4"), dev="et
 class ProgrammerContract:
     """Shared suite; subclasses implement the hooks below."""
 
+    #: the backend programs H.Insert (``inline``); else it must refuse it cleanly
+    inline = True
+
+    @property
+    def full(self) -> NodeState:
+        return FULL if self.inline else NodeState.of(r for r in FULL if r != INL)
+
     @pytest.fixture
     def prog(self) -> Iterator[PolicyProgrammer]:
         p = self.make()
@@ -58,17 +67,17 @@ class ProgrammerContract:
     # -- the contract ----------------------------------------------------------------
     def test_starts_empty_and_commit_programs_everything(self, prog: PolicyProgrammer) -> None:
         assert len(prog.read_actual()) == 0
-        prog.load(FULL)
-        assert len(prog.diff()) == len(FULL)
+        prog.load(self.full)
+        assert len(prog.diff()) == len(self.full)
         res = prog.commit()
         assert not res.failed, res.error
-        assert res.changed and res.ops == len(FULL)
-        assert prog.read_actual() == FULL  # read back: segment order, actions, nexthops
+        assert res.changed and res.ops == len(self.full)
+        assert prog.read_actual() == self.full  # read back: segment order, actions, nexthops
 
     def test_reapply_changes_nothing(self, prog: PolicyProgrammer) -> None:
-        prog.load(FULL)
+        prog.load(self.full)
         prog.commit()
-        prog.load(FULL)
+        prog.load(self.full)
         assert prog.diff() == []
         res = prog.commit()
         assert not res.changed and not res.failed and res.ops == 0
@@ -83,18 +92,18 @@ class ProgrammerContract:
         assert prog.read_actual() == NodeState.of([A2, L1])
 
     def test_reconcile_restores_deleted_and_removes_stale(self, prog: PolicyProgrammer) -> None:
-        prog.load(FULL)
+        prog.load(self.full)
         prog.commit()
         self.tamper_delete(prog, L2)
         stale = Seg6LocalRoute(sid="fc00:1::99", action="End", dev="eth0")
         self.tamper_add(prog, stale)
         actual = prog.read_actual()
         assert L2 not in actual and stale in actual
-        prog.load(FULL)
+        prog.load(self.full)
         kinds = sorted((o.kind, o.route.key[2]) for o in prog.diff())
         assert kinds == [("add", "fc00:1::d4/128"), ("delete", "fc00:1::99/128")]
         assert prog.commit().changed
-        assert prog.read_actual() == FULL
+        assert prog.read_actual() == self.full
 
     def test_failure_mid_commit_rolls_back(self, prog: PolicyProgrammer) -> None:
         prog.load(NodeState.of([A, L1]))
@@ -130,6 +139,17 @@ class ProgrammerContract:
         assert res.changed and not res.failed
         assert prog.read_actual() == first
         assert not prog.rollback().changed  # nothing more to roll back
+
+
+    def test_inline_refused_cleanly_where_unsupported(self, prog: PolicyProgrammer) -> None:
+        if self.inline:
+            return  # covered by the tests above
+        prog.load(NodeState.of([A, L1]))
+        prog.commit()
+        prog.load(NodeState.of([A, L1, INL]))
+        res = prog.commit()
+        assert res.failed and "inline" in res.error and "fix:" in res.error
+        assert prog.read_actual() == NodeState.of([A, L1])
 
 
 class TestMemory(ProgrammerContract):
