@@ -10,8 +10,10 @@ Rules:
   payload, computes CATS L0→L1→L2 + hysteresis (``telemetry.cats``, the same code the
   agent may use) and *stages* writes; ``flush()`` commits staged objects in one
   transaction, coalescing repeated updates of the same record. An overload flip or a
-  threshold report is flushed at once; everything else within ``flush_ms``. A record
-  BGP also writes is combined by source precedence (``telemetry.precedence``).
+  threshold report is flushed at once; everything else within ``flush_ms``. It is a
+  ``telemetry.source.MetricSource``: ``flush`` writes through ``source.commit``, so a
+  record BGP also writes is combined by source precedence (``telemetry.precedence``)
+  against what is stored at commit time.
 - Each admitted resource gets the unique compute identifier
   ``pki.compute_id(CA fp, site, resource)`` (WP-3.1.2) stored in
   ``ComputeResource.compute_id``; ``ComputeLifecycle`` records onboarding, last seen
@@ -50,7 +52,7 @@ from telemetry.models import (
     TelemetrySection,
 )
 from telemetry.pki import Trust, compute_id
-from telemetry.precedence import combine
+from telemetry.source import commit
 
 log = logging.getLogger("cpn.telemetry.ingest")
 
@@ -84,7 +86,10 @@ def decode_report(body: bytes) -> Report:
 
 
 class IngestCore:
-    """Sans-I/O ingest: decode → identity check → CATS → staged, coalesced writes."""
+    """Sans-I/O ingest: decode → identity check → CATS → staged, coalesced writes (a
+    ``MetricSource``)."""
+
+    actor = "telemetry-ingest"
 
     def __init__(self, store: SqliteStore, cats_cfg: cats.CatsConfig | None = None,
                  stale_after_periods: float = 3.0) -> None:
@@ -169,10 +174,11 @@ class IngestCore:
             if old is None or old.overloaded != over:
                 adm.flips.append((service, over))
                 adm.urgent = True
-            m = combine(old, ComputeMetrics.model_construct(
+            # the agent's own observation; precedence with BGP applies at commit
+            m = ComputeMetrics.model_construct(
                 site=report.site, service=service, l0=l0, l1=l1, l2=l2, overloaded=over,
                 available=up, stale=False, source="agent", period_s=report.interval_s,
-                window_s=self.cfg.window_s, updated_at=ts))
+                window_s=self.cfg.window_s, updated_at=ts)
             self.metrics[key] = m
             self._stage(m)
             adm.updates += 1
@@ -224,15 +230,16 @@ class IngestCore:
         self.lifecycle[cid] = lc
         self._stage(lc)
 
-    def flush(self, actor: str = "telemetry-ingest") -> int:
-        """Commit staged objects in one transaction; returns how many were written."""
+    def backlog(self) -> int:
+        return len(self.staged)
+
+    def flush(self, actor: str | None = None) -> int:
+        """Commit staged objects in one transaction (through source precedence);
+        returns how many were written."""
         if not self.staged:
             return 0
         objs, self.staged = list(self.staged.values()), {}
-        with self.store.transaction(actor, "site agent reports") as txn:
-            for obj in objs:
-                txn.put(obj)
-        return len(objs)
+        return len(commit(self.store, actor or self.actor, "site agent reports", objs))
 
     def check_stale(self, now: float | None = None) -> list[str]:
         """Mark agent metrics stale after ``stale_after`` declared periods (R14)."""

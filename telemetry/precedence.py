@@ -1,7 +1,19 @@
-"""Source precedence for the one ``ComputeMetrics`` record of a (site, service) that both
-the site agent (GBA-6.3) and BGP (GBA-6.4.3b) write.
+"""Source precedence: what a metric source's observation does to the stored record —
+the one place this is decided (every ``MetricSource`` commits through
+``telemetry.source.commit``, which calls ``merge``).
 
-Rules (pure: the current record and the incoming one in, the record to store out):
+``merge(current, incoming, retract)`` by kind:
+- ``ComputeMetrics`` (written by the site agent, GBA-6.3, and BGP, GBA-6.4.3b, for the
+  same (site, service)): ``combine``, below.
+- ``Link`` (link probes, GBA-6.4.3b network metrics): a probe measures only
+  ``delay_ms``, ``jitter_ms`` and ``loss_pct``; everything else on the link is the
+  operator's and is kept. A link that is not in the topology is never created (None);
+  a measurement within 0.01 of the stored values changes nothing (None: no write).
+- Anything else a source stages (the agent's ``ComputeResource`` and lifecycle
+  records) is its own and is written as it is.
+
+``combine`` rules (pure: the current record and the incoming one in, the record to
+store out):
 - Rank: ``agent`` (the site's own measurement, seconds fresh) above ``bgp`` (route
   metadata, coarse). Any other source ranks with the agent (e.g. a REST report).
 - Scores — ``l1``, ``l2``, ``overloaded``, ``period_s``, ``window_s``, ``source``,
@@ -26,7 +38,13 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from controller.models import ComputeMetrics
+from controller.models import ComputeMetrics, Link
+from controller.models.base import Entity
+
+#: what a link probe measures; the rest of a ``Link`` is configuration
+MEASURED_LINK_FIELDS = ("delay_ms", "jitter_ms", "loss_pct")
+#: link measurements closer than this to the stored ones are not written
+LINK_EPSILON = 0.01
 
 FLAG = {"bgp": "route_up", "agent": "service_up"}
 _RANK = {"bgp": 1}
@@ -58,3 +76,20 @@ def combine(current: ComputeMetrics | None, incoming: ComputeMetrics,
     if flag is None:  # a source without its own flag says available/unavailable directly
         available = available and incoming.available
     return base.model_copy(update={"l0": l0, "available": available})
+
+
+def merge(current: Entity | None, incoming: Entity, retract: Collection[str] = ()
+          ) -> Entity | None:
+    """The record to store when a metric source observed ``incoming`` while ``current``
+    is stored (None: write nothing); ``retract`` as for ``combine``."""
+    if isinstance(incoming, ComputeMetrics):
+        return combine(current if isinstance(current, ComputeMetrics) else None, incoming,
+                       retract)
+    if isinstance(incoming, Link):
+        if not isinstance(current, Link):
+            return None  # a probe never creates a link
+        upd = {f: getattr(incoming, f) for f in MEASURED_LINK_FIELDS}
+        if all(abs(getattr(current, f) - v) < LINK_EPSILON for f, v in upd.items()):
+            return None
+        return current.model_copy(update=upd)
+    return incoming

@@ -10,9 +10,11 @@ Rules:
   one-way; loss % = probes without a reply within ``timeout`` / probes decided (in-
   flight probes are not counted). Late or duplicate replies are ignored; a reply with
   a bad magic/length is dropped.
-- ``ProbeComponent`` writes ``Link.delay_ms/jitter_ms/loss_pct`` of the configured link
-  key at most once per window period and only when a value moved (coalesced); an
-  unknown link is logged once, never created.
+- ``ProbeComponent`` is a ``telemetry.source.MetricSource``: it stages
+  ``Link.delay_ms/jitter_ms/loss_pct`` of the configured link key at most once per
+  window period and flushes at once through ``telemetry.source.commit``; the
+  precedence rule (``telemetry.precedence.merge``) keeps the operator's fields, writes
+  only when a value moved, and never creates an unknown link (logged once).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 from controller.errors import RemoteProtocolError
 from telemetry.models import ProbePeer
+from telemetry.source import commit
 
 log = logging.getLogger("cpn.telemetry.probes")
 
@@ -163,9 +166,11 @@ async def start_responder(listen: str) -> tuple[asyncio.DatagramTransport, Probe
 
 
 class ProbeComponent:
-    """Component: answer probes on ``listen``; probe ``peers``; write link state."""
+    """Component: answer probes on ``listen``; probe ``peers``; write link state (a
+    ``MetricSource``)."""
 
     name = "telemetry-probes"
+    actor = "telemetry-probes"
 
     def __init__(self, peers: list[ProbePeer], listen: str | None = None) -> None:
         self.peers, self.listen = peers, listen
@@ -174,6 +179,7 @@ class ProbeComponent:
         self._transports: list[Any] = []
         self._warned: set[str] = set()
         self.last: dict[str, LinkSample] = {}
+        self.staged: dict[str, Any] = {}
 
     async def start(self, rt: Any) -> None:
         self.store = rt.store
@@ -202,10 +208,12 @@ class ProbeComponent:
             tr.sendto(win.probe(time.monotonic_ns()))
             n += 1
             if n % max(peer.window // 5, 1) == 0:
-                self._emit(peer.link, win.sample(time.monotonic_ns()))
+                self.observe(peer.link, win.sample(time.monotonic_ns()))
+                self.flush()
             await asyncio.sleep(peer.interval_ms / 1000)
 
-    def _emit(self, link_key: str, sample: LinkSample | None) -> None:
+    def observe(self, link_key: str, sample: LinkSample | None) -> None:
+        """Stage one window's measurement of ``link_key`` (None: nothing measured)."""
         from controller.models import Link
 
         if sample is None:
@@ -218,9 +226,16 @@ class ProbeComponent:
                 log.warning("probed link not in topology; not written",
                             extra={"fields": {"link": link_key}})
             return
-        upd = {"delay_ms": sample.delay_ms, "jitter_ms": sample.jitter_ms,
-               "loss_pct": sample.loss_pct}
-        if all(abs(getattr(link, k) - v) < 0.01 for k, v in upd.items()):
-            return
-        with self.store.transaction("telemetry-probes", "link probe") as txn:
-            txn.put(link.model_copy(update=upd))
+        self.staged[link_key] = link.model_copy(update={
+            "delay_ms": sample.delay_ms, "jitter_ms": sample.jitter_ms,
+            "loss_pct": sample.loss_pct})
+
+    def backlog(self) -> int:
+        return len(self.staged)
+
+    def flush(self) -> int:
+        """Commit the staged measurements (the precedence rule drops unmoved ones)."""
+        if not self.staged:
+            return 0
+        recs, self.staged = list(self.staged.values()), {}
+        return len(commit(self.store, self.actor, "link probe", recs))

@@ -22,7 +22,8 @@ Rules:
   * ``PeerDown`` / ExaBGP gone ⇒ the peer's RIB is dropped and every BGP record of
     its site ``stale=True``, key event logged. At start every stored BGP record is
     stale until its session re-announces it.
-  * Each commit goes through ``telemetry.precedence.combine``: a fresh agent record of
+  * It is a ``telemetry.source.MetricSource``: each commit goes through
+    ``telemetry.source.commit`` (``telemetry.precedence``): a fresh agent record of
     the same key keeps its scores; BGP adds its L0 values and its ``route_up`` flag.
   * ``Rejected`` ⇒ warning with the reason; nothing changes (last good state kept).
     Metadata the codec tolerated with a warning (a metric id carried twice) is
@@ -57,7 +58,8 @@ from telemetry.bgp.decoder import (
     SpeakerShutdown,
 )
 from telemetry.bgp.models import BgpConfig
-from telemetry.precedence import FLAG, combine
+from telemetry.precedence import FLAG
+from telemetry.source import commit
 
 log = logging.getLogger("cpn.telemetry.bgp")
 
@@ -85,7 +87,10 @@ def _is_host(prefix: str) -> bool:
 
 
 class BgpIngestCore:
-    """Decoded BGP events in, coalesced ``ComputeMetrics`` commits out."""
+    """Decoded BGP events in, coalesced ``ComputeMetrics`` commits out (a
+    ``MetricSource``)."""
+
+    actor = ACTOR
 
     def __init__(self, cfg: BgpConfig, store: SqliteStore) -> None:
         self.cfg = cfg
@@ -344,6 +349,9 @@ class BgpIngestCore:
         return len(self.rib.get(peer, ()))
 
     # -- commits ------------------------------------------------------------------------
+    def backlog(self) -> int:
+        return len(self.pending)
+
     def flush(self, limit: int | None = None) -> int:
         """Commit up to ``limit`` (default ``cfg.batch``) pending records in one
         transaction; returns how many were written."""
@@ -354,19 +362,16 @@ class BgpIngestCore:
         recs = [self.pending.pop(k) for k in keys]
         retract = {k: self._retract.pop(k) for k in keys if k in self._retract}
         try:
-            with self.store.transaction(ACTOR, "bgp update") as txn:
-                for i, rec in enumerate(recs):
-                    # the agent may have written this key since: source precedence
-                    recs[i] = combine(self.store.get(ComputeMetrics, rec.key), rec,
-                                      retract.get(rec.key, ()))
-                    txn.put(recs[i])
+            # the agent may have written these keys since: source precedence at commit
+            written = commit(self.store, self.actor, "bgp update", recs, retract)
         except Exception as exc:  # keep the last good state; say which records
             log.error("bgp commit of %d records failed (%s); first %s", len(recs), exc,
                       recs[0].key)
             for k, r in retract.items():
                 self._retract[k] = self._retract.get(k, set()) | r
             return 0
-        for rec in recs:
-            self.known[rec.key] = rec
-        self.stats["committed"] += len(recs)
-        return len(recs)
+        for out in written:
+            assert isinstance(out, ComputeMetrics)
+            self.known[out.key] = out
+        self.stats["committed"] += len(written)
+        return len(written)

@@ -1,0 +1,55 @@
+"""``MetricSource``: what every observer of compute and network metrics is (DESIGN §2).
+
+Rules:
+- A metric source — the BGP speaker's ingest (``telemetry.bgp.ingest.BgpIngestCore``),
+  the site-agent report ingest (``telemetry.ingest.IngestCore``), the link probes
+  (``telemetry.probes.ProbeComponent``) — turns what it hears into staged store
+  records, coalesced per key (the newest observation of a key wins), and writes them
+  only through ``commit``.
+- ``commit`` is the one write path: each record goes through ``telemetry.precedence.
+  merge`` against what is stored at commit time (so a source never overwrites what a
+  higher-ranked one wrote meanwhile), in one store transaction journaled with the
+  source's ``actor``. A record the rule turns into nothing is not written.
+- ``backlog()`` is how many records wait; ``flush()`` commits them and returns how many
+  were written (0 when nothing waited). Flushing twice writes nothing the second time.
+- Every source passes one contract suite (``tests/telemetry/test_source.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from controller.models.base import Entity
+from telemetry.precedence import merge
+
+
+@runtime_checkable
+class MetricSource(Protocol):
+    """An observer of metrics: ``actor`` (journal actor of its writes), ``backlog()``,
+    ``flush()`` (see the module rules)."""
+
+    actor: str
+
+    def backlog(self) -> int: ...
+
+    def flush(self) -> int: ...
+
+
+def commit(store: Any, actor: str, reason: str, records: Iterable[Entity],
+           retract: Mapping[str, Collection[str]] | None = None) -> list[Entity]:
+    """Write ``records`` through the precedence rule in one transaction; returns what was
+    actually written (the merged records). ``retract``: per record key, the L0 keys
+    the source no longer reports (``telemetry.precedence.combine``)."""
+    written: list[Entity] = []
+    todo = list(records)
+    if not todo:
+        return written
+    with store.transaction(actor, reason) as txn:
+        for rec in todo:
+            out = merge(store.get(type(rec), rec.key), rec,
+                        retract.get(rec.key, ()) if retract else ())
+            if out is not None:
+                txn.put(out)
+                written.append(out)
+    return written
