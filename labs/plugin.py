@@ -40,6 +40,9 @@ BENCHES: dict[str, tuple[str, str]] = {
     "intent": ("labs.bench.intent",
                "SR policy intents: created → programmed and read back (p50/p99 over 200 "
                "intents, 20 routers; goal p99 ≤ 100 ms) and 1,000 from cold (goal ≤ 5 s)."),
+    "repath": ("labs.bench.repath",
+               "Link down → new path programmed (goal ≤ 100 ms) and the stream gap with the "
+               "backup pre-installed (goal ≤ 20 ms, kernel SRv6)."),
     "dns": ("labs.bench.dns", "Embedded responder vs Knot (1 UDP worker) qps with "
             "dnsperf, and metric-change → changed-answer latency for both."),
 }
