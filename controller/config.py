@@ -16,7 +16,9 @@ Rules:
 - Applying a config is declarative and remembers what it applied (as
   ``kubectl apply`` does): objects the previous config declared and the new one
   does not are deleted; objects created through the API are left alone;
-  re-applying an unchanged file changes nothing.
+  re-applying an unchanged file changes nothing. A deletion that would leave an
+  object created through the API referring to nothing (a user of a dropped tenant)
+  refuses the whole apply, naming both objects — the API's own rule (#15).
 """
 
 from __future__ import annotations
@@ -33,7 +35,13 @@ import yaml
 from pydantic import Field
 
 from controller import integrity, yamlsafe
-from controller.errors import Issue, ValidationError, issues_from_pydantic, join_path
+from controller.errors import (
+    ConflictError,
+    Issue,
+    ValidationError,
+    issues_from_pydantic,
+    join_path,
+)
 from controller.models import (
     ComputeInstance,
     ComputeNode,
@@ -48,6 +56,7 @@ from controller.models import (
     Tenant,
     User,
 )
+from controller.writer import referrers_after
 
 Path_ = tuple[str | int, ...]
 
@@ -369,9 +378,21 @@ def apply_config(store: Any, cfg: NetworkConfig, actor: str = "config") -> Apply
     with store.transaction(actor, f"apply {cfg.source}") as txn:
         for e in cfg.entities:
             txn.put(e)
+        dropped = []
         for kind, key in sorted(before - now):
             if kind in kinds and txn.get(kinds[kind], key) is not None:
                 txn.delete(kinds[kind], key)
+                dropped.append((kind, key))
+        # the API's rule: nothing is deleted while something else still refers to it
+        # (objects created through REST or NETCONF may refer to file-declared ones)
+        refused = [Issue(f"{kind} {key}", f"{kind} {key!r} was removed from the file but "
+                         f"{ref} still refers to it",
+                         f"delete or change {ref} first, or keep {kind} {key!r} in the file")
+                   for kind, key in dropped
+                   for ref in referrers_after(txn, store, kind, key)]
+        if refused:
+            raise ConflictError(ValidationError(refused, cfg.source).render()
+                                + "\nnothing applied; the previous state is kept")
         for ch in txn.changes():
             if ch.action is Action.CREATE:
                 result.created += 1

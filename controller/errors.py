@@ -106,6 +106,9 @@ def _fix_for(err: Any) -> str:
         return "add this field"
     if kind in ("float_parsing", "int_parsing", "float_type", "int_type"):
         return "give a plain number in the unit named by the field"
+    if kind == "finite_number":
+        return ("give a finite number: NaN and infinity cannot be stored (1e999 in JSON or "
+                "YAML overflows to infinity)")
     if kind == "string_pattern_mismatch":
         return "use letters, digits, '-', '_' or '.', starting with a letter or digit"
     return ""

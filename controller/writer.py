@@ -78,15 +78,25 @@ class StateWriter:
         with self.store.transaction(actor, reason) as txn:
             if txn.get(kind, key) is None:
                 raise NotFoundError(kind.KIND, key)
-            everything: list[Entity] = []
-            for cls in (ComputeNode, Router, Tenant, *_referring_kinds()):
-                everything.extend(self.store.list(cls))
-            refs = integrity.referrers(kind.KIND, key, everything)
+            txn.delete(kind, key)
+            refs = referrers_after(txn, self.store, kind.KIND, key)
             if refs:
                 shown = ", ".join(refs[:5]) + (" …" if len(refs) > 5 else "")
                 raise ConflictError(f"{kind.KIND} {key!r} is still referred to by {shown}; "
                                     "delete or change those first")
-            txn.delete(kind, key)
+
+
+def referrers_after(txn: Transaction, store: Any, kind: str, key: str) -> list[str]:
+    """Objects that would still refer to ``kind``/``key`` once ``txn`` commits (committed
+    state with the transaction's staged writes and deletes applied) — the one rule REST,
+    NETCONF and config apply use to refuse leaving a reference dangling."""
+    staged = {(c.kind, c.key): c.value for c in txn.changes()}
+    everything: list[Entity] = []
+    kinds: tuple[type[Entity], ...] = (ComputeNode, Router, Tenant, *_referring_kinds())
+    for cls in kinds:
+        everything.extend(o for o in store.list(cls) if (cls.KIND, o.key) not in staged)
+        everything.extend(v for (k, _), v in staged.items() if k == cls.KIND and v is not None)
+    return integrity.referrers(kind, key, everything)
 
 
 def _referring_kinds() -> tuple[type[Entity], ...]:

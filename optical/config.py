@@ -10,11 +10,12 @@ Example::
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from controller.models.base import Strict
 
 
-class NeSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NeSpec(Strict):
     name: str = Field(min_length=1)
     host: str = "127.0.0.1"
     port: int = Field(default=830, ge=1, le=65535)
@@ -22,11 +23,10 @@ class NeSpec(BaseModel):
     key: str | None = None
 
 
-class OpticalSection(BaseModel):
+class OpticalSection(Strict):
     """``ne``: NEs; ``k``: candidate routes; ``margin_db``: OSNR margin (dB);
     ``confirm_timeout_s``: confirmed-commit timeout; ``retry_max_s``: backoff cap."""
 
-    model_config = ConfigDict(extra="forbid")
     ne: list[NeSpec] = Field(default_factory=list)
     k: int = Field(default=3, ge=1, le=10)
     margin_db: float = Field(default=2.0, ge=0, le=20)

@@ -14,18 +14,19 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from controller.api.deps import RT, Caller, Operator
 from controller.errors import ConflictError, NotFoundError
 from controller.models import ComputeInstance, Job, ResourceType
+from controller.models.base import Strict
 from controller.store import SqliteStore
 from scheduler.gbt import UtilisationRecorder
 from scheduler.pool import AcceleratorCard, DeletedInstance, Pool, PoolError, PoolNotFound
 
 
-class _B(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _B(Strict):
+    """Refuses unknown keys and non-finite numbers (``Strict``)."""
 
 
 class InstanceTemplate(_B):

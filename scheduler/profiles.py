@@ -11,51 +11,47 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from controller.models.base import Strict
 from scheduler.framework import Framework, Profile, Registry
 from scheduler.plugins import DEFAULT_PLUGINS, DEFAULT_WEIGHTS, default_registry
 
 
-class PluginRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PluginRef(Strict):
     name: str
     args: dict[str, Any] = Field(default_factory=dict)
 
 
-class ProfileConfig(BaseModel):
+class ProfileConfig(Strict):
     """``plugins`` (names or {name, args}) and ``weights`` (score plug-in → weight)."""
 
-    model_config = ConfigDict(extra="forbid")
     plugins: list[str | PluginRef] = Field(
         default_factory=lambda: list[str | PluginRef](DEFAULT_PLUGINS))
     weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
 
 
-class QueueConfig(BaseModel):
+class QueueConfig(Strict):
     """A queue: ``weight`` (share of dispatch turns) and ``profile``."""
 
-    model_config = ConfigDict(extra="forbid")
     weight: float = Field(default=1.0, gt=0)
     profile: str = "default"
 
 
-class TenantQuotaConfig(BaseModel):
+class TenantQuotaConfig(Strict):
     """Quota-tree extras not in ``Tenant.quota``: ``lending_limit`` (resource → how much
     of its idle quota may be lent to siblings; absent = all) and ``profile``."""
 
-    model_config = ConfigDict(extra="forbid")
     lending_limit: dict[str, float] = Field(default_factory=dict)
     profile: str | None = None
 
 
-class SchedulerConfig(BaseModel):
+class SchedulerConfig(Strict):
     """The ``scheduler:`` section: ``profiles``, ``queues``, ``tenants``, ``queue_sort``
     (queue-sort plug-in: ``priority`` / ``fcfs`` / ``drf``), ``percentage_of_nodes``,
     ``interval_s`` (component cycle), ``cpsat_time_s`` (placement time limit),
     ``vectorise`` (numpy Filter/Score path; same results as the per-node path)."""
 
-    model_config = ConfigDict(extra="forbid")
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
     queues: dict[str, QueueConfig] = Field(default_factory=dict)
     tenants: dict[str, TenantQuotaConfig] = Field(default_factory=dict)

@@ -25,16 +25,17 @@ import random
 import statistics
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from controller.models.base import Strict
 from scheduler.cycle import Scheduler
 from scheduler.gbt import UtilisationRecorder
 from scheduler.models import NodeInfo, Snapshot, Task
 from scheduler.profiles import ProfileConfig, Profiles, SchedulerConfig, build_profile
 
 
-class _M(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _M(Strict):
+    """Refuses unknown keys and non-finite numbers (``Strict``)."""
 
 
 class SitesSpec(_M):

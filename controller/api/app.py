@@ -18,12 +18,13 @@ from controller.api import jobs
 from controller.api.deps import (
     RT,
     Caller,
+    Operator,
     Paging,
     cpn_error_handler,
     request_validation_handler,
 )
 from controller.api.resources import crud_router
-from controller.errors import CpnError
+from controller.errors import CpnError, ForbiddenError, NotFoundError
 from controller.models import (
     ENTITY_KINDS,
     ComputeInstance,
@@ -31,6 +32,7 @@ from controller.models import (
     ComputeNode,
     ComputeResource,
     Link,
+    Role,
     Router,
     Service,
     Site,
@@ -92,8 +94,13 @@ def create_app(rt: Runtime) -> FastAPI:
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and a state summary (no auth)")
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "zone": rt.zone, "journal_seq": rt.store.last_seq(),
+        # quarantined rows (stored objects that no longer validated at load) degrade
+        # health until the operator deals with them: GET /api/v1/quarantine
+        quarantined = len(rt.store.quarantined())
+        return {"status": "degraded" if quarantined else "ok", "zone": rt.zone,
+                "journal_seq": rt.store.last_seq(),
                 "objects": {k: rt.store.count(c) for k, c in ENTITY_KINDS.items()},
+                "quarantined": quarantined,
                 "components": [c.name for c in rt.started]}
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (no auth)")
@@ -137,6 +144,24 @@ def _ops_router() -> APIRouter:
         recs = list(logs.search(rt.settings.state, grep=grep, level=level, module=module,
                                 limit=limit))
         return {"items": recs, "total": len(recs)}
+
+    @r.get("/quarantine", summary="Stored rows set aside at load because they no longer "
+           "validate (kept verbatim with the error); operators and viewers")
+    def quarantine(rt: RT, who: Caller) -> dict[str, Any]:
+        if who.role is Role.TENANT:
+            raise ForbiddenError("the quarantine holds every tenant's objects; "
+                                 "ask an operator or viewer")
+        items = [q.to_json_dict() for q in rt.store.quarantined()]
+        return {"items": items, "total": len(items),
+                "fix": "re-create each object with valid values, then DELETE "
+                       "/api/v1/quarantine/{id} (or 'cpn quarantine drop ID')"}
+
+    @r.delete("/quarantine/{row_id}", status_code=204,
+              summary="Forget a quarantined row once it has been dealt with")
+    def quarantine_drop(row_id: int, rt: RT, who: Operator) -> Response:
+        if not rt.store.drop_quarantined(row_id):
+            raise NotFoundError("quarantined row", str(row_id))
+        return Response(status_code=204)
 
     @r.get("/whoami", summary="The caller's token name, role and tenant")
     def whoami(who: Caller) -> dict[str, Any]:

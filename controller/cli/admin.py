@@ -1,4 +1,5 @@
-"""Commands that run or administer the controller locally: run, config, token, logs, status."""
+"""Commands that run or administer the controller locally: run, config, token, quarantine,
+logs, status."""
 
 from __future__ import annotations
 
@@ -35,6 +36,12 @@ def register(app: typer.Typer) -> None:
     token_app.command("list")(token_list)
     token_app.command("revoke")(token_revoke)
     app.add_typer(token_app, name="token")
+    q_app = typer.Typer(help="Stored objects set aside at start because they no longer "
+                        "validate (kept verbatim, not lost).", no_args_is_help=True)
+    q_app.command("list")(quarantine_list)
+    q_app.command("show")(quarantine_show)
+    q_app.command("drop")(quarantine_drop)
+    app.add_typer(q_app, name="quarantine")
 
 
 StateOpt = Annotated[str | None, typer.Option("--state", help="State directory (default: the "
@@ -180,6 +187,64 @@ def token_revoke(name: Annotated[str, typer.Argument()], state: StateOpt = None)
     typer.echo(f"revoked {name}")
 
 
+def quarantine_list(state: StateOpt = None,
+                    as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List stored objects that no longer matched their model when the store opened.
+    Each was set aside verbatim with the reason; the controller runs without it.
+
+    Example:  cpn quarantine list --state ./var
+    """
+    store = _open_store(state)
+    try:
+        rows = [q.to_json_dict() for q in store.quarantined()]
+    finally:
+        store.close()
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        typer.echo("nothing quarantined")
+        return
+    print_table(rows, ["id", "kind", "key", "ts", "error"])
+    typer.echo("fix: re-create each object with valid values (REST, NETCONF or the config "
+               "file), then 'cpn quarantine drop ID'; 'cpn quarantine show ID' prints the "
+               "stored text")
+
+
+def quarantine_show(row_id: Annotated[int, typer.Argument(help="Id from 'cpn quarantine "
+                                                          "list'.")],
+                    state: StateOpt = None) -> None:
+    """Print a quarantined object's stored text (to repair and re-create it).
+
+    Example:  cpn quarantine show 1 --state ./var
+    """
+    store = _open_store(state)
+    try:
+        row = next((q for q in store.quarantined() if q.id == row_id), None)
+    finally:
+        store.close()
+    if row is None:
+        fail(f"no quarantined row {row_id}; see 'cpn quarantine list'")
+    typer.echo(f"# {row.kind} {row.key}: {row.error}")
+    typer.echo(row.value)
+
+
+def quarantine_drop(row_id: Annotated[int, typer.Argument(help="Id from 'cpn quarantine "
+                                                          "list'.")],
+                    state: StateOpt = None) -> None:
+    """Forget a quarantined object once it has been re-created or is not wanted.
+
+    Example:  cpn quarantine drop 1 --state ./var
+    """
+    store = _open_store(state)
+    try:
+        if not store.drop_quarantined(row_id):
+            fail(f"no quarantined row {row_id}; see 'cpn quarantine list'")
+    finally:
+        store.close()
+    typer.echo(f"dropped quarantined row {row_id}")
+
+
 ApiOpt = Annotated[str | None, typer.Option("--api", help="Controller HOST:PORT "
                                             "[$CPN_API or 127.0.0.1:8080]")]
 TokenOpt = Annotated[str | None, typer.Option("--token", help="Bearer token [$CPN_TOKEN or "
@@ -202,6 +267,9 @@ def status(api: ApiOpt = None, token: TokenOpt = None, state: StateOpt = None,
                f"journal seq {health['journal_seq']}")
     typer.echo("components: " + (", ".join(health["components"]) or "-"))
     typer.echo("objects: " + ", ".join(f"{k}={v}" for k, v in health["objects"].items() if v))
+    if health.get("quarantined"):
+        typer.echo(f"quarantined: {health['quarantined']} stored object(s) no longer valid, "
+                   "set aside at start - see 'cpn quarantine list'")
     typer.echo(f"you: {who['name']} ({who['role']})")
 
 

@@ -6,7 +6,7 @@ Every storable object is an ``Entity`` with a ``KIND`` and a ``key``; see
 
 from __future__ import annotations
 
-from controller.models.base import ENTITY_KINDS, Entity, Model, Name
+from controller.models.base import ENTITY_KINDS, Entity, Model, Name, Strict
 from controller.models.compute import (
     Arch,
     ComputeInstance,
@@ -70,6 +70,7 @@ __all__ = [
     "ServiceContactInstance",
     "Site",
     "SiteKind",
+    "Strict",
     "Tenant",
     "User",
     "interconnect_preference",

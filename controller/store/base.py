@@ -8,6 +8,11 @@ Rules:
   previous value): the traceability of WP-3.3.4 / GBA-6.8.
 - Listeners get the committed changes after the commit, in commit order.
 - Readers see only committed state; a transaction sees its own writes.
+- A stored row that no longer matches its model (written by an older version, edited
+  by hand) never stops the store from opening: it is moved to quarantine (kept
+  verbatim with the validation error, journaled as a delete by ``store:quarantine``,
+  logged with the fix) and everything else loads. ``quarantined()`` lists such rows;
+  ``drop_quarantined(id)`` forgets one once the operator has dealt with it (#15).
 """
 
 from __future__ import annotations
@@ -72,6 +77,24 @@ class JournalEntry:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class QuarantinedRow:
+    """A stored row set aside at load because it no longer validates: ``id``, ``kind``,
+    ``key``, ``value`` (the stored text, verbatim), ``error`` (why it was refused),
+    ``ts`` (when it was set aside)."""
+
+    id: int
+    kind: str
+    key: str
+    value: str
+    error: str
+    ts: datetime
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "key": self.key, "value": self.value,
+                "error": self.error, "ts": self.ts.isoformat()}
+
+
 class Transaction(Protocol):
     """Staged writes; committed when the ``with`` block exits without an exception."""
 
@@ -119,6 +142,10 @@ class Store(Protocol):
 
     def subscribe(self, listener: Callable[..., None], *,
                   with_context: bool = False) -> Callable[[], None]: ...
+
+    def quarantined(self) -> builtins.list[QuarantinedRow]: ...
+
+    def drop_quarantined(self, row_id: int) -> bool: ...
 
     def get_meta(self, key: str) -> str | None: ...
 

@@ -13,6 +13,11 @@ Rules:
   crash; on power loss the last few transactions may roll back (documented
   trade-off; set ``durable=True`` for ``synchronous=FULL``).
 - One writer at a time (a lock); readers never block.
+- A row that no longer validates against its model is quarantined, not fatal: moved
+  in one SQLite transaction from ``objects`` to ``quarantine`` (verbatim, with the
+  error) and journaled as a delete by ``store:quarantine``; logged with the fix. The
+  store opens with everything else (#15: one bad row made ``cpn run`` refuse the
+  whole state directory).
 - Tokens live in their own table (``tokens``) because they are secrets (only hashes
   are stored) and other processes (``cpn token create``) write them.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -33,9 +39,11 @@ import pydantic
 
 from controller.errors import CpnError, NotFoundError
 from controller.models.base import ENTITY_KINDS, Entity
-from controller.store.base import Action, Change, JournalEntry, JournalQuery
+from controller.store.base import Action, Change, JournalEntry, JournalQuery, QuarantinedRow
 
 E = TypeVar("E", bound=Entity)
+log = logging.getLogger("cpn.store")
+QUARANTINE_ACTOR = "store:quarantine"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -66,6 +74,14 @@ CREATE TABLE IF NOT EXISTS tokens (
     revoked INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    error TEXT NOT NULL,
+    ts TEXT NOT NULL
+);
 """
 
 
@@ -171,9 +187,62 @@ class SqliteStore:
                 try:
                     bucket[key] = cls.model_validate_json(value)
                 except pydantic.ValidationError as exc:
-                    raise StoreError(f"state store {self.path}: stored {kind} {key!r} no "
-                                     f"longer matches its model: {exc}") from exc
+                    self._quarantine(kind, key, value, exc)
+                    continue
                 jbucket[key] = value
+
+    def _quarantine(self, kind: str, key: str, value: str,
+                    exc: pydantic.ValidationError) -> None:
+        """Set a row that no longer validates aside (verbatim) and journal its removal."""
+        error = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(whole object)'}: {e['msg']}"
+            for e in exc.errors())
+        try:
+            json.loads(value)
+            previous: str | None = value
+        except ValueError:
+            previous = None  # not JSON at all: the journal keeps valid JSON only
+        ts = datetime.now(UTC).isoformat()
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            cur = db.execute("INSERT INTO quarantine(kind, key, value, error, ts) "
+                             "VALUES (?, ?, ?, ?, ?)", (kind, key, value, error, ts))
+            db.execute("DELETE FROM objects WHERE kind = ? AND key = ?", (kind, key))
+            seq = (db.execute("SELECT MAX(seq) FROM journal").fetchone()[0] or 0) + 1
+            txid = (db.execute("SELECT MAX(txid) FROM journal").fetchone()[0] or 0) + 1
+            db.execute(
+                "INSERT INTO journal(seq, txid, ts, actor, reason, action, kind, key, value,"
+                " previous) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (seq, txid, ts, QUARANTINE_ACTOR, f"quarantined: {error}"[:1000],
+                 Action.DELETE.value, kind, key, None, previous))
+            db.execute("COMMIT")
+        except sqlite3.Error as exc2:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StoreError(f"state store {self.path}: stored {kind} {key!r} no longer "
+                             f"matches its model ({error}) and could not be set aside: "
+                             f"{exc2}") from exc2
+        self._seq, self._txid = max(self._seq, seq), max(self._txid, txid)
+        log.error("stored %s %r no longer matches its model and was quarantined "
+                  "(id %d): %s. Everything else loaded. Fix: re-create it with valid "
+                  "values (REST, NETCONF or the config file), then forget the quarantined "
+                  "copy with 'cpn quarantine drop %d' (see 'cpn quarantine list').",
+                  kind, key, cur.lastrowid, error, cur.lastrowid)
+
+    def quarantined(self) -> builtins.list[QuarantinedRow]:
+        """Rows set aside because they no longer validated, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, kind, key, value, error, ts FROM quarantine "
+                                    "ORDER BY id").fetchall()
+        return [QuarantinedRow(r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5]))
+                for r in rows]
+
+    def drop_quarantined(self, row_id: int) -> bool:
+        """Forget a quarantined row (the operator re-created or discarded it)."""
+        with self._lock:
+            cur = self._db.execute("DELETE FROM quarantine WHERE id = ?", (row_id,))
+        return cur.rowcount > 0
 
     def get(self, kind: type[E], key: str) -> E | None:
         if self._raw:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from pydantic import ValidationError as PydanticError
+
+from controller.models.base import Strict
 
 if TYPE_CHECKING:
     from scheduler.table import F64
@@ -20,8 +22,8 @@ if TYPE_CHECKING:
 A = TypeVar("A", bound=BaseModel)
 
 
-class Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Args(Strict):
+    """Refuses unknown keys and non-finite numbers (``Strict``)."""
 
 
 def parse_args(plugin: str, model: type[A], args: dict[str, Any]) -> A:

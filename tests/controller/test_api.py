@@ -152,3 +152,54 @@ def test_events_filter_and_logs_endpoint(client: TestClient) -> None:
     assert len(r["items"]) == 5 and all(e["kind"] == "link" for e in r["items"])
     assert r["items"][0]["actor"] == "config"
     assert client.get("/api/v1/logs?level=bogus", headers=h("viewer")).status_code == 422
+
+
+@pytest.mark.parametrize("literal", ["1e999", "-1e999", "NaN", "Infinity"])
+def test_non_finite_value_poisoned_the_store_is_422_naming_the_field(
+        client: TestClient, rt: Runtime, literal: str) -> None:
+    """#15: ``"value": 1e999`` returned 201 and stored null; the next start refused the
+    state directory. Now 422 naming the field, and nothing is written."""
+    seq = rt.store.last_seq()
+    body = ('{"site": "HUB-GZ", "name": "huge", "description": "x", "scope": ["*"], '
+            f'"shareable": true, "value": {literal}}}')
+    r = client.post("/api/v1/resources", headers={**h("operator"),
+                                                   "Content-Type": "application/json"},
+                    content=body)
+    assert r.status_code == 422, r.text
+    [issue] = err(r)["issues"]
+    assert issue["path"] == "body.value" and "finite number" in issue["message"]
+    assert "infinity" in issue["fix"]
+    body = '{"spec": {"name": "big-data", "data_gib": ' + literal + '}}'
+    r = client.post("/api/v1/jobs", headers={**h("tenant"), "Content-Type": "application/json"},
+                    content=body)
+    assert r.status_code == 422, r.text
+    assert err(r)["issues"][0]["path"].endswith("data_gib")
+    body = ('{"site": "HUB-GZ", "name": "odd", "description": "x", "scope": ["*"], '
+            f'"shareable": true, "value": 1, "extended": {{"temps": [40.5, {literal}]}}}}')
+    r = client.post("/api/v1/resources", headers={**h("operator"),
+                                                   "Content-Type": "application/json"},
+                    content=body)
+    assert r.status_code == 422 and err(r)["issues"][0]["path"] == "body.extended"
+    assert rt.store.last_seq() == seq
+
+
+def test_quarantined_rows_show_in_healthz_and_are_listed(client: TestClient,
+                                                        rt: Runtime) -> None:
+    assert client.get("/healthz").json()["quarantined"] == 0
+    with rt.store._lock:  # a row the way an older version left it, decoded at first use
+        rt.store._raw["site"] = {"OLD": '{"name": "OLD"}'}
+    assert client.get("/api/v1/sites/OLD", headers=h("viewer")).status_code == 404
+    health = client.get("/healthz").json()
+    assert health["status"] == "degraded" and health["quarantined"] == 1
+    r = client.get("/api/v1/quarantine", headers=h("viewer"))
+    [row] = r.json()["items"]
+    assert (row["kind"], row["key"], row["value"]) == ("site", "OLD", '{"name": "OLD"}')
+    assert "kind" in row["error"] and "DELETE /api/v1/quarantine" in r.json()["fix"]
+    assert client.get("/api/v1/quarantine", headers=h("tenant")).status_code == 403
+    assert client.delete(f"/api/v1/quarantine/{row['id']}",
+                         headers=h("viewer")).status_code == 403
+    assert client.delete(f"/api/v1/quarantine/{row['id']}",
+                         headers=h("operator")).status_code == 204
+    assert client.delete(f"/api/v1/quarantine/{row['id']}",
+                         headers=h("operator")).status_code == 404
+    assert client.get("/healthz").json()["status"] == "ok"

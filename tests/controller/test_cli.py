@@ -70,6 +70,24 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _start(cmd: list[str], port: int) -> subprocess.Popen[bytes]:
+    """Start ``cpn run`` and wait until its REST API answers."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            if proc.poll() is not None:
+                raise AssertionError(f"cpn run exited with {proc.returncode}") from None
+            time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    raise AssertionError("controller did not start")
+
+
 def test_run_serves_restarts_with_same_state_and_stops_cleanly(tmp_path: Path) -> None:
     port = _free_port()
     cmd = [sys.executable, "-m", "controller.cli.main", "run", "--config",
@@ -78,17 +96,7 @@ def test_run_serves_restarts_with_same_state_and_stops_cleanly(tmp_path: Path) -
     env = {**os.environ, "CPN_API": f"127.0.0.1:{port}", "CPN_STATE": str(tmp_path)}
 
     def start() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    return proc
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        proc.kill()
-        raise AssertionError("controller did not start")
+        return _start(cmd, port)
 
     proc = start()
     try:
@@ -124,3 +132,61 @@ def test_run_with_invalid_config_applies_nothing(tmp_path: Path) -> None:
     assert out.exit_code == 1
     assert "nothing applied" in out.output and "services[0].instances[0].site" in out.output
     assert not (tmp_path / "s" / "state.db").exists()
+
+
+def test_run_starts_on_a_state_dir_poisoned_by_a_non_finite_value(tmp_path: Path) -> None:
+    """#15: a job stored with ``"data_gib": null`` (1e999 was accepted and written as
+    null) made every later ``cpn run`` refuse the state directory. The row is now
+    quarantined: the controller starts, health says degraded, the rest is intact and
+    the operator finds the row (and the fix) with ``cpn quarantine list``."""
+    import json
+    import sqlite3
+
+    port = _free_port()
+    cmd = [sys.executable, "-m", "controller.cli.main", "run", "--config",
+           str(ROOT / "examples" / "security-video.yaml"), "--api", f"127.0.0.1:{port}",
+           "--dns", f"127.0.0.1:{_free_port()}", "--state", str(tmp_path)]
+    base = f"http://127.0.0.1:{port}"
+    proc = _start(cmd, port)
+    try:
+        hdr = {"Authorization": f"Bearer {(tmp_path / 'admin.token').read_text().strip()}"}
+        ids = [httpx.post(f"{base}/api/v1/jobs", headers=hdr,
+                          json={"spec": {"name": n, "data_gib": 2}}).json()["id"]
+               for n in ("keep", "poisoned")]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    con = sqlite3.connect(tmp_path / "state.db")
+    with con:
+        (raw,) = con.execute("SELECT value FROM objects WHERE kind='job' AND key=?",
+                             (ids[1],)).fetchone()
+        row = json.loads(raw)
+        row["spec"]["data_gib"] = None  # what the old encoder wrote for 1e999
+        con.execute("UPDATE objects SET value=? WHERE kind='job' AND key=?",
+                    (json.dumps(row), ids[1]))
+    con.close()
+    proc = _start(cmd, port)
+    try:
+        health = httpx.get(f"{base}/healthz").json()
+        assert health["status"] == "degraded" and health["quarantined"] == 1
+        jobs = httpx.get(f"{base}/api/v1/jobs", headers=hdr).json()["items"]
+        assert [j["id"] for j in jobs] == [ids[0]]
+        assert httpx.get(f"{base}/api/v1/sites", headers=hdr).json()["total"] > 0
+        out = runner.invoke(app, ["quarantine", "list", "--state", str(tmp_path)])
+        assert out.exit_code == 0 and ids[1] in out.output and "data_gib" in out.output
+        assert "cpn quarantine drop" in out.output
+        shown = runner.invoke(app, ["quarantine", "show", "1", "--state", str(tmp_path)])
+        assert '"data_gib": null' in shown.output
+        # the same job can be submitted again with a valid value
+        r = httpx.post(f"{base}/api/v1/jobs", headers=hdr,
+                       json={"spec": {"name": "poisoned", "data_gib": 2}})
+        assert r.status_code == 201
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    logs = runner.invoke(app, ["logs", "--state", str(tmp_path), "--grep", "quarantined"])
+    assert ids[1] in logs.output and "no longer matches its model" in logs.output
+    out = runner.invoke(app, ["quarantine", "drop", "1", "--state", str(tmp_path)])
+    assert out.exit_code == 0
+    out = runner.invoke(app, ["quarantine", "list", "--state", str(tmp_path)])
+    assert "nothing quarantined" in out.output

@@ -126,3 +126,64 @@ def test_invalid_config_applies_nothing(tmp_path: Path) -> None:
         assert store.last_seq() == 0
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("literal", ["1.0e+999", ".inf", "-.Inf", ".nan"])
+def test_non_finite_number_in_a_config_is_refused_with_its_line(literal: str) -> None:
+    """#15: ``1.0e+999`` in a config was applied (stored as null) and the next start
+    refused the state directory."""
+    found = problems(BASE.replace("value: 8", f"value: {literal}"))
+    assert len(found) == 1
+    assert found[0].startswith("sites[0].nodes[0].resources[0].value (line 9)")
+    assert "finite number" in found[0] and "infinity cannot be stored" in found[0]
+    found = problems(BASE + f"tenants:\n  - name: t\n    quota: {{gpu: {literal}}}\n")
+    assert found[0].startswith("tenants[0].quota.gpu")
+
+
+def test_config_apply_orphaned_an_api_created_user_now_refused_naming_both(
+        tmp_path: Path) -> None:
+    """#15: dropping a tenant from the file deleted it although a user created through
+    the API still referred to it (the API refuses that delete). The apply is refused
+    as a whole, naming both objects, and the previous state is kept."""
+    from controller.errors import ConflictError
+    from controller.models import Tenant, User
+    from controller.writer import StateWriter
+
+    with_tenants = BASE + "tenants:\n  - name: noc\n  - name: lab\n"
+    store = SqliteStore(tmp_path / "s.db")
+    try:
+        apply_config(store, parse_config(with_tenants, "a.yaml"))
+        StateWriter(store).put(User(name="eve", tenant="noc"), "api:ops")
+        seq = store.last_seq()
+        with pytest.raises(ConflictError) as info:
+            apply_config(store, parse_config(BASE + "tenants:\n  - name: lab\n", "a.yaml"))
+        msg = str(info.value)
+        assert "tenant 'noc' was removed from the file but user eve still refers to it" in msg
+        assert "delete or change user eve first" in msg and "nothing applied" in msg
+        assert store.get(Tenant, "noc") is not None and store.last_seq() == seq
+        # dropping a tenant nobody refers to still works, and so does a later retry
+        res = apply_config(store, parse_config(BASE + "tenants:\n  - name: noc\n", "a.yaml"))
+        assert res.deleted == 1 and store.get(Tenant, "lab") is None
+        # once the user moved, dropping noc is fine (file objects referring to each
+        # other go together)
+        StateWriter(store).delete(User, "eve", "api:ops")
+        assert apply_config(store, parse_config(BASE, "a.yaml")).deleted == 1
+    finally:
+        store.close()
+
+
+def test_config_apply_cannot_orphan_api_objects_of_a_dropped_site(tmp_path: Path) -> None:
+    from controller.errors import ConflictError
+    from controller.models import ComputeNode
+    from controller.writer import StateWriter
+
+    store = SqliteStore(tmp_path / "s.db")
+    try:
+        apply_config(store, parse_config(BASE, "a.yaml"))
+        StateWriter(store).put(ComputeNode(site="B", name="api-node"), "api:ops")
+        with pytest.raises(ConflictError, match="site 'B' was removed from the file but "
+                           "node B/api-node still refers to it"):
+            apply_config(store, parse_config(BASE.split("  - name: B")[0], "a.yaml"))
+        assert store.get(Site, "B") is not None
+    finally:
+        store.close()
