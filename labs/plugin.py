@@ -19,6 +19,9 @@ BENCHES: dict[str, tuple[str, str]] = {
                 "1,000 SR policies programmed on one namespace headend over netlink."),
     "switch": ("labs.bench.switch",
                "Controller-side make-before-break policy switch on a 5-router lab."),
+    "srpolicy_bgp": ("labs.bench.srpolicy_bgp",
+                     "SR policies sent over BGP SR Policy until GoBGP's RIB holds them "
+                     "(goal >= 1,000/s)."),
     "cspf": ("labs.bench.cspf",
              "Constrained SRv6 path computation on 1,000 nodes / 4,000 links."),
     "schedule": ("labs.bench.schedule",

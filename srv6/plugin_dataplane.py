@@ -1,6 +1,7 @@
 """Plugin: SRv6 dataplane — the ``flows:`` config section, the flow-steering
-component (``srv6.flows``) and its Prometheus gauges (``srv6.metrics``),
-``cpn node-agent``.
+component (``srv6.flows``) and its Prometheus gauges (``srv6.metrics``), the
+``dataplane:`` section (which ``PolicyProgrammer`` owns each node), ``cpn node-agent``
+and ``cpn sr-policy-peer``.
 
 Rules: cheap to import (pyroute2, ssl servers load inside the command).
 ``components(rt)`` runs the flow controller when the config has
@@ -14,12 +15,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from srv6.dataplane.backends import DataplaneSection
 from srv6.flows import FlowsSection
 
 if TYPE_CHECKING:
     from controller.runtime import Component, Runtime
 
-CONFIG_SECTIONS = {"flows": FlowsSection}
+CONFIG_SECTIONS = {"flows": FlowsSection, "dataplane": DataplaneSection}
 
 
 def components(rt: Runtime) -> list[Component]:
@@ -62,3 +64,40 @@ def register_cli(app: typer.Typer) -> None:
             if not p.exists():
                 raise typer.BadParameter(f"{p} does not exist")
         serve(listen, cert, key, ca, node)
+
+    @app.command("sr-policy-peer")
+    def sr_policy_peer(
+        config: Annotated[Path, typer.Option(help="CPN config file with a dataplane section.")],
+        node: Annotated[str, typer.Option(help="Node whose programmer is bgp-sr-policy.")],
+        wait: Annotated[float, typer.Option(help="Seconds to wait for the session.")] = 15.0,
+    ) -> None:
+        """Open the BGP SR Policy session to a router and print what was negotiated.
+
+        Checks the pairing before CPN programs anything: the session comes up, the router's
+        BGP identifier (the Route Target CPN puts on every policy) and the SR policy
+        families both sides announced.
+
+        Example: cpn sr-policy-peer --config site.yaml --node R9
+        """
+        import json
+
+        from controller.config import load_config
+        from srv6.dataplane.backends import BgpSrPolicyNode, build
+        from srv6.dataplane.bgp_srpolicy import BgpSrPolicyProgrammer
+
+        cfg = load_config(config)
+        section = cfg.sections.get("dataplane")
+        spec = section.nodes.get(node) if isinstance(section, DataplaneSection) else None
+        if not isinstance(spec, BgpSrPolicyNode):
+            raise typer.BadParameter(f"{config}: dataplane.nodes.{node} is not a "
+                                     "bgp-sr-policy node", param_hint="--node")
+        prog = build(node, spec, connect_timeout=wait)
+        assert isinstance(prog, BgpSrPolicyProgrammer)
+        try:
+            status = prog.status()
+            typer.echo(json.dumps(status, indent=2))
+            if not status["established"]:
+                typer.echo(prog.speaker.down_reason(), err=True)
+                raise typer.Exit(1)
+        finally:
+            prog.close()

@@ -41,6 +41,7 @@ from .state import (
     RouteOp,
     Seg6LocalRoute,
     Seg6Route,
+    SrPolicyRoute,
 )
 
 _ACTIONS = {1: "End", 2: "End.X", 5: "End.DX6", 6: "End.DX4"}
@@ -200,7 +201,8 @@ class NetlinkProgrammer(TransactionalProgrammer):
                               dev=dev, nh4=got.nh4, nh6=got.nh6, table=table, metric=metric)
 
     # -- write ---------------------------------------------------------------------
-    def _bpf_encap(self, route: Route, fds: list[int]) -> dict[str, Any]:
+    def _bpf_encap(self, route: Seg6Route | Seg6LocalRoute, fds: list[int]
+                   ) -> dict[str, Any]:
         """eBPF form of ``route`` (``seg6bpf``); the program fds go to ``fds`` (closed
         once the kernel holds the route)."""
         if isinstance(route, Seg6Route):
@@ -250,7 +252,8 @@ class NetlinkProgrammer(TransactionalProgrammer):
         except Exception:  # already gone
             pass
 
-    def _request(self, route: Route, fds: list[int]) -> dict[str, Any]:
+    def _request(self, route: Seg6Route | Seg6LocalRoute, fds: list[int]
+                 ) -> dict[str, Any]:
         bpf = self.dataplane == "bpf"
         if isinstance(route, Seg6Route):
             encap: dict[str, Any] = {"type": "seg6", "mode": route.mode,
@@ -277,6 +280,10 @@ class NetlinkProgrammer(TransactionalProgrammer):
 
     def _apply(self, op: RouteOp) -> None:
         cmd = {"add": "add", "replace": "replace", "delete": "del"}[op.kind]
+        if isinstance(op.route, SrPolicyRoute):
+            raise CommitError(f"{self.node}: {op}: a Linux node takes seg6 routes, not SR "
+                              "policies (fix: render the policy as a seg6 route, or bind the "
+                              "node to programmer bgp-sr-policy if it is a router)")
         fds: list[int] = []
         try:
             if op.kind == "delete":

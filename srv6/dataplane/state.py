@@ -13,6 +13,9 @@ Rules:
   add, steering before SIDs on delete, so no packet is steered into a missing SID.
 - Only CPN-owned routes (marked with ``RTPROT_CPN`` by the backends) are ever read,
   changed or deleted; routes of other origins are left alone.
+- Routers that take SR policies rather than kernel routes (BGP SR Policy, RFC 9830)
+  hold ``SrPolicyRoute``s: one per (distinguisher, colour, endpoint), the NLRI's key.
+  Kernel backends refuse them; the BGP backend refuses kernel routes.
 """
 
 from __future__ import annotations
@@ -155,8 +158,168 @@ class Seg6LocalRoute:
                 "nh4": self.nh4, "nh6": self.nh6, "table": self.table, "metric": self.metric}
 
 
-Route = Seg6Route | Seg6LocalRoute
+#: IANA "SRv6 Endpoint Behaviors" code points (RFC 8986 §10.2) for the behaviours an SR
+#: policy's segments may name (RFC 9830 §2.4.4.2.4).
+SRV6_BEHAVIORS: dict[str, int] = {
+    "End": 1, "End.PSP": 2, "End.X": 5, "End.T": 9, "End.B6.Encaps": 14, "End.BM": 15,
+    "End.DX6": 16, "End.DX4": 17, "End.DT6": 18, "End.DT4": 19, "End.DT46": 20,
+    "End.DX2": 21, "End.B6.Encaps.Red": 27,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SrSegment:
+    """One SRv6 segment of an SR policy (RFC 9830 segment type B).
+
+    ``sid``: the SRv6 SID; ``behavior``: its endpoint behaviour on the node that owns it
+    (a key of ``SRV6_BEHAVIORS``, ``None`` = not signalled); ``structure``: the SID's
+    (locator block, locator node, function, argument) lengths in bits (RFC 8986 §3.1),
+    ``None`` = not signalled. A structure needs a behaviour (they travel together).
+    """
+
+    sid: str
+    behavior: str | None = None
+    structure: tuple[int, int, int, int] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sid", _addr6(self.sid, "segment.sid"))
+        where = f"segment[{self.sid}]"
+        if self.behavior is not None and self.behavior not in SRV6_BEHAVIORS:
+            raise ValidationError.single(f"{where}.behavior",
+                                         f"unknown SRv6 behaviour {self.behavior!r}",
+                                         "one of " + ", ".join(SRV6_BEHAVIORS))
+        if self.structure is not None:
+            st = tuple(int(x) for x in self.structure)
+            if self.behavior is None:
+                raise ValidationError.single(f"{where}.structure",
+                                             "a SID structure is signalled with a behaviour",
+                                             "give the behaviour too, or drop the structure")
+            if len(st) != 4 or any(not 0 <= x <= 128 for x in st) or sum(st) > 128:
+                raise ValidationError.single(f"{where}.structure",
+                                             f"{self.structure!r} is not four bit lengths "
+                                             "summing to at most 128",
+                                             "(block, node, function, argument), e.g. "
+                                             "(32, 16, 16, 0)")
+            object.__setattr__(self, "structure", None if st == (0, 0, 0, 0) else st)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sid": self.sid, "behavior": self.behavior,
+                "structure": list(self.structure) if self.structure else None}
+
+
+@dataclass(frozen=True, slots=True)
+class SrSegmentList:
+    """A segment list of a candidate path: ``segments`` in travel order, ``weight`` for
+    weighted ECMP between the lists of one path (RFC 9256 §2.11)."""
+
+    segments: tuple[SrSegment, ...]
+    weight: int = 1
+
+    def __post_init__(self) -> None:
+        segs = tuple(s if isinstance(s, SrSegment) else SrSegment(str(s))
+                     for s in self.segments)
+        if not segs:
+            raise ValidationError.single("segment_list.segments", "empty segment list")
+        if not 0 <= self.weight <= 0xFFFFFFFF:
+            raise ValidationError.single("segment_list.weight",
+                                         f"weight {self.weight} outside 0..4294967295")
+        object.__setattr__(self, "segments", segs)
+
+    @property
+    def sids(self) -> tuple[str, ...]:
+        return tuple(s.sid for s in self.segments)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weight": self.weight, "segments": [s.to_dict() for s in self.segments]}
+
+
+@dataclass(frozen=True, slots=True)
+class SrPolicyRoute:
+    """An SR policy candidate path as a router takes it over BGP (RFC 9830, RFC 9256).
+
+    ``color`` and ``endpoint`` (IPv4/IPv6 address of the tail end; ``0.0.0.0``/``::``
+    is the null endpoint for colour-only steering, RFC 9256 §8.8) name the policy;
+    ``distinguisher`` keeps several candidate paths of one originator apart (it is part
+    of the NLRI, so part of ``key``); ``segment_lists`` (at least one); ``preference``
+    of the candidate path; ``priority`` of re-computation (0 = first, ``None`` = not
+    signalled); ``binding_sid`` (SRv6 BSID or ``None``); ``name`` (policy name) and
+    ``path_name`` (candidate path name).
+    """
+
+    color: int
+    endpoint: str
+    segment_lists: tuple[SrSegmentList, ...]
+    distinguisher: int = 0
+    preference: int = 100
+    priority: int | None = None
+    binding_sid: str | None = None
+    name: str = ""
+    path_name: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"sr_policy[{self.color}/{self.endpoint}]"
+        issues = []
+        try:
+            object.__setattr__(self, "endpoint", str(ipaddress.ip_address(self.endpoint)))
+        except ValueError:
+            issues.append(Issue(f"{where}.endpoint", f"{self.endpoint!r} is not an IP address",
+                                "the tail end's IPv4/IPv6 address (:: for colour-only)"))
+        for fld, hi in (("color", 0xFFFFFFFF), ("distinguisher", 0xFFFFFFFF),
+                        ("preference", 0xFFFFFFFF)):
+            v = getattr(self, fld)
+            if not isinstance(v, int) or not 0 <= v <= hi:
+                issues.append(Issue(f"{where}.{fld}", f"{v!r} is not an integer 0..{hi}"))
+        if self.priority is not None and not 0 <= self.priority <= 255:
+            issues.append(Issue(f"{where}.priority", f"{self.priority} outside 0..255"))
+        if not self.segment_lists:
+            issues.append(Issue(f"{where}.segment_lists", "no segment list",
+                                "give at least one segment list"))
+        for fld in ("name", "path_name"):
+            if len(getattr(self, fld).encode()) > 255:
+                issues.append(Issue(f"{where}.{fld}", "longer than 255 bytes"))
+        if issues:
+            raise ValidationError(issues)
+        if self.binding_sid is not None:
+            object.__setattr__(self, "binding_sid", _addr6(self.binding_sid,
+                                                           f"{where}.binding_sid"))
+        object.__setattr__(self, "segment_lists", tuple(self.segment_lists))
+
+    @classmethod
+    def of(cls, color: int, endpoint: str, sids: Iterable[str], **kw: Any) -> SrPolicyRoute:
+        """A policy with one segment list of plain SIDs (weight 1)."""
+        return cls(color, endpoint, (SrSegmentList(tuple(SrSegment(s) for s in sids)),), **kw)
+
+    @property
+    def family(self) -> int:
+        return ipaddress.ip_address(self.endpoint).version
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        return ("srpolicy", self.color, f"{self.endpoint}#{self.distinguisher}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "srpolicy", "color": self.color, "endpoint": self.endpoint,
+                "distinguisher": self.distinguisher, "preference": self.preference,
+                "priority": self.priority, "binding_sid": self.binding_sid,
+                "name": self.name, "path_name": self.path_name,
+                "segment_lists": [sl.to_dict() for sl in self.segment_lists]}
+
+
+Route = Seg6Route | Seg6LocalRoute | SrPolicyRoute
 RouteKey = tuple[str, int, str]
+
+
+def _policy_from_dict(d: Mapping[str, Any]) -> SrPolicyRoute:
+    lists = tuple(
+        SrSegmentList(tuple(SrSegment(s["sid"], s.get("behavior"),
+                                      tuple(s["structure"]) if s.get("structure") else None)
+                            for s in sl["segments"]), int(sl.get("weight", 1)))
+        for sl in d["segment_lists"])
+    return SrPolicyRoute(color=int(d["color"]), endpoint=d["endpoint"], segment_lists=lists,
+                         distinguisher=int(d.get("distinguisher", 0)),
+                         preference=int(d.get("preference", 100)), priority=d.get("priority"),
+                         binding_sid=d.get("binding_sid"), name=d.get("name", ""),
+                         path_name=d.get("path_name", ""))
 
 
 def route_from_dict(d: Mapping[str, Any]) -> Route:
@@ -172,10 +335,12 @@ def route_from_dict(d: Mapping[str, Any]) -> Route:
                                   nh4=d.get("nh4"), nh6=d.get("nh6"),
                                   table=int(d.get("table", 254)),
                                   metric=int(d.get("metric", 1024)))
+        if kind == "srpolicy":
+            return _policy_from_dict(d)
     except (KeyError, TypeError) as exc:
         raise ValidationError.single(f"route.{exc}", "missing or malformed field") from None
     raise ValidationError.single("route.kind", f"unknown route kind {kind!r}",
-                                 "seg6 or seg6local")
+                                 "seg6, seg6local or srpolicy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +377,8 @@ class NodeState:
             out[r.key] = r
         return NodeState(out)
 
-    def only(self, kind: type[Seg6Route] | type[Seg6LocalRoute]) -> NodeState:
+    def only(self, kind: type[Seg6Route] | type[Seg6LocalRoute] | type[SrPolicyRoute]
+             ) -> NodeState:
         return NodeState({k: r for k, r in self.routes.items() if isinstance(r, kind)})
 
     def to_list(self) -> list[dict[str, Any]]:
@@ -246,6 +412,10 @@ class RouteOp:
             body = f"{r.dst} encap seg6 mode {r.mode} segs {','.join(r.segments)} dev {r.dev}"
             if r.backup:
                 body += f" metric {r.metric} (backup)"
+        elif isinstance(r, SrPolicyRoute):
+            lists = " | ".join(f"w{sl.weight} {','.join(sl.sids)}" for sl in r.segment_lists)
+            return (f"{sign} sr-policy color {r.color} endpoint {r.endpoint} "
+                    f"distinguisher {r.distinguisher} preference {r.preference} segs {lists}")
         else:
             nh = f" nh4 {r.nh4}" if r.nh4 else f" nh6 {r.nh6}" if r.nh6 else ""
             body = f"{r.sid} seg6local action {r.action}{nh} dev {r.dev}"

@@ -6,12 +6,20 @@ that cannot program H.Insert (``inline`` mode) sets ``inline = False``: the suit
 programs everything else and checks that an inline route is refused cleanly.
 
 ``TestMemory`` runs it against the in-memory backend; ``test_dataplane_netlink`` and
-``test_dataplane_agent`` run the same suite against a real kernel in namespaces.
+``test_dataplane_agent`` run the same suite against a real kernel in namespaces;
+``test_dataplane_bgp_srpolicy`` against GoBGP as a router taking BGP SR Policy.
+
+The routes are a ``Routes`` set (``R``): kernel backends use ``KERNEL`` (seg6 steering
+routes and seg6local SIDs); a backend whose nodes hold other route kinds (SR policies)
+gives its own set with the same shape — ``a``/``a2`` one key with two values, ``l1``…
+``l4`` the routes a commit installs first, ``stale`` one the node never got from CPN,
+``bk``/``bk2`` a protection route for ``a`` before and after it moved.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -33,15 +41,45 @@ BK = Seg6Route(dst="10.20.0.0/24", segments=("fc00:3::1", "fc00:5::d4"), dev="et
                metric=10, backup=True)
 
 
+@dataclass(frozen=True)
+class Routes:
+    """The routes the contract programs (see the module docstring)."""
+
+    a: Route
+    a2: Route
+    b: Route
+    inl: Route
+    l1: Route
+    l2: Route
+    l3: Route
+    l4: Route
+    stale: Route
+    bk: Route
+    bk2: Route
+
+    @property
+    def full(self) -> NodeState:
+        return NodeState.of([self.a, self.b, self.inl, self.l1, self.l2, self.l3, self.l4])
+
+
+KERNEL = Routes(A, A2, B, INL, L1, L2, L3, L4,
+                stale=Seg6LocalRoute(sid="fc00:1::99", action="End", dev="eth0"), bk=BK,
+                bk2=Seg6Route(dst=BK.dst, segments=("fc00:4::1", "fc00:5::d4"), dev="eth1",
+                              metric=10, backup=True))
+
+
 class ProgrammerContract:
     """Shared suite; subclasses implement the hooks below."""
 
     #: the backend programs H.Insert (``inline``); else it must refuse it cleanly
     inline = True
 
+    R: Routes = KERNEL
+
     @property
     def full(self) -> NodeState:
-        return FULL if self.inline else NodeState.of(r for r in FULL if r != INL)
+        full = self.R.full
+        return full if self.inline else NodeState.of(r for r in full if r != self.R.inl)
 
     @pytest.fixture
     def prog(self) -> Iterator[PolicyProgrammer]:
@@ -83,73 +121,75 @@ class ProgrammerContract:
         assert not res.changed and not res.failed and res.ops == 0
 
     def test_changed_segment_list_is_one_replace(self, prog: PolicyProgrammer) -> None:
-        prog.load(NodeState.of([A, L1]))
+        r = self.R
+        prog.load(NodeState.of([r.a, r.l1]))
         prog.commit()
-        prog.load(NodeState.of([A2, L1]))
+        prog.load(NodeState.of([r.a2, r.l1]))
         ops = prog.diff()
-        assert [(o.kind, o.route) for o in ops] == [("replace", A2)]
+        assert [(o.kind, o.route) for o in ops] == [("replace", r.a2)]
         assert prog.commit().changed
-        assert prog.read_actual() == NodeState.of([A2, L1])
+        assert prog.read_actual() == NodeState.of([r.a2, r.l1])
 
     def test_reconcile_restores_deleted_and_removes_stale(self, prog: PolicyProgrammer) -> None:
+        r = self.R
         prog.load(self.full)
         prog.commit()
-        self.tamper_delete(prog, L2)
-        stale = Seg6LocalRoute(sid="fc00:1::99", action="End", dev="eth0")
-        self.tamper_add(prog, stale)
+        self.tamper_delete(prog, r.l2)
+        self.tamper_add(prog, r.stale)
         actual = prog.read_actual()
-        assert L2 not in actual and stale in actual
+        assert r.l2 not in actual and r.stale in actual
         prog.load(self.full)
         kinds = sorted((o.kind, o.route.key[2]) for o in prog.diff())
-        assert kinds == [("add", "fc00:1::d4/128"), ("delete", "fc00:1::99/128")]
+        assert kinds == [("add", r.l2.key[2]), ("delete", r.stale.key[2])]
         assert prog.commit().changed
         assert prog.read_actual() == self.full
 
     def test_failure_mid_commit_rolls_back(self, prog: PolicyProgrammer) -> None:
-        prog.load(NodeState.of([A, L1]))
+        r = self.R
+        prog.load(NodeState.of([r.a, r.l1]))
         prog.commit()
         before = prog.read_actual()
-        prog.load(NodeState.of([A2, L1, L2, L3, self.bad_route(prog)]))
+        prog.load(NodeState.of([r.a2, r.l1, r.l2, r.l3, self.bad_route(prog)]))
         res = prog.commit()
         assert res.failed and not res.changed
         assert res.error and res.ops >= 2  # SIDs went in before the steering route failed
         assert prog.read_actual() == before  # never half-programmed
 
     def test_backup_route_lives_beside_its_primary(self, prog: PolicyProgrammer) -> None:
-        prog.load(NodeState.of([A, BK, L1]))
+        r = self.R
+        prog.load(NodeState.of([r.a, r.bk, r.l1]))
         assert not prog.commit().failed
-        assert prog.read_actual() == NodeState.of([A, BK, L1])
-        moved = Seg6Route(dst=BK.dst, segments=("fc00:4::1", "fc00:5::d4"), dev="eth1",
-                          metric=10, backup=True)
-        prog.load(NodeState.of([A, moved, L1]))
-        assert [(o.kind, o.route) for o in prog.diff()] == [("replace", moved)]
+        assert prog.read_actual() == NodeState.of([r.a, r.bk, r.l1])
+        prog.load(NodeState.of([r.a, r.bk2, r.l1]))
+        assert [(o.kind, o.route) for o in prog.diff()] == [("replace", r.bk2)]
         prog.commit()
-        prog.load(NodeState.of([A, L1]))
-        assert [(o.kind, o.route.key) for o in prog.diff()] == [("delete", moved.key)]
+        prog.load(NodeState.of([r.a, r.l1]))
+        assert [(o.kind, o.route.key) for o in prog.diff()] == [("delete", r.bk2.key)]
         prog.commit()
-        assert prog.read_actual() == NodeState.of([A, L1])
+        assert prog.read_actual() == NodeState.of([r.a, r.l1])
 
     def test_rollback_restores_previous_commit(self, prog: PolicyProgrammer) -> None:
-        first = NodeState.of([A, L1])
+        r = self.R
+        first = NodeState.of([r.a, r.l1])
         prog.load(first)
         prog.commit()
-        prog.load(NodeState.of([A2, B, L2]))
+        prog.load(NodeState.of([r.a2, r.b, r.l2]))
         prog.commit()
         res = prog.rollback()
         assert res.changed and not res.failed
         assert prog.read_actual() == first
         assert not prog.rollback().changed  # nothing more to roll back
 
-
     def test_inline_refused_cleanly_where_unsupported(self, prog: PolicyProgrammer) -> None:
         if self.inline:
             return  # covered by the tests above
-        prog.load(NodeState.of([A, L1]))
+        r = self.R
+        prog.load(NodeState.of([r.a, r.l1]))
         prog.commit()
-        prog.load(NodeState.of([A, L1, INL]))
+        prog.load(NodeState.of([r.a, r.l1, r.inl]))
         res = prog.commit()
         assert res.failed and "inline" in res.error and "fix:" in res.error
-        assert prog.read_actual() == NodeState.of([A, L1])
+        assert prog.read_actual() == NodeState.of([r.a, r.l1])
 
 
 class TestMemory(ProgrammerContract):
