@@ -56,6 +56,12 @@ POLICIES = Routes(
     l3=policy(42, "::", (seg("fc00:9::1"),)),  # null endpoint: colour-only steering
     l4=policy(43, "fc00:5::1", (seg("fc00:3::1", "End.T"),), preference=50),
     stale=policy(90, "fc00:5::1", (seg("fc00:3::1"),)),
+    # protection = a second candidate path of the same policy, lower preference (RFC 9256
+    # §2.9: the router falls back to it when the preferred path is invalid)
+    bk=policy(10, "fc00:5::1", (seg("fc00:3::1", "End"), seg("fc00:5::d4", "End.DX4")),
+              distinguisher=1, preference=50),
+    bk2=policy(10, "fc00:5::1", (seg("fc00:4::1", "End"), seg("fc00:5::d4", "End.DX4")),
+               distinguisher=1, preference=50),
 )
 
 
