@@ -13,8 +13,9 @@ Rules:
   direct link (no IGP), which is what ``segments: strict`` needs. Headend routers get
   ``ignore_routes_with_linkdown`` (backup routes take over at the next packet) and
   ``keep_addr_on_down``.
-- ``srv6_supported()`` says whether this kernel accepts seg6 routes (some builds lack
-  ``CONFIG_IPV6_SEG6_LWTUNNEL``); labs refuse to start without it, naming it.
+- ``srv6_supported()`` says whether CPN can program SRv6 on this kernel (seg6
+  lwtunnels, or the eBPF dataplane of ``srv6.dataplane.seg6bpf`` where the kernel was
+  built without them); labs refuse to start without either, naming why.
 """
 
 from __future__ import annotations
@@ -113,12 +114,24 @@ def _link_addrs(bb: Backbone, a: str, b: str) -> tuple[str, str]:
 
 
 def srv6_supported() -> bool:
-    """True when the kernel accepts a seg6 route (tried in a scratch namespace)."""
+    """True when CPN can program SRv6 here: a steering route and an End SID committed
+    through ``NetlinkProgrammer`` in a scratch namespace (kernel seg6 lwtunnels, or the
+    eBPF dataplane on kernels built without them)."""
+    from srv6.dataplane import NodeState, Seg6LocalRoute, Seg6Route
+    from srv6.dataplane.netlink import NetlinkProgrammer
+
     with Lab("s6ck") as lab:
-        ns = lab.ns("x")
-        res = ns.run("ip -6 route add fc00:ffff::/64 encap seg6 mode encap segs fc00::1 "
-                     "dev lo", check=False)
-        return res.returncode == 0
+        a, b = lab.ns("a"), lab.ns("b")
+        lab.link(a, b, "b", "a", ["fd00:77::1/64"], ["fd00:77::2/64"])
+        a.enable_forwarding(srv6=True)
+        prog = NetlinkProgrammer("probe", netns=a.name)
+        try:
+            prog.load(NodeState.of([
+                Seg6Route(dst="10.77.0.0/24", segments=("fd00:77::2",), dev="b"),
+                Seg6LocalRoute(sid="fc00:77::1", action="End", dev="b")]))
+            return not prog.commit().failed
+        finally:
+            prog.close()
 
 
 @dataclass

@@ -65,13 +65,6 @@ class Binding:
     egress: Mapping[str, Egress] = field(default_factory=dict)
     sid_errors: Mapping[str, str] = field(default_factory=dict)
 
-    def default_dev(self, node: str) -> str | None:
-        devs = sorted(self.devs.get(node, {}).values())
-        if devs:
-            return devs[0]
-        eg = self.egress.get(node)
-        return eg.dev if eg else None
-
 
 @dataclass(frozen=True, slots=True)
 class IntentPlan:
@@ -100,6 +93,10 @@ class Plan:
 
     nodes: Mapping[str, NodeState]
     intents: Mapping[str, IntentPlan]
+
+
+#: device of End SIDs (no next hop; independent of any link's state)
+END_DEV = "lo"
 
 
 class _Refusal(Exception):
@@ -324,10 +321,10 @@ def _render(topo: Topology, it: SrPolicyIntent, b: Binding, eg: Egress, res: Pat
             if node is None or node not in b.devs:
                 raise _Refusal("device", f"no programmer owns {node or sid}, which the path "
                                "crosses", f"add intents.nodes.{node}", node)
-            ndev = b.default_dev(node)
-            assert ndev is not None
+            # End takes no next hop: bound to lo, so a link going down (the kernel
+            # flushes routes of an admin-down device) never takes the SID with it
             routes.setdefault(node, []).append(Seg6LocalRoute(sid=sid, action="End",
-                                                              dev=ndev))
+                                                              dev=END_DEV))
         if it.endpoint not in b.devs:
             raise _Refusal("device", f"no programmer owns endpoint {it.endpoint}",
                            f"add intents.nodes.{it.endpoint}", it.endpoint)
