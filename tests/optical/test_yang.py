@@ -16,7 +16,6 @@ from optical.codec import render_base, render_edit, render_state
 from optical.models import Alarm, NeEdit, NeState, OchXc, Odu
 
 YANG_DIR = Path(__file__).resolve().parents[2] / "optical" / "yang"
-yangson = pytest.importorskip("yangson")
 
 
 def test_pyang_strict_lint() -> None:
