@@ -40,6 +40,7 @@ PLUGINS: tuple[str, ...] = (
     "srv6.plugin_intents",
     "dns_compute.plugin",
     "scheduler.registration",
+    "scheduler.centres.plugin",
     "optical.plugin",
     "labs.plugin",
 )

@@ -6,10 +6,16 @@ Rules:
   runs ``Scheduler.schedule`` (pure) and writes each decision in its own store
   transaction whose journal reason is the decision with its inputs — so every
   placement can be traced (WP-3.3.4).
-- submitted → queued on first sight; success → running (site, started_at);
+- submitted → queued on first sight; success → running (site, started_at), or at a
+  site with a centre (``centre_sites``, GBA-6.3) → dispatched with a new ``run``
+  (attempt, resources) that the dispatcher (``scheduler.centres.dispatch``) submits;
   UnschedulableAndUnresolvable → failed; unschedulable/over quota → stays queued
   with the reason (rewritten only when the reason changes). Victims of preemption
-  and reclaim go back to queued.
+  and reclaim go back to queued (a dispatched victim's run becomes an old attempt,
+  which the dispatcher cancels at its centre).
+- Centres that are down (``CentreStatus``) get nothing; a centre's reported
+  resources are its capacity; until every configured centre has reported (or is
+  known down) no pass runs, so no job is failed for capacity not yet known.
 - A job that changed under us (modified/cancelled) is left alone: the write checks
   the stored state first.
 - Topology changes (links, sites, nodes, resources, metrics) re-plan the last joint
@@ -27,6 +33,7 @@ import contextlib
 import json
 import logging
 import time
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from controller.events import StateChanged
@@ -42,7 +49,9 @@ from controller.models import (
     Site,
     Tenant,
 )
-from controller.models.job import utcnow
+from controller.models.job import HOLDING, utcnow
+from scheduler.centres.dispatch import job_run, requeued
+from scheduler.centres.models import CentreStatus
 from scheduler.cycle import Running, Scheduler
 from scheduler.models import Decision, Task
 from scheduler.profiles import Profiles, SchedulerConfig
@@ -56,6 +65,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cpn.scheduler")
 PENDING = (JobState.SUBMITTED, JobState.QUEUED)
+#: how long a site whose centre refused a job is avoided for that job (s)
+AVOID_S = 300.0
 #: Kinds whose change triggers an incremental re-plan of the joint placement.
 REPLAN_KINDS = frozenset({"link", "site", "node", "resource", "metrics", "router"})
 
@@ -74,6 +85,7 @@ class SchedulerComponent:
         self.decisions: list[Decision] = []
         self.counters: dict[str, int] = {"attempts": 0, "success": 0}
         self.shared: dict[str, Any] = {}
+        self.centre_sites: frozenset[str] = frozenset()
         self._replan = False
 
     def reconfigure(self, cfg: SchedulerConfig) -> bool:
@@ -115,7 +127,7 @@ class SchedulerComponent:
         kinds = ev.kinds()
         if SchedulerSettings.KIND in kinds:
             self.follow_settings()
-        if "job" in kinds and ev.reason[:10] != "scheduler:":
+        if ("job" in kinds and ev.reason[:10] != "scheduler:") or "centre" in kinds:
             self._wake.set()
         if kinds & REPLAN_KINDS and self.shared.get("placement_request") is not None:
             self._replan = True  # incremental re-plan of the joint placement
@@ -155,10 +167,18 @@ class SchedulerComponent:
         pending = [j for j in jobs if j.state in PENDING]
         if not pending:
             return []
+        centres = [c for c in store.list(CentreStatus) if c.site in self.centre_sites]
+        heard = {c.site for c in centres if c.resources or c.state == "down"}
+        if heard < self.centre_sites:  # capacity unknown yet: no verdict on any job
+            log.info("scheduler waits for the first report of centre(s) %s",
+                     ", ".join(sorted(self.centre_sites - heard)))
+            return []
         snap = build_snapshot(
             sites=store.list(Site), nodes=store.list(ComputeNode),
             resources=store.list(ComputeResource), metrics=store.list(ComputeMetrics),
-            links=store.list(Link), routers=store.list(Router), jobs=jobs, now=time.time())
+            links=store.list(Link), routers=store.list(Router), jobs=jobs, now=time.time(),
+            down={c.site for c in centres if c.state == "down"},
+            capacity={c.site: c.resources for c in centres if c.resources})
         cfg, profiles = self.cfg, self.profiles  # one policy for the whole pass
         tree = QuotaTree(store.list(Tenant),
                          {n: c.lending_limit for n, c in cfg.tenants.items()})
@@ -168,7 +188,7 @@ class SchedulerComponent:
             for tid in n.tasks:
                 where.setdefault(tid, []).append(n.name)
         for j in jobs:  # charge running jobs to the quota tree, so admission sees them
-            if j.state is JobState.RUNNING:
+            if j.state in HOLDING:
                 t = Task.from_job(j)
                 charge = with_jobs(t.requests, t.replicas)
                 tree.charge(j.tenant, charge)
@@ -179,7 +199,13 @@ class SchedulerComponent:
                 sched.running[j.id] = Running(t, tuple(where.get(j.id, ())), charge,
                                               borrowed)
         by_id = {j.id: j for j in pending}
-        decisions = sched.schedule([Task.from_job(j) for j in pending], snap)
+        tasks = [Task.from_job(j) for j in pending]
+        cutoff = utcnow() - timedelta(seconds=AVOID_S)
+        for t, j in zip(tasks, pending, strict=True):
+            # sites whose centre refused it (no centre job id) lately: place elsewhere
+            t.avoid = tuple({a.site for a in j.attempts if a.centre_job_id is None
+                             and a.ended_at is not None and a.ended_at > cutoff})
+        decisions = sched.schedule(tasks, snap)
         for d in decisions:
             self._write(store, by_id[d.task], d)
         self.passes += 1
@@ -197,15 +223,20 @@ class SchedulerComponent:
             # gang member), so victims are requeued whatever this decision's code
             for v in d.victims:
                 vic = txn.get(Job, v)
-                if vic is not None and vic.state is JobState.RUNNING:
-                    txn.put(vic.model_copy(update={
-                        "state": JobState.QUEUED, "site": None,
-                        "reason": f"preempted/reclaimed for {job.id}"}))
+                if vic is not None and vic.state in HOLDING:
+                    txn.put(requeued(vic, f"preempted/reclaimed for {job.id}"))
             if d.ok:
                 self.counters["success"] = self.counters.get("success", 0) + 1
-                txn.put(cur.model_copy(update={
-                    "state": JobState.RUNNING, "site": d.site, "started_at": utcnow(),
-                    "reason": d.explain()[:500]}))
+                if d.site in self.centre_sites:  # the dispatcher submits it there
+                    t = Task.from_job(cur)
+                    res = {k: v * t.replicas for k, v in t.requests.items()}
+                    txn.put(cur.model_copy(update={
+                        "state": JobState.DISPATCHED, "site": d.site,
+                        "run": job_run(d.site, cur, res), "reason": d.explain()[:500]}))
+                else:
+                    txn.put(cur.model_copy(update={
+                        "state": JobState.RUNNING, "site": d.site, "started_at": utcnow(),
+                        "reason": d.explain()[:500]}))
                 key_event(log, "job placed", job=job.id, site=d.site, nodes=",".join(d.nodes))
             elif d.code == "unschedulable-and-unresolvable":
                 txn.put(cur.model_copy(update={

@@ -42,7 +42,8 @@ class Task:
     ``origin`` (topology node the traffic comes from), ``group`` (anti-affinity group),
     ``labels``, ``policy`` (profile name), ``sla_ms`` (SLA latency target), ``gang``
     and ``gang_size`` (co-scheduling group and its member count; job params ``gang``,
-    ``gang_size``)."""
+    ``gang_size``), ``avoid`` (sites whose centre refused this task lately: the
+    ``manual`` filter keeps it away from them)."""
 
     id: str
     tenant: str = "default"
@@ -65,6 +66,7 @@ class Task:
     sla_ms: float | None = None
     gang: str | None = None
     gang_size: int = 0
+    avoid: tuple[str, ...] = ()
 
     @classmethod
     def from_job(cls, job: Job) -> Task:
@@ -78,7 +80,8 @@ class Task:
             priority=s.priority, submitted=job.submitted_at.timestamp(),
             kind=str(p.get("workload", s.kind.value)), site=s.site, data_site=s.data_site,
             data_gib=s.data_gib, data_private=bool(p.get("data_private", False)),
-            runtime_s=s.runtime_estimate_s, max_latency_ms=s.requirements.max_latency_ms,
+            runtime_s=s.runtime_estimate_s or s.walltime_s,
+            max_latency_ms=s.requirements.max_latency_ms,
             origin=p.get("origin"), group=p.get("anti_affinity"),
             policy=s.policy, sla_ms=p.get("sla_ms"),
             gang=str(p["gang"]) if p.get("gang") else None, gang_size=int(p.get("gang_size", 0)),

@@ -58,9 +58,11 @@ class _Component:
     name = "scheduler"
 
     def __init__(self, rt: Runtime) -> None:
+        from scheduler.centres.plugin import section
         from scheduler.component import SchedulerComponent
 
         self.inner = SchedulerComponent(_config(rt))
+        self.inner.centre_sites = frozenset(section(rt).sites)
         self.shared = _shared(rt)
         self.inner.counters = self.shared["counters"]
         self.inner.shared = self.shared

@@ -10,24 +10,29 @@ Rules:
   ``price_per_hour``/``energy_w`` and ``l0`` ``price_per_hour``/``energy_w`` feed the
   price- and energy-aware policies.
 - Running jobs are charged to the first node of their site that has room (the
-  store records the site only).
+  store records the site only); so are dispatched jobs (queued at a centre, they hold
+  their share of it).
+- Centres (GBA-6.3): a site in ``down`` has no nodes this pass (nothing is placed at a
+  centre whose workload manager does not answer); a site in ``capacity`` takes its
+  capacity from the centre's own report instead of declared resources, split evenly
+  over its nodes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from controller.models import (
     ComputeMetrics,
     ComputeNode,
     ComputeResource,
     Job,
-    JobState,
     Link,
     ResourceType,
     Router,
     Site,
 )
+from controller.models.job import HOLDING
 from scheduler.models import NodeInfo, Snapshot, Task
 from scheduler.network import graph_from
 
@@ -38,7 +43,8 @@ TYPE_NAMES = {ResourceType.CPU: "cpu", ResourceType.MEMORY: "memory", ResourceTy
 def build_snapshot(*, sites: Sequence[Site], nodes: Sequence[ComputeNode],
                    resources: Sequence[ComputeResource], metrics: Sequence[ComputeMetrics],
                    links: Sequence[Link], routers: Sequence[Router], jobs: Sequence[Job],
-                   now: float) -> Snapshot:
+                   now: float, down: Collection[str] = (),
+                   capacity: Mapping[str, Mapping[str, float]] | None = None) -> Snapshot:
     site_by = {s.name: s for s in sites}
     out: dict[str, NodeInfo] = {}
     per_site: dict[str, list[ComputeNode]] = {}
@@ -47,6 +53,8 @@ def build_snapshot(*, sites: Sequence[Site], nodes: Sequence[ComputeNode],
             per_site.setdefault(n.site, []).append(n)
     met = {m.site: m for m in metrics if m.service == "*" and m.usable}
     for s in sites:
+        if s.name in down:
+            continue
         m = met.get(s.name)
         price = (m.l0.get("price_per_hour") if m else None) or s.price_per_hour or 1.0
         energy = (m.l0.get("energy_w") if m else None) or s.energy_w or 100.0
@@ -68,9 +76,13 @@ def build_snapshot(*, sites: Sequence[Site], nodes: Sequence[ComputeNode],
         for k in targets:
             cap = out[k].capacity
             cap[name] = cap.get(name, 0.0) + share
+    for site, reported in (capacity or {}).items():
+        here = [ni for ni in out.values() if ni.site == site]
+        for ni in here:  # the centre's report replaces what was declared
+            ni.capacity = {k: v / len(here) for k, v in reported.items() if v > 0}
     snap = Snapshot(nodes=out, graph=graph_from(links, routers), now=now)
     for j in jobs:
-        if j.state is not JobState.RUNNING or j.site is None:
+        if j.state not in HOLDING or j.site is None:
             continue
         t = Task.from_job(j)
         for _ in range(t.replicas):

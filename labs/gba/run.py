@@ -63,6 +63,11 @@ class Controller:
         cfg = self.dir / "controller.yaml"
         cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
         os.chmod(cfg, 0o600)  # holds the lab's token
+        self.start_with(cfg, timeout)
+
+    def start_with(self, cfg: Path, timeout: float = 30.0) -> None:
+        """Start ``cpn run`` on the config file ``cfg``; wait until REST answers."""
+        state = self.dir / "state"
         self.argv = [sys.executable, "-m", "controller.cli.main", "run", "--config", str(cfg),
                      "--api", f"127.0.0.1:{self.port}", "--dns", f"127.0.0.1:{free_port()}",
                      "--state", str(state)]

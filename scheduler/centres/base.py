@@ -32,7 +32,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from controller.errors import CpnError
+from controller.errors import CommitError, CpnError
+from controller.errors import ConnectionError as CpnConnectionError
 
 
 class CentreError(CpnError):
@@ -43,12 +44,12 @@ class CentreError(CpnError):
         super().__init__(f"centre {site}: {message}")
 
 
-class CentreUnavailable(CentreError):
-    """The centre's workload manager cannot be reached or is down."""
+class CentreUnavailable(CentreError, CpnConnectionError):
+    """The centre's workload manager cannot be reached or is down (REST 503)."""
 
 
-class CentreRefused(CentreError):
-    """The centre refused the request (bad resources, job already started …)."""
+class CentreRefused(CentreError, CommitError):
+    """The centre refused the request (bad resources, job already started …; REST 502)."""
 
 
 class CentreJobState(StrEnum):

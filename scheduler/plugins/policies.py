@@ -29,7 +29,7 @@ class Manual:
 
     def pre_filter(self, state: CycleState, task: Task, snap: Snapshot) -> Status:
         if task.site is None:
-            return Status.skip(self.name)
+            return Status.skip(self.name) if not task.avoid else Status.success()
         if task.site not in snap.site_kinds:
             return Status.unresolvable(f"manual site {task.site!r} does not exist")
         return Status.success()
@@ -37,14 +37,19 @@ class Manual:
     def filter(self, state: CycleState, task: Task, node: NodeInfo) -> Status:
         if task.site is not None and node.site != task.site:
             return Status.unresolvable(f"manual placement on {task.site}", plugin=self.name)
+        if node.site in task.avoid:  # its centre refused this job lately (GBA-6.3)
+            return Status.unschedulable(f"centre {node.site} refused this job",
+                                        plugin=self.name)
         return Status.success()
 
     def filter_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> Bools:
         import numpy as np
 
-        if task.site is None:
-            return np.ones(len(idx), dtype=np.bool_)
-        return tab.site_mask(idx, (task.site,))
+        ok = np.ones(len(idx), dtype=np.bool_) if task.site is None \
+            else tab.site_mask(idx, (task.site,))
+        if task.avoid:
+            ok &= ~tab.site_mask(idx, task.avoid)
+        return ok
 
 
 class LoadAware:

@@ -1,0 +1,402 @@
+"""The dispatcher: placed jobs go to their centre's workload manager, and job state follows
+it (GBA-6.3 adaptation, GBA-6.5g dispatch, WP-3.3.4 traceability).
+
+Rules (level-triggered, as a Kubernetes controller: every pass reads the whole desired
+state — the store's jobs — and the whole actual state — each centre's job list):
+- A ``dispatched`` job whose ``run`` has no centre job id is submitted under key
+  ``<job id>.<attempt>`` (idempotent: the adapter adopts a job it already has, so a
+  restart between submit and store write never submits twice). Its datasets are staged
+  to the centre first (``DataStager``); accelerator instances are taken from the pool
+  atomically (``InstanceBinder``) and given back when the job ends.
+- The centre's state is mirrored: pending → ``dispatched`` (``run.centre_state``),
+  running → ``running`` (``started_at`` from the centre), completed → ``finished``,
+  failed / timeout → ``failed`` with the exit code, cancelled → ``cancelled``, lost
+  (node failure) → back to ``queued`` as a new attempt. Each change is one journaled
+  write whose reason says what the centre said.
+- Refused by the centre, or unreachable at submission: back to ``queued`` with the
+  reason (the scheduler may place it elsewhere). A centre that cannot be listed is
+  marked down (``CentreStatus``); its jobs still waiting in its queue are requeued and
+  the scheduler places nothing there until it answers again. Running jobs stay running
+  (their processes go on without slurmctld).
+- A live centre job that no longer matches its CPN job (cancelled by the user,
+  preempted, requeued elsewhere, an old attempt) is cancelled at the centre — cancel
+  reaches the centre, and a centre that comes back never runs a duplicate.
+- A spec change of a job still pending at the centre is applied there (walltime,
+  priority, CPUs); a refusal is recorded in the job's reason.
+- Writes are checked against the stored job first (state and attempt), so a job that
+  changed under the dispatcher is left to the next pass.
+- Leader-only: in an HA pair only the leader dispatches (``leader_only``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from controller.events import StateChanged
+from controller.logs import key_event
+from controller.models import Job, JobRun, JobState
+from controller.models.job import HOLDING, utcnow
+from scheduler.centres.base import (
+    CentreAdapter,
+    CentreError,
+    CentreJob,
+    CentreJobState,
+    CentreJobStatus,
+    CentreRefused,
+    CentreUnavailable,
+    JobChange,
+)
+from scheduler.centres.models import CentresSection, CentreStatus
+
+if TYPE_CHECKING:
+    from controller.runtime import Runtime
+    from controller.store.base import Store
+
+log = logging.getLogger("cpn.centres")
+ACTOR = "centres"
+#: a stage/bind hook: (job, adapter) → None, raises CentreError to refuse
+Hook = Callable[[Job, CentreAdapter], Awaitable[None]]
+
+
+def key_of(job: Job) -> str:
+    assert job.run is not None
+    return f"{job.id}.{job.run.attempt}"
+
+
+def spec_hash(job: Job) -> str:
+    s = job.spec
+    return hashlib.sha256(f"{s.walltime_s}|{s.runtime_estimate_s}|{s.priority}|"
+                          f"{s.requirements.cpu_cores}".encode()).hexdigest()[:16]
+
+
+def _ts(epoch: float) -> datetime | None:
+    return datetime.fromtimestamp(epoch, UTC) if epoch > 0 else None
+
+
+def requeued(job: Job, reason: str) -> Job:
+    """The job back in the queue; its run becomes history (a new attempt follows)."""
+    hist = list(job.attempts)
+    if job.run is not None:
+        hist.append(job.run.model_copy(update={"ended_at": job.run.ended_at or utcnow()}))
+    return job.model_copy(update={"state": JobState.QUEUED, "site": None, "run": None,
+                                  "started_at": None, "attempts": hist[-100:],
+                                  "reason": reason[:500]})
+
+
+def centre_job(job: Job, default_walltime_s: float) -> CentreJob:
+    s = job.spec
+    req = s.requirements
+    wall = s.walltime_s or s.runtime_estimate_s or default_walltime_s
+    env = tuple((str(k), str(v)) for k, v in dict(s.params.get("env", {})).items())
+    return CentreJob(
+        key=key_of(job), job_id=job.id, name=s.name,
+        command=s.command or "echo 'no command given'",
+        cpus=max(1, math.ceil(req.cpu_cores)) * s.replicas,
+        memory_mib=math.ceil(req.memory_gib * 1024) * s.replicas,
+        gpus=math.ceil(req.gpu) * s.replicas, walltime_s=wall, priority=s.priority,
+        inputs=tuple(str(d) for d in s.params.get("datasets", [])),
+        outputs=tuple(s.outputs), env=env)
+
+
+@dataclass
+class Dispatcher:
+    """Reconciles jobs placed at centres with the centres' workload managers."""
+
+    section: CentresSection
+    adapters: dict[str, CentreAdapter]
+    stage: Hook | None = None
+    bind: Hook | None = None
+    unbind: Callable[[Job], None] | None = None
+    name: str = "centres"
+    leader_only: bool = True
+    passes: int = 0
+    submitted: int = 0
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+    _unsub: Any = None
+    _reported: dict[str, float] = field(default_factory=dict)
+    _sem: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+
+    async def start(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.store: Store = rt.store
+        self._unsub = rt.bus.on(StateChanged, self._on_change)
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._unsub is not None:
+            self._unsub()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for a in self.adapters.values():
+            await a.close()
+
+    def _on_change(self, ev: StateChanged) -> None:
+        if "job" in ev.kinds() and not ev.reason.startswith(f"{ACTOR}:"):
+            self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.section.poll_s)
+            self._wake.clear()
+            try:
+                await self.reconcile()
+            except Exception:
+                log.exception("dispatch pass failed; retrying next interval")
+
+    # ------------------------------------------------------------ one pass
+    async def reconcile(self) -> None:
+        jobs = self.store.list(Job)
+        by_site: dict[str, list[Job]] = {s: [] for s in self.adapters}
+        for j in jobs:
+            if j.run is not None and j.run.site in by_site:
+                by_site[j.run.site].append(j)
+        by_id = {j.id: j for j in jobs}
+        await asyncio.gather(*(self._centre(site, a, by_site[site], by_id)
+                               for site, a in self.adapters.items()))
+        self.passes += 1
+
+    async def _centre(self, site: str, adapter: CentreAdapter, mine: list[Job],
+                      by_id: dict[str, Job]) -> None:
+        try:
+            listing = await adapter.jobs()
+        except CentreError as exc:
+            self._down(site, adapter, str(exc), mine)
+            return
+        self._up(site, adapter)
+        await self._report(site, adapter)
+        seen = {s.key: s for s in listing}
+        todo: list[Awaitable[None]] = []
+        for job in mine:
+            if job.state not in HOLDING or job.run is None:
+                continue
+            s = seen.get(key_of(job))
+            if job.run.centre_job_id is None:  # adopted if the centre already has it
+                todo.append(self._submit(site, adapter, job))
+            elif s is None:
+                self._missing(site, job)
+            else:
+                self._mirror(site, job, s)
+                if job.state is JobState.DISPATCHED and s.state is CentreJobState.PENDING \
+                        and job.run.applied_spec and job.run.applied_spec != spec_hash(job):
+                    todo.append(self._modify(site, adapter, job, s.centre_id))
+        for s in listing:
+            if s.state in (CentreJobState.PENDING, CentreJobState.RUNNING) \
+                    and self._orphan(s, site, by_id):
+                todo.append(self._cancel(site, adapter, s))
+        if todo:
+            await asyncio.gather(*todo)
+
+    @staticmethod
+    def _orphan(s: CentreJobStatus, site: str, by_id: dict[str, Job]) -> bool:
+        job = by_id.get(s.key.rsplit(".", 1)[0])
+        return (job is None or job.run is None or job.run.site != site
+                or job.state not in HOLDING or key_of(job) != s.key)
+
+    # ------------------------------------------------------------ actions
+    async def _submit(self, site: str, adapter: CentreAdapter, job: Job) -> None:
+        sem = self._sem.setdefault(site, asyncio.Semaphore(self.section.parallel))
+        async with sem:
+            try:
+                if self.stage is not None:
+                    await self.stage(job, adapter)
+                if self.bind is not None:
+                    await self.bind(job, adapter)
+                cid = await adapter.submit(centre_job(job, self.section.default_walltime_s))
+            except CentreUnavailable as exc:
+                self._release(job)
+                self._requeue(job, f"centre {site} unreachable at dispatch: {exc}")
+                self._down(site, adapter, str(exc), [])
+                return
+            except (CentreRefused, CentreError) as exc:
+                self._release(job)
+                self._requeue(job, f"centre {site} refused the job: {exc}")
+                return
+        self.submitted += 1
+
+        def upd(cur: Job) -> Job | None:
+            assert cur.run is not None
+            if cur.run.centre_job_id is not None:
+                return None
+            return cur.model_copy(update={"run": cur.run.model_copy(update={
+                "centre_job_id": cid, "centre_state": "SUBMITTED",
+                "dispatched_at": utcnow(), "applied_spec": spec_hash(cur)}),
+                "reason": f"submitted to {site} as {adapter.backend} job {cid}"})
+        self._update(job, f"{ACTOR}: {job.id} submitted to {site} as job {cid}", upd)
+        key_event(log, "job dispatched", job=job.id, site=site, centre_job=cid)
+
+    def _mirror(self, site: str, job: Job, s: CentreJobStatus) -> None:
+        st = s.state
+        if st is CentreJobState.PENDING:
+            if job.run is not None and job.run.centre_state != s.raw_state:
+                self._update(job, f"{ACTOR}: {job.id} {s.raw_state} at {site}"
+                             f"{f' ({s.reason})' if s.reason else ''}",
+                             lambda cur: _with_run(cur, centre_state=s.raw_state,
+                                                   reason=f"waiting at {site}: "
+                                                   f"{s.reason or s.raw_state}"))
+            return
+        if st is CentreJobState.RUNNING:
+            if job.state is JobState.DISPATCHED:
+                self._update(job, f"{ACTOR}: {job.id} running at {site} on {s.node}",
+                             lambda cur: _started(cur, s, site))
+            return
+        if st is CentreJobState.LOST:
+            self._release(job)
+            self._requeue(job, f"centre {site} lost the job ({s.raw_state}); requeued")
+            return
+        new, why = {
+            CentreJobState.COMPLETED: (JobState.FINISHED, f"finished at {site}, exit code 0"),
+            CentreJobState.FAILED: (JobState.FAILED,
+                                    f"failed at {site} with exit code {s.exit_code}"),
+            CentreJobState.TIMEOUT: (JobState.FAILED,
+                                     f"walltime exceeded at {site} ({s.raw_state})"),
+            CentreJobState.CANCELLED: (JobState.CANCELLED, f"cancelled at {site}"),
+        }[st]
+        self._release(job)
+        self._update(job, f"{ACTOR}: {job.id} {why}", lambda cur: _ended(cur, s, new, why))
+        key_event(log, "job ended", job=job.id, site=site, state=new.value,
+                  exit_code=s.exit_code)
+
+    def _missing(self, site: str, job: Job) -> None:
+        """A job with a centre id that the centre does not list."""
+        assert job.run is not None
+        since = job.run.dispatched_at
+        age = (utcnow() - since).total_seconds() if since else math.inf
+        if age > self.section.lost_after_s:
+            self._release(job)
+            self._requeue(job, f"centre {site} no longer knows job "
+                          f"{job.run.centre_job_id}; requeued")
+
+    async def _modify(self, site: str, adapter: CentreAdapter, job: Job, cid: str) -> None:
+        s = job.spec
+        change = JobChange(walltime_s=s.walltime_s or s.runtime_estimate_s,
+                           priority=s.priority,
+                           cpus=max(1, math.ceil(s.requirements.cpu_cores)) * s.replicas)
+        try:
+            await adapter.modify(cid, change)
+            why = f"change applied at {site}"
+        except CentreError as exc:
+            why = f"change not applied at {site}: {exc}"
+        h = spec_hash(job)
+        self._update(job, f"{ACTOR}: {job.id} {why}",
+                     lambda cur: _with_run(cur, applied_spec=h, reason=why))
+
+    async def _cancel(self, site: str, adapter: CentreAdapter, s: CentreJobStatus) -> None:
+        try:
+            await adapter.cancel(s.centre_id)
+            key_event(log, "centre job cancelled", site=site, centre_job=s.centre_id,
+                      key=s.key)
+        except CentreError as exc:
+            log.warning("cancelling %s (%s) at %s failed: %s", s.centre_id, s.key, site, exc)
+
+    # ------------------------------------------------------------ centre health
+    def _down(self, site: str, adapter: CentreAdapter, why: str, mine: list[Job]) -> None:
+        cur = self.store.get(CentreStatus, site)
+        if cur is None or cur.state != "down":
+            st = (cur or CentreStatus(site=site, backend=adapter.backend)).model_copy(
+                update={"state": "down", "reason": why[:500], "since": utcnow()})
+            with self.store.transaction(f"{ACTOR}:{site}", f"{ACTOR}: {site} down: {why}"[:500]
+                                        ) as txn:
+                txn.put(st)
+            key_event(log, "centre down", site=site, reason=why[:200])
+        for job in mine:  # waiting in its queue: the scheduler may place them elsewhere
+            if job.state is JobState.DISPATCHED:
+                self._release(job)
+                self._requeue(job, f"centre {site} is down ({why[:200]}); requeued")
+
+    def _up(self, site: str, adapter: CentreAdapter) -> None:
+        cur = self.store.get(CentreStatus, site)
+        if cur is not None and cur.state == "up":
+            return
+        st = (cur or CentreStatus(site=site, backend=adapter.backend)).model_copy(
+            update={"state": "up", "reason": "", "since": utcnow()})
+        with self.store.transaction(f"{ACTOR}:{site}", f"{ACTOR}: {site} up") as txn:
+            txn.put(st)
+        if cur is not None:
+            key_event(log, "centre up", site=site)
+
+    async def _report(self, site: str, adapter: CentreAdapter) -> None:
+        now = time.monotonic()
+        if now - self._reported.get(site, -math.inf) < self.section.report_s:
+            return
+        self._reported[site] = now
+        try:
+            r = await adapter.report()
+        except CentreError as exc:
+            log.warning("report from %s failed: %s", site, exc)
+            return
+        cur = self.store.get(CentreStatus, site) or CentreStatus(site=site,
+                                                                 backend=adapter.backend)
+        new = cur.model_copy(update={
+            "resources": r.resources, "allocated": r.allocated, "load": round(r.load, 4),
+            "energy_w": round(r.energy_w, 1), "energy_source": r.energy_source,
+            "price_per_hour": r.price_per_hour, "pending": r.pending, "running": r.running,
+            "reported_at": utcnow()})
+        if new.model_dump(exclude={"reported_at"}) == cur.model_dump(exclude={"reported_at"}):
+            return  # nothing new: no journal entry every period
+        with self.store.transaction(f"{ACTOR}:{site}", f"{ACTOR}: {site} report") as txn:
+            txn.put(new)
+
+    # ------------------------------------------------------------ writes
+    def _release(self, job: Job) -> None:
+        if self.unbind is not None and job.run is not None and job.run.instances:
+            self.unbind(job)
+
+    def _requeue(self, job: Job, why: str) -> None:
+        self._update(job, f"{ACTOR}: {job.id} {why}", lambda cur: requeued(cur, why))
+        key_event(log, "job requeued", job=job.id, reason=why[:200])
+
+    def _update(self, job: Job, reason: str, change: Callable[[Job], Job | None]) -> None:
+        with self.store.transaction(f"{ACTOR}", reason[:2000]) as txn:
+            cur = txn.get(Job, job.id)
+            if cur is None or cur.run is None or job.run is None \
+                    or cur.run.attempt != job.run.attempt or cur.state not in HOLDING:
+                return  # changed under us: the next pass sees the new version
+            new = change(cur)
+            if new is not None and new != cur:
+                txn.put(new)
+
+
+def _with_run(cur: Job, reason: str | None = None, **run: Any) -> Job:
+    assert cur.run is not None
+    upd: dict[str, Any] = {"run": cur.run.model_copy(update=run)}
+    if reason is not None:
+        upd["reason"] = reason[:500]
+    return cur.model_copy(update=upd)
+
+
+def _started(cur: Job, s: CentreJobStatus, site: str) -> Job:
+    assert cur.run is not None
+    start = _ts(s.started_at) or utcnow()
+    return cur.model_copy(update={
+        "state": JobState.RUNNING, "started_at": start, "reason": f"running at {site}",
+        "run": cur.run.model_copy(update={"centre_state": s.raw_state, "started_at": start,
+                                          "node": s.node})})
+
+
+def _ended(cur: Job, s: CentreJobStatus, new: JobState, why: str) -> Job:
+    assert cur.run is not None
+    end = _ts(s.ended_at) or utcnow()
+    start = cur.started_at or _ts(s.started_at) or end
+    return cur.model_copy(update={
+        "state": new, "ended_at": end, "started_at": start, "reason": why[:500],
+        "run": cur.run.model_copy(update={
+            "centre_state": s.raw_state, "exit_code": s.exit_code, "started_at": start,
+            "ended_at": end, "node": s.node or cur.run.node})})
+
+
+def job_run(site: str, job: Job, resources: dict[str, float]) -> JobRun:
+    """The run record the scheduler writes when it places ``job`` at a centre."""
+    return JobRun(site=site, attempt=len(job.attempts) + 1, resources=resources)

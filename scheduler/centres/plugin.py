@@ -1,0 +1,73 @@
+"""Plugin: the ``centres:`` config section, the dispatcher component, centre/result REST
+routes and ``cpn jobs logs|results`` / ``cpn centres`` (GBA-6.3, GBA-6.5g, GBA-6.6).
+
+Rules: cheap to import. Adapters are built once per runtime from ``centres.sites``
+and shared by the dispatcher and the REST routes (``rt.settings.extra["centres"]``).
+The dispatcher is leader-only (``leader_only = True``): in an HA pair only the
+leader submits.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from scheduler.centres.models import CentreConfig, CentresSection
+
+if TYPE_CHECKING:
+    import typer
+
+    from controller.runtime import Runtime
+    from scheduler.centres.base import CentreAdapter
+
+CONFIG_SECTIONS = {"centres": CentresSection}
+
+
+def section(rt: Runtime) -> CentresSection:
+    sec = rt.cfg.sections.get("centres") if rt.cfg is not None else None
+    return sec if isinstance(sec, CentresSection) else CentresSection()
+
+
+def build_adapter(site: str, c: CentreConfig) -> CentreAdapter:
+    if c.backend == "slurm":
+        from scheduler.centres.slurm import SlurmCentre
+
+        assert c.conf is not None
+        return SlurmCentre(site, c.conf, c.workdir, partition=c.partition,
+                           price_per_hour=c.price_per_hour, idle_w=c.idle_w, max_w=c.max_w,
+                           jobcomp=c.jobcomp)
+    from scheduler.centres.sim import SimCentre
+
+    return SimCentre(site, c.workdir, cpus=c.cpus, memory_gib=c.memory_gib, gpus=c.gpus,
+                     runtime_s=c.runtime_s, price_per_hour=c.price_per_hour,
+                     idle_w=c.idle_w, max_w=c.max_w)
+
+
+def adapters(rt: Runtime) -> dict[str, CentreAdapter]:
+    st: dict[str, Any] = rt.settings.extra.setdefault("centres", {})
+    if "adapters" not in st:
+        st["adapters"] = {site: build_adapter(site, c)
+                          for site, c in section(rt).sites.items()}
+    out: dict[str, CentreAdapter] = st["adapters"]
+    return out
+
+
+def components(rt: Runtime) -> list[Any]:
+    if not section(rt).sites:
+        return []
+    from scheduler.centres.dispatch import Dispatcher
+
+    d = Dispatcher(section(rt), adapters(rt))
+    rt.settings.extra.setdefault("centres", {})["dispatcher"] = d
+    return [d]
+
+
+def routers(rt: Runtime) -> list[Any]:
+    from scheduler.centres.api import router
+
+    return [router(adapters(rt))]
+
+
+def register_cli(app: typer.Typer) -> None:
+    from scheduler.centres.cli import register
+
+    register(app)
