@@ -1,7 +1,6 @@
 """Plugin: SRv6 dataplane — the ``flows:`` config section, the flow-steering
-component (``srv6.flows``) and its Prometheus gauges (``srv6.metrics``), the
-``dataplane:`` section (which ``PolicyProgrammer`` owns each node), ``cpn node-agent``
-and ``cpn sr-policy-peer``.
+component (``srv6.flows``) and its Prometheus gauges (``srv6.metrics``),
+``cpn node-agent`` and ``cpn sr-policy-peer``.
 
 Rules: cheap to import (pyroute2, ssl servers load inside the command).
 ``components(rt)`` runs the flow controller when the config has
@@ -15,13 +14,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from srv6.dataplane.backends import DataplaneSection
 from srv6.flows import FlowsSection
 
 if TYPE_CHECKING:
     from controller.runtime import Component, Runtime
 
-CONFIG_SECTIONS = {"flows": FlowsSection, "dataplane": DataplaneSection}
+CONFIG_SECTIONS = {"flows": FlowsSection}
 
 
 def components(rt: Runtime) -> list[Component]:
@@ -67,31 +65,32 @@ def register_cli(app: typer.Typer) -> None:
 
     @app.command("sr-policy-peer")
     def sr_policy_peer(
-        config: Annotated[Path, typer.Option(help="CPN config file with a dataplane section.")],
-        node: Annotated[str, typer.Option(help="Node whose programmer is bgp-sr-policy.")],
+        config: Annotated[Path, typer.Option(help="CPN config file (intents.nodes section).")],
+        node: Annotated[str, typer.Option(help="Node bound to programmer bgp-sr-policy.")],
         wait: Annotated[float, typer.Option(help="Seconds to wait for the session.")] = 15.0,
     ) -> None:
         """Open the BGP SR Policy session to a router and print what was negotiated.
 
         Checks the pairing before CPN programs anything: the session comes up, the router's
         BGP identifier (the Route Target CPN puts on every policy) and the SR policy
-        families both sides announced.
+        families both sides announced. Exit status 1 when the session does not come up.
 
         Example: cpn sr-policy-peer --config site.yaml --node R9
         """
         import json
 
         from controller.config import load_config
-        from srv6.dataplane.backends import BgpSrPolicyNode, build
+        from srv6.dataplane.bgp_config import build_bgp
         from srv6.dataplane.bgp_srpolicy import BgpSrPolicyProgrammer
+        from srv6.intents.models import IntentsSection
 
         cfg = load_config(config)
-        section = cfg.sections.get("dataplane")
-        spec = section.nodes.get(node) if isinstance(section, DataplaneSection) else None
-        if not isinstance(spec, BgpSrPolicyNode):
-            raise typer.BadParameter(f"{config}: dataplane.nodes.{node} is not a "
-                                     "bgp-sr-policy node", param_hint="--node")
-        prog = build(node, spec, connect_timeout=wait)
+        section = cfg.sections.get("intents")
+        binding = section.nodes.get(node) if isinstance(section, IntentsSection) else None
+        if binding is None or binding.bgp is None:
+            raise typer.BadParameter(f"{config}: intents.nodes.{node} is not bound to "
+                                     "programmer bgp-sr-policy", param_hint="--node")
+        prog = build_bgp(node, binding.bgp, connect_timeout=wait)
         assert isinstance(prog, BgpSrPolicyProgrammer)
         try:
             status = prog.status()

@@ -30,6 +30,7 @@ from typing import Self
 from pydantic import Field, field_validator, model_validator
 
 from controller.models.base import Entity, Model, Name, register
+from srv6.dataplane.bgp_config import BgpPeerSpec
 
 
 class IntentState(StrEnum):
@@ -88,10 +89,13 @@ class SrPolicyIntentStatus(Entity):
 
 class NodeBinding(Model):
     """Who programs a node: ``programmer`` (``netlink`` in namespace ``netns`` or the
-    controller's own; ``agent`` at ``url`` with the mTLS files; ``memory`` for dry runs),
-    ``devs`` (link key → this node's interface on that link)."""
+    controller's own; ``agent`` at ``url`` with the mTLS files; ``bgp-sr-policy``: a
+    router taking SR policies over BGP from CPN, session in ``bgp``; ``memory`` for dry
+    runs), ``devs`` (link key → this node's interface on that link)."""
 
-    programmer: str = Field(default="netlink", pattern="^(netlink|agent|memory)$")
+    programmer: str = Field(default="netlink",
+                            pattern="^(netlink|agent|bgp-sr-policy|memory)$")
+    bgp: BgpPeerSpec | None = None
     netns: str | None = None
     url: str | None = None
     cert: str | None = None
@@ -104,6 +108,9 @@ class NodeBinding(Model):
         if self.programmer == "agent" and not (self.url and self.cert and self.key and
                                                self.ca):
             raise ValueError("programmer agent needs url, cert, key and ca")
+        if (self.programmer == "bgp-sr-policy") != (self.bgp is not None):
+            raise ValueError("programmer bgp-sr-policy goes with a bgp: block (peer, "
+                             "peer_as, local_as, router_id) and the bgp: block with it")
         return self
 
 

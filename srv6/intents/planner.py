@@ -20,6 +20,12 @@ Rules:
   With ``protect``, a link-disjoint backup path is rendered as a second route for the
   same prefix one metric higher (``Seg6Route.backup``), which the kernel uses at the
   next packet when the primary's first link is down (``ignore_routes_with_linkdown``).
+- A headend bound to ``bgp-sr-policy`` (``Binding.routers``) gets an ``SrPolicyRoute``
+  instead: colour and endpoint (its loopback) of the intent, the segment list with each
+  SID's behaviour, preference; the backup is a second candidate path (distinguisher 1,
+  preference one lower). Such a router steers by colour and allocates its own SIDs, so
+  a path that crosses or ends at one is refused (``device``), and one policy carries one
+  address family (``prefixes``).
 - Two intents steering the same prefix at the same headend: the higher ``preference``
   wins (ties: the lower key); the other fails naming ``prefixes``.
 - ``reconcile(desired, actual)`` → per-node ``RouteOp``s (``srv6.dataplane.state.plan``):
@@ -35,7 +41,16 @@ from ipaddress import ip_network
 from typing import Any
 
 from controller.errors import ValidationError
-from srv6.dataplane.state import NodeState, Route, RouteOp, Seg6LocalRoute, Seg6Route
+from srv6.dataplane.state import (
+    NodeState,
+    Route,
+    RouteOp,
+    Seg6LocalRoute,
+    Seg6Route,
+    SrPolicyRoute,
+    SrSegment,
+    SrSegmentList,
+)
 from srv6.dataplane.state import plan as plan_node
 from srv6.intents.models import PathView
 from srv6.models import Constraints, PathResult, SrPolicyIntent
@@ -59,11 +74,15 @@ class Egress:
 class Binding:
     """Topology → devices: ``devs`` (node → link key → interface; the nodes here are the
     programmable ones), ``egress`` (endpoint → ``Egress``), ``sid_errors`` (node → why
-    its SIDs could not be allocated, e.g. a collision)."""
+    its SIDs could not be allocated, e.g. a collision), ``routers`` (nodes that take SR
+    policies over BGP, not kernel routes), ``addresses`` (node → loopback, the endpoint
+    of an SR policy sent to a router)."""
 
     devs: Mapping[str, Mapping[str, str]]
     egress: Mapping[str, Egress] = field(default_factory=dict)
     sid_errors: Mapping[str, str] = field(default_factory=dict)
+    routers: tuple[str, ...] = ()
+    addresses: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,10 +316,16 @@ def _render(topo: Topology, it: SrPolicyIntent, b: Binding, eg: Egress, res: Pat
     """Render one path's routes into ``into`` — all of them, or none on a refusal."""
     routes: dict[str, list[Route]] = {}
     first = res.links[0]
+    router = it.headend in b.routers
     dev = b.devs[it.headend].get(first)
-    if dev is None:
+    if dev is None and not router:
         raise _Refusal("binding", f"no interface known for link {first} on {it.headend}",
                        f"add intents.nodes.{it.headend}.devs.{first}", it.headend)
+    if router and len(families) > 1:
+        raise _Refusal("prefixes", f"{it.headend} takes SR policies over BGP: one policy "
+                       f"(colour {it.color}, endpoint {it.endpoint}) carries one address "
+                       "family", "colour the endpoint's IPv4 and IPv6 prefixes differently",
+                       it.headend)
     out: list[Route] = []
     shown: list[str] = []
     for fam in families:
@@ -310,9 +335,12 @@ def _render(topo: Topology, it: SrPolicyIntent, b: Binding, eg: Egress, res: Pat
                            "(no locator?)", _FIXES["node_sid"], it.endpoint)
         segs = _segments(topo, it, res, final, strict, it.constraints)
         shown = shown or segs
+        if router:
+            out.append(_router_policy(it, b, segs, fam, backup))
         for p in prefixes:
-            if ip_network(p).version != fam:
+            if router or ip_network(p).version != fam:
                 continue
+            assert dev is not None
             metric = (0 if fam == 4 else 1024) + (1 if backup else 0)
             out.append(Seg6Route(dst=p, segments=tuple(segs), dev=dev, metric=metric,
                                  backup=backup))
@@ -321,6 +349,11 @@ def _render(topo: Topology, it: SrPolicyIntent, b: Binding, eg: Egress, res: Pat
             if node is None or node not in b.devs:
                 raise _Refusal("device", f"no programmer owns {node or sid}, which the path "
                                "crosses", f"add intents.nodes.{node}", node)
+            if node in b.routers:
+                raise _Refusal("device", f"the path crosses {node}, a router programmed "
+                               "over BGP SR Policy, whose local SIDs CPN does not program",
+                               f"keep {node} off the path (exclude_nodes) or bind it to "
+                               "netlink or agent", node)
             # End takes no next hop: bound to lo, so a link going down (the kernel
             # flushes routes of an admin-down device) never takes the SID with it
             routes.setdefault(node, []).append(Seg6LocalRoute(sid=sid, action="End",
@@ -328,6 +361,10 @@ def _render(topo: Topology, it: SrPolicyIntent, b: Binding, eg: Egress, res: Pat
         if it.endpoint not in b.devs:
             raise _Refusal("device", f"no programmer owns endpoint {it.endpoint}",
                            f"add intents.nodes.{it.endpoint}", it.endpoint)
+        if it.endpoint in b.routers:
+            raise _Refusal("device", f"endpoint {it.endpoint} is a router programmed over "
+                           "BGP SR Policy, whose End.DX SIDs CPN does not program",
+                           "end the intent at a node bound to netlink or agent", it.endpoint)
         routes.setdefault(it.endpoint, []).append(
             Seg6LocalRoute(sid=final, action="End.DX4", dev=eg.dev, nh4=eg.nh4) if fam == 4
             else Seg6LocalRoute(sid=final, action="End.DX6", dev=eg.dev, nh6=eg.nh6))
@@ -336,6 +373,24 @@ def _render(topo: Topology, it: SrPolicyIntent, b: Binding, eg: Egress, res: Pat
         into.setdefault(node, []).extend(rs)
     return PathView(hops=res.hops, links=res.links, segments=shown,
                     delay_ms=round(res.delay_ms, 6))
+
+
+def _router_policy(it: SrPolicyIntent, b: Binding, segs: list[str], fam: int,
+                   backup: bool) -> SrPolicyRoute:
+    """The candidate path a BGP SR Policy headend gets for one path of ``it``."""
+    endpoint = b.addresses.get(it.endpoint)
+    if endpoint is None:
+        raise _Refusal("endpoint", f"endpoint {it.endpoint} has no loopback, the endpoint of "
+                       f"the SR policy sent to {it.headend}",
+                       f"give router {it.endpoint} a loopback", it.endpoint)
+    behaviors = ["End"] * (len(segs) - 1) + [f"End.DX{fam}"]
+    lst = SrSegmentList(tuple(SrSegment(s, beh) for s, beh in zip(segs, behaviors,
+                                                                    strict=True)))
+    return SrPolicyRoute(color=it.color, endpoint=endpoint, segment_lists=(lst,),
+                         distinguisher=1 if backup else 0,
+                         preference=max(it.preference - 1, 0) if backup else it.preference,
+                         name=(it.name or it.key)[:255],
+                         path_name="backup" if backup else "primary")
 
 
 def reconcile(desired: Mapping[str, NodeState], actual: Mapping[str, NodeState]

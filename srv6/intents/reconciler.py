@@ -52,7 +52,7 @@ from controller.models import Link, LinkState, Router, Site
 from controller.models.job import utcnow
 from srv6.dataplane.mbb import execute, plan_switch
 from srv6.dataplane.programmer import PolicyProgrammer
-from srv6.dataplane.state import NodeState, Route, Seg6LocalRoute, Seg6Route
+from srv6.dataplane.state import NodeState, Route, Seg6LocalRoute, Seg6Route, SrPolicyRoute
 from srv6.intents.models import (
     IntentsSection,
     IntentState,
@@ -80,6 +80,11 @@ def make_programmer(node: str, b: NodeBinding) -> PolicyProgrammer:
         from srv6.dataplane import MemoryProgrammer
 
         return MemoryProgrammer(node)
+    if b.programmer == "bgp-sr-policy":
+        from srv6.dataplane.bgp_config import build_bgp
+
+        assert b.bgp is not None
+        return build_bgp(node, b.bgp)
     if b.programmer == "agent":
         from srv6.dataplane.agent import AgentProgrammer
 
@@ -347,7 +352,11 @@ class IntentReconciler:
         topo = self._topology(store)
         egress, errors = self._allocate(store, topo)
         binding = Binding({n: dict(b.devs) for n, b in self.sec.nodes.items()}, egress,
-                          errors)
+                          errors, routers=tuple(sorted(
+                              n for n, b in self.sec.nodes.items()
+                              if b.programmer == "bgp-sr-policy")),
+                          addresses={r.name: str(r.loopback) for r in store.list(Router)
+                                     if r.loopback is not None})
         intents = store.list(SrPolicyIntent)
         return plan_intents(topo, intents, binding, strict=self.sec.segments == "strict",
                             protect=self.sec.protect, memo=self._memo), intents
@@ -376,7 +385,8 @@ class IntentReconciler:
             if not todo:
                 break
             heads = sorted(n for n, ops in todo.items()
-                           if any(isinstance(o.route, Seg6Route) for o in ops))
+                           if any(isinstance(o.route, Seg6Route | SrPolicyRoute)
+                                  for o in ops))
             sub_actual = {n: actual[n] for n in todo}
             sw = plan_switch(sub_actual, {n: target[n] for n in todo}, heads or sorted(todo))
             res = execute(sw, {n: self.programmers[n] for n in todo})
