@@ -62,14 +62,25 @@ Path_ = tuple[str | int, ...]
 
 
 # --------------------------------------------------------------------------- sections
+class ApiTls(Model):
+    """``controller.api_tls`` — serve REST over HTTPS: ``cert`` (PEM chain) and ``key``
+    (PEM private key) file paths. Clients then use ``https://`` (``cpn --api
+    https://HOST:PORT``, ``$CPN_CA`` for a private CA)."""
+
+    cert: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+
+
 class ControllerSection(Model):
     """``controller:`` — where the controller listens and keeps state.
-    ``api`` and ``dns`` are HOST:PORT; ``state`` a directory; ``log_level``."""
+    ``api`` and ``dns`` are HOST:PORT; ``state`` a directory; ``log_level``;
+    ``api_tls`` (cert/key: REST over HTTPS — needed beyond loopback)."""
 
     api: str = "127.0.0.1:8080"
     dns: str = "127.0.0.1:5353"
     state: str = "./var"
     log_level: str = Field(default="info", pattern="^(debug|info|key|warning|error)$")
+    api_tls: ApiTls | None = None
 
 
 class TokenSpec(Model):
@@ -323,6 +334,18 @@ def parse_config(text: str, source: str = "<config>") -> NetworkConfig:
             b.issues.extend(issues_from_pydantic(exc, (name,)))
     _walk(doc, b)
     _cross_checks(b)
+    auth_sec = sections.get("auth")
+    if isinstance(auth_sec, AuthSection):  # a token's tenant must exist (issue #15)
+        tenants = {e.key for _, e, _ in b.entities if isinstance(e, Tenant)}
+        for i, tok in enumerate(auth_sec.tokens):
+            if tok.tenant is not None and tok.tenant not in tenants:
+                b.issues.append(Issue(f"auth.tokens[{i}].tenant",
+                                      f"unknown tenant {tok.tenant!r}",
+                                      "declare it under 'tenants:' in this file"))
+            elif tok.role is Role.TENANT and tok.tenant is None:
+                b.issues.append(Issue(f"auth.tokens[{i}].tenant",
+                                      "a token of role tenant needs its tenant",
+                                      "add 'tenant: NAME'"))
     if b.issues:
         located = []
         for issue in b.issues:

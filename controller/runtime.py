@@ -37,12 +37,15 @@ log = logging.getLogger("cpn.runtime")
 
 @dataclass
 class Settings:
-    """Where things listen and live: ``api``/``dns`` as (host, port), ``state`` dir."""
+    """Where things listen and live: ``api``/``dns`` as (host, port), ``state`` dir,
+    ``api_tls`` (cert, key) for HTTPS."""
 
     api: tuple[str, int] = ("127.0.0.1", 8080)
     dns: tuple[str, int] = ("127.0.0.1", 5353)
     state: Path = Path("./var")
     log_level: str = "info"
+    #: (certificate chain, private key) PEM paths: REST over HTTPS when set
+    api_tls: tuple[Path, Path] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
-from controller.api.deps import RT, Caller
+from controller.api.deps import INT64_MAX, RT, Caller
 from controller.errors import ConflictError, Issue, NotFoundError, ValidationError
 from controller.runtime import Runtime
 from dns_compute.component import DnsComponent
@@ -87,7 +87,8 @@ def explain(rt: RT, who: Caller, name: Annotated[str, Query(min_length=1)],
 
 @router.get("/changes", summary="Long-poll for the next zone change",
             responses={204: {"description": "no change within the timeout"}})
-async def changes(rt: RT, who: Caller, since: int = 0,
+async def changes(rt: RT, who: Caller,
+                  since: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
                   timeout: Annotated[float, Query(ge=0, le=300)] = 30.0) -> Any:
     event = await _component(rt).feed.wait_newer(since, timeout)
     if event is None:

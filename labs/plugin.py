@@ -48,6 +48,8 @@ BENCHES: dict[str, tuple[str, str]] = {
                "backup pre-installed (goal ≤ 20 ms, kernel SRv6)."),
     "dns": ("labs.bench.dns", "Embedded responder vs Knot (1 UDP worker) qps with "
             "dnsperf, and metric-change → changed-answer latency for both."),
+    "api-keepalive": ("labs.bench.api_keepalive", "REST ms/request on one reused "
+                      "keep-alive connection, old proto-0 socket vs TCP_NODELAY (≤ 2 ms)."),
 }
 
 

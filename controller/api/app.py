@@ -5,25 +5,33 @@ Other packages add routes through ``controller.plugins`` (``routers(rt)``).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controller import logs, plugins
-from controller.api import jobs
+from controller.api import jobs, openapi
 from controller.api.deps import (
+    INT64_MAX,
     RT,
     Caller,
     Operator,
     Paging,
     cpn_error_handler,
+    http_error_handler,
+    internal_error_handler,
     request_validation_handler,
 )
 from controller.api.resources import crud_router
+from controller.api.scope import entry_visible
+from controller.auth import Principal
 from controller.errors import CpnError, ForbiddenError, NotFoundError
 from controller.models import (
     ENTITY_KINDS,
@@ -81,6 +89,9 @@ def create_app(rt: Runtime) -> FastAPI:
     app.state.rt = rt
     app.add_exception_handler(CpnError, cpn_error_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(Exception, internal_error_handler)
+    openapi.install(app)
     requests, latency = _metrics(rt)
 
     @app.middleware("http")
@@ -103,7 +114,8 @@ def create_app(rt: Runtime) -> FastAPI:
                 "quarantined": quarantined,
                 "components": [c.name for c in rt.started]}
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (no auth)")
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (no auth)",
+             response_class=PlainTextResponse)
     def metrics() -> Response:
         return Response(generate_latest(rt.metrics), media_type=CONTENT_TYPE_LATEST)
 
@@ -118,21 +130,52 @@ def create_app(rt: Runtime) -> FastAPI:
     return app
 
 
+#: Journal entries a tenant's /events request may scan before answering (bounded work
+#: per request; the answer then carries ``resume_since``).
+TENANT_SCAN = 100_000
+
+
+def _tenant_journal(rt: Runtime, who: Principal,
+                    q: JournalQuery) -> tuple[list[dict[str, Any]], int | None]:
+    """The entries of ``q`` a tenant may see, scanning the journal in chunks."""
+    out: list[dict[str, Any]] = []
+    cursor, scanned = q.since, 0
+    while len(out) < q.limit:
+        chunk = rt.store.journal(dataclasses.replace(q, since=cursor, limit=1000))
+        for e in chunk:
+            if entry_visible(who, e.kind, e.key, e.value, e.previous):
+                out.append(e.to_json_dict())
+        scanned += len(chunk)
+        if len(chunk) < 1000:
+            return out, None
+        cursor = chunk[-1].seq
+        if scanned >= TENANT_SCAN:
+            return out, cursor
+    return out, None
+
+
 def _ops_router() -> APIRouter:
     r = APIRouter(prefix="/api/v1", tags=["ops"])
 
     @r.get("/events", summary="The change journal (who, what, when, why, previous value)")
     def events(rt: RT, who: Caller, page: Paging,
-               since: Annotated[int, Query(ge=0, description="only seq > since")] = 0,
+               since: Annotated[int, Query(
+                   ge=0, le=INT64_MAX, description="only seq > since (with newest_first: "
+                   "seq < since; 0 = from the newest)")] = 0,
                kind: str | None = None, key: str | None = None, actor: str | None = None,
                action: Action | None = None,
                newest_first: bool = False) -> dict[str, Any]:
         q = JournalQuery(since=since, kind=kind, key=key, actor=actor, action=action,
                          limit=page.offset + page.limit + 1, descending=newest_first)
-        entries = [e.to_json_dict() for e in rt.store.journal(q)]
+        if who.role is Role.TENANT:
+            entries, resume = _tenant_journal(rt, who, q)
+        else:
+            entries, resume = [e.to_json_dict() for e in rt.store.journal(q)], None
         out = page.apply(entries)
         out["total"] = None  # the journal is open-ended; follow next_offset or 'since'
         out["last_seq"] = rt.store.last_seq()
+        if resume is not None:  # scan bound reached: continue with since=resume_since
+            out["resume_since"] = resume
         return out
 
     @r.get("/logs", summary="Search the controller's logs (GBT-8.4: query, keyword, download)")

@@ -10,11 +10,14 @@ Rules:
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controller.auth import Principal
 from controller.errors import (
@@ -30,6 +33,13 @@ from controller.errors import (
     join_path,
 )
 from controller.runtime import Runtime
+
+log = logging.getLogger("cpn.api")
+
+#: Bounds of integer query parameters: SQLite integers are signed 64-bit (a larger
+#: ``since`` overflowed into a 500), and no page starts beyond a billion items.
+INT64_MAX = 2**63 - 1
+MAX_OFFSET = 1_000_000_000
 
 
 def runtime(request: Request) -> Runtime:
@@ -61,7 +71,7 @@ class Page:
     """``?limit=&offset=`` pagination."""
 
     def __init__(self, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                 offset: Annotated[int, Query(ge=0)] = 0) -> None:
+                 offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> None:
         self.limit = limit
         self.offset = offset
 
@@ -73,6 +83,30 @@ class Page:
 
 
 Paging = Annotated[Page, Depends(Page)]
+
+
+class ErrorIssue(BaseModel):
+    """One problem: ``path`` (``body.spec.replicas``, ``query.since``), ``message``,
+    ``fix``."""
+
+    path: str
+    message: str
+    fix: str = ""
+
+
+class ErrorDetail(BaseModel):
+    """``code`` (``invalid``, ``not_found``, ``conflict``, ``unauthorized`` …), a
+    human ``message`` and the ``issues`` it is made of."""
+
+    code: str
+    message: str
+    issues: list[ErrorIssue] = []
+
+
+class ErrorBody(BaseModel):
+    """Every error response of the API."""
+
+    error: ErrorDetail
 
 
 def error_body(code: str, message: str, issues: list[Issue] | None = None) -> dict[str, Any]:
@@ -112,8 +146,41 @@ async def request_validation_handler(_: Request, exc: Exception) -> JSONResponse
     assert isinstance(exc, RequestValidationError)
     issues = []
     for err in exc.errors():
-        path = join_path(tuple(p for p in err.get("loc", ()) if p != "__root__"))
+        loc = tuple(p for p in err.get("loc", ()) if p != "__root__")
+        if err.get("type") == "json_invalid":  # loc is (body, character offset)
+            at = f" at character {loc[1]}" if len(loc) > 1 else ""
+            issues.append(Issue("body", f"not valid JSON{at}: "
+                                f"{(err.get('ctx') or {}).get('error', 'decode error')}",
+                                "send a JSON document with Content-Type: application/json"))
+            continue
+        path = join_path(loc)
         issues.append(Issue(path, str(err.get("msg", "invalid")).removeprefix("Value error, ")))
     summary = "; ".join(str(i) for i in issues[:3])
     return JSONResponse(error_body("invalid", f"request rejected: {summary}", issues),
                         status_code=422)
+
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
+               413: "too_large", 415: "unsupported_media_type", 422: "invalid"}
+
+
+async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own errors (unknown path, wrong method …) in the documented shape
+    instead of ``{"detail": …}``."""
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    message = str(exc.detail)
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no such path {request.url.path}; see /docs for the API"
+    elif exc.status_code == 405:
+        message = f"method {request.method} not allowed on {request.url.path}"
+    return JSONResponse(error_body(code, message), status_code=exc.status_code,
+                        headers=getattr(exc, "headers", None))
+
+
+async def internal_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Anything unexpected: logged with its traceback, answered in the documented shape."""
+    log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(error_body("error", f"internal error ({type(exc).__name__}); the "
+                                   "controller log has the details"), status_code=500)

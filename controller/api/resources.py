@@ -1,6 +1,9 @@
 """Generic CRUD routes for the configured kinds (sites, nodes, resources, links …).
 
-Reads need any valid token; writes need role operator. Keys that contain '/'
+Reads need any valid token (a tenant-role caller sees only its own tenant's objects,
+``controller.api.scope``); writes need role operator. The OpenAPI document gives each
+body and response the kind's own schema (the body is still parsed here, so errors name
+``body.<field>``). Keys that contain '/'
 (``site/node``) are accepted as path suffixes. Writes go through
 ``StateWriter`` so references are checked and the change is journaled with the
 caller's name and an optional ``X-CPN-Reason`` header.
@@ -15,6 +18,7 @@ import pydantic
 from fastapi import APIRouter, Body, Header, Response
 
 from controller.api.deps import RT, Caller, Operator, Paging
+from controller.api.scope import visible
 from controller.errors import NotFoundError, ValidationError, issues_from_pydantic
 from controller.models import Entity
 
@@ -35,14 +39,18 @@ def crud_router(cls: type[Entity], plural: str, check: Check | None = None,
     def show(store: Any, o: Entity) -> dict[str, Any]:
         return o.to_json_dict() | view(store, o) if view is not None else o.to_json_dict()
 
+    schema_ref = {"$ref": f"#/components/schemas/{cls.__name__}"}
+    body_doc = {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": schema_ref}}}}
+
     @router.get("", summary=f"List {plural}")
     def list_(rt: RT, who: Caller, page: Paging) -> dict[str, Any]:
-        return page.apply([show(rt.store, o) for o in rt.store.list(cls)])
+        return page.apply([show(rt.store, o) for o in rt.store.list(cls) if visible(who, o)])
 
-    @router.get("/{key:path}", summary=f"Get one {kind}")
+    @router.get("/{key:path}", summary=f"Get one {kind}", responses={200: {"model": cls}})
     def get(key: str, rt: RT, who: Caller) -> dict[str, Any]:
         obj = rt.store.get(cls, key)
-        if obj is None:
+        if obj is None or not visible(who, obj):  # another tenant's: as if absent
             raise NotFoundError(kind, key)
         return show(rt.store, obj)
 
@@ -54,7 +62,8 @@ def crud_router(cls: type[Entity], plural: str, check: Check | None = None,
         except pydantic.ValidationError as exc:
             raise ValidationError(issues_from_pydantic(exc, ("body",))) from exc
 
-    @router.post("", status_code=201, summary=f"Create a {kind}")
+    @router.post("", status_code=201, summary=f"Create a {kind}",
+                 responses={201: {"model": cls}}, openapi_extra=body_doc)
     def create(rt: RT, who: Operator, body: Annotated[dict[str, Any], Body()],
                x_cpn_reason: Annotated[str, Header()] = "") -> dict[str, Any]:
         obj = _parse(body)
@@ -64,7 +73,8 @@ def crud_router(cls: type[Entity], plural: str, check: Check | None = None,
                       create_only=True, path_prefix="body")
         return obj.to_json_dict()
 
-    @router.put("/{key:path}", summary=f"Create or replace a {kind}")
+    @router.put("/{key:path}", summary=f"Create or replace a {kind}",
+                responses={200: {"model": cls}}, openapi_extra=body_doc)
     def replace(key: str, rt: RT, who: Operator, body: Annotated[dict[str, Any], Body()],
                 x_cpn_reason: Annotated[str, Header()] = "") -> dict[str, Any]:
         obj = _parse(body)

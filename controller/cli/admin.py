@@ -79,6 +79,8 @@ def run(
         dns=hostport(dns or (sec.dns if sec else "127.0.0.1:5353"), "--dns"),
         state=Path(state or (sec.state if sec else "./var")),
         log_level=log_level or (sec.log_level if sec else "info"),
+        api_tls=(Path(sec.api_tls.cert), Path(sec.api_tls.key))
+        if sec is not None and sec.api_tls is not None else None,
     )
     logs.setup(settings.log_level, settings.state, json_stderr=log_json, process_name="cpn-run")
     try:
@@ -153,6 +155,15 @@ def token_create(
     name = name or f"{role.value}-{tok[4:10]}"
     store = _open_store(state)
     try:
+        if tenant is not None:
+            from controller.models import Tenant
+
+            if store.get(Tenant, tenant) is None:
+                known = ", ".join(sorted(t.name for t in store.list(Tenant))) or "none yet"
+                fail(f"no tenant {tenant!r} in {state or os.environ.get('CPN_STATE') or './var'}"
+                     f" (known: {known}); declare it under 'tenants:' in the config (or POST "
+                     "/api/v1/tenants) first — a token for a tenant that does not exist "
+                     "would see nothing and could never be scoped")
         store.add_token(digest(tok), name, role.value, tenant)
     except CpnError as exc:
         fail(str(exc))

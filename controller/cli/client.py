@@ -1,7 +1,9 @@
 """A small REST client for CLI commands: base URL and token resolution, error display.
 
 Token resolution order: ``--token``, ``$CPN_TOKEN``, then ``<state>/admin.token``
-(written by ``cpn run`` on first start, mode 0600).
+(written by ``cpn run`` on first start, mode 0600). ``--api`` / ``$CPN_API`` may be
+``HOST:PORT`` (http) or a URL (``https://HOST:PORT``); ``$CPN_CA`` names the CA bundle
+that signed the controller's certificate (``$CPN_TLS_VERIFY=0`` turns checking off).
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ DEFAULT_API = "127.0.0.1:8080"
 def base_url(api: str | None) -> str:
     api = api or os.environ.get("CPN_API") or DEFAULT_API
     return api if api.startswith(("http://", "https://")) else f"http://{api}"
+
+
+def tls_verify() -> str | bool:
+    """Certificate check for ``https://``: ``$CPN_CA`` (a PEM CA bundle) if set; off
+    only with ``$CPN_TLS_VERIFY=0`` (labs with throw-away certificates)."""
+    if os.environ.get("CPN_TLS_VERIFY", "1").lower() in ("0", "false", "no"):
+        return False
+    return os.environ.get("CPN_CA") or True
 
 
 def resolve_token(token: str | None, state: str | None) -> str | None:
@@ -45,14 +55,23 @@ class Client:
         self.base = base_url(api)
         tok = resolve_token(token, state)
         headers = {"Authorization": f"Bearer {tok}"} if tok else {}
-        self.http = httpx.Client(base_url=self.base, headers=headers, timeout=10.0)
+        self.http = httpx.Client(base_url=self.base, headers=headers, timeout=10.0,
+                                 verify=tls_verify())
 
     def call(self, method: str, path: str, **kw: Any) -> Any:
         try:
             resp = self.http.request(method, path, **kw)
-        except httpx.ConnectError:
+        except httpx.ConnectError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                fail(f"the controller at {self.base} presented a certificate this client "
+                     f"does not trust ({exc}); set $CPN_CA to the CA bundle that signed it")
+            if "WRONG_VERSION_NUMBER" in str(exc) or "record layer" in str(exc):
+                fail(f"the controller at {self.base} does not speak TLS; use http://")
             fail(f"cannot reach the controller at {self.base}; is 'cpn run' running? "
                  "(set --api HOST:PORT or $CPN_API)")
+        except httpx.RemoteProtocolError as exc:
+            fail(f"request to {self.base}{path} failed: {exc} (does the controller serve "
+                 "https? then use --api https://HOST:PORT)")
         except httpx.HTTPError as exc:
             fail(f"request to {self.base}{path} failed: {exc}")
         if resp.status_code >= 400:

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from controller.api.deps import RT, Caller
+from controller.api.deps import INT64_MAX, RT, Caller
 from controller.api.resources import crud_router
 from controller.auth import Principal
 from controller.errors import ForbiddenError
@@ -137,7 +137,8 @@ def changes_router() -> APIRouter:
     r = APIRouter(prefix="/api/v1/changes", tags=["ops"])
 
     @r.get("", summary="Long-poll: wait until the journal passes 'since' (kinds changed)")
-    async def poll(rt: RT, who: Caller, since: Annotated[int, Query(ge=0)] = 0,
+    async def poll(rt: RT, who: Caller,
+                   since: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
                    wait_s: Annotated[float, Query(ge=0, le=60)] = 25.0) -> dict[str, Any]:
         last = rt.store.last_seq()
         if last <= since and wait_s > 0:
