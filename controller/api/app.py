@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
@@ -201,7 +201,8 @@ def _ops_router() -> APIRouter:
 
     @r.delete("/quarantine/{row_id}", status_code=204,
               summary="Forget a quarantined row once it has been dealt with")
-    def quarantine_drop(row_id: int, rt: RT, who: Operator) -> Response:
+    def quarantine_drop(row_id: Annotated[int, Path(ge=0, le=INT64_MAX)], rt: RT,
+                        who: Operator) -> Response:
         if not rt.store.drop_quarantined(row_id):
             raise NotFoundError("quarantined row", str(row_id))
         return Response(status_code=204)

@@ -16,7 +16,6 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controller.auth import Principal
@@ -32,6 +31,7 @@ from controller.errors import (
     ValidationError,
     join_path,
 )
+from controller.models.base import Strict
 from controller.runtime import Runtime
 
 log = logging.getLogger("cpn.api")
@@ -85,7 +85,7 @@ class Page:
 Paging = Annotated[Page, Depends(Page)]
 
 
-class ErrorIssue(BaseModel):
+class ErrorIssue(Strict):
     """One problem: ``path`` (``body.spec.replicas``, ``query.since``), ``message``,
     ``fix``."""
 
@@ -94,7 +94,7 @@ class ErrorIssue(BaseModel):
     fix: str = ""
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(Strict):
     """``code`` (``invalid``, ``not_found``, ``conflict``, ``unauthorized`` …), a
     human ``message`` and the ``issues`` it is made of."""
 
@@ -103,7 +103,7 @@ class ErrorDetail(BaseModel):
     issues: list[ErrorIssue] = []
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Strict):
     """Every error response of the API."""
 
     error: ErrorDetail

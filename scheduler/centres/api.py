@@ -56,7 +56,7 @@ def router(adapters: dict[str, CentreAdapter]) -> APIRouter:
     @r.get("/api/v1/jobs/{job_id}/logs", summary="A job's stdout/stderr from the centre")
     async def logs(job_id: str, rt: RT, who: Caller,
                    stream: Annotated[str, Query(pattern="^(stdout|stderr)$")] = "stdout",
-                   offset: Annotated[int, Query(ge=0)] = 0,
+                   offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
                    limit: Annotated[int, Query(ge=1, le=16 << 20)] = 1 << 20,
                    ) -> dict[str, Any]:
         job = _job(rt, job_id, who)
