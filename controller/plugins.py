@@ -41,6 +41,7 @@ PLUGINS: tuple[str, ...] = (
     "dns_compute.plugin",
     "scheduler.registration",
     "scheduler.centres.plugin",
+    "scheduler.plugin_billing",
     "optical.plugin",
     "labs.plugin",
 )

@@ -1,0 +1,1 @@
+"""Metering and billing (GBA-6.7): usage records, price plans, orders, bills."""
