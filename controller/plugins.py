@@ -35,6 +35,7 @@ PLUGINS: tuple[str, ...] = (
     "controller.ops.plugin",
     "telemetry.plugin_bgp",
     "telemetry.plugin_agent",
+    "telemetry.plugin_grading",
     "srv6.plugin_paths",
     "srv6.plugin_dataplane",
     "srv6.plugin_intents",

@@ -44,6 +44,7 @@ from controller.models.base import Entity
 from controller.store.base import Change
 from controller.store.sqlite import SqliteStore
 from telemetry import cats
+from telemetry.grading import Benchmark, ComputeGrade, grade
 from telemetry.models import (
     ComputeLifecycle,
     LifecycleEvent,
@@ -156,6 +157,8 @@ class IngestCore:
         ts = datetime.fromtimestamp(t, UTC)
         adm = Admission(report.site, report.seq, 0, urgent=report.reason == "threshold")
         self._admit_resources(report, ca_fp, ts, adm)
+        if report.benchmark is not None:
+            self._grade(report.site, report.benchmark)
         site_l0 = {k: float(v) for k in SITE_KEYS if (v := getattr(report, k)) is not None}
         entries = [("*", site_l0, True)]
         entries += [(s.service, {**site_l0, "util_pct": s.util_pct,
@@ -184,6 +187,15 @@ class IngestCore:
             adm.updates += 1
         self.admitted += 1
         return adm
+
+    def _grade(self, site: str, bench: Benchmark) -> None:
+        """WP-3.1.5: a measured benchmark becomes the node's grade (logical units,
+        tier, capability classes), keeping the last figures for usage statistics."""
+        old = self.store.get(ComputeGrade, f"{site}/{bench.node}")
+        g = grade(bench)
+        hist = [*(old.history if old is not None else []), g.resnet50_img_s][-16:]
+        self._stage(ComputeGrade(site=site, node=bench.node, benchmark=bench, grade=g,
+                                 history=hist))
 
     def _admit_resources(self, report: Report, ca_fp: str, ts: datetime,
                          adm: Admission) -> None:

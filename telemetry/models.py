@@ -24,6 +24,7 @@ from pydantic import Field
 from controller.models.base import Entity, Model, Name, register
 from controller.models.job import utcnow
 from telemetry.cats import CatsConfig
+from telemetry.grading import Benchmark
 
 
 class ResourceSample(Model):
@@ -64,6 +65,9 @@ class Report(Model):
     price_per_hour: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     resources: list[ResourceSample] = Field(default_factory=list, max_length=1024)
     services: list[ServiceLoad] = Field(default_factory=list, max_length=1024)
+    #: a compute benchmark measured on the node since the last delivered report
+    #: (WP-3.1.5 grading; ``telemetry.grading``)
+    benchmark: Benchmark | None = None
 
 
 class LifecycleState(StrEnum):

@@ -87,6 +87,8 @@ def agent_conf(site: str, ca: Path, workdir: Path, high: float, low: float) -> P
            "thresholds": {"on_pct": high, "off_pct": low},
            "service_load_udp": AGENT_UDP, "energy_w": l0["energy_w"],
            "price_per_hour": l0["price_per_hour"], "collectors": ["mem"],
+           # a latency lab: no grading benchmark competing with the video service
+           "benchmark_s": 0,
            "services": [{"name": "video"}]}
     path = workdir / f"agent-{site}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -69,7 +69,10 @@ class AgentConfig(Model):
     always); ``collectors`` (built-ins to run: cpu, mem, load, gpu, energy);
     (the controller's certificate must name the URL's host: ``cpn ca init
     --server-name``);
-    ``probe_listen`` (``host:port`` where this site answers link probes)."""
+    ``probe_listen`` (``host:port`` where this site answers link probes);
+    ``benchmark_s`` (CPU seconds of the grading benchmark run at start and every
+    ``benchmark_every_s``; 0 = never, WP-3.1.5); ``node`` (name reported with the
+    benchmark, default the host name)."""
 
     site: Name
     controller: str = Field(pattern=r"^https://")
@@ -84,6 +87,9 @@ class AgentConfig(Model):
     energy_w: float | None = Field(default=None, ge=0)
     price_per_hour: float | None = Field(default=None, ge=0)
     probe_listen: str | None = None
+    benchmark_s: float = Field(default=1.5, ge=0, le=60)
+    benchmark_every_s: float = Field(default=3600.0, ge=60)
+    node: str | None = None
     collectors: list[str] = Field(default_factory=lambda: ["cpu", "mem", "load", "gpu",
                                                              "energy"])
 

@@ -24,6 +24,7 @@ from controller.errors import CpnError, ValidationError
 from telemetry.agent.collect import ProcCollector, parse_acquisition, run_acquisition
 from telemetry.agent.config import AgentConfig, AgentResource, load_agent_config
 from telemetry.agent.service_load import LoadReceiver, parse_load_line
+from telemetry.grading import Benchmark
 from telemetry.models import Report, ResourceSample, ServiceLoad
 
 log = logging.getLogger("cpn.telemetry.agent")
@@ -67,6 +68,7 @@ class Agent:
         self._reason = "start"
         self._client: Any = None
         self.known = {s.name for s in cfg.services}
+        self.benchmark: Benchmark | None = None
 
     # -- collection ----------------------------------------------------------------
     async def _acquire_loop(self, res: AgentResource) -> None:
@@ -131,7 +133,25 @@ class Agent:
             energy_w=energy, price_per_hour=self.cfg.price_per_hour,
             resources=[ResourceSample(name=n, value=v, extended=e)
                        for n, (v, e) in self.values.items()],
-            services=list(self.services.values()))
+            services=list(self.services.values()), benchmark=self.benchmark)
+
+    async def _benchmark_loop(self) -> None:
+        """WP-3.1.5: measure this node (real numpy work, ``telemetry.grading``) at start
+        and every ``benchmark_every_s``; the result rides on the next report."""
+        import socket
+
+        from telemetry.grading import run_benchmark
+
+        node = self.cfg.node or socket.gethostname()
+        while True:
+            try:
+                self.benchmark = await asyncio.to_thread(run_benchmark, node,
+                                                         self.cfg.benchmark_s)
+                log.info("benchmark measured: %.2f GFLOPS fp32, %.3f G int ops/s",
+                         self.benchmark.fp32_gflops, self.benchmark.logic_gops)
+            except Exception as exc:  # a broken BLAS must not stop reporting
+                log.warning("benchmark failed: %s", exc)
+            await asyncio.sleep(self.cfg.benchmark_every_s)
 
     async def send(self, report: Report) -> bool:
         import httpx
@@ -153,6 +173,8 @@ class Agent:
                 "status": resp.status_code, "seq": report.seq, "reason": resp.text[:300]}})
             return False
         self.sent += 1
+        if report.benchmark is not None and report.benchmark is self.benchmark:
+            self.benchmark = None  # delivered: graded once
         return True
 
     async def report_once(self, reason: str = "periodic") -> bool:
@@ -163,6 +185,8 @@ class Agent:
         loop = asyncio.get_running_loop()
         tasks = [asyncio.create_task(self._acquire_loop(r)) for r in self.cfg.resources
                  if r.dynamic]
+        if self.cfg.benchmark_s > 0:
+            tasks.append(asyncio.create_task(self._benchmark_loop()))
         transport = None
         if self.cfg.service_load_udp is not None:
             transport, _ = await loop.create_datagram_endpoint(

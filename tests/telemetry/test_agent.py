@@ -137,7 +137,28 @@ def _cfg(tmp: Path, **kw: object) -> AgentConfig:
     base: dict[str, object] = {
         "site": "MEC-1", "controller": "https://127.0.0.1:1", "cert": tmp / "c",
         "key": tmp / "k", "ca": tmp / "ca", "services": [{"name": "video"}],
-        "price_per_hour": 1.5,
+        "price_per_hour": 1.5, "benchmark_s": 0,
         "resources": [{"name": "gpu", "description": "GPUs", "value": 2}]}
     base.update(kw)
     return AgentConfig.model_validate(base)
+
+
+def test_agent_measures_a_benchmark_and_sends_it_once(tmp_path: Path) -> None:
+    """WP-3.1.5: the agent's benchmark rides on the next report, then is not resent."""
+    from telemetry.agent.main import Agent
+
+    async def go() -> None:
+        agent = Agent(_cfg(tmp_path, benchmark_s=0.2, node="mec1-srv"))
+        task = asyncio.create_task(agent._benchmark_loop())
+        try:
+            for _ in range(100):
+                if agent.benchmark is not None:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+        rep = agent.build_report("start")
+        assert rep.benchmark is not None and rep.benchmark.node == "mec1-srv"
+        assert rep.benchmark.fp32_gflops > 0
+
+    asyncio.run(go())
