@@ -313,9 +313,11 @@ class IngestServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self.port = 0
+        self._sessions: Any = None
 
     async def start(self, rt: Any) -> None:
         store = self._store or rt.store
+        self._sessions = getattr(rt, "sessions", None)  # GBA-6.7: telemetry sessions
         self.core = IngestCore(store, self.sec.cats,
                                stale_after_periods=self.sec.stale_after_periods)
         self._ctx = server_context(self.sec)
@@ -348,8 +350,15 @@ class IngestServer:
         assert self.core is not None
         while True:
             await asyncio.sleep(self.sec.check_s)
-            if self.core.check_stale():
+            stale = self.core.check_stale()
+            if stale:
                 self.core.flush()
+            if self._sessions is not None:
+                for key in stale:
+                    site, _, service = key.partition("/")
+                    if service == "*":
+                        self._sessions.down("telemetry", site, "no report within "
+                                            f"{self.sec.stale_after_periods:g} periods", site)
 
     async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -400,6 +409,8 @@ class IngestServer:
             return 413, {"error": f"body over {MAX_BODY} bytes"}
         try:
             adm = self.core.admit(body, site, ca_fp)
+            if self._sessions is not None:
+                self._sessions.up("telemetry", site, site)
         except ValidationError as exc:
             self.core.refused += 1
             log.warning("site report refused", extra={"fields": {

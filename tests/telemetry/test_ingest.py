@@ -153,3 +153,47 @@ def test_loopback_mtls_round_trip(core: IngestCore, store: SqliteStore,
     assert asyncio.run(go()) == (202, 403)
     assert store.get(ComputeMetrics, "MEC-1/video") is not None
     assert store.get(ComputeMetrics, "MEC-2/video") is None
+
+
+def test_agent_sessions_go_up_on_reports_and_down_when_stale(core: IngestCore,
+                                                              store: SqliteStore,
+                                                              tmp_path: Path) -> None:
+    """GBA-6.7: a site agent's telemetry session is up while it reports and down (an
+    alarm condition) once its reports stop for the declared periods."""
+    from types import SimpleNamespace
+
+    from controller.ops.sessions import SessionTable
+
+    core.close()
+    ca = CertificateAuthority(tmp_path / "ca")
+    ca.init()
+    ca.issue("MEC-1")
+    sec = TelemetrySection(listen="127.0.0.1:0", ca_bundle=ca.cert_path,
+                           server_cert=ca.dir / "server.pem", server_key=ca.dir / "server.key",
+                           stale_after_periods=0.5, check_s=0.1)
+    rt = SimpleNamespace(store=store, sessions=SessionTable())
+
+    async def go() -> list[str]:
+        srv = IngestServer(sec)
+        await srv.start(rt)
+        seen = []
+        try:
+            ctx = ssl.create_default_context(cafile=str(ca.cert_path))
+            ctx.load_cert_chain(ca.dir / "sites/MEC-1.pem", ca.dir / "sites/MEC-1.key")
+            async with httpx.AsyncClient(verify=ctx) as c:
+                r = await c.post(f"https://127.0.0.1:{srv.port}/v1/report", content=_body())
+                assert r.status_code == 202
+            seen.append(rt.sessions.snapshot()[0].state)
+            for _ in range(50):
+                await asyncio.sleep(0.1)
+                if rt.sessions.snapshot()[0].state == "down":
+                    break
+            seen.append(rt.sessions.snapshot()[0].state)
+        finally:
+            await srv.stop()
+        return seen
+
+    assert asyncio.run(go()) == ["up", "down"]
+    cond = rt.sessions.conditions()
+    assert [c.type for c in cond] == ["telemetry-session-down"]
+    assert "MEC-1" in cond[0].text
