@@ -50,6 +50,8 @@ BENCHES: dict[str, tuple[str, str]] = {
             "dnsperf, and metric-change → changed-answer latency for both."),
     "api-keepalive": ("labs.bench.api_keepalive", "REST ms/request on one reused "
                       "keep-alive connection, old proto-0 socket vs TCP_NODELAY (≤ 2 ms)."),
+    "console": ("labs.bench.console", "Web console load time on the GBA example in "
+                "headless Chromium, reload vs login alternated (goal < 1 s)."),
 }
 
 
