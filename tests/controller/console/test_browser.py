@@ -77,7 +77,7 @@ def config(tmp: Path, ns: dict[str, str], netlink: bool) -> Path:
     doc["flows"]["headend"]["netns"] = ns["R1"]
     doc["flows"]["paths"]["MEC-1"]["egress"]["netns"] = ns["R2"]
     doc["flows"]["paths"]["MEC-2"]["egress"]["netns"] = ns["R3"]
-    doc["tenants"] = [{"name": "acme"}]
+    doc["tenants"] = [{"name": "acme"}, {"name": "globex"}]
     doc["auth"] = {"tokens": [{"name": "noc", "role": "operator", "token": OP},
                               {"name": "acme-ops", "role": "tenant", "tenant": "acme",
                                "token": TEN}]}
@@ -138,6 +138,10 @@ def test_console_live_topology_flow_move_and_alarm_ack(controller: tuple[str, Pa
     assert nope.status_code == 401 and "missing bearer token" in nope.json()["error"]["message"]
     metrics(api, "MEC-1", 8.0, False)
     metrics(api, "MEC-2", 6.0, False)
+    assert api.post("/api/v1/price-plans", json={"name": "payg", "rates": {"cpu": "0.35"}}
+                    ).status_code == 201
+    assert api.post("/api/v1/orders", json={"tenant": "acme", "plan": "payg",
+                                            "start": "2026-01-01T00:00:00Z"}).status_code == 201
     wait_for(lambda: any(f["site"] == "MEC-1" for f in
                          api.get("/api/v1/console/overview").json()["flows"]), 30,
              "the video flow steered to MEC-1")
@@ -207,6 +211,16 @@ def test_console_live_topology_flow_move_and_alarm_ack(controller: tuple[str, Pa
         assert "tenant acme" in drv.find_element(By.ID, "whoami").text
         drv.find_element(By.CSS_SELECTOR, "#tabs button[data-tab='alarms']").click()
         assert not drv.find_elements(By.CSS_SELECTOR, "#alarms tbody tr")
+        # its bill (an order on a price plan, no usage yet), and no one else's
+        drv.find_element(By.CSS_SELECTOR, "#tabs button[data-tab='bills']").click()
+        drv.find_element(By.CSS_SELECTOR, "#bill-form button").click()
+        wait.until(lambda d: d.find_elements(By.ID, "bill-total"))
+        assert drv.find_element(By.ID, "bill-total").text == "0.00 CNY"
+        other = drv.find_element(By.ID, "bill-tenant")
+        other.clear()
+        other.send_keys("globex")
+        drv.find_element(By.CSS_SELECTOR, "#bill-form button").click()
+        wait.until(lambda d: "not found" in d.find_element(By.ID, "bill-error").text)
         shot("4-tenant-view")
 
         # load time on reload with the token kept in the session (recorded, not judged
