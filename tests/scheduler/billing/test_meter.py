@@ -80,3 +80,23 @@ def test_slice_held_and_flow_steered_are_intervals(rt: Runtime) -> None:
     assert all(r.quantity == r.rate * seconds(r.start, r.end) for r in recs)
     flow = m.open["flow-steering/video@R1"]  # still steered; nobody ordered the service
     assert flow.product == Product.FLOW.value and flow.tenant == "" and flow.site == "GZ-DC"
+
+
+def test_accelerator_instance_time_is_billed_to_the_jobs_tenant(rt: Runtime) -> None:
+    from controller.models import ComputeInstance, InstanceSpec, InstanceState, InstanceTopology
+
+    t0 = datetime(2026, 11, 3, 10, 0, tzinfo=UTC)
+    ran(rt, "job-gpu", t0, 60, {"gpu": 1})
+    inst = ComputeInstance(id="gpu0-i1", spec=InstanceSpec(compute_tflops=10, memory_gib=8),
+                           topology=InstanceTopology(card="gpu0", server="s1",
+                                                     cluster="GZ-DC"))
+    m = Meter(rt.store)
+    with rt.store.transaction("pool", "occupy") as txn:
+        txn.put(inst.model_copy(update={"state": InstanceState.IN_USE, "task": "job-gpu"}))
+    m.run_pass()
+    with rt.store.transaction("pool", "release") as txn:
+        txn.put(inst.model_copy(update={"state": InstanceState.AVAILABLE, "task": None}))
+    m.run_pass()
+    (rec,) = [r for r in rt.store.list(UsageRecord) if r.source == "instance"]
+    assert rec.product is Product.INSTANCE and rec.tenant == "acme" and rec.site == "GZ-DC"
+    assert rec.quantity == seconds(rec.start, rec.end) > 0 and rec.detail["task"] == "job-gpu"
