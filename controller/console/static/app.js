@@ -368,7 +368,8 @@ async function refresh(kinds) {
   if (any(NETWORK)) jobs.push(loadOverview());
   if (kinds.has("alarm")) jobs.push(loadAlarms());
   if (kinds.has("job")) jobs.push(loadJobs());
-  if (any(["sr-policy-intent", "slice", "sdwan-policy", "optical-path"])) jobs.push(loadServices());
+  if (any(["sr-policy-intent", "sr-policy-intent-status", "slice", "sdwan-policy",
+           "optical-path"])) jobs.push(loadServices());
   if (any(["usage-record", "order", "price-plan"]) && !$("#tab-bills").hidden) jobs.push(loadBill());
   await Promise.all(jobs);
 }
