@@ -309,8 +309,9 @@ async function loadAlarms() {
   const res = await api(`/api/v1/alarms?state=${all ? "all" : "active"}&include_shelved=${all}`);
   const s = res.summary;
   const badge = $("#alarm-badge");
-  badge.replaceChildren("alarms:", ...Object.entries(s.active).filter(([, n]) => n > 0)
-    .map(([sev, n]) => el("span", { class: `sev sev-${sev}` }, `${n} ${sev}`)));
+  const sevs = Object.entries(s.active).filter(([, n]) => n > 0);
+  badge.replaceChildren("alarms:", ...(sevs.length ? sevs.map(([sev, n]) =>
+    el("span", { class: `sev sev-${sev}` }, `${n} ${sev}`)) : [" none"]));
   $("#alarm-summary").textContent = `${s.unacknowledged} unacknowledged · ${s.shelved} shelved · ` +
     `${s.cleared} cleared`;
   const canAck = cpn.who.role !== "viewer";
