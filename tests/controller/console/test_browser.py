@@ -150,6 +150,19 @@ def test_console_live_topology_flow_move_and_alarm_ack(controller: tuple[str, Pa
     try:
         wait = WebDriverWait(drv, 20)
 
+        def q(css: str, what: str = "text") -> Any:
+            """Read an element's text or attribute in one step inside the page: the
+            console redraws tables live, so a held element reference can go stale."""
+            return drv.execute_script(
+                "const e = document.querySelector(arguments[0]); if (!e) return null;"
+                "return arguments[1] === 'text' ? e.innerText : e.getAttribute(arguments[1]);",
+                css, what)
+
+        def click(css: str) -> bool:
+            return bool(drv.execute_script(
+                "const e = document.querySelector(arguments[0]); if (e) e.click(); "
+                "return !!e;", css))
+
         def shot(name: str) -> None:
             p = tmp / f"console-{name}.png"
             drv.save_screenshot(str(p))
@@ -158,7 +171,7 @@ def test_console_live_topology_flow_move_and_alarm_ack(controller: tuple[str, Pa
         drv.get(f"{base}/console")
         drv.find_element(By.ID, "login-token").send_keys("not-a-token")
         drv.find_element(By.ID, "login-btn").click()
-        wait.until(lambda d: "refused" in d.find_element(By.ID, "login-error").text)
+        wait.until(lambda d: "refused" in (q("#login-error") or ""))
         tok = drv.find_element(By.ID, "login-token")
         tok.clear()
         tok.send_keys(OP)
@@ -170,21 +183,19 @@ def test_console_live_topology_flow_move_and_alarm_ack(controller: tuple[str, Pa
         links = drv.execute_script("return cpn.cy.edges('[id ^= \"link:\"]').length")
         assert links == 4
         assert drv.execute_script("return cpn.cy.$id('attach:R1').length") == 1  # gateway
-        flow = drv.find_element(By.CSS_SELECTOR, "[data-flow='video@R1']")
-        assert flow.get_attribute("data-site") == "MEC-1"
-        assert "R1 → R2 → MEC-1" in flow.text
-        wait.until(lambda d: "live" in d.find_element(By.ID, "live").text)
+        flow_css = "[data-flow='video@R1']"
+        assert q(flow_css, "data-site") == "MEC-1"
+        assert "R1 → R2 → MEC-1" in q(flow_css)
+        wait.until(lambda d: "live" in (q("#live") or ""))
         shot("1-topology")
 
         # MEC-1 overloaded: the flow controller moves the flow; the page follows live
         metrics(api, "MEC-1", 1.5, True)
-        wait.until(lambda d: d.find_element(
-            By.CSS_SELECTOR, "tr[data-site='MEC-1'][data-service='video']")
-            .get_attribute("data-state") == "overloaded")
-        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-flow='video@R1']")
-                   .get_attribute("data-site") == "MEC-2")
-        flow = drv.find_element(By.CSS_SELECTOR, "[data-flow='video@R1']")
-        assert "R1 → R3 → MEC-2" in flow.text and "was MEC-1" in flow.text
+        wait.until(lambda d: q("tr[data-site='MEC-1'][data-service='video']", "data-state")
+                   == "overloaded")
+        wait.until(lambda d: q(flow_css, "data-site") == "MEC-2")
+        moved = q(flow_css)
+        assert "R1 → R3 → MEC-2" in moved and "was MEC-1" in moved
         drawn = drv.execute_script("return cpn.cy.edges('.flow').map(e => e.id())")
         assert drawn == ["flow:video@R1:R1>R3", "flow:video@R1:R3>MEC-2"]
         assert drv.execute_script("return cpn.cy.$id('MEC-1').hasClass('overloaded')")
@@ -193,12 +204,10 @@ def test_console_live_topology_flow_move_and_alarm_ack(controller: tuple[str, Pa
         # the overload alarm, acknowledged from the page
         drv.find_element(By.CSS_SELECTOR, "#tabs button[data-tab='alarms']").click()
         row_css = "tr[data-type='site-overloaded'][data-resource='MEC-1/video']"
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row_css))
-        drv.find_element(By.CSS_SELECTOR, f"{row_css} button.ack").click()
-        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, row_css)
-                   .get_attribute("data-acked") == "1")
+        wait.until(lambda d: click(f"{row_css} button.ack"))
+        wait.until(lambda d: q(row_css, "data-acked") == "1")
         shot("3-alarm-acknowledged")
-        aid = drv.find_element(By.CSS_SELECTOR, row_css).get_attribute("data-alarm")
+        aid = q(row_css, "data-alarm")
         journal = api.get("/api/v1/events", params={"kind": "alarm", "key": aid}).json()
         acks = [e for e in journal["items"] if e["actor"] == "api:noc"]
         assert acks and acks[-1]["value"]["ack_note"] == "from the console"
@@ -214,13 +223,13 @@ def test_console_live_topology_flow_move_and_alarm_ack(controller: tuple[str, Pa
         # its bill (an order on a price plan, no usage yet), and no one else's
         drv.find_element(By.CSS_SELECTOR, "#tabs button[data-tab='bills']").click()
         drv.find_element(By.CSS_SELECTOR, "#bill-form button").click()
-        wait.until(lambda d: d.find_elements(By.ID, "bill-total"))
-        assert drv.find_element(By.ID, "bill-total").text == "0.00 CNY"
+        wait.until(lambda d: q("#bill-total") is not None)
+        assert q("#bill-total") == "0.00 CNY"
         other = drv.find_element(By.ID, "bill-tenant")
         other.clear()
         other.send_keys("globex")
         drv.find_element(By.CSS_SELECTOR, "#bill-form button").click()
-        wait.until(lambda d: "not found" in d.find_element(By.ID, "bill-error").text)
+        wait.until(lambda d: "not found" in (q("#bill-error") or ""))
         shot("4-tenant-view")
 
         # load time on reload with the token kept in the session (recorded, not judged
