@@ -119,9 +119,9 @@ def run(routes: int = 10_000, **_opts: Any) -> dict[str, Any]:
 async def _run(routes: int) -> dict[str, Any]:
     from controller.models import ComputeMetrics, Service
     from controller.runtime import Runtime, Settings
+    from labs.gobgp_site import GobgpNeighbor, gobgp_toml
     from labs.netns import Lab
     from telemetry.bgp.decoder import ExaBgpDecoder, PeerUp
-    from telemetry.bgp.gobgp import GobgpNeighbor, gobgp_toml
     from telemetry.bgp.ingest import BgpIngestCore
     from telemetry.bgp.models import BgpConfig
     from telemetry.plugin_bgp import BgpComponent

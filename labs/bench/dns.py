@@ -97,8 +97,8 @@ async def _bench(duration_s: float, clients: int, outstanding: int, trials: int,
     from controller.models import ComputeMetrics
     from controller.runtime import Runtime, Settings
     from dns_compute.component import DnsComponent
-    from dns_compute.knot import KnotServer, free_port
-    from dns_compute.sample import dns_section, entities, overloaded
+    from labs.dns_sample import dns_section, entities, overloaded
+    from labs.knot import KnotServer, free_port
 
     qfile = work / "queries.txt"
     qfile.write_text("\n".join(QUERIES) + "\n")

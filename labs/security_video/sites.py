@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
+from labs.gobgp_site import GobgpNeighbor, announce_argv, gobgp_toml
 from labs.security_video import topology as T
 from telemetry.bgp.codec import ComputeMetadata
-from telemetry.bgp.gobgp import GobgpNeighbor, announce_argv, gobgp_toml
 
 LOCAL_AS = 65000
 AGENT_UDP = 9870

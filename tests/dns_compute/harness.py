@@ -10,7 +10,7 @@ from typing import Any
 from controller.models import ComputeMetrics, Entity
 from controller.runtime import Runtime, Settings
 from dns_compute.component import DnsComponent
-from dns_compute.knot import free_port
+from labs.knot import free_port
 from tests.dns_compute.topo import dns_section, entities
 
 

@@ -20,7 +20,7 @@ from controller.cli.main import app
 from controller.models import Role
 from controller.runtime import Runtime, Settings
 from dns_compute.component import DnsComponent
-from dns_compute.knot import free_port
+from labs.knot import free_port
 from tests.dns_compute.harness import put
 from tests.dns_compute.topo import dns_section, entities, overloaded
 

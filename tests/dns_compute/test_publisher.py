@@ -12,7 +12,6 @@ import pytest
 
 from controller.errors import CommitError, ConnectionError
 from dns_compute.keeper import ZoneKeeper
-from dns_compute.knot import KnotServer, free_port, knotd_path, new_secret
 from dns_compute.publisher import (
     DnsPublisher,
     KnotPublisher,
@@ -21,6 +20,7 @@ from dns_compute.publisher import (
     managed,
 )
 from dns_compute.zone import Zone
+from labs.knot import KnotServer, free_port, knotd_path, new_secret
 from tests.dns_compute.topo import ZONE, dns_section, entities, overloaded
 
 needs_knot = pytest.mark.skipif(knotd_path() is None, reason="needs knotd")

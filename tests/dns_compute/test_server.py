@@ -17,7 +17,7 @@ import pytest
 
 from controller.auth import Principal, TokenLookup
 from controller.models import Role
-from dns_compute.knot import KnotServer, free_port, knotd_path
+from labs.knot import KnotServer, free_port, knotd_path
 from tests.conftest import have
 from tests.dns_compute.harness import put, running
 from tests.dns_compute.topo import overloaded

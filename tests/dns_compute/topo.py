@@ -1,7 +1,7 @@
-"""Test topology: re-exports ``dns_compute.sample`` (shared with the bench)."""
+"""Test topology: re-exports ``labs.dns_sample`` (shared with the bench)."""
 
 from __future__ import annotations
 
-from dns_compute.sample import DNS, ZONE, dns_section, entities, overloaded
+from labs.dns_sample import DNS, ZONE, dns_section, entities, overloaded
 
 __all__ = ["DNS", "ZONE", "dns_section", "entities", "overloaded"]

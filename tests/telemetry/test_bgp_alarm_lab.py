@@ -18,8 +18,8 @@ from controller.ops.engine import AlarmEngine
 from controller.ops.models import Alarm, Severity, alarm_id
 from controller.runtime import Runtime, Settings
 from controller.store.base import JournalQuery
+from labs.gobgp_site import GobgpNeighbor, gobgp_toml
 from labs.netns import Lab
-from telemetry.bgp.gobgp import GobgpNeighbor, gobgp_toml
 from telemetry.bgp.models import BgpConfig
 from telemetry.plugin_bgp import BgpComponent
 from tests.conftest import have, needs_netns

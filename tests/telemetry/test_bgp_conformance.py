@@ -17,10 +17,10 @@ from prometheus_client import generate_latest
 
 from controller.models import ComputeMetrics, Service, ServiceContactInstance, Site, SiteKind
 from controller.runtime import Runtime, Settings
+from labs.gobgp_site import GobgpNeighbor, announce_argv, gobgp_toml, withdraw_argv
 from labs.netns import Lab
 from telemetry.bgp.codec import ComputeMetadata
 from telemetry.bgp.decoder import PeerUp, Rejected
-from telemetry.bgp.gobgp import GobgpNeighbor, announce_argv, gobgp_toml, withdraw_argv
 from telemetry.bgp.models import BgpConfig
 from telemetry.plugin_bgp import BgpComponent
 from tests.conftest import have, needs_netns

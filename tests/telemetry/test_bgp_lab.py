@@ -15,11 +15,11 @@ import pytest
 from controller.events import StateChanged
 from controller.models import ComputeMetrics, Service, Site, SiteKind
 from controller.runtime import Runtime, Settings
+from labs.gobgp_site import GobgpNeighbor, announce_argv, gobgp_toml, withdraw_argv
 from labs.netns import Lab, Ns
 from telemetry import cats
 from telemetry.bgp.codec import ComputeMetadata
 from telemetry.bgp.decoder import PeerDown, PeerUp, Rejected
-from telemetry.bgp.gobgp import GobgpNeighbor, announce_argv, gobgp_toml, withdraw_argv
 from telemetry.bgp.models import BgpConfig
 from telemetry.plugin_bgp import BgpComponent
 from tests.conftest import have, needs_netns
