@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from controller.errors import CommitError
 from controller.models import Link
 from controller.models.link import LinkState
+from controller.ops.models import Alarm, Severity
 from controller.store import SqliteStore
 from labs.optical.fixture import OpticalLab
 from optical.models import PathState, Rate
@@ -112,6 +114,8 @@ def test_fiber_cuts_protect_and_restore_with_cross_layer(lab: OpticalLab,
             assert await ctl.wait_for(lambda: ctl.snaps["ne0"].state.active.get(
                 "omsp-f0-1") == "protect", 10)
             assert any(a.type == "los" and a.resource == "f0-1" for a in ctl.alarms())
+            # GBA-6.7: the NE's alarm reaches the controller's alarm store
+            eng, aid = _alarm_store_sees(ctl, store)
             # Cut an unprotected fiber: restoration moves ip1 to a new route.
             lab.cut("f2-3")
             assert await ctl.wait_for(lambda: unp.state is PathState.ACTIVE
@@ -123,8 +127,36 @@ def test_fiber_cuts_protect_and_restore_with_cross_layer(lab: OpticalLab,
             link = store.get(Link, "r1~r3")
             assert link is not None
             assert link.state is LinkState.UP and "duct-2" not in link.srlgs
+            # the span repaired: the NE clears its alarm, so does the alarm store
+            lab.repair("f0-1")
+            assert await ctl.wait_for(lambda: not any(
+                a.resource == "f0-1" and a.type == "los" for a in ctl.alarms()), 20)
+            eng.run_pass()
+            alarm = store.get(Alarm, aid)
+            assert alarm is not None and not alarm.active and alarm.count == 1
         finally:
             lab.repair("f0-1")
             lab.repair("f2-3")
             await ctl.stop()
     asyncio.run(go())
+
+
+def _alarm_store_sees(ctl: OpticalController, store: SqliteStore) -> tuple[Any, str]:
+    """Run the alarm engine's optical source over the running optical controller: the
+    NE's loss-of-signal on f0-1 becomes a major ``optical-ne-alarm`` in the store."""
+    import tempfile
+    from types import SimpleNamespace
+
+    from controller.ops.engine import AlarmEngine
+    from controller.runtime import Runtime, Settings
+
+    rt = Runtime(None, Settings(state=Path(tempfile.mkdtemp(prefix="cpn-optical-alarm-")),
+                                extra={"optical": SimpleNamespace(ctl=ctl)}), store=store)
+    eng = AlarmEngine()
+    eng.rt = rt
+    rt.alarm_sources["optical"] = eng._optical
+    eng.run_pass()
+    hits = [a for a in store.list(Alarm) if a.type == "optical-ne-alarm"
+            and a.resource.endswith(":f0-1") and a.active]
+    assert hits and hits[0].severity is Severity.MAJOR and "los" in hits[0].text
+    return eng, hits[0].id
