@@ -9,12 +9,19 @@ Rules:
   eligible instance when its own becomes ineligible; ``sticky`` moves it only when its
   instance is unavailable or stale (RFC 10053 instance affinity). With ``steer: false``
   the first placement is made and never changed (the lab's baseline).
-- Program: the headend's steering route for each service anycast prefix
-  (``Seg6Route``, H.Encaps) through a ``PolicyProgrammer``. Make-before-break
-  (DESIGN §1): every egress SID (End.DX4) is installed before any headend route uses
-  it, and the headend route is replaced atomically (one netlink ``NLM_F_REPLACE``),
-  so there is never a window without a route. A failed commit is undone by the
-  programmer and the previous path is kept.
+- Program: a placement is an SR policy intent (``srv6.intents``), not routes: the
+  service's flows at ``headend`` go to the router serving the chosen site
+  (``sites``: site → router) with the service's colour (``colors``, default 100), named
+  ``flows:<service>``. A move replaces the old intent by the new one in one store
+  transaction; the intent reconciler computes the path (CSPF), allocates the SIDs and
+  programs it through the one make-before-break implementation (``srv6.dataplane.mbb``):
+  the new egress SID first, then the headend's route replaced atomically, then the old
+  SID removed. The move is committed when the new intent's status is ``programmed``
+  (or ``verified``); if it is ``failed``/``degraded`` (or not programmed within
+  ``program_timeout_s``) the old intent is put back and the previous path is kept.
+  Before a move the path is computed (pure): an endpoint the topology cannot reach is
+  not tried. The routers' bindings and the coloured service prefixes are the
+  ``intents:`` section's (``intents.endpoints.<router>.prefixes``).
 - Access classification (optional ``access``): the OpenFlow access switch in front of
   the headend (os-ken steering app, ``srv6.steering.openflow_app``) gets one rule per
   steered service — its anycast address, protocol and port — that marks the flow's DSCP
@@ -34,7 +41,6 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Self
@@ -48,36 +54,20 @@ from controller.models.base import Entity, Model, Name, register
 from controller.models.job import utcnow
 from controller.models.service import AffinityMode
 from controller.runtime import Runtime
+from srv6.models import SrPolicyIntent
 
 log = logging.getLogger("cpn.flows")
 
+#: colour of a service's intents when ``flows.colors`` does not name it
+DEFAULT_COLOR = 100
+
 
 # ----------------------------------------------------------------------------- config
-class EgressSpec(Model):
-    """The egress node of a path: ``node``, ``netns`` (None = the controller's own),
-    ``sid`` (End.DX4 SID), ``dev`` (towards the site), ``nh4`` (the instance address)."""
-
-    node: str
-    netns: str | None = None
-    sid: str
-    dev: str
-    nh4: str
-
-
-class PathSpec(Model):
-    """How the headend reaches a site: ``segments`` (travel order), ``dev`` (headend
-    output interface), ``egress`` (the SID to install there, optional)."""
-
-    segments: list[str] = Field(min_length=1)
-    dev: str
-    egress: EgressSpec | None = None
-
-
 class HeadendSpec(Model):
-    """The SRv6 headend steering client traffic: ``node``, ``netns``."""
+    """The SRv6 headend steering client traffic: ``node`` (a router of the topology,
+    bound to its programmer in ``intents.nodes``)."""
 
     node: str
-    netns: str | None = None
 
 
 class AccessSpec(Model):
@@ -99,20 +89,22 @@ class AccessSpec(Model):
 
 class FlowsSection(Model):
     """``flows:`` config section. ``enabled`` (the loop runs only when true); ``steer``
-    (False = place once, never move); ``services`` (names; empty = every service with a
-    path); ``client_node`` (where clients attach, for path delay); ``headend``;
-    ``paths`` (site → PathSpec); ``access`` (AccessSpec, optional); ``programmer``
-    (``netlink``; ``memory`` for dry runs); ``log`` (JSON-lines file, default
-    ``<state>/flows.jsonl``)."""
+    (False = place once, never move); ``services`` (names; empty = every service with an
+    instance at one of ``sites``); ``client_node`` (where clients attach, for path
+    delay); ``headend``; ``sites`` (site → the router serving it: the intent's
+    endpoint); ``colors`` (service → colour of its intents, default 100);
+    ``program_timeout_s``; ``access`` (AccessSpec, optional); ``log`` (JSON-lines file,
+    default ``<state>/flows.jsonl``)."""
 
     enabled: bool = False
     steer: bool = True
     services: list[Name] = Field(default_factory=list)
     client_node: str | None = None
     headend: HeadendSpec | None = None
-    paths: dict[Name, PathSpec] = Field(default_factory=dict)
+    sites: dict[Name, Name] = Field(default_factory=dict)
+    colors: dict[Name, int] = Field(default_factory=dict)
+    program_timeout_s: float = Field(default=10.0, gt=0, le=300)
     access: AccessSpec | None = None
-    programmer: str = Field(default="netlink", pattern="^(netlink|memory)$")
     log: str | None = None
 
     @model_validator(mode="after")
@@ -224,72 +216,95 @@ class FlowController:
         self.he: HeadendSpec = cfg.headend
         self.current: dict[str, str] = {}
         self.rt: Runtime | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flows-nl")
-        self._programmers: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._log_path: str | None = None
         self._unsub: Any = None
         self._access_applied: list[dict[str, Any]] | None = None
 
-    # -- programmers (all netlink work on one thread: pyroute2 sockets are not shared)
-    def _programmer(self, node: str, netns: str | None) -> Any:
-        prog = self._programmers.get(node)
-        if prog is None:
-            if self.cfg.programmer == "memory":
-                from srv6.dataplane import MemoryProgrammer
-                prog = MemoryProgrammer(node)
-            else:
-                from srv6.dataplane.netlink import NetlinkProgrammer
-                prog = NetlinkProgrammer(node, netns=netns)
-            self._programmers[node] = prog
-        return prog
+    # -- intents: a placement is an SR policy intent the reconciler programs
+    def color(self, service: str) -> int:
+        return self.cfg.colors.get(service, DEFAULT_COLOR)
 
-    def _commit(self, node: str, netns: str | None, routes: list[Any]) -> Any:
-        from srv6.dataplane import NodeState
+    def intent_for(self, service: str, site: str, preference: int = 100) -> SrPolicyIntent:
+        return SrPolicyIntent(headend=self.he.node, endpoint=self.cfg.sites[site],
+                              color=self.color(service), name=f"flows:{service}",
+                              preference=preference)
 
-        prog = self._programmer(node, netns)
-        prog.load(NodeState.of(routes))
-        return prog.commit()
+    def _owned(self) -> dict[str, SrPolicyIntent]:
+        """This controller's intents by service (``name`` = ``flows:<service>``)."""
+        assert self.rt is not None
+        return {i.name.removeprefix("flows:"): i for i in self.rt.store.list(SrPolicyIntent)
+                if i.name.startswith("flows:") and i.headend == self.he.node}
 
-    def _install_egress(self) -> None:
-        """Make-before-break, step 1: every egress SID exists before any path uses it."""
-        from srv6.dataplane import Seg6LocalRoute
+    def _reachable(self, endpoint: str) -> str | None:
+        """Why the headend cannot reach ``endpoint`` (pure CSPF), or None."""
+        from srv6.api_paths import topology_from_store
+        from srv6.paths import compute_path
 
-        by_node: dict[str, tuple[str | None, list[Any]]] = {}
-        for path in self.cfg.paths.values():
-            e = path.egress
-            if e is None:
-                continue
-            netns, routes = by_node.setdefault(e.node, (e.netns, []))
-            routes.append(Seg6LocalRoute(sid=e.sid, action="End.DX4", dev=e.dev, nh4=e.nh4))
-        for node, (netns, routes) in by_node.items():
-            res = self._commit(node, netns, routes)
-            if res.failed:
-                raise RuntimeError(f"flows: cannot install egress SIDs on {node}: {res.error}")
+        assert self.rt is not None
+        try:
+            res = compute_path(topology_from_store(self.rt.store), self.he.node, endpoint,
+                               with_segments=False)
+        except Exception as exc:  # malformed topology: say so, keep the flow
+            return str(exc)
+        return None if res.ok else f"{res.failed_constraint}: {res.reason}"
 
-    def _headend_routes(self, services: Mapping[str, Service],
-                        placement: Mapping[str, str]) -> list[Any]:
-        from srv6.dataplane import Seg6Route
+    async def _program(self, service: str, site: str) -> tuple[bool, str, list[str], float]:
+        """Swap ``service``'s intent to ``site``; wait for its status. Returns (ok, error,
+        segments, ms)."""
+        from srv6.intents.models import IntentState, SrPolicyIntentStatus
+        from srv6.intents.reconciler import spec_digest
 
-        routes = []
-        for name, site in placement.items():
-            svc, path = services[name], self.cfg.paths[site]
-            for addr in svc.anycast:
-                plen = 32 if addr.version == 4 else 128
-                routes.append(Seg6Route(dst=f"{addr}/{plen}", segments=tuple(path.segments),
-                                        dev=path.dev))
-        return routes
+        assert self.rt is not None
+        store = self.rt.store
+        old = self._owned().get(service)
+        new = self.intent_for(service, site, old.preference if old else 100)
+        why = self._reachable(new.endpoint)
+        if why is not None:
+            return False, f"{new.endpoint} unreachable from {self.he.node} ({why})", [], 0.0
+        t0 = time.perf_counter()
+        if old is None or old != new:
+            with store.transaction("flows", f"place {service} at {site}") as txn:
+                if old is not None and old.key != new.key:
+                    txn.delete(SrPolicyIntent, old.key)
+                txn.put(new)
+        digest = spec_digest(new)
+        deadline = t0 + self.cfg.program_timeout_s
+        st = None
+        while time.perf_counter() < deadline:
+            st = store.get(SrPolicyIntentStatus, new.key)
+            if st is not None and st.spec_digest == digest and \
+                    st.state is not IntentState.PENDING:
+                break
+            await asyncio.sleep(0.002)
+        ms = (time.perf_counter() - t0) * 1e3
+        if st is not None and st.spec_digest == digest and st.state in (
+                IntentState.PROGRAMMED, IntentState.VERIFIED) and st.active is not None:
+            return True, "", list(st.active.segments), ms
+        err = (f"intent {new.key} is {st.state.value}: {st.reason} (fix: {st.fix})"
+               if st is not None and st.spec_digest == digest else
+               f"intent {new.key} not programmed within {self.cfg.program_timeout_s:g} s; "
+               "is the intents: section configured with this headend and endpoint?")
+        if old is None or old.key != new.key:  # put the previous placement back
+            with store.transaction("flows", f"revert {service}: {err}"[:500]) as txn:
+                txn.delete(SrPolicyIntent, new.key)
+                if old is not None:
+                    txn.put(old)
+        return False, err, [], ms
 
     # -- component
     async def start(self, rt: Runtime) -> None:
         self.rt = rt
         self._log_path = self.cfg.log or str(rt.settings.state / "flows.jsonl")
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._pool, self._install_egress)
+        for svc, it in self._owned().items():  # a restart resumes the stored placement
+            site = next((s for s, r in self.cfg.sites.items() if r == it.endpoint), None)
+            if site is not None:
+                self.current[svc] = site
         self._unsub = rt.bus.on(StateChanged, self._on_change)
-        await self._evaluate()
-        await self._apply_access()
+        # the first placement runs in the loop: it waits for the intent reconciler,
+        # which may start after this component
+        self._wake.set()
         self._task = asyncio.create_task(self._loop(), name="flows")
 
     async def stop(self) -> None:
@@ -299,10 +314,6 @@ class FlowController:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for prog in self._programmers.values():
-            with contextlib.suppress(Exception):
-                prog.close()
-        self._pool.shutdown(wait=False)
 
     def _on_change(self, ev: StateChanged) -> None:
         if any(c.kind in (ComputeMetrics.KIND, Service.KIND) for c in ev.changes):
@@ -313,7 +324,7 @@ class FlowController:
             await self._wake.wait()
             self._wake.clear()
             try:
-                if await self._evaluate():
+                if await self._evaluate() or self._access_applied is None:
                     await self._apply_access()
             except Exception:
                 log.exception("flows: evaluation failed; previous paths kept")
@@ -323,7 +334,7 @@ class FlowController:
         wanted = set(self.cfg.services)
         return {s.name: s for s in self.rt.store.list(Service)
                 if (not wanted or s.name in wanted)
-                and any(i.site in self.cfg.paths for i in s.instances)}
+                and any(i.site in self.cfg.sites for i in s.instances)}
 
     def access_rules(self, services: Mapping[str, Service]) -> list[dict[str, Any]]:
         """The access switch's rule set for the steered ``services`` (pure)."""
@@ -378,37 +389,31 @@ class FlowController:
         links, metrics = store.list(Link), store.list(ComputeMetrics)
         decisions = [decide(svc, self.current.get(name), steer=self.cfg.steer,
                             client_node=self.cfg.client_node, sites=sites, routers=routers,
-                            links=links, metrics=metrics, reachable=list(self.cfg.paths))
+                            links=links, metrics=metrics, reachable=list(self.cfg.sites))
                      for name, svc in services.items()]
         changed = [d for d in decisions if d.site is not None
                    and d.site != self.current.get(d.service)]
         if not changed:
             return False
-        placement = dict(self.current)
+        committed = False
         for d in changed:
             assert d.site is not None
-            placement[d.service] = d.site
-        routes = self._headend_routes(services, placement)
-        he = self.he
-        t0 = time.monotonic_ns()
-        res = await asyncio.get_running_loop().run_in_executor(
-            self._pool, self._commit, he.node, he.netns, routes)
-        t1 = time.monotonic_ns()
-        ok = not res.failed
-        if ok:
-            self.current = placement
-        for d in changed:
-            self._journal(d, ok, (t1 - t0) / 1e6, t_obs, t1, res.error if not ok else None)
-        return ok
+            ok, err, segments, ms = await self._program(d.service, d.site)
+            t1 = time.monotonic_ns()
+            if ok:
+                self.current[d.service] = d.site
+                committed = True
+            self._journal(d, ok, ms, t_obs, t1, err or None, segments)
+        return committed
 
-    def _journal(self, d: SteeringDecision, ok: bool, program_ms: float, t_obs: int, t_commit: int,
-                 error: str | None) -> None:
+    def _journal(self, d: SteeringDecision, ok: bool, program_ms: float, t_obs: int,
+                 t_commit: int, error: str | None, segments: list[str]) -> None:
         assert self.rt is not None
         prev = self.rt.store.get(FlowSteering, f"{d.service}@{self.he.node}")
         site = d.site if ok else (prev.site if prev else None)
         rec = FlowSteering(
             service=d.service, headend=self.he.node, site=site, address=d.address,
-            segments=list(self.cfg.paths[d.site].segments) if d.site else [],
+            segments=segments if ok else (prev.segments if prev else []),
             previous_site=prev.site if prev else None,
             reason=d.reason if ok else f"program failed, previous path kept: {error}",
             inputs=d.inputs, decided_at=utcnow(), program_ms=round(program_ms, 3),

@@ -125,9 +125,8 @@ class Run:
         doc["flows"]["access"] = {"api": str(of_api), "mark": {"video": VIDEO_DSCP}}
         doc["controller"]["state"] = str(self.dir / "state")
         doc["flows"]["steer"] = self.p.steer
-        doc["flows"]["headend"]["netns"] = t.r1.name
-        doc["flows"]["paths"]["MEC-1"]["egress"]["netns"] = t.r2.name
-        doc["flows"]["paths"]["MEC-2"]["egress"]["netns"] = t.r3.name
+        for router, ns in (("R1", t.r1), ("R2", t.r2), ("R3", t.r3)):
+            doc["intents"]["nodes"][router]["netns"] = ns.name
         # the camera's flow must keep one service address across the handover: the
         # network (R1) steers it; new answers show the choice in SVCB priorities
         doc["dns"] = {"services": {"video": {"anycast": True}}}

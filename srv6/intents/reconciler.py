@@ -504,7 +504,7 @@ class IntentReconciler:
         specs = {i.key: i for i in intents}
         new: dict[str, SrPolicyIntentStatus] = {}
         for key, ip in plan.intents.items():
-            digest = hashlib.sha1(specs[key].model_dump_json().encode()).hexdigest()[:16]
+            digest = spec_digest(specs[key])
             new[key] = self._status(ip, old.get(key), digest, actual, held, rep.frozen, now)
         changed = [s for k, s in new.items() if _material(old.get(k)) != _material(s)]
         gone = [k for k in old if k not in new]
@@ -568,6 +568,11 @@ class IntentReconciler:
         if old is None or out.state != old.state:
             out = out.model_copy(update={"changed_at": now})
         return out
+
+
+def spec_digest(intent: SrPolicyIntent) -> str:
+    """The digest a status records of the spec it was computed for (``spec_digest``)."""
+    return hashlib.sha1(intent.model_dump_json().encode()).hexdigest()[:16]
 
 
 def _same(a: Mapping[str, NodeState], b: Mapping[str, NodeState]) -> bool:

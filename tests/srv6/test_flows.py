@@ -74,9 +74,12 @@ def test_flows_section_needs_a_headend_when_enabled() -> None:
     assert FlowsSection().enabled is False
     with pytest.raises(ValidationError, match="headend"):
         FlowsSection.model_validate({"enabled": True})
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError):  # hand-written paths are gone: sites → routers
         FlowsSection.model_validate({"enabled": True, "headend": {"node": "R1"},
                                      "paths": {"MEC-1": {"segments": [], "dev": "eth1"}}})
+    ok = FlowsSection.model_validate({"enabled": True, "headend": {"node": "R1"},
+                                      "sites": {"MEC-1": "R2"}, "colors": {"video": 7}})
+    assert ok.sites == {"MEC-1": "R2"}
 
 
 def test_access_rules_mark_only_placed_services_and_refuse_bad_dscp() -> None:
@@ -86,7 +89,7 @@ def test_access_rules_mark_only_placed_services_and_refuse_bad_dscp() -> None:
 
     cfg = FlowsSection.model_validate({
         "enabled": True, "headend": {"node": "R1"},
-        "paths": {"MEC-1": {"segments": ["fc00:0:2::100"], "dev": "eth1"}},
+        "sites": {"MEC-1": "R2"},
         "access": {"api": "/run/cpn-of.sock", "mark": {"video": 34}}})
     fc = FlowController(cfg)
     svc = _svc()

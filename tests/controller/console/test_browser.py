@@ -73,10 +73,10 @@ def kernel_has_seg6(lab: Lab) -> bool:
 
 def config(tmp: Path, ns: dict[str, str], netlink: bool) -> Path:
     doc = yaml.safe_load((ROOT / "examples" / "security-video-lab.yaml").read_text())
-    doc["flows"]["programmer"] = "netlink" if netlink else "memory"
-    doc["flows"]["headend"]["netns"] = ns["R1"]
-    doc["flows"]["paths"]["MEC-1"]["egress"]["netns"] = ns["R2"]
-    doc["flows"]["paths"]["MEC-2"]["egress"]["netns"] = ns["R3"]
+    for router in ("R1", "R2", "R3"):
+        node = doc["intents"]["nodes"][router]
+        node["programmer"] = "netlink" if netlink else "memory"
+        node["netns"] = ns[router]
     doc["tenants"] = [{"name": "acme"}, {"name": "globex"}]
     doc["auth"] = {"tokens": [{"name": "noc", "role": "operator", "token": OP},
                               {"name": "acme-ops", "role": "tenant", "tenant": "acme",
