@@ -106,8 +106,10 @@ async def _latency(rt: Runtime, rec: IntentReconciler, intents: list[SrPolicyInt
 def run(intents: int = 200, routers: int = 20, cold: int = 1000, backend: str = "auto",
         **_opts: Any) -> dict[str, Any]:
     intents, routers, cold = int(intents), int(routers), int(cold)
+    why_memory = "asked for (backend=memory)"
     if backend == "auto":
         backend = "netlink" if srv6_supported() else "memory"
+        why_memory = "no SRv6 dataplane could be programmed on this kernel"
     bb = mesh(routers)
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cpn-bint-")))
@@ -152,8 +154,8 @@ def run(intents: int = 200, routers: int = 20, cold: int = 1000, backend: str = 
             "cold_goal_s": 5.0, "cold_programmed": programmed, "cold_ops": rep.ops,
             "cold_plan_ms": round(rep.plan_ms, 1), "reapply_ops": again.ops,
             "routes_in_devices": routes, "load_avg_1m": round(os.getloadavg()[0], 2),
-            **({"note": "this kernel lacks seg6 lwtunnel (CONFIG_IPV6_SEG6_LWTUNNEL): "
-                "measured on in-memory devices"} if backend == "memory" else {})}
+            **({"note": f"measured on in-memory devices: {why_memory}"}
+               if backend == "memory" else {})}
 
 
 def _fresh_programmers(rec: IntentReconciler) -> dict[str, Any]:

@@ -18,6 +18,8 @@ Rules:
   ``degraded`` naming the device, the error and the fix; no SID is removed anywhere in
   such a pass (a held path may still use it); every other intent is programmed. The
   next pass retries.
+- A pass for an event takes the routers as the last pass read them and reads back only
+  the ones it changes; the periodic pass (every ``readback_s``) reads every router.
 - Drift: a pass whose plan equals the last applied plan but finds ops to do repaired
   drift (a route deleted or altered by hand restored, a stale one removed); each
   repaired op counts in ``cpn_srv6_intent_repairs_total``.
@@ -153,6 +155,7 @@ class IntentReconciler:
         self._memo: dict[str, Any] = {}
         self._watch: Any = None
         self._probed: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._seen: dict[str, NodeState] = {}  # routers as the last pass read them
         self._ends: dict[tuple[str, str], bool] = {}
 
     # ------------------------------------------------------------------ component
@@ -231,20 +234,25 @@ class IntentReconciler:
         self._wake.set()
 
     async def _loop(self) -> None:
+        next_full = time.monotonic() + self.sec.readback_s
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.sec.readback_s)
+                await asyncio.wait_for(self._wake.wait(),
+                                       max(0.0, next_full - time.monotonic()))
             self._wake.clear()
+            full = time.monotonic() >= next_full
+            if full:
+                next_full = time.monotonic() + self.sec.readback_s
             try:
-                await self.run_pass()
+                await self.run_pass(full)
             except Exception:
                 log.exception("srv6 intents: pass failed; network left as it was")
 
-    async def run_pass(self) -> PassReport:
+    async def run_pass(self, full: bool = True) -> PassReport:
         assert self.rt is not None
         store = self.rt.store
         return await asyncio.get_running_loop().run_in_executor(
-            self._pool, self.reconcile_once, store)
+            self._pool, self.reconcile_once, store, full)
 
     # ------------------------------------------------------------------ metrics
     def _register_metrics(self, rt: Runtime) -> None:
@@ -362,17 +370,23 @@ class IntentReconciler:
                             protect=self.sec.protect, memo=self._memo), intents
 
     # ------------------------------------------------------------------ the pass
-    def reconcile_once(self, store: Store) -> PassReport:
+    def reconcile_once(self, store: Store, full: bool = True) -> PassReport:
+        """One pass. ``full`` reads every router back (drift repair: the periodic pass);
+        otherwise (a pass for an intent or topology event) routers are taken as the last
+        pass left them and only the ones it changes are read back."""
         with self._lock:
-            return self._pass(store)
+            return self._pass(store, full)
 
-    def _pass(self, store: Store) -> PassReport:
+    def _pass(self, store: Store, full: bool = True) -> PassReport:
         t0 = time.perf_counter()
         rep = PassReport()
         plan, intents = self.plan(store)
         rep.plan_ms = (time.perf_counter() - t0) * 1e3
         actual: dict[str, NodeState] = {}
         for node, prog in self.programmers.items():
+            if not full and node in self._seen:
+                actual[node] = self._seen[node]
+                continue
             try:
                 actual[node] = prog.read_actual()
             except (CpnError, OSError) as exc:
@@ -395,8 +409,12 @@ class IntentReconciler:
                 rep.ops += n_ops
                 if drift and not held and not rep.frozen:
                     rep.repairs += n_ops
-                for n in todo:
-                    actual[n] = target[n]
+                for n in todo:  # read back what the routers now hold
+                    try:
+                        actual[n] = self.programmers[n].read_actual()
+                    except (CpnError, OSError) as exc:
+                        rep.frozen[n] = f"unreachable: {exc}"
+                        actual.pop(n, None)
                 break
             node = res.failed_step.split(":", 1)[1]
             rep.frozen[node] = f"refused: {res.error}"
@@ -408,6 +426,7 @@ class IntentReconciler:
             target = self._target(plan, actual, rep.frozen, held)
         if not rep.frozen and not held:
             self._applied = plan.nodes
+        self._seen = {n: st for n, st in actual.items() if n not in rep.frozen}
         rep.elapsed_ms = (time.perf_counter() - t0) * 1e3
         states = self._write_status(store, plan, intents, actual, held, rep)
         self.passes += 1
