@@ -31,6 +31,7 @@ from pydantic import Field, field_validator, model_validator
 
 from controller.models.base import Entity, Model, Name, register
 from srv6.dataplane.bgp_config import BgpPeerSpec
+from srv6.intents.ifpoll import IfStateDevice
 
 
 class IntentState(StrEnum):
@@ -160,7 +161,9 @@ class IntentsSection(Model):
     ``readback_s`` (period of the drift check); ``hysteresis_pct`` (delay or bandwidth
     changes smaller than this do not trigger a re-plan); ``verify`` (probe each new
     path with scapy when the headend and egress are namespaces); ``watch_links``
-    (follow interface carrier on netlink nodes and write ``Link.state``)."""
+    (follow interface carrier on netlink nodes and write ``Link.state``); ``ifstate``
+    (routers whose interface state is read over NETCONF, RFC 8343, every
+    ``ifstate_s``: ``srv6.intents.ifpoll``)."""
 
     enabled: bool = True
     nodes: dict[Name, NodeBinding] = Field(default_factory=dict)
@@ -171,3 +174,5 @@ class IntentsSection(Model):
     hysteresis_pct: float = Field(default=10.0, ge=0, le=100)
     verify: bool = True
     watch_links: bool = True
+    ifstate: list[IfStateDevice] = Field(default_factory=list)
+    ifstate_s: float = Field(default=1.0, gt=0, le=3600)

@@ -154,6 +154,7 @@ class IntentReconciler:
         self._metrics: dict[str, Any] = {}
         self._memo: dict[str, Any] = {}
         self._watch: Any = None
+        self._ifpoll: Any = None
         self._probed: dict[tuple[str, tuple[str, ...]], float] = {}
         self._seen: dict[str, NodeState] = {}  # routers as the last pass read them
         self._ends: dict[tuple[str, str], bool] = {}
@@ -171,6 +172,12 @@ class IntentReconciler:
         self._unsub = rt.bus.on(StateChanged, self._on_change)
         if self.sec.watch_links:
             self._start_linkwatch(loop)
+        if self.sec.ifstate:
+            from srv6.intents.ifpoll import InterfacePoller
+
+            self._ifpoll = InterfacePoller(self.sec.ifstate, self.sec.ifstate_s,
+                                           self.link_event)
+            self._ifpoll.start()
         await self.run_pass()
         self._task = asyncio.create_task(self._loop(), name="srv6-intents")
 
@@ -190,8 +197,9 @@ class IntentReconciler:
         self._watch.start()
 
     def link_event(self, node: str, dev: str, up: bool) -> None:
-        """An interface of ``node`` changed carrier: write the link's state (up iff every
-        end we watch is up); the store change triggers the re-plan."""
+        """An interface of ``node`` went up or down (kernel carrier, or RFC 8343
+        oper-status over NETCONF): write the link's state (up iff every end we watch is
+        up); the store change triggers the re-plan."""
         assert self.rt is not None
         b = self.sec.nodes.get(node)
         keys = [k for k, d in (b.devs.items() if b else ()) if d == dev]
@@ -213,6 +221,8 @@ class IntentReconciler:
             self._unsub()
         if self._watch is not None:
             self._watch.stop()
+        if self._ifpoll is not None:
+            await self._ifpoll.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
