@@ -17,7 +17,9 @@ reconciler programming every router over netlink). The scenario:
    are measured;
 4. the policy route is deleted by hand at BJ; the reconciler's read-back restores it
    (time to repair, ``cpn_srv6_intent_repairs_total``);
-5. the report (JSON + text) goes to ``report/``.
+5. the controller is restarted on the same state under a stream: no frame may be lost
+   and its first pass must change nothing (SIDs persisted, planning deterministic);
+6. the report (JSON + text) goes to ``report/``.
 
 A kernel without seg6 lwtunnel (``CONFIG_IPV6_SEG6_LWTUNNEL``) cannot run it: the lab
 says so and stops before building anything.
@@ -68,7 +70,8 @@ class Controller:
                           Settings(api=("127.0.0.1", self.api_port),
                                    dns=("127.0.0.1", free_port()), state=work / "state"))
         self.rt.apply_config()
-        self.rt.store.add_token(digest(OP), "noc", "operator", None)
+        if self.rt.store.find_token(digest(OP)) is None:  # a restart keeps the store
+            self.rt.store.add_token(digest(OP), "noc", "operator", None)
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -231,6 +234,34 @@ def _repair(w: Wired, ctl: Controller, key: str) -> dict[str, Any]:
             "metrics_line": line}
 
 
+def _restart(w: Wired, ctl: Controller, work: Path, cfg: dict[str, Any], key: str,
+             rate: int) -> tuple[Controller, dict[str, Any]]:
+    """Stop the controller and start a new one on the same state under a stream: the
+    working paths must stay (no frame lost) and its first pass must change nothing."""
+    host = w.hosts[key.split("~")[2]]
+    dst = ctl.status(key)["prefixes"][0].rsplit(".", 1)[0] + ".2"
+    count = rate * 3
+    recv = host.popen(_args("recv", str(STREAM_PORT + 1), "--count", str(count), "--idle",
+                            "2"), name="restart receiver", stdout=subprocess.PIPE)
+    time.sleep(0.3)
+    send = w.clients["BJ"].popen(_args("send", dst, str(STREAM_PORT + 1), "--rate",
+                                       str(rate), "--count", str(count)),
+                                 name="restart sender", stdout=subprocess.PIPE)
+    time.sleep(0.5)
+    t0 = time.perf_counter()
+    ctl.close()
+    new = Controller(work, cfg)
+    first = new.reconciler.first
+    took = time.perf_counter() - t0
+    send.communicate(timeout=30)
+    r_out, _ = recv.communicate(timeout=30)
+    got = json.loads(r_out.decode().strip().splitlines()[-1])
+    return new, {"restart_s": round(took, 2), "first_pass_ops": first.ops if first else None,
+                 "stream": {"sent": count, "received": got.get("received"),
+                            "lost": got.get("lost")},
+                 "state_after": new.status(key)["state"]}
+
+
 def run(report: Path, rate: int = 1000, seconds: float = 4.0) -> dict[str, Any]:
     if not srv6_supported():
         raise LabError("this kernel has no seg6 lwtunnel (CONFIG_IPV6_SEG6_LWTUNNEL is not "
@@ -271,6 +302,7 @@ def run(report: Path, rate: int = 1000, seconds: float = 4.0) -> dict[str, Any]:
                                           cut_at=seconds / 3)
             mend(w, first[0], first[1])
             out["repair"] = _repair(w, ctl, "BJ~100~M1")
+            ctl, out["restart"] = _restart(w, ctl, report, cfg, "BJ~100~M1", rate)
             out["final"] = {k: ctl.status(k)["state"] for k in ("BJ~100~M1", "BJ~200~M2")}
         finally:
             ctl.close()
@@ -302,9 +334,16 @@ def render(r: dict[str, Any]) -> str:
         f"{' -> '.join(c['backup_before'] or [])})",
         f"repair   {rep['deleted']} restored in {rep['restored_ms']} ms; repairs counted "
         f"{rep['repairs_counted']} ({rep['metrics_line']})",
+        f"restart  controller restarted in {r['restart']['restart_s']} s under a "
+        f"{rate_of(r)} Hz stream: lost {r['restart']['stream']['lost']}, first pass "
+        f"changed {r['restart']['first_pass_ops']} routes",
         f"final    {r['final']}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def rate_of(r: dict[str, Any]) -> int:
+    return int(r["cut"]["rate_hz"])
 
 
 def run_cli(report: Path, rate: int, seconds: float) -> int:

@@ -149,6 +149,7 @@ class IntentReconciler:
         self.repairs_total = 0
         self.passes = 0
         self.last: PassReport | None = None
+        self.first: PassReport | None = None  # a restart's first pass (0 ops: nothing torn)
         self.listeners: list[Callable[[list[SrPolicyIntentStatus]], None]] = []
         self.verifier: Any = None
         self._metrics: dict[str, Any] = {}
@@ -439,6 +440,10 @@ class IntentReconciler:
         self._seen = {n: st for n, st in actual.items() if n not in rep.frozen}
         rep.elapsed_ms = (time.perf_counter() - t0) * 1e3
         states = self._write_status(store, plan, intents, actual, held, rep)
+        if self.passes == 0:
+            self.first = rep
+            key_event(log, "first intent pass after start", ops=rep.ops,
+                      frozen=len(rep.frozen), ms=round(rep.elapsed_ms, 1))
         self.passes += 1
         self.repairs_total += rep.repairs
         self.last = rep

@@ -31,5 +31,7 @@ def test_intents_lab_verifies_repaths_and_repairs(tmp_path: Path) -> None:
     assert cut["cut_link"] not in "~".join(cut["path_after"])
     assert cut["receiver"]["lost"] <= 50, cut  # backup pre-installed: ≤ 50 ms at 1 kHz
     assert out["repair"]["repairs_counted"] >= 1 and out["repair"]["restored_ms"] < 5000
+    assert out["restart"]["first_pass_ops"] == 0  # restart tears nothing down
+    assert out["restart"]["stream"]["lost"] == 0
     assert set(out["final"].values()) <= {"programmed", "verified"}
     assert (tmp_path / "intents-report.txt").read_text().startswith("intents lab:")
