@@ -86,11 +86,19 @@ class DnsComponent:
         self.feed = ChangeFeed()
         self._unsub: Any = None
         self._scheduled = False
+        self._collector: Any = None
+        self._registry: Any = None
 
     async def start(self, rt: Runtime) -> None:
         sec = self.section or dns_section(rt)
         host, port = split_hostport(sec.listen) if sec.listen else rt.settings.dns
         rt.settings.extra["dns_compute"] = self
+        if self._collector is None:
+            from dns_compute.metrics import DnsCollector
+
+            self._collector = DnsCollector(lambda: self)
+            rt.metrics.register(self._collector)
+            self._registry = rt.metrics
         self.keeper = ZoneKeeper(rt.zone, sec, ns_address=_ns_address(host))
         for cls in RELEVANT:
             self.keeper.load(rt.store.list(cls))
@@ -115,6 +123,13 @@ class DnsComponent:
                                       "controller.dns to a free HOST:PORT") from exc
             key_event(log, "dns responder listening", zone=rt.zone, host=host,
                       port=self.server.port, udp_threads=sec.udp_threads)
+
+    def health(self) -> list[str]:
+        """Problems for ``/healthz`` (degraded while any): Knot refusing our updates."""
+        pub = self.publisher
+        if pub is not None and pub.last_error:
+            return [f"publishing the compute zone to {pub.where} fails: {pub.last_error}"]
+        return []
 
     def _publish_alarms(self) -> list[Any]:
         """GBA-6.7: Knot publishing failing is an alarm until a publish succeeds."""
@@ -145,6 +160,9 @@ class DnsComponent:
     async def stop(self) -> None:
         if self._unsub is not None:
             self._unsub()
+        if self._collector is not None:
+            self._registry.unregister(self._collector)
+            self._collector = None
         if self.server is not None:
             await self.server.stop()
         if self.publisher is not None:

@@ -151,6 +151,9 @@ class KnotPublisher:
         self.serial: int | None = None
         self.last: PublishResult | None = None
         self.last_error: str = ""
+        #: publishes that succeeded / failed (``/metrics``), since start
+        self.published = 0
+        self.failures = 0
         self._desired: Zone | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -191,8 +194,10 @@ class KnotPublisher:
             try:
                 self.last = await self.sync(zone)
                 self.last_error = ""
+                self.published += 1
             except (CommitError, ConnectionError) as exc:
                 self.last_error = str(exc)
+                self.failures += 1
                 log.error("publishing zone serial %d failed: %s", zone.serial, exc)
 
     async def stop(self) -> None:

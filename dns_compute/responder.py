@@ -94,6 +94,17 @@ def _render(rrset: RRset, owner: bytes) -> Part:
     return len(rrset.rdatas), out
 
 
+def negative_soa(soa: RRset) -> RRset:
+    """The SOA as it goes into the authority section of a negative answer: TTL
+    min(SOA TTL, SOA MINIMUM) (RFC 2308 §3), so resolvers cache NXDOMAIN/NODATA for
+    the negative TTL, not the SOA's own (which was 60 s against a MINIMUM of 5)."""
+    try:
+        minimum = int(soa.rdatas[0].split()[-1])
+    except (IndexError, ValueError):
+        return soa
+    return soa if soa.ttl <= minimum else RRset(soa.name, soa.rdtype, minimum, soa.rdatas)
+
+
 @dataclass(frozen=True)
 class _Net:
     version: int
@@ -142,7 +153,7 @@ class WireZone:
                 parent = wname[pos:]
                 if parent not in nodes and len(parent) >= len(origin):
                     ents.add(parent)
-        soa = render_rrset(zone.rrsets[(zone.origin, "SOA")], origin)
+        soa = render_rrset(negative_soa(zone.rrsets[(zone.origin, "SOA")]), origin)
         steering: dict[bytes, WireSteering] = {}
         for name, st in zone.steering.items():
             nets = [_net(sub, st.subnets) for sub in st.subnets]

@@ -3,12 +3,12 @@
 Rules:
 - UDP is served by ``udp_threads`` blocking loops, each on its own socket bound with
   SO_REUSEPORT to the same address (the kernel spreads clients across them). A loop is
-  ``recvfrom → cache lookup → sendto``: the cache maps the query bytes after the id to
-  the answer bytes after the id, so a repeated question costs one dict lookup and a
-  concatenation (id patched in). The cache belongs to one zone version and is dropped
-  when the responder's zone changes; it is bounded (cleared past ``CACHE_MAX``).
-- Answers that depend on the source address (steered names asked without ECS) are
-  cached per source address; answers the responder marks uncacheable are not cached.
+  ``recvfrom → cache lookup → sendto`` with its own ``AnswerCache`` (``cache.py``:
+  case-folded keys, per-source answers for steered names asked without ECS, bounded
+  in entries whatever the number of clients); a repeated question costs a dict
+  lookup and a concatenation. The cache belongs to one zone version and is dropped
+  when the responder's zone changes; answers the responder marks uncacheable are not
+  cached.
 - TCP (RFC 7766) runs on the asyncio loop: 2-octet length framing, pipelined queries,
   idle connections closed after ``TCP_IDLE_S``.
 - Before binding with SO_REUSEPORT, a plain bind probes the port so a second server
@@ -24,21 +24,21 @@ import logging
 import socket
 import threading
 
-from dns_compute.responder import CACHE_ANY, CACHE_SOURCE, Responder
+from dns_compute.cache import AnswerCache
+from dns_compute.responder import Responder
 
 log = logging.getLogger("cpn.dns")
 
-CACHE_MAX = 100_000
 TCP_IDLE_S = 10.0
 
 
-def _udp_loop(sock: socket.socket, responder: Responder, stop: threading.Event) -> None:
+def _udp_loop(sock: socket.socket, responder: Responder, stop: threading.Event,
+              cache: AnswerCache) -> None:
     recv = sock.recvfrom
     send = sock.sendto
     respond = responder.respond
     zone = None
-    cache: dict[bytes, object] = {}
-    lookup = cache.get
+    lookup, remember = cache.get, cache.put
     while True:
         try:
             data, addr = recv(4096)
@@ -51,18 +51,12 @@ def _udp_loop(sock: socket.socket, responder: Responder, stop: threading.Event) 
         z = responder.zone
         if z is not zone:
             zone = z
-            cache = {}
-            lookup = cache.get
-        tail = data[2:]
-        hit = lookup(tail)
+            cache.clear()
+        hit = lookup(data, addr[0])
         if hit is not None:
-            if hit.__class__ is bytes:
-                send(data[:2] + hit, addr)  # type: ignore[operator]
-                continue
-            per_src = hit.get(addr[0])  # type: ignore[attr-defined]
-            if per_src is not None:
-                send(data[:2] + per_src, addr)
-                continue
+            with contextlib.suppress(OSError):
+                send(hit, addr)
+            continue
         try:
             out, mode = respond(data, addr[0], False, z)
         except Exception:  # never let one query kill the loop
@@ -72,16 +66,7 @@ def _udp_loop(sock: socket.socket, responder: Responder, stop: threading.Event) 
             continue
         with contextlib.suppress(OSError):
             send(out, addr)
-        if len(cache) >= CACHE_MAX:
-            cache.clear()
-        if mode == CACHE_ANY:
-            cache[tail] = out[2:]
-        elif mode == CACHE_SOURCE:
-            slot = cache.get(tail)
-            if not isinstance(slot, dict):
-                slot = {}
-                cache[tail] = slot
-            slot[addr[0]] = out[2:]
+        remember(data, addr[0], out, mode)
 
 
 class DnsServer:
@@ -97,6 +82,7 @@ class DnsServer:
         self._socks: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
         self._tcp: asyncio.Server | None = None
+        self.caches: list[AnswerCache] = []
 
     async def start(self) -> None:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -117,7 +103,10 @@ class DnsServer:
             if self.port == 0:
                 self.port = sock.getsockname()[1]
             self._socks.append(sock)
-            t = threading.Thread(target=_udp_loop, args=(sock, self.responder, self._stop),
+            cache = AnswerCache()
+            self.caches.append(cache)
+            t = threading.Thread(target=_udp_loop,
+                                 args=(sock, self.responder, self._stop, cache),
                                  name=f"cpn-dns-udp-{i}", daemon=True)
             self._threads.append(t)
         self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port,

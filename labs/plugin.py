@@ -48,6 +48,8 @@ BENCHES: dict[str, tuple[str, str]] = {
                "backup pre-installed (goal ≤ 20 ms, kernel SRv6)."),
     "dns": ("labs.bench.dns", "Embedded responder vs Knot (1 UDP worker) qps with "
             "dnsperf, and metric-change → changed-answer latency for both."),
+    "dns-cache-memory": ("labs.bench.dns_cache", "RSS growth of the embedded DNS server "
+                         "answering 300 k client sources in random letter case (≤ 20 MB)."),
     "api-keepalive": ("labs.bench.api_keepalive", "REST ms/request on one reused "
                       "keep-alive connection, old proto-0 socket vs TCP_NODELAY (≤ 2 ms)."),
     "console": ("labs.bench.console", "Web console load time on the GBA example in "

@@ -108,10 +108,14 @@ def create_app(rt: Runtime) -> FastAPI:
         # quarantined rows (stored objects that no longer validated at load) degrade
         # health until the operator deals with them: GET /api/v1/quarantine
         quarantined = len(rt.store.quarantined())
-        return {"status": "degraded" if quarantined else "ok", "zone": rt.zone,
+        # a component may say it is degraded (``health() -> list[str]`` of problems,
+        # e.g. the DNS publisher refused by Knot: BADSIG/BADKEY)
+        problems = [{"component": c.name, "problem": p} for c in rt.started
+                    for p in (getattr(c, "health", None) or (lambda: []))()]
+        return {"status": "degraded" if quarantined or problems else "ok", "zone": rt.zone,
                 "journal_seq": rt.store.last_seq(),
                 "objects": {k: rt.store.count(c) for k, c in ENTITY_KINDS.items()},
-                "quarantined": quarantined,
+                "quarantined": quarantined, "problems": problems,
                 "components": [c.name for c in rt.started]}
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (no auth)",

@@ -158,3 +158,14 @@ def test_ipv6_instances_and_ecs() -> None:
     assert len(txt.answer[0]) == 2
     both, _ = ask(k.responder, "mec-2.video.svc.cpn.example", "AAAA")
     assert both.answer[0][0].to_text() == "2001:db8:2::10"
+
+
+def test_negative_answer_soa_ttl_is_min_of_ttl_and_minimum() -> None:
+    """RFC 2308 §3: the SOA in NXDOMAIN/NODATA had its own TTL (60) instead of 5."""
+    from dns_compute.models import RRset
+    from dns_compute.responder import negative_soa
+
+    soa = RRset("cpn.example.", "SOA", 60,
+                ("ns.cpn.example. hostmaster.cpn.example. 7 3600 600 86400 5",))
+    assert negative_soa(soa).ttl == 5
+    assert negative_soa(RRset(soa.name, "SOA", 3, soa.rdatas)).ttl == 3
