@@ -26,8 +26,8 @@ import dns.message
 
 from dns_compute.keeper import ZoneKeeper
 from dns_compute.responder import Responder
-from dns_compute.sample import ZONE, dns_section, entities
 from dns_compute.server import DnsServer
+from labs.dns_sample import ZONE, dns_section, entities
 
 NAME = "video.svc.cpn.example"
 

@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from controller.api.app import create_app
-from dns_compute.knot import KnotServer, free_port, knotd_path, new_secret
+from labs.knot import KnotServer, free_port, knotd_path, new_secret
 from tests.conftest import have
 from tests.dns_compute.harness import running
 
