@@ -99,6 +99,19 @@ def register_cli(app: typer.Typer) -> None:
 
         raise typer.Exit(run_intents(report, rate, seconds))
 
+    @lab.command("centres")
+    def centres(report: Annotated[Path | None, typer.Option(
+            "--report", help="Also write report.json into this directory.")] = None) -> None:
+        """Two real Slurm clusters as two compute centres: jobs dispatched and run, one
+        centre's scheduler stopped mid-run (its waiting jobs move), a dataset upload cut
+        and resumed, results fetched and checked (GBA-6.3, GBA-6.5g, GBA-6.6).
+
+        Example:  sudo cpn lab centres --report var/centres-report
+        """
+        from labs.centres import main
+
+        raise typer.Exit(main(["--report", str(report)] if report else []))
+
     from labs.gba import register as register_gba
 
     register_gba(lab)

@@ -13,6 +13,7 @@ Rules:
   with the reason (rewritten only when the reason changes). Victims of preemption
   and reclaim go back to queued (a dispatched victim's run becomes an old attempt,
   which the dispatcher cancels at its centre).
+- A job's datasets give its data size and site (where a verified copy really is).
 - Centres that are down (``CentreStatus``) get nothing; a centre's reported
   resources are its capacity; until every configured centre has reported (or is
   known down) no pass runs, so no job is failed for capacity not yet known.
@@ -42,6 +43,7 @@ from controller.models import (
     ComputeMetrics,
     ComputeNode,
     ComputeResource,
+    Dataset,
     Job,
     JobState,
     Link,
@@ -200,11 +202,14 @@ class SchedulerComponent:
                                               borrowed)
         by_id = {j.id: j for j in pending}
         tasks = [Task.from_job(j) for j in pending]
+        datasets = {d.name: d for d in store.list(Dataset)}
         cutoff = utcnow() - timedelta(seconds=AVOID_S)
         for t, j in zip(tasks, pending, strict=True):
             # sites whose centre refused it (no centre job id) lately: place elsewhere
             t.avoid = tuple({a.site for a in j.attempts if a.centre_job_id is None
                              and a.ended_at is not None and a.ended_at > cutoff})
+            if j.spec.datasets and t.data_site is None:
+                _data_where(t, [datasets[n] for n in j.spec.datasets if n in datasets])
         decisions = sched.schedule(tasks, snap)
         for d in decisions:
             self._write(store, by_id[d.task], d)
@@ -246,3 +251,13 @@ class SchedulerComponent:
                 text = d.explain()[:500]
                 if cur.state is not JobState.QUEUED or cur.reason != text:
                     txn.put(cur.model_copy(update={"state": JobState.QUEUED, "reason": text}))
+
+
+def _data_where(t: Task, sets: list[Dataset]) -> None:
+    """GBA-6.5f-7 with real locations: the job's data is as big as its datasets, and it
+    lives where a verified copy of the biggest one is (the data-aware plug-in decides
+    whether to move the job there or the data to the job)."""
+    t.data_gib = max(t.data_gib, sum(d.size for d in sets) / 2**30)
+    held = [d for d in sets if d.locations]
+    if held:
+        t.data_site = max(held, key=lambda d: d.size).locations[0]

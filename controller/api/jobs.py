@@ -27,7 +27,7 @@ from controller.errors import (
     ValidationError,
     issues_from_pydantic,
 )
-from controller.models import Job, JobSpec, JobState, Model, Role, Tenant
+from controller.models import Dataset, DatasetState, Job, JobSpec, JobState, Model, Role, Tenant
 from controller.models.job import MODIFIABLE, TERMINAL
 from controller.runtime import Runtime
 
@@ -97,6 +97,16 @@ def submit(rt: RT, who: Caller, body: SubmitJob) -> dict[str, Any]:
     else:
         tenant = body.tenant or "default"
     _check_quota(rt, tenant, body.spec)
+    for i, name in enumerate(body.spec.datasets):
+        ds = rt.store.get(Dataset, name)
+        if ds is None or (who.role is Role.TENANT and ds.tenant != tenant):
+            raise ValidationError.single(f"body.spec.datasets[{i}]",
+                                         f"unknown dataset {name!r}",
+                                         "register and upload it first (POST /api/v1/datasets)")
+        if ds.state is DatasetState.FAILED:
+            raise ValidationError.single(f"body.spec.datasets[{i}]",
+                                         f"dataset {name!r} failed: {ds.reason}",
+                                         "upload it again")
     job = Job(id=f"job-{secrets.token_hex(4)}", tenant=tenant, owner=who.name, spec=body.spec)
     rt.writer.put(job, f"api:{who.name}", "submit job", create_only=True)
     return job.to_json_dict()

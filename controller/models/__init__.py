@@ -18,6 +18,7 @@ from controller.models.compute import (
     Precision,
     ResourceType,
 )
+from controller.models.dataset import Dataset, DatasetState
 from controller.models.job import TERMINAL, Job, JobKind, JobRun, JobSpec, JobState
 from controller.models.link import Link, LinkKind, LinkState
 from controller.models.metrics import ComputeMetrics
@@ -45,6 +46,8 @@ __all__ = [
     "ComputeMetrics",
     "ComputeNode",
     "ComputeResource",
+    "Dataset",
+    "DatasetState",
     "Entity",
     "InstanceSpec",
     "InstanceState",

@@ -109,6 +109,7 @@ class JobSpec(Model):
     command: str | None = Field(default=None, min_length=1, max_length=65536)
     outputs: list[RelPath] = Field(default_factory=list, max_length=64)
     walltime_s: float | None = Field(default=None, gt=0, le=366 * 86400)
+    datasets: list[Name] = Field(default_factory=list, max_length=64)
 
 
 class JobRun(Model):

@@ -6,7 +6,8 @@ state — the store's jobs — and the whole actual state — each centre's job 
 - A ``dispatched`` job whose ``run`` has no centre job id is submitted under key
   ``<job id>.<attempt>`` (idempotent: the adapter adopts a job it already has, so a
   restart between submit and store write never submits twice). Its datasets are staged
-  to the centre first (``DataStager``); accelerator instances are taken from the pool
+  to the centre first (``DataStager``: a dataset still uploading holds the job with
+  that reason, a failed one fails it); accelerator instances are taken from the pool
   atomically (``InstanceBinder``) and given back when the job ends.
 - The centre's state is mirrored: pending → ``dispatched`` (``run.centre_state``),
   running → ``running`` (``started_at`` from the centre), completed → ``finished``,
@@ -55,6 +56,7 @@ from scheduler.centres.base import (
     CentreUnavailable,
     JobChange,
 )
+from scheduler.centres.data import DataFailed, DataWaiting
 from scheduler.centres.models import CentresSection, CentreStatus
 
 if TYPE_CHECKING:
@@ -103,7 +105,7 @@ def centre_job(job: Job, default_walltime_s: float) -> CentreJob:
         cpus=max(1, math.ceil(req.cpu_cores)) * s.replicas,
         memory_mib=math.ceil(req.memory_gib * 1024) * s.replicas,
         gpus=math.ceil(req.gpu) * s.replicas, walltime_s=wall, priority=s.priority,
-        inputs=tuple(str(d) for d in s.params.get("datasets", [])),
+        inputs=tuple(s.datasets),
         outputs=tuple(s.outputs), env=env)
 
 
@@ -223,6 +225,17 @@ class Dispatcher:
             except (CentreRefused, CentreError) as exc:
                 self._release(job)
                 self._requeue(job, f"centre {site} refused the job: {exc}")
+                return
+            except DataWaiting as exc:  # held here until its data is complete
+                why = str(exc)
+                self._update(job, f"{ACTOR}: {job.id} {why}",
+                             lambda cur: _with_run(cur, centre_state="DATA", reason=why))
+                return
+            except DataFailed as exc:
+                self._release(job)
+                why = f"not started: {exc}"
+                self._update(job, f"{ACTOR}: {job.id} {why}", lambda cur: cur.model_copy(
+                    update={"state": JobState.FAILED, "ended_at": utcnow(), "reason": why}))
                 return
         self.submitted += 1
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from controller.models import Model
 from scheduler.centres.models import CentreConfig, CentresSection
 
 if TYPE_CHECKING:
@@ -19,7 +20,14 @@ if TYPE_CHECKING:
     from controller.runtime import Runtime
     from scheduler.centres.base import CentreAdapter
 
-CONFIG_SECTIONS = {"centres": CentresSection}
+def _datasets_section() -> type[Model]:
+    from scheduler.centres.data import DatasetsSection
+
+    return DatasetsSection
+
+
+CONFIG_SECTIONS: dict[str, type[Model]] = {"centres": CentresSection,
+                                           "datasets": _datasets_section()}
 
 
 def section(rt: Runtime) -> CentresSection:
@@ -54,17 +62,19 @@ def adapters(rt: Runtime) -> dict[str, CentreAdapter]:
 def components(rt: Runtime) -> list[Any]:
     if not section(rt).sites:
         return []
+    from scheduler.centres.data import DataStager
     from scheduler.centres.dispatch import Dispatcher
 
-    d = Dispatcher(section(rt), adapters(rt))
+    d = Dispatcher(section(rt), adapters(rt), stage=DataStager(rt).stage)
     rt.settings.extra.setdefault("centres", {})["dispatcher"] = d
     return [d]
 
 
 def routers(rt: Runtime) -> list[Any]:
+    from scheduler.centres import data
     from scheduler.centres.api import router
 
-    return [router(adapters(rt))]
+    return [router(adapters(rt)), data.router(rt, adapters(rt))]
 
 
 def register_cli(app: typer.Typer) -> None:

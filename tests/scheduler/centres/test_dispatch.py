@@ -45,9 +45,9 @@ centres:
 scheduler:
   profiles:
     default:
-      plugins: [manual, node-resources-fit, price-aware, preemption, resources,
-                default-binder]
-      weights: {{price-aware: 1.0}}
+      plugins: [manual, node-resources-fit, data-aware, price-aware, preemption,
+                resources, default-binder]
+      weights: {{price-aware: 1.0, data-aware: 10.0}}
 """
 
 
