@@ -8,7 +8,8 @@ Rules:
 - Its CLI does not know the SR policy families, so the RIB is read with the gRPC API:
   ``ListPath`` on the ``ADJ_IN`` table of one neighbour, decoded into ``RibPolicy``
   values. The API messages come from ``gobgp_api/gobgp_srpolicy.proto`` (only what is
-  read), compiled on first use with grpcio-tools into a temporary directory.
+  read), compiled on first use with grpcio-tools (in a child process) into a temporary
+  directory.
 - GoBGP 3.10 decoder quirks, measured here (see ``docs/srv6-policies.md``): the SRv6
   Binding SID sub-TLV (20) and the Policy Name sub-TLV (130) are not decoded — the API
   reports them as ``TunnelEncapSubTLVUnknown`` with their raw value, which is read
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,15 +44,21 @@ _BEHAVIOR = {v: k for k, v in SRV6_BEHAVIORS.items()}
 
 @cache
 def api() -> ModuleType:
-    """The compiled ``gobgp_srpolicy_pb2`` module (protoc from grpcio-tools, once)."""
-    from grpc_tools import protoc  # dev dependency: labs and tests only
+    """The compiled ``gobgp_srpolicy_pb2`` module (protoc from grpcio-tools, once).
 
+    protoc runs in a child process: its extension module carries its own protobuf C++
+    runtime, and loading it into a process that already holds OR-Tools' aborts the
+    interpreter (seen in the full test run)."""
     out = Path(tempfile.mkdtemp(prefix="cpn-gobgp-api-"))
-    include = Path(protoc.__file__).parent / "_proto"
-    rc = protoc.main(["protoc", f"-I{PROTO.parent}", f"-I{include}", f"--python_out={out}",
-                      str(PROTO)])
-    if rc != 0:
-        raise LabError(f"protoc failed ({rc}) on {PROTO}")
+    code = ("import sys, pathlib, grpc_tools; from grpc_tools import protoc; "
+            "inc = pathlib.Path(grpc_tools.__file__).parent / '_proto'; "
+            "sys.exit(protoc.main(['protoc', f'-I{sys.argv[1]}', f'-I{inc}', "
+            "f'--python_out={sys.argv[2]}', sys.argv[3]]))")
+    res = subprocess.run([sys.executable, "-c", code, str(PROTO.parent), str(out), str(PROTO)],
+                         capture_output=True, text=True, timeout=60)
+    if res.returncode != 0:
+        raise LabError(f"protoc failed ({res.returncode}) on {PROTO}: {res.stderr.strip()} "
+                       "(fix: pip install grpcio-tools, the dev extra)")
     spec = importlib.util.spec_from_file_location("gobgp_srpolicy_pb2",
                                                   out / "gobgp_srpolicy_pb2.py")
     assert spec is not None and spec.loader is not None

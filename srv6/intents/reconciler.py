@@ -86,7 +86,9 @@ def make_programmer(node: str, b: NodeBinding) -> PolicyProgrammer:
         from srv6.dataplane.bgp_config import build_bgp
 
         assert b.bgp is not None
-        return build_bgp(node, b.bgp)
+        # a short wait: an unreachable router is frozen by the pass and retried, it must
+        # not hold the controller's start-up (the speaker keeps reconnecting)
+        return build_bgp(node, b.bgp, connect_timeout=3.0)
     if b.programmer == "agent":
         from srv6.dataplane.agent import AgentProgrammer
 
