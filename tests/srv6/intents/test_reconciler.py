@@ -232,3 +232,17 @@ def test_changed_spec_bumps_generation(net: Net) -> None:
     net.rec.reconcile_once(net.store)
     st = net.status("R1~100~R3")
     assert st.generation == st.observed_generation == 2
+
+
+def test_sid_collision_in_the_persisted_allocator_fails_naming_the_router(net: Net) -> None:
+    from srv6.intents.reconciler import locators_by_node
+    from srv6.sid import SidAllocator
+
+    loc = locators_by_node(net.store)["R3"]
+    SidAllocator(net.store, loc).allocate("someone-else", function=1)  # R3's End SID
+    net.put(intent())
+    net.rec.reconcile_once(net.store)
+    st = net.status("R1~100~R3")
+    assert st.state is IntentState.FAILED and st.constraint == "sid" and st.device == "R3"
+    assert "someone-else" in st.reason and st.fix
+    assert all(len(net.kernel(n)) == 0 for n in net.progs)
