@@ -159,6 +159,8 @@ class IntentReconciler:
         self._watch: Any = None
         self._ifpoll: Any = None
         self._probed: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._verify_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="srv6-probe")
+        self._verifying = False
         self._seen: dict[str, NodeState] = {}  # routers as the last pass read them
         self._ends: dict[tuple[str, str], bool] = {}
 
@@ -235,6 +237,7 @@ class IntentReconciler:
             with contextlib.suppress(Exception):
                 await loop.run_in_executor(self._pool, prog.close)
         self._pool.shutdown(wait=False)
+        self._verify_pool.shutdown(wait=False)
 
     def _on_change(self, ev: StateChanged) -> None:
         if ev.actor == self.name:
@@ -451,8 +454,11 @@ class IntentReconciler:
         self.last = rep
         if rep.repairs:
             key_event(log, "drift repaired", ops=rep.repairs)
-        if self.sec.verify and self.rt is not None:
-            self._verify(store)
+        if self.sec.verify and self.rt is not None and not self._verifying:
+            # probes run beside the passes (up to 0.5 s each when a probe is lost):
+            # a re-path never waits for a verification
+            self._verifying = True
+            self._verify_pool.submit(self._verify_bg, store)
         self._observe(rep, states)
         return rep
 
@@ -460,6 +466,14 @@ class IntentReconciler:
     def _probeable(self, node: str) -> bool:
         b = self.sec.nodes.get(node)
         return b is not None and b.programmer == "netlink" and bool(b.netns)
+
+    def _verify_bg(self, store: Store) -> None:
+        try:
+            self._verify(store)
+        except Exception:
+            log.exception("intent verification failed to run")
+        finally:
+            self._verifying = False
 
     def _verify(self, store: Store, limit: int = 16, retry_s: float = 10.0) -> None:
         """Probe programmed, unverified intents (headend and egress in namespaces):
@@ -480,21 +494,22 @@ class IntentReconciler:
             except (CpnError, OSError) as exc:
                 log.warning("probe of %s failed to run: %s", st.key, exc)
                 continue
-            cur = store.get(SrPolicyIntentStatus, st.key)
-            if cur is None or cur.active != st.active:
-                continue  # re-planned meanwhile
-            if res.ok:
-                new = cur.model_copy(update={"state": IntentState.VERIFIED,
-                                             "verified_at": utcnow(), "changed_at": utcnow(),
-                                             "reason": res.detail})
-            else:
-                new = cur.model_copy(update={"reason": f"programmed; not verified: "
-                                                       f"{res.detail}"})
-            if new != cur:
-                with store.transaction(self.name, f"probe {st.key}") as txn:
+            with store.transaction(self.name, f"probe {st.key}") as txn:
+                cur = txn.get(SrPolicyIntentStatus, st.key)  # a pass may have moved it
+                if cur is None or cur.active != st.active or \
+                        cur.state is not IntentState.PROGRAMMED:
+                    continue
+                if res.ok:
+                    new = cur.model_copy(update={"state": IntentState.VERIFIED,
+                                                 "verified_at": utcnow(),
+                                                 "changed_at": utcnow(), "reason": res.detail})
+                else:
+                    new = cur.model_copy(update={"reason": f"programmed; not verified: "
+                                                           f"{res.detail}"})
+                if new != cur:
                     txn.put(new)
-                key_event(log, "intent verified" if res.ok else "intent probe failed",
-                          intent=st.key, detail=res.detail)
+            key_event(log, "intent verified" if res.ok else "intent probe failed",
+                      intent=st.key, detail=res.detail)
 
     def _target(self, plan: Plan, actual: Mapping[str, NodeState], frozen: Mapping[str, str],
                 held: dict[str, tuple[str, str]]) -> dict[str, NodeState]:
