@@ -37,6 +37,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -47,7 +48,7 @@ from ipaddress import IPv6Network
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from controller.errors import CpnError
+from controller.errors import ConnectionError, CpnError
 from controller.events import StateChanged
 from controller.logs import key_event
 from controller.models import Link, LinkState, Router, Site
@@ -97,6 +98,9 @@ def make_programmer(node: str, b: NodeBinding) -> PolicyProgrammer:
                                Path(b.key), Path(b.ca), netns=b.netns)
     from srv6.dataplane.netlink import NetlinkProgrammer
 
+    if b.netns and not os.path.exists(f"/var/run/netns/{b.netns}"):
+        # pyroute2 would create an empty namespace of that name: refuse instead
+        raise ConnectionError(f"{node}: network namespace {b.netns!r} does not exist")
     return NetlinkProgrammer(node, netns=b.netns)
 
 
@@ -162,6 +166,7 @@ class IntentReconciler:
         self._verify_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="srv6-probe")
         self._verifying = False
         self._seen: dict[str, NodeState] = {}  # routers as the last pass read them
+        self._open_failed: set[str] = set()
         self._ends: dict[tuple[str, str], bool] = {}
 
     # ------------------------------------------------------------------ component
@@ -170,10 +175,7 @@ class IntentReconciler:
         rt.settings.extra["srv6-intents"] = self
         self._register_metrics(rt)
         loop = asyncio.get_running_loop()
-        for node, b in self.sec.nodes.items():
-            if node not in self.programmers:
-                self.programmers[node] = await loop.run_in_executor(
-                    self._pool, make_programmer, node, b)
+        await loop.run_in_executor(self._pool, self._open_programmers)
         self._unsub = rt.bus.on(StateChanged, self._on_change)
         if self.sec.watch_links:
             self._start_linkwatch(loop)
@@ -186,11 +188,35 @@ class IntentReconciler:
         await self.run_pass()
         self._task = asyncio.create_task(self._loop(), name="srv6-intents")
 
+    def _open_programmers(self) -> dict[str, str]:
+        """Open the backend of every bound router not open yet; a router that cannot be
+        opened (namespace missing, agent down) is reported (→ frozen for this pass) and
+        retried at the next pass — it never stops the controller from starting."""
+        failed: dict[str, str] = {}
+        for node, b in self.sec.nodes.items():
+            if node in self.programmers:
+                continue
+            try:
+                self.programmers[node] = make_programmer(node, b)
+            except (CpnError, OSError) as exc:
+                failed[node] = f"unreachable: {exc}"
+                if node not in self._open_failed:
+                    log.error("cannot open the %s programmer of %s: %s; fix: check "
+                              "intents.nodes.%s (namespace, agent URL, certificates); "
+                              "retried every pass", b.programmer, node, exc, node)
+        self._open_failed = set(failed)
+        return failed
+
     # ------------------------------------------------------------------ link state
     def _start_linkwatch(self, loop: asyncio.AbstractEventLoop) -> None:
         from srv6.intents.linkwatch import LinkWatcher
 
-        nodes = {n: b for n, b in self.sec.nodes.items() if b.programmer == "netlink"}
+        nodes = {n: b for n, b in self.sec.nodes.items() if b.programmer == "netlink"
+                 and (not b.netns or os.path.exists(f"/var/run/netns/{b.netns}"))}
+        for n in sorted(set(self.sec.nodes) - set(nodes)):
+            if self.sec.nodes[n].programmer == "netlink":
+                log.error("link watch: namespace %s of %s does not exist; its carrier is "
+                          "not followed", self.sec.nodes[n].netns, n)
         if not nodes:
             return
 
@@ -399,6 +425,8 @@ class IntentReconciler:
         plan, intents = self.plan(store)
         rep.plan_ms = (time.perf_counter() - t0) * 1e3
         actual: dict[str, NodeState] = {}
+        if self.rt is not None:  # a router that could not be opened: try again
+            rep.frozen.update(self._open_programmers())
         for node, prog in self.programmers.items():
             if not full and node in self._seen:
                 actual[node] = self._seen[node]

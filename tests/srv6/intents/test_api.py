@@ -17,6 +17,7 @@ from controller.models import Link, LinkState
 from controller.runtime import Runtime, Settings
 from srv6.intents.models import SrPolicyIntentStatus
 from srv6.intents.reconciler import IntentReconciler
+from srv6.models import SrPolicyIntent
 
 OP = {"Authorization": "Bearer op-token-0123456789"}
 
@@ -123,5 +124,38 @@ def test_reconcile_now_without_a_reconciler_is_503_naming_the_fix(tmp_path: Path
         assert r.status_code == 503 and "intents:" in r.json()["error"]["message"]
         r = client.get("/api/v1/srv6/intents", headers=OP)
         assert r.status_code == 200
+    finally:
+        rt.store.close()
+
+
+def test_router_that_cannot_be_opened_degrades_its_intents_but_the_controller_runs(
+        tmp_path: Path) -> None:
+    cfg = tmp_path / "cpn.yaml"
+    cfg.write_text(CONFIG.replace("R2: {programmer: memory,",
+                                  "R2: {programmer: netlink, netns: cpn-no-such-ns,")
+                   .replace("readback_s: 0.2", "readback_s: 0.2\n  protect: false"))
+    rt = Runtime(load_config(cfg), Settings(state=tmp_path / "state"))
+    rt.apply_config()
+    sec = rt.cfg.sections["intents"] if rt.cfg else None
+    rec = IntentReconciler(sec)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        await rt.start([rec])  # does not fail: R2 is retried every pass
+        try:
+            rt.writer.put(SrPolicyIntent(headend="R1", endpoint="R3", color=100), "t", "i",
+                          create_only=True)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                st = rt.store.get(SrPolicyIntentStatus, "R1~100~R3")
+                if st is not None and st.state.value == "degraded":
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await rt.stop()
+    try:
+        asyncio.run(run())
+        st = rt.store.get(SrPolicyIntentStatus, "R1~100~R3")
+        assert st is not None and st.state.value == "degraded" and st.device == "R2"
+        assert "cpn-no-such-ns" in st.reason and "check R2" in st.fix
     finally:
         rt.store.close()
