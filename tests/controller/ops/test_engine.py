@@ -228,3 +228,24 @@ def test_grafana_dashboard_uses_only_exported_families(rt: Runtime) -> None:
     missing = sorted(m for m in used if f"\n{m}" not in exported and f"# TYPE {m} " not in
                      exported)
     assert not missing, f"dashboard queries families /metrics lacks: {missing}"
+
+
+def test_accelerator_instance_anomaly_by_user_threshold_gbt8(rt: Runtime) -> None:
+    """GBT-8: an instance whose measured throughput falls below the user's bound."""
+    from controller.models import ComputeInstance, InstanceSpec, InstanceTopology
+    from controller.ops.models import AlarmThreshold, ThresholdOp
+
+    eng = engine(rt)
+    with rt.store.transaction("test", "seed") as txn:
+        txn.put(AlarmThreshold(name="slow-gpu", kind="instance", field="spec.throughput",
+                               op=ThresholdOp.LT, value=100, severity=Severity.MAJOR))
+        txn.put(ComputeInstance(id="gpu0-i1", spec=InstanceSpec(
+            compute_tflops=10, memory_gib=8, throughput=62.5),
+            topology=InstanceTopology(card="gpu0", server="s1", cluster="GZ-DC")))
+        txn.put(ComputeInstance(id="gpu0-i2", spec=InstanceSpec(
+            compute_tflops=10, memory_gib=8, throughput=140),
+            topology=InstanceTopology(card="gpu0", server="s1", cluster="GZ-DC")))
+    eng.run_pass()
+    hot = [a for a in rt.alarms.list() if a.type == "threshold:slow-gpu"]
+    assert [(a.resource, a.severity) for a in hot] == [("gpu0-i1", Severity.MAJOR)]
+    assert "spec.throughput = 62.5 < 100" in hot[0].text
