@@ -74,13 +74,18 @@ class ApiTls(Model):
 class ControllerSection(Model):
     """``controller:`` — where the controller listens and keeps state.
     ``api`` and ``dns`` are HOST:PORT; ``state`` a directory; ``log_level``;
-    ``api_tls`` (cert/key: REST over HTTPS — needed beyond loopback)."""
+    ``api_tls`` (cert/key: REST over HTTPS — needed beyond loopback);
+    ``store`` where objects and journal live (unset: the SQLite file in ``state``;
+    ``etcd://HOST:PORT,HOST:PORT[/prefix]`` for a cluster of controllers, issue 16);
+    ``member`` this controller's name in the cluster (default: host name + API port)."""
 
     api: str = "127.0.0.1:8080"
     dns: str = "127.0.0.1:5353"
     state: str = "./var"
     log_level: str = Field(default="info", pattern="^(debug|info|key|warning|error)$")
     api_tls: ApiTls | None = None
+    store: str | None = Field(default=None, pattern=r"^(etcd|sqlite)://.+$")
+    member: str = Field(default="", pattern=r"^[A-Za-z0-9_.:-]{0,63}$")
 
 
 class TokenSpec(Model):

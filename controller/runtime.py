@@ -8,6 +8,11 @@ Rules:
   reverse, even when one fails to start.
 - Store commits are bridged onto the event bus as ``StateChanged`` events.
 - Shutdown on SIGINT/SIGTERM is graceful: components stop, the store closes.
+- A component with ``leader_only = True`` writes to the network. On a single
+  controller it starts in its place like any other; in a cluster (etcd store) it
+  starts when this replica is elected and stops when it steps down, before the
+  lease a successor waits for can expire (``controller.cluster``). Every other
+  component runs on every replica.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Iterable
+import socket
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,12 +29,13 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry
 
 from controller.auth import Principal, TokenLookup
+from controller.cluster import EtcdLeadership, SoleLeader, leader_only
 from controller.config import NetworkConfig, apply_config
 from controller.events import EventBus, StateChanged
 from controller.logs import key_event
 from controller.ops.alarms import AlarmBook
 from controller.ops.sessions import SessionTable
-from controller.store import SqliteStore
+from controller.store import Store, open_store
 from controller.store.base import Change
 from controller.writer import StateWriter
 
@@ -38,11 +45,15 @@ log = logging.getLogger("cpn.runtime")
 @dataclass
 class Settings:
     """Where things listen and live: ``api``/``dns`` as (host, port), ``state`` dir,
-    ``api_tls`` (cert, key) for HTTPS."""
+    ``api_tls`` (cert, key) for HTTPS,
+    ``store`` URL (None: the SQLite file ``state/state.db``; ``etcd://h:p,h:p`` for a
+    cluster) and ``member`` (this replica's name in a cluster)."""
 
     api: tuple[str, int] = ("127.0.0.1", 8080)
     dns: tuple[str, int] = ("127.0.0.1", 5353)
     state: Path = Path("./var")
+    store: str | None = None
+    member: str = ""
     log_level: str = "info"
     #: (certificate chain, private key) PEM paths: REST over HTTPS when set
     api_tls: tuple[Path, Path] | None = None
@@ -50,6 +61,9 @@ class Settings:
 
 
 class Component(Protocol):
+    """Runs inside the controller. Set ``leader_only = True`` on one that programs the
+    network (SRv6, optical, Knot, centre dispatch): it then runs on the leader only."""
+
     name: str
 
     async def start(self, rt: Runtime) -> None: ...
@@ -61,10 +75,12 @@ class Runtime:
     """Everything a component may use: store, bus, writer, config, settings, metrics."""
 
     def __init__(self, cfg: NetworkConfig | None, settings: Settings,
-                 store: SqliteStore | None = None) -> None:
+                 store: Store | None = None) -> None:
         self.cfg = cfg
         self.settings = settings
-        self.store = store or SqliteStore(settings.state / "state.db")
+        self.store: Store = store or open_store(settings.store or str(settings.state /
+                                                                      "state.db"),
+                                                member=settings.member)
         self.bus = EventBus()
         self.writer = StateWriter(self.store)
         self.metrics = CollectorRegistry()
@@ -85,6 +101,23 @@ class Runtime:
         self._pending: list[tuple[list[Change], str, str]] = []
         self.store.subscribe(self._on_commit, with_context=True)
         self.stopping = asyncio.Event() if _has_loop() else None
+        member = settings.member or f"{socket.gethostname()}:{settings.api[1]}"
+        self.member = member
+        self.store.member = member
+        self.leadership: SoleLeader | EtcdLeadership
+        if self.store.backend == "etcd":
+            from controller.store.etcd import EtcdStore
+
+            assert isinstance(self.store, EtcdStore)
+            self.leadership = EtcdLeadership(
+                self.store, member, f"http://{settings.api[0]}:{settings.api[1]}")
+        else:
+            self.leadership = SoleLeader(member)
+        #: leader-only components waiting for (or running under) this replica's lead
+        self.leader_components: list[Component] = []
+        self.leading: list[Component] = []
+        self._role_lock: asyncio.Lock | None = None
+        self._role_tasks: set[asyncio.Task[None]] = set()
 
     def _on_commit(self, changes: list[Change], actor: str, reason: str) -> None:
         self.bus.publish(StateChanged(changes=tuple(changes), actor=actor, reason=reason))
@@ -92,7 +125,18 @@ class Runtime:
     def apply_config(self) -> None:
         if self.cfg is None:
             return
-        res = apply_config(self.store, self.cfg)
+        from controller.store.base import StoreConflict
+
+        for attempt in range(20):
+            try:  # replicas of a cluster start together and apply the same config
+                res = apply_config(self.store, self.cfg)
+                break
+            except StoreConflict:
+                if attempt == 19:
+                    raise
+                import time
+
+                time.sleep(0.05 * (attempt + 1))
         if res.unchanged:
             log.info("config %s unchanged since last apply; state kept as stored",
                      self.cfg.source)
@@ -101,10 +145,16 @@ class Runtime:
                       updated=res.updated, deleted=res.deleted)
 
     async def start(self, components: list[Component]) -> None:
-        self.bus.bind(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        self.bus.bind(loop)
         self.stopping = asyncio.Event()
+        self._role_lock = asyncio.Lock()
         self.components = components
+        elected = self.leadership.elected
         for comp in components:
+            if elected and leader_only(comp):
+                self.leader_components.append(comp)
+                continue
             try:
                 await comp.start(self)
             except Exception as exc:
@@ -113,8 +163,58 @@ class Runtime:
                 raise
             self.started.append(comp)
             log.info("component %s started", comp.name)
+        if elected:
+            bind = getattr(self.store, "bind_loop", None)
+            if bind is not None:
+                bind(loop)
+            await self.leadership.start(self._role_changed)
+
+    def when_leading(self, name: str, start: Callable[[], Awaitable[None]],
+                     stop: Callable[[], Awaitable[None]]) -> None:
+        """For a component that only partly writes to the network (the DNS component
+        serves answers everywhere but publishes to Knot from the leader only): run
+        ``start``/``stop`` as a leader-only duty named ``name``. Call it from the
+        component's ``start`` and only when ``rt.leadership.elected``."""
+        self.leader_components.append(_Duty(name, start, stop))
+
+    def _role_changed(self, leader: bool) -> None:
+        task = asyncio.get_running_loop().create_task(self._apply_role(leader))
+        self._role_tasks.add(task)
+        task.add_done_callback(self._role_tasks.discard)
+
+    async def _apply_role(self, leader: bool) -> None:
+        """Start the leader-only components on election, stop them on stepping down."""
+        assert self._role_lock is not None
+        async with self._role_lock:
+            if leader and self.leadership.role.leader:
+                for comp in self.leader_components:
+                    if comp in self.leading:
+                        continue
+                    try:
+                        await comp.start(self)
+                    except Exception as exc:
+                        log.error("leader component %s failed to start: %s", comp.name, exc)
+                        continue
+                    self.leading.append(comp)
+                    log.info("leader component %s started (epoch %d)", comp.name,
+                             self.leadership.role.epoch)
+            elif not leader:
+                await self._stop_leading()
+
+    async def _stop_leading(self) -> None:
+        while self.leading:
+            comp = self.leading.pop()
+            try:
+                await comp.stop()
+                log.info("leader component %s stopped", comp.name)
+            except Exception:
+                log.exception("leader component %s failed to stop cleanly", comp.name)
 
     async def stop(self) -> None:
+        if self._role_lock is not None:
+            async with self._role_lock:
+                await self._stop_leading()
+        await self.leadership.stop()
         while self.started:
             comp = self.started.pop()
             try:
@@ -138,6 +238,23 @@ class Runtime:
             key_event(log, "controller stopping")
             await self.stop()
             self.store.close()
+
+
+class _Duty:
+    """A leader-only part of a component (``Runtime.when_leading``)."""
+
+    leader_only = True
+
+    def __init__(self, name: str, start: Callable[[], Awaitable[None]],
+                 stop: Callable[[], Awaitable[None]]) -> None:
+        self.name = name
+        self._start, self._stop = start, stop
+
+    async def start(self, rt: Runtime) -> None:
+        await self._start()
+
+    async def stop(self) -> None:
+        await self._stop()
 
 
 def _has_loop() -> bool:

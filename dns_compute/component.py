@@ -5,13 +5,15 @@ Rules:
   controller's ``controller.dns`` setting; zone = ``zone:``.
 - Every ``StateChanged`` touching a relevant kind marks the zone dirty; one rebuild is
   scheduled per loop turn (bursts of metric updates coalesce into one new version).
-- When ``dns.knot`` is set, a ``KnotPublisher`` follows every zone version (RFC 2136).
+- When ``dns.knot`` is set, a ``KnotPublisher`` follows every zone version (RFC 2136);
+  in a cluster only the leader publishes (``rt.when_leading``), every replica answers.
 - ``ChangeFeed`` fans zone versions out to REST subscribers (SSE / long-poll).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from ipaddress import ip_address
 from typing import TYPE_CHECKING, Any
@@ -88,6 +90,7 @@ class DnsComponent:
         self._scheduled = False
         self._collector: Any = None
         self._registry: Any = None
+        self._knot: Any = None
 
     async def start(self, rt: Runtime) -> None:
         sec = self.section or dns_section(rt)
@@ -107,8 +110,12 @@ class DnsComponent:
         if sec.knot is not None:
             from dns_compute.publisher import KnotPublisher
             self.publisher = KnotPublisher.from_config(rt.zone, sec.knot)
-            self.keeper.listeners.append(self.publisher.follow)
-            await self.publisher.start()
+            if rt.leadership.elected:  # a cluster: only the leader writes to Knot (#16)
+                self._knot = sec.knot
+                rt.when_leading("dns-knot", self._start_publishing, self._stop_publishing)
+            else:
+                self.keeper.listeners.append(self.publisher.follow)
+                await self.publisher.start()
             rt.alarm_sources["knot"] = self._publish_alarms
         self.keeper.rebuild()
         self._unsub = rt.bus.on(StateChanged, self._on_change)
@@ -142,6 +149,24 @@ class DnsComponent:
         return [Condition("knot-publish-failed", pub.where, Severity.MAJOR,
                           f"publishing the compute zone to {pub.where} fails: "
                           f"{pub.last_error}")]
+
+    async def _start_publishing(self) -> None:
+        """Leader elected: follow the zone into Knot again, starting with the current
+        version (a no-op diff when Knot already has it: nothing torn down)."""
+        from dns_compute.publisher import KnotPublisher
+
+        assert self.keeper is not None and self._knot is not None
+        self.publisher = KnotPublisher.from_config(self.keeper.origin, self._knot)
+        self.keeper.listeners.append(self.publisher.follow)
+        await self.publisher.start()
+        if self.keeper.current is not None:
+            self.publisher.follow(self.keeper.current)
+
+    async def _stop_publishing(self) -> None:
+        if self.keeper is not None and self.publisher is not None:
+            with contextlib.suppress(ValueError):
+                self.keeper.listeners.remove(self.publisher.follow)
+            await self.publisher.stop()
 
     def _on_change(self, event: StateChanged) -> None:
         assert self.keeper is not None

@@ -113,6 +113,8 @@ def register_cli(app: typer.Typer) -> None:
         raise typer.Exit(main(["--report", str(report)] if report else []))
 
     from labs.gba import register as register_gba
+    from labs.ha import register as register_ha
 
     register_gba(lab)
+    register_ha(lab)
     app.add_typer(lab, name="lab")

@@ -31,6 +31,11 @@ def _ctl(rt: Runtime) -> OpticalController:
     comp = rt.settings.extra.get("optical")
     ctl = getattr(comp, "ctl", None)
     if not isinstance(ctl, OpticalController):
+        if rt.leadership.elected and not rt.leadership.role.leader:
+            leader = rt.leadership.local().get("leader") or "none elected yet"
+            raise ConflictError(f"this controller follows; the optical layer is driven by "
+                                f"the leader ({leader}): send the request to its API "
+                                "('cpn cluster status' shows it)")
         raise ConflictError("the optical component is not running (no 'optical:' section)")
     return ctl
 

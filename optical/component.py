@@ -29,6 +29,7 @@ log = logging.getLogger("cpn.optical")
 
 class OpticalComponent:
     name = "optical"
+    leader_only = True  # provisions NEs (issue 16: the leader only)
 
     def __init__(self, section: OpticalSection) -> None:
         self.section = section

@@ -20,7 +20,7 @@ from controller.api.deps import RT, Caller, Operator
 from controller.errors import ConflictError, NotFoundError
 from controller.models import ComputeInstance, Job, ResourceType
 from controller.models.base import Strict
-from controller.store import SqliteStore
+from controller.store import Store
 from scheduler.gbt import UtilisationRecorder
 from scheduler.pool import AcceleratorCard, DeletedInstance, Pool, PoolError, PoolNotFound
 
@@ -61,7 +61,7 @@ class ReleaseBody(_B):
     instances: list[str] = Field(min_length=1)
 
 
-def load_pool(store: SqliteStore) -> Pool:
+def load_pool(store: Store) -> Pool:
     return Pool.load(store.list(AcceleratorCard), store.list(ComputeInstance),
                      [d.instance for d in store.list(DeletedInstance)])
 
@@ -72,7 +72,7 @@ def _err(exc: PoolError) -> Exception:
     return ConflictError(str(exc))
 
 
-def _save(store: SqliteStore, pool: Pool, before: Pool, reason: str) -> None:
+def _save(store: Store, pool: Pool, before: Pool, reason: str) -> None:
     with store.transaction("scheduler", reason) as txn:
         for iid, inst in pool.instances.items():
             if before.instances.get(iid) != inst:
@@ -195,7 +195,7 @@ def pool_router() -> APIRouter:
     return r
 
 
-def pool_shares(store: SqliteStore) -> dict[str, float]:
+def pool_shares(store: Store) -> dict[str, float]:
     """card → share currently in use (instantaneous q of each card)."""
     pool = load_pool(store)
     out = dict.fromkeys(pool.cards, 0.0)
@@ -255,7 +255,7 @@ class PlacementBody(_B):
     full: bool = False
 
 
-def plan_from_store(store: SqliteStore, body: PlacementBody, shared: dict[str, Any],
+def plan_from_store(store: Store, body: PlacementBody, shared: dict[str, Any],
                     time_limit_s: float) -> dict[str, Any]:
     """Build the placement problem from the stored topology and re-plan incrementally
     (the planner in ``shared`` keeps the previous inputs and assignment)."""

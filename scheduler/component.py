@@ -63,7 +63,7 @@ from scheduler.state import build_snapshot
 
 if TYPE_CHECKING:
     from controller.runtime import Runtime
-    from controller.store import SqliteStore
+    from controller.store import Store
 
 log = logging.getLogger("cpn.scheduler")
 PENDING = (JobState.SUBMITTED, JobState.QUEUED)
@@ -151,7 +151,7 @@ class SchedulerComponent:
                 except Exception:
                     log.exception("placement re-plan failed; previous plan kept")
 
-    def replan(self, store: SqliteStore) -> dict[str, Any] | None:
+    def replan(self, store: Store) -> dict[str, Any] | None:
         """Re-plan the last requested flows against the current topology."""
         from scheduler.api import plan_from_store
 
@@ -164,7 +164,7 @@ class SchedulerComponent:
         return out
 
     # ------------------------------------------------------------ one pass
-    def run_pass(self, store: SqliteStore) -> list[Decision]:
+    def run_pass(self, store: Store) -> list[Decision]:
         jobs = store.list(Job)
         pending = [j for j in jobs if j.state in PENDING]
         if not pending:
@@ -217,7 +217,7 @@ class SchedulerComponent:
         self.decisions = (self.decisions + decisions)[-200:]
         return decisions
 
-    def _write(self, store: SqliteStore, job: Job, d: Decision) -> None:
+    def _write(self, store: Store, job: Job, d: Decision) -> None:
         self.counters["attempts"] = self.counters.get("attempts", 0) + 1
         reason = f"scheduler: {job.id} {d.explain()} | inputs {json.dumps(d.inputs, default=str)}"
         with store.transaction("scheduler", reason[:2000]) as txn:

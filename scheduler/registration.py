@@ -56,6 +56,7 @@ class _Component:
     state the REST routes and gauges read."""
 
     name = "scheduler"
+    leader_only = True  # dispatches to centres (issue 16: the leader only)
 
     def __init__(self, rt: Runtime) -> None:
         from scheduler.centres.plugin import section

@@ -41,8 +41,7 @@ from controller.errors import Issue, ValidationError, issues_from_pydantic
 from controller.logs import key_event
 from controller.models import ComputeMetrics, ComputeResource, Site
 from controller.models.base import Entity
-from controller.store.base import Change
-from controller.store.sqlite import SqliteStore
+from controller.store.base import Change, Store
 from telemetry import cats
 from telemetry.grading import Benchmark, ComputeGrade, grade
 from telemetry.models import (
@@ -92,7 +91,7 @@ class IngestCore:
 
     actor = "telemetry-ingest"
 
-    def __init__(self, store: SqliteStore, cats_cfg: cats.CatsConfig | None = None,
+    def __init__(self, store: Store, cats_cfg: cats.CatsConfig | None = None,
                  stale_after_periods: float = 3.0) -> None:
         self.store = store
         self.cfg = cats_cfg or cats.CatsConfig()
@@ -304,7 +303,7 @@ class IngestServer:
 
     name = "telemetry-ingest"
 
-    def __init__(self, sec: TelemetrySection, store: SqliteStore | None = None) -> None:
+    def __init__(self, sec: TelemetrySection, store: Store | None = None) -> None:
         self.sec = sec
         self._store = store
         self.core: IngestCore | None = None

@@ -71,6 +71,14 @@ def _metrics(rt: Runtime) -> tuple[Counter, Histogram]:
           registry=rt.metrics).set_function(rt.store.last_seq)
     Gauge("cpn_events_published_total", "Events published on the bus",
           registry=rt.metrics).set_function(lambda: rt.bus.published)
+    Gauge("cpn_cluster_is_leader", "1 when this controller leads (runs the components "
+          "that program the network)", registry=rt.metrics).set_function(
+        lambda: float(rt.leadership.role.leader))
+    Gauge("cpn_cluster_epoch", "Leader epoch this controller last saw",
+          registry=rt.metrics).set_function(lambda: float(rt.leadership.local()["epoch"] or 0))
+    Gauge("cpn_cluster_lag_entries", "Journal entries this replica's index is behind the "
+          "cluster (sampled each heartbeat, ~1 s)", registry=rt.metrics).set_function(
+        lambda: float(rt.leadership.local()["lag_entries"]))
     return requests, latency
 
 
@@ -110,13 +118,15 @@ def create_app(rt: Runtime) -> FastAPI:
         quarantined = len(rt.store.quarantined())
         # a component may say it is degraded (``health() -> list[str]`` of problems,
         # e.g. the DNS publisher refused by Knot: BADSIG/BADKEY)
-        problems = [{"component": c.name, "problem": p} for c in rt.started
+        problems = [{"component": c.name, "problem": p} for c in [*rt.started, *rt.leading]
                     for p in (getattr(c, "health", None) or (lambda: []))()]
         return {"status": "degraded" if quarantined or problems else "ok", "zone": rt.zone,
                 "journal_seq": rt.store.last_seq(),
                 "objects": {k: rt.store.count(c) for k, c in ENTITY_KINDS.items()},
                 "quarantined": quarantined, "problems": problems,
-                "components": [c.name for c in rt.started]}
+                "components": [c.name for c in rt.started],
+                "cluster": {**rt.leadership.local(),
+                            "leader_components": [c.name for c in rt.leading]}}
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (no auth)",
              response_class=PlainTextResponse)

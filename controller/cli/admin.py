@@ -7,13 +7,16 @@ import asyncio
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from controller.cli.client import Client, fail, print_json, print_table
 from controller.errors import CpnError, ValidationError
 from controller.models import Role
+
+if TYPE_CHECKING:
+    from controller.store import Store
 
 
 def hostport(value: str, what: str) -> tuple[str, int]:
@@ -24,6 +27,9 @@ def hostport(value: str, what: str) -> tuple[str, int]:
 
 
 def register(app: typer.Typer) -> None:
+    from controller.cli import cluster
+
+    cluster.register(app)
     app.command("run")(run)
     app.command("status")(status)
     app.command("logs")(logs_cmd)
@@ -46,6 +52,9 @@ def register(app: typer.Typer) -> None:
 
 StateOpt = Annotated[str | None, typer.Option("--state", help="State directory (default: the "
                                               "config's controller.state, else ./var).")]
+StoreOpt = Annotated[str | None, typer.Option(
+    "--store", help="Where state lives: etcd://HOST:PORT,HOST:PORT[/prefix] for a cluster "
+    "(default: $CPN_STORE, the config's controller.store, else STATE/state.db).")]
 
 
 def run(
@@ -58,11 +67,19 @@ def run(
     state: StateOpt = None,
     log_level: Annotated[str | None, typer.Option(help="debug|info|key|warning|error")] = None,
     log_json: Annotated[bool, typer.Option(help="JSON lines on stderr too.")] = False,
+    store: StoreOpt = None,
+    member: Annotated[str | None, typer.Option(
+        help="This controller's name in a cluster [host name:API port].")] = None,
 ) -> None:
     """Run the controller: apply the config, serve REST (and the other components)
     until Ctrl-C.
 
     Example:  cpn run --config examples/gba.yaml --api 127.0.0.1:8080 --state ./var
+
+    Cluster (three controllers on one etcd cluster; one leads and programs the
+    network, every one serves REST, DNS and NETCONF):
+      cpn run -c examples/gba.yaml --api 127.0.0.1:8081 --state var/c1 --member c1
+        --store etcd://127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379
     """
     from controller import logs
     from controller.config import load_config
@@ -81,6 +98,8 @@ def run(
         log_level=log_level or (sec.log_level if sec else "info"),
         api_tls=(Path(sec.api_tls.cert), Path(sec.api_tls.key))
         if sec is not None and sec.api_tls is not None else None,
+        store=store or os.environ.get("CPN_STORE") or (sec.store if sec else None),
+        member=member or (sec.member if sec else ""),
     )
     logs.setup(settings.log_level, settings.state, json_stderr=log_json, process_name="cpn-run")
     try:
@@ -101,7 +120,10 @@ def _ensure_admin_token(rt: object, state: Path) -> None:
     if path.exists() or store.list_tokens():
         return
     tok = new_token()
-    store.add_token(digest(tok), "admin", Role.OPERATOR.value, None)
+    try:
+        store.add_token(digest(tok), "admin", Role.OPERATOR.value, None)
+    except CpnError:  # another replica of the cluster created it at the same moment
+        return
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(tok + "\n")
@@ -130,10 +152,12 @@ def config_check(
     typer.echo(f"{file}: ok - " + ", ".join(f"{n} {k}s" for k, n in sorted(counts.items())))
 
 
-def _open_store(state: str | None):  # type: ignore[no-untyped-def]
-    from controller.store import SqliteStore
+def _open_store(state: str | None, store: str | None = None) -> Store:
+    from controller.store import open_store
 
-    return SqliteStore(Path(state or os.environ.get("CPN_STATE") or "./var") / "state.db")
+    url = store or os.environ.get("CPN_STORE")
+    return open_store(url or str(Path(state or os.environ.get("CPN_STATE") or "./var") /
+                                 "state.db"))
 
 
 def token_create(
@@ -142,6 +166,7 @@ def token_create(
     tenant: Annotated[str | None, typer.Option(help="Tenant (required for role tenant).")]
     = None,
     state: StateOpt = None,
+    store_url: StoreOpt = None,
 ) -> None:
     """Create an API token and print it once (only its hash is stored).
 
@@ -153,7 +178,7 @@ def token_create(
         raise typer.BadParameter("role tenant needs --tenant NAME", param_hint="--tenant")
     tok = new_token()
     name = name or f"{role.value}-{tok[4:10]}"
-    store = _open_store(state)
+    store = _open_store(state, store_url)
     try:
         if tenant is not None:
             from controller.models import Tenant
@@ -172,24 +197,25 @@ def token_create(
     typer.echo(tok)
 
 
-def token_list(state: StateOpt = None) -> None:
+def token_list(state: StateOpt = None, store_url: StoreOpt = None) -> None:
     """List tokens (names and roles, never the secrets).
 
     Example:  cpn token list --state ./var
     """
-    store = _open_store(state)
+    store = _open_store(state, store_url)
     try:
         print_table(store.list_tokens(), ["name", "role", "tenant", "created", "revoked"])
     finally:
         store.close()
 
 
-def token_revoke(name: Annotated[str, typer.Argument()], state: StateOpt = None) -> None:
+def token_revoke(name: Annotated[str, typer.Argument()], state: StateOpt = None,
+                 store_url: StoreOpt = None) -> None:
     """Revoke a token by name (effective within 5 s).
 
     Example:  cpn token revoke dashboard
     """
-    store = _open_store(state)
+    store = _open_store(state, store_url)
     try:
         if not store.revoke_token(name):
             fail(f"no token named {name!r}; see 'cpn token list'")
@@ -277,6 +303,11 @@ def status(api: ApiOpt = None, token: TokenOpt = None, state: StateOpt = None,
     typer.echo(f"controller {c.base}: {health['status']}, zone {health['zone']}, "
                f"journal seq {health['journal_seq']}")
     typer.echo("components: " + (", ".join(health["components"]) or "-"))
+    cl = health.get("cluster") or {}
+    if cl.get("mode") == "cluster":
+        typer.echo(f"cluster: member {cl['member']}, leader {cl['leader'] or '(none)'}, "
+                   f"epoch {cl['epoch']}, lag {cl['lag_entries']} journal entries"
+                   + (" — this controller leads" if cl.get("is_leader") else ""))
     typer.echo("objects: " + ", ".join(f"{k}={v}" for k, v in health["objects"].items() if v))
     if health.get("quarantined"):
         typer.echo(f"quarantined: {health['quarantined']} stored object(s) no longer valid, "

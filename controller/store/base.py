@@ -13,6 +13,15 @@ Rules:
   verbatim with the validation error, journaled as a delete by ``store:quarantine``,
   logged with the fix) and everything else loads. ``quarantined()`` lists such rows;
   ``drop_quarantined(id)`` forgets one once the operator has dealt with it (#15).
+- Code names only ``Store`` (never a backend class): ``open_store`` picks the
+  backend from a URL — a SQLite file for one machine, ``etcd://h:p,h:p`` for a
+  cluster of controllers (issue 16).
+- A replica that leads the cluster sets ``fence``: every journal entry it commits
+  carries the leader ``epoch`` and its ``member`` name, and a backend that can (etcd)
+  commits only while that leadership still stands — a deposed leader's write fails
+  with ``StoreFenced`` instead of landing in a newer epoch.
+- Two writers never lose an update: a transaction whose reads changed underneath it
+  fails with ``StoreConflict`` (retry it) rather than overwriting.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
+from controller.errors import ConflictError, ConnectionError, CpnError
 from controller.models.base import Entity
 
 E = TypeVar("E", bound=Entity)
@@ -47,6 +57,33 @@ class Change:
     previous: Entity | None
 
 
+class StoreError(CpnError):
+    """The store could not be opened, read or written."""
+
+
+class StoreUnavailable(StoreError, ConnectionError):
+    """The store cannot be reached now (etcd quorum lost, timeout); nothing known applied."""
+
+
+class StoreConflict(ConflictError):
+    """Something this transaction read was changed by another writer; nothing applied."""
+
+
+class StoreFenced(StoreConflict):
+    """This replica's leadership ended before the write; nothing applied."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Leadership a replica holds: ``epoch`` (grows by one per election), ``member``
+    (the replica's name), ``token`` (backend's proof of the lease, etcd: the leader
+    key's create revision; 0 where there is nothing to compare)."""
+
+    epoch: int
+    member: str
+    token: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class JournalEntry:
     """One journal line. ``seq`` grows by one per change; ``txid`` groups a transaction."""
@@ -61,6 +98,8 @@ class JournalEntry:
     key: str
     value: dict[str, Any] | None
     previous: dict[str, Any] | None
+    epoch: int = 0
+    member: str = ""
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +113,8 @@ class JournalEntry:
             "key": self.key,
             "value": self.value,
             "previous": self.previous,
+            "epoch": self.epoch,
+            "member": self.member,
         }
 
 
@@ -123,8 +164,20 @@ class JournalQuery:
 Listener = Callable[[builtins.list[Change]], None]
 
 
+#: A consistent copy of everything a store holds (``dump``/``load_dump``, backups):
+#: ``objects`` [[kind, key, json]], ``journal`` [JournalEntry.to_json_dict()],
+#: ``meta`` {k: v}, ``tokens`` [{sha256, name, role, tenant, created, revoked}].
+StoreDump = dict[str, Any]
+
+
 class Store(Protocol):
-    """Current objects + journal. Backends: ``SqliteStore`` (embedded); etcd later."""
+    """Current objects + journal. Backends: ``SqliteStore`` (embedded), ``EtcdStore``
+    (replicated). ``url`` says where the state lives; ``backend`` is its scheme."""
+
+    url: str
+    backend: str
+    member: str
+    fence: Fence | None
 
     def get(self, kind: type[E], key: str) -> E | None: ...
 
@@ -150,6 +203,22 @@ class Store(Protocol):
     def get_meta(self, key: str) -> str | None: ...
 
     def set_meta(self, key: str, value: str) -> None: ...
+
+    def add_token(self, sha256: str, name: str, role: str, tenant: str | None) -> None: ...
+
+    def find_token(self, sha256: str) -> tuple[str, str, str | None] | None: ...
+
+    def revoke_token(self, name: str) -> bool: ...
+
+    def list_tokens(self) -> builtins.list[dict[str, Any]]: ...
+
+    def dump(self) -> StoreDump:
+        """A consistent snapshot of objects, journal, meta and tokens (online)."""
+        ...
+
+    def load_dump(self, dump: StoreDump) -> None:
+        """Bring a snapshot into this store, which must be empty (else ``StoreError``)."""
+        ...
 
     def close(self) -> None: ...
 

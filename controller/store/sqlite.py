@@ -18,6 +18,8 @@ Rules:
   error) and journaled as a delete by ``store:quarantine``; logged with the fix. The
   store opens with everything else (#15: one bad row made ``cpn run`` refuse the
   whole state directory).
+- Journal rows carry the leader ``epoch`` and ``member`` of the replica that wrote them
+  (both 0/empty for a single controller); older files get the columns at open.
 - Tokens live in their own table (``tokens``) because they are secrets (only hashes
   are stored) and other processes (``cpn token create``) write them.
 """
@@ -37,9 +39,18 @@ from typing import Any, TypeVar
 
 import pydantic
 
-from controller.errors import CpnError, NotFoundError
+from controller.errors import NotFoundError
 from controller.models.base import ENTITY_KINDS, Entity
-from controller.store.base import Action, Change, JournalEntry, JournalQuery, QuarantinedRow
+from controller.store.base import (
+    Action,
+    Change,
+    Fence,
+    JournalEntry,
+    JournalQuery,
+    QuarantinedRow,
+    StoreDump,
+    StoreError,
+)
 
 E = TypeVar("E", bound=Entity)
 log = logging.getLogger("cpn.store")
@@ -62,7 +73,9 @@ CREATE TABLE IF NOT EXISTS journal (
     kind TEXT NOT NULL,
     key TEXT NOT NULL,
     value TEXT,
-    previous TEXT
+    previous TEXT,
+    epoch INTEGER NOT NULL DEFAULT 0,
+    member TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS journal_kind_key ON journal (kind, key);
 CREATE TABLE IF NOT EXISTS tokens (
@@ -83,10 +96,6 @@ CREATE TABLE IF NOT EXISTS quarantine (
     ts TEXT NOT NULL
 );
 """
-
-
-class StoreError(CpnError):
-    """The store could not be opened or written."""
 
 
 class _Txn:
@@ -133,8 +142,13 @@ class _Txn:
 class SqliteStore:
     """SQLite-backed ``Store``. ``path=':memory:'`` for tests."""
 
-    def __init__(self, path: str | Path, *, durable: bool = False) -> None:
+    backend = "sqlite"
+
+    def __init__(self, path: str | Path, *, durable: bool = False, member: str = "") -> None:
         self.path = str(path)
+        self.url = self.path
+        self.member = member
+        self.fence: Fence | None = None
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -144,6 +158,12 @@ class SqliteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._db.executescript(SCHEMA)
+            cols = {r[1] for r in self._db.execute("PRAGMA table_info(journal)")}
+            if "epoch" not in cols:  # a file written before HA (issue 16)
+                self._db.execute("ALTER TABLE journal ADD COLUMN epoch INTEGER NOT NULL "
+                                 "DEFAULT 0")
+                self._db.execute("ALTER TABLE journal ADD COLUMN member TEXT NOT NULL "
+                                 "DEFAULT ''")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open state store {self.path}: {exc}") from exc
         self._lock = threading.RLock()
@@ -281,6 +301,8 @@ class SqliteStore:
         ts = datetime.now(UTC).isoformat()
         txid = self._txid + 1
         seq = self._seq
+        fence = self.fence
+        epoch, member = (fence.epoch, fence.member) if fence else (0, self.member)
         obj_rows: builtins.list[tuple[str, str, str]] = []
         del_rows: builtins.list[tuple[str, str]] = []
         journal_rows: builtins.list[tuple[Any, ...]] = []
@@ -296,7 +318,7 @@ class SqliteStore:
                 obj_rows.append((ch.kind, ch.key, value_json))
             journal_rows.append(
                 (seq, txid, ts, actor, reason, ch.action.value, ch.kind, ch.key, value_json,
-                 prev_json)
+                 prev_json, epoch, member)
             )
         db = self._db
         try:
@@ -311,7 +333,7 @@ class SqliteStore:
                 db.executemany("DELETE FROM objects WHERE kind = ? AND key = ?", del_rows)
             db.executemany(
                 "INSERT INTO journal(seq, txid, ts, actor, reason, action, kind, key, value,"
-                " previous) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " previous, epoch, member) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 journal_rows,
             )
             db.execute("COMMIT")
@@ -357,7 +379,8 @@ class SqliteStore:
                 where.append(f"{column} = ?")
                 args.append(value)
         order = "DESC" if query.descending else "ASC"
-        sql = (f"SELECT seq, txid, ts, actor, reason, action, kind, key, value, previous "
+        sql = (f"SELECT seq, txid, ts, actor, reason, action, kind, key, value, previous, "
+               f"epoch, member "
                f"FROM journal WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?")
         args.append(max(0, min(query.limit, 10_000)))
         with self._lock:
@@ -368,6 +391,7 @@ class SqliteStore:
                 action=Action(r[5]), kind=r[6], key=r[7],
                 value=json.loads(r[8]) if r[8] is not None else None,
                 previous=json.loads(r[9]) if r[9] is not None else None,
+                epoch=r[10], member=r[11],
             )
             for r in rows
         ]
@@ -416,6 +440,77 @@ class SqliteStore:
             self._db.execute("INSERT INTO meta(k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE "
                              "SET v = excluded.v", (key, value))
 
+    # -- backup (GBA-6.8) -------------------------------------------------------------
+    def dump(self) -> StoreDump:
+        """Everything, read inside one SQLite read transaction (consistent, online)."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN")
+            try:
+                objects = [list(r) for r in db.execute(
+                    "SELECT kind, key, value FROM objects ORDER BY kind, key")]
+                journal = [
+                    {"seq": r[0], "txid": r[1], "ts": r[2], "actor": r[3], "reason": r[4],
+                     "action": r[5], "kind": r[6], "key": r[7],
+                     "value": json.loads(r[8]) if r[8] is not None else None,
+                     "previous": json.loads(r[9]) if r[9] is not None else None,
+                     "epoch": r[10], "member": r[11]}
+                    for r in db.execute(
+                        "SELECT seq, txid, ts, actor, reason, action, kind, key, value, "
+                        "previous, epoch, member FROM journal ORDER BY seq")]
+                meta = dict(db.execute("SELECT k, v FROM meta ORDER BY k").fetchall())
+                tokens = [dict(zip(("sha256", "name", "role", "tenant", "created", "revoked"),
+                                   r, strict=True))
+                          for r in db.execute("SELECT sha256, name, role, tenant, created, "
+                                              "revoked FROM tokens ORDER BY name")]
+            finally:
+                db.execute("COMMIT")
+        return {"objects": objects, "journal": journal, "meta": meta, "tokens": tokens}
+
+    def load_dump(self, dump: StoreDump) -> None:
+        """Write a snapshot into this store in one transaction; refused unless empty."""
+        with self._lock:
+            db = self._db
+            (n,) = db.execute("SELECT (SELECT COUNT(*) FROM objects) + (SELECT COUNT(*) FROM "
+                              "journal) + (SELECT COUNT(*) FROM tokens)").fetchone()
+            if n:
+                raise StoreError(f"state store {self.path} is not empty ({n} rows); restore "
+                                 "only into an empty state directory")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany("INSERT INTO objects(kind, key, value) VALUES (?,?,?)",
+                               [tuple(o) for o in dump["objects"]])
+                db.executemany(
+                    "INSERT INTO journal(seq, txid, ts, actor, reason, action, kind, key, "
+                    "value, previous, epoch, member) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [(e["seq"], e["txid"], e["ts"], e["actor"], e["reason"], e["action"],
+                      e["kind"], e["key"], _json_or_none(e["value"]),
+                      _json_or_none(e["previous"]), e.get("epoch", 0), e.get("member", ""))
+                     for e in dump["journal"]])
+                db.executemany("INSERT INTO meta(k, v) VALUES (?, ?)",
+                               sorted(dump["meta"].items()))
+                db.executemany(
+                    "INSERT INTO tokens(sha256, name, role, tenant, created, revoked) "
+                    "VALUES (?,?,?,?,?,?)",
+                    [(t["sha256"], t["name"], t["role"], t["tenant"], t["created"],
+                      int(t["revoked"])) for t in dump["tokens"]])
+                db.execute("COMMIT")
+            except BaseException as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"restore into {self.path} failed, nothing "
+                                     f"written: {exc}") from exc
+                raise
+            self._cache.clear()
+            self._json.clear()
+            self._raw.clear()
+            self._load()
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))

@@ -45,7 +45,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 
 from controller.logs import key_event
 from controller.models import ComputeMetrics, Service
-from controller.store.sqlite import SqliteStore
+from controller.store.base import Store
 from telemetry import cats
 from telemetry.bgp.codec import ComputeMetadata
 from telemetry.bgp.decoder import (
@@ -92,7 +92,7 @@ class BgpIngestCore:
 
     actor = ACTOR
 
-    def __init__(self, cfg: BgpConfig, store: SqliteStore) -> None:
+    def __init__(self, cfg: BgpConfig, store: Store) -> None:
         self.cfg = cfg
         self.store = store
         self.pending: dict[str, ComputeMetrics] = {}
