@@ -333,6 +333,10 @@ def check(url: str, acked: dict[str, float]) -> dict[str, Any]:
         "journal_duplicates": len(seqs) - len(set(seqs)),
         "acked_writes": len(acked), "acked_writes_lost": len(lost), "lost": lost[:20],
         "acked_writes_duplicated": len(dup),
+        "duplicated": [{"key": n, "entries": [
+            {"seq": e.seq, "member": e.member, "epoch": e.epoch, "actor": e.actor,
+             "action": e.action.value, "ts": e.ts.isoformat()}
+            for e in journal if e.kind == "site" and e.key == n]} for n in dup[:5]],
         "epochs_seen": sorted(by_epoch),
         "epochs_with_two_writers": shared, "epoch_went_back": back,
         "leader_entries_by_epoch": {str(ep): sorted(m) for ep, m in sorted(by_epoch.items())},

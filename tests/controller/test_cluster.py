@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from controller.cli.main import app
 from controller.cluster import SoleLeader, leader_only
 from controller.models import Site, SiteKind
 from controller.runtime import Runtime, Settings
@@ -20,6 +22,7 @@ from controller.store.etcd import EtcdStore
 from labs.etcd import EtcdCluster, have_etcd
 from labs.netns import free_port
 
+runner = CliRunner()
 pytestmark = pytest.mark.skipif(not have_etcd(), reason="needs etcd-server (bootstrap.sh)")
 
 
@@ -131,6 +134,11 @@ def test_one_leader_hands_over_with_a_new_epoch(etcd: EtcdCluster, tmp_path: Pat
                                                              (e1 + 1, second.member)]
             [op] = [e for e in journal if e.actor == "rest"]
             assert op.epoch == 0 and op.member == follower.member
+            out = await asyncio.to_thread(runner.invoke, app, ["cluster", "status",
+                                                               "--store", url])
+            assert out.exit_code == 0, out.output
+            assert f"leader {second.member}, epoch {e1 + 1}" in out.output
+            assert follower.member in out.output
         finally:
             for rt in rts:
                 await rt.stop()
