@@ -1,7 +1,8 @@
 """A real etcd cluster for tests and labs (Debian ``etcd-server`` 3.4, ``/usr/bin/etcd``).
 
 Rules:
-- Every member listens on free loopback ports (client + peer), keeps its data in a
+- Every member listens on free loopback ports (client + peer; below the ephemeral
+  range, so a stopped member gets its ports back), keeps its data in a
   temp dir, and is stopped by its own pid — never by name. ``close()`` removes all.
 - ``client_hosts`` lets a member also listen on extra loopback addresses (127.x.y.z,
   same port): the HA lab gives each controller its own address so one controller can
@@ -23,7 +24,29 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labs.netns import LabError, free_port
+from labs.netns import LabError
+
+#: etcd's ports are taken below the kernel's ephemeral range (32768–60999): a member
+#: stopped by a lab must get its port back, and an ephemeral one can be grabbed as a
+#: source port by any connection on the host while the member is down
+PORTS = (20000, 32000)
+
+
+def quiet_port() -> int:
+    """A free loopback TCP port outside the ephemeral range."""
+    import random
+    import socket
+
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(*PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise LabError(f"no free port in {PORTS[0]}–{PORTS[1]}")
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 
@@ -54,7 +77,7 @@ class EtcdCluster:
 
     def __post_init__(self) -> None:
         for i in range(self.size):
-            self.members.append(Member(f"m{i}", free_port(), free_port(),
+            self.members.append(Member(f"m{i}", quiet_port(), quiet_port(),
                                        self.root / f"m{i}", self.root / f"m{i}.log"))
 
     def endpoints(self, host: str = "127.0.0.1") -> str:

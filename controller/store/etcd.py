@@ -160,19 +160,37 @@ class _Txn:
         self._staged[(kind.KIND, key)] = None
 
     def changes(self) -> builtins.list[Change]:
+        return self.snapshot()[0]
+
+    def snapshot(self) -> tuple[builtins.list[Change], dict[tuple[str, str], int],
+                                builtins.list[str | None]]:
+        """The changes, with — from the same instant of the index — the revision each
+        written object is compared at and the JSON of its previous value. (Taking them
+        at different instants let a blind write journal a second "create" for an
+        object another replica had just created.)"""
+        st = self._store
+        for kind, _ in self._staged:
+            st._adopt(kind)
         out: builtins.list[Change] = []
-        for (kind, key), value in self._staged.items():
-            self._store._adopt(kind)
-            previous = self._store._cache.get(kind, {}).get(key)
-            if value is None:
-                if previous is None:
+        revs: dict[tuple[str, str], int] = {}
+        prevs: builtins.list[str | None] = []
+        with st._cache_lock:
+            for (kind, key), value in self._staged.items():
+                previous = st._cache.get(kind, {}).get(key)
+                if value is None:
+                    if previous is None:
+                        continue
+                    ch = Change(Action.DELETE, kind, key, None, previous)
+                elif previous is None:
+                    ch = Change(Action.CREATE, kind, key, value, None)
+                elif previous != value:
+                    ch = Change(Action.UPDATE, kind, key, value, previous)
+                else:
                     continue
-                out.append(Change(Action.DELETE, kind, key, None, previous))
-            elif previous is None:
-                out.append(Change(Action.CREATE, kind, key, value, None))
-            elif previous != value:
-                out.append(Change(Action.UPDATE, kind, key, value, previous))
-        return out
+                out.append(ch)
+                revs[(kind, key)] = st._rev.get((kind, key), 0)
+                prevs.append(st._json.get(kind, {}).get(key))
+        return out, revs, prevs
 
 
 class EtcdStore:
@@ -627,15 +645,16 @@ class EtcdStore:
         with self._lock:
             txn = _Txn(self)
             yield txn
-            changes = txn.changes()
+            changes, revs, prevs = txn.snapshot()
             if changes:
-                self.run(self._commit(changes, txn.reads, actor, reason),
+                # what was read is compared at the revision it was read at
+                self.run(self._commit(changes, {**revs, **txn.reads}, prevs, actor, reason),
                          timeout=self.timeout_s * 4)
         if changes:
             self._notify(changes, actor, reason)
 
-    async def _commit(self, changes: builtins.list[Change], reads: dict[tuple[str, str], int],
-                      actor: str, reason: str) -> None:
+    async def _commit(self, changes: builtins.list[Change], seen: dict[tuple[str, str], int],
+                      prevs: builtins.list[str | None], actor: str, reason: str) -> None:
         from aetcd.transactions import Create, Get, Mod, Put
         from aetcd.transactions import Delete as Del
 
@@ -644,15 +663,9 @@ class EtcdStore:
         ts = datetime.now(UTC).isoformat()
         cid = uuid.uuid4().hex
         encoded = [c.value.model_dump_json() if c.value is not None else None for c in changes]
-        written = [(c.kind, c.key) for c in changes]
         for _attempt in range(SEQ_RETRIES):
             with self._cache_lock:
                 seq0, txid, seq_rev = self._seq, self._txid + 1, self._seq_rev
-                # what was read is compared at the revision it was read at; a blind
-                # write at the revision its "previous" value comes from
-                seen = {i: self._rev.get(i, 0) for i in written}
-                seen.update(reads)
-                prevs = [self._json.get(c.kind, {}).get(c.key) for c in changes]
             compare: list[Any] = [Mod(self.key("seq")) == seq_rev]
             compare += [Mod(self.key("o", k, key)) == rev for (k, key), rev in seen.items()]
             if fence is not None:

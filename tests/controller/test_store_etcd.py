@@ -183,3 +183,30 @@ def test_a_transaction_too_big_for_etcd_is_refused_naming_the_fix(
         for i in range(2100):  # 4,201 operations > the fixture's --max-txn-ops 4096
             txn.put(site(f"S{i}"))
     assert a.count(Site) == 0 and a.last_seq() == 0
+
+
+def test_blind_write_racing_a_remote_create_does_not_journal_a_second_create(
+        pair: tuple[EtcdStore, EtcdStore]) -> None:
+    """Regression (HA lab): the replica computed "create, previous None" from its index,
+    then its watch applied another replica's create of the same site before the commit
+    took the revision to compare — the compare passed and the journal had two creates."""
+    from controller.store import Action
+
+    a, b = pair
+    held: list[object] = []
+    b._apply_watch = held.append  # type: ignore[method-assign]
+    with a.transaction("a") as txn:
+        txn.put(site("X"))
+    wait(lambda: bool(held))
+    original = b._commit
+
+    async def late(*args: object, **kw: object) -> None:
+        del b._apply_watch  # the create reaches b's index between snapshot and commit
+        for resp in held:
+            EtcdStore._apply_watch(b, resp)
+        await original(*args, **kw)  # type: ignore[arg-type]
+    b._commit = late  # type: ignore[method-assign]
+    with pytest.raises(StoreConflict), b.transaction("b") as txn:
+        txn.put(site("X", region="elsewhere"))
+    creates = [e for e in a.journal() if e.key == "X" and e.action is Action.CREATE]
+    assert len(creates) == 1 and a.get(Site, "X") == site("X")
