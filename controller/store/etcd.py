@@ -218,6 +218,7 @@ class EtcdStore:
         self._raw: dict[str, dict[str, str]] = {}
         #: rows that failed validation, to be set aside: (kind, key) -> (JSON, error)
         self._q_pending: dict[tuple[str, str], tuple[str, str]] = {}
+        self._q_rows: dict[int, QuarantinedRow] = {}   # P/q/, kept by the watch
         self._seq = self._txid = self._seq_rev = 0
         self._own_cids: set[str] = set()   # commits of this replica: not announced twice
         self.applied_rev = 0        # revision the index reflects (watch progress)
@@ -337,6 +338,7 @@ class EtcdStore:
         kvs = await self.scan(self._p + b"/o/", rev)
         seq_kvs = await self.range(self.key("seq"), revision=rev)
         leader = await self.range(self.key("leader"), revision=rev)
+        qrows = [_qrow(kv.value) for kv in await self.scan(self._p + b"/q/", rev)]
         raw: dict[str, dict[str, str]] = {}
         revs: dict[tuple[str, str], int] = {}
         plen = len(self._p) + 3
@@ -357,6 +359,7 @@ class EtcdStore:
                 kv = seq_kvs.kvs[0]
                 seq, txid = kv.value.decode().split()
                 self._seq, self._txid, self._seq_rev = int(seq), int(txid), kv.mod_revision
+            self._q_rows = {q.id: q for q in qrows}
             self.leader_raw = leader.kvs[0].value if leader.kvs else None
             self.leader_create_rev = leader.kvs[0].create_revision if leader.kvs else 0
             self.applied_rev = rev
@@ -445,6 +448,13 @@ class EtcdStore:
                     self._apply_object(kind, key, None if deleted else ev.kv.value.decode(), rev)
                 elif sub.startswith(b"j/") and not deleted:
                     journal.append(json.loads(ev.kv.value))
+                elif sub.startswith(b"q/"):
+                    with self._cache_lock:
+                        if deleted:
+                            self._q_rows.pop(int(sub[2:]), None)
+                        else:
+                            q = _qrow(ev.kv.value)
+                            self._q_rows[q.id] = q
                 elif sub == b"seq" and not deleted:
                     seq, txid = ev.kv.value.decode().split()
                     with self._cache_lock:
@@ -590,16 +600,10 @@ class EtcdStore:
             self._q_pending.pop((kind, key), None)
 
     def quarantined(self) -> builtins.list[QuarantinedRow]:
-        """Rows set aside because they no longer validated, oldest first."""
-        async def rows() -> list[Any]:
-            prefix = self.key("q", "")
-            return list((await self.range(prefix, _range_end(prefix))).kvs)
-        out = []
-        for kv in self.run(rows()):
-            r = json.loads(kv.value)
-            out.append(QuarantinedRow(r["id"], r["kind"], r["key"], r["value"], r["error"],
-                                      datetime.fromisoformat(r["ts"])))
-        return out
+        """Rows set aside because they no longer validated, oldest first (from the
+        index: ``/healthz`` asks on every probe, also when etcd is out of reach)."""
+        with self._cache_lock:
+            return [self._q_rows[i] for i in sorted(self._q_rows)]
 
     def drop_quarantined(self, row_id: int) -> bool:
         """Forget a quarantined row (the operator re-created or discarded it)."""
@@ -943,6 +947,12 @@ class EtcdStore:
             pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(3.0)
+
+
+def _qrow(raw: bytes) -> QuarantinedRow:
+    r = json.loads(raw)
+    return QuarantinedRow(r["id"], r["kind"], r["key"], r["value"], r["error"],
+                          datetime.fromisoformat(r["ts"]))
 
 
 def _loads(value: str | None) -> Any:

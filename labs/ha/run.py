@@ -11,6 +11,8 @@ Rules:
   shows its leader-only components running — it serves writes and reconciles.
 - A write is *acknowledged* when the REST API answered 200/201. Writes are PUTs of
   sites (idempotent), retried on another controller when the answer is unknown.
+- Headless dataplane: every running controller's embedded DNS responder is asked for
+  the video service every 50 ms; the answers while nobody leads are counted.
 - Checks at the end, read straight from etcd: every acknowledged site present exactly
   once (one create in the journal); journal seqs 1..N without gap or duplicate; every
   epoch's entries written by one controller only, epochs never going back.
@@ -153,6 +155,40 @@ class Writer:
                 cl.close()
 
 
+@dataclass
+class DnsProbe:
+    """Asks every running controller's embedded responder for the video service every
+    50 ms: the answers must not stop while nobody leads (headless dataplane)."""
+
+    ctls: list[Controller]
+    ready: set[str]
+    name: str = "video.svc.cpn.example"
+    log: list[tuple[float, str, bool]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        import dns.exception
+        import dns.message
+        import dns.query
+
+        while not self.stop.is_set():
+            for c in self.ctls:
+                if c.member not in self.ready:
+                    continue
+                q = dns.message.make_query(self.name, "A")
+                try:
+                    r = dns.query.udp(q, "127.0.0.1", port=c.dns_port, timeout=1.0)
+                    ok = bool(r.answer)
+                except (dns.exception.DNSException, OSError):
+                    ok = False
+                self.log.append((time.monotonic(), c.member, ok))
+            time.sleep(0.05)
+
+    def between(self, t0: float, t1: float) -> dict[str, int]:
+        rows = [ok for t, _, ok in self.log if t0 <= t <= t1]
+        return {"queries": len(rows), "answered": sum(rows)}
+
+
 class Lab:
     def __init__(self, work: Path, seed: int) -> None:
         self.work = work
@@ -168,6 +204,8 @@ class Lab:
         self.nft_table = f"cpnha{os.getpid()}"
         self.http = httpx.Client()
         self.events: list[dict[str, Any]] = []
+        self.ready: set[str] = set()
+        self.probe = DnsProbe(self.ctls, self.ready)
 
     def url(self, c: Controller) -> str:
         return self.etcd.url(self.prefix, host=c.etcd_host)
@@ -186,6 +224,7 @@ class Lab:
             c.start(self.config, self.url(c))
         self.wait(lambda: all(c.health(self.http) for c in self.ctls), 90,
                   "three controllers answering /healthz")
+        self.ready.update(c.member for c in self.ctls)
         self.leader(60)
 
     def wait(self, pred: Any, timeout: float, what: str) -> Any:
@@ -223,13 +262,16 @@ class Lab:
         time.sleep(self.rng.uniform(0.3, 2.0))  # a random point in the write stream
         old, epoch = self.leader()
         t0 = time.monotonic()
+        if kind.startswith("kill"):
+            self.ready.discard(old.member)
         act(old)
         new, new_epoch = self.leader(20.0, newer_than=epoch,
                                      among=[c for c in self.ctls if c is not old])
-        dt = time.monotonic() - t0
+        t1 = time.monotonic()
         row = {"fault": kind, "old_leader": old.member, "old_epoch": epoch,
                "new_leader": new.member, "new_epoch": new_epoch,
-               "failover_s": round(dt, 3)}
+               "failover_s": round(t1 - t0, 3),
+               "dns_while_headless": self.probe.between(t0, t1)}
         if kind == "partition-leader":
             h = old.health(self.http) or {}
             row["old_leader_stepped_down"] = not (h.get("cluster") or {}).get("acting", True)
@@ -241,6 +283,7 @@ class Lab:
         def heal(c: Controller) -> None:
             c.start(self.config, self.url(c))
             self.wait(lambda: c.health(self.http), 60, f"{c.member} restarted")
+            self.ready.add(c.member)
         return self.failover("kill-9-leader", lambda c: c.kill(), heal)
 
     def stop_etcd_member(self) -> dict[str, Any]:
@@ -392,19 +435,24 @@ def run_lab(out: Path, seed: int | None = None) -> dict[str, Any]:
         lab.start()
         thread = threading.Thread(target=writer.run, daemon=True)
         thread.start()
+        prober = threading.Thread(target=lab.probe.run, daemon=True)
+        prober.start()
         lab.kill_leader()
         lab.kill_leader()
         lab.stop_etcd_member()
         lab.partition_leader()
         time.sleep(1.0)
         writer.stop.set()
+        lab.probe.stop.set()
         thread.join(30)
+        prober.join(10)
         lab.wait(lambda: all(c.health(lab.http) for c in lab.ctls), 30, "all controllers")
         final_leader, final_epoch = lab.leader(15.0)
         checks = check(lab.url(lab.ctls[0]), writer.acked)
         tput = throughput(lab.etcd, work)
     finally:
         writer.stop.set()
+        lab.probe.stop.set()
         for c in lab.ctls:
             with contextlib.suppress(Exception):
                 shutil.copy(c.state / "stdout.log", out / f"{c.member}.log")
@@ -421,6 +469,11 @@ def run_lab(out: Path, seed: int | None = None) -> dict[str, Any]:
                    "failed_attempts": writer.failures, "gave_up": len(writer.unknown),
                    "longest_gap_between_acks_s": round(max(writer.gaps, default=0.0), 3)},
         **checks,
+        "dns": {"queries": len(lab.probe.log),
+                "answered": sum(ok for _, _, ok in lab.probe.log),
+                "while_headless": {k: sum(e["dns_while_headless"][k] for e in lab.events
+                                          if "dns_while_headless" in e)
+                                   for k in ("queries", "answered")}},
         "write_throughput": tput,
     }
     report["invariants_held"] = (
@@ -449,6 +502,8 @@ def run_cli(out: Path, seed: int | None = None) -> int:
           f"entries, gaps {rep['journal_gaps']}, duplicates {rep['journal_duplicates']}; "
           f"epochs {rep['epochs_seen']} each written by one controller: "
           f"{not rep['epochs_with_two_writers']}")
+    d = rep["dns"]["while_headless"]
+    print(f"DNS answers while no controller led: {d['answered']}/{d['queries']}")
     print(f"failover max {rep['failover_s_max']} s (goal <= {GOAL_FAILOVER_S} s); "
           f"write throughput etcd {t['etcd_tx_per_s']}/s vs SQLite {t['sqlite_tx_per_s']}/s")
     print(f"report: {out / 'report.json'}")

@@ -210,3 +210,40 @@ def test_blind_write_racing_a_remote_create_does_not_journal_a_second_create(
         txn.put(site("X", region="elsewhere"))
     creates = [e for e in a.journal() if e.key == "X" and e.action is Action.CREATE]
     assert len(creates) == 1 and a.get(Site, "X") == site("X")
+
+
+def test_a_row_that_no_longer_validates_is_quarantined_once(etcd: EtcdCluster) -> None:
+    """#15 on etcd: a stored row that fails its model is set aside (verbatim, with the
+    error), journaled as a delete by store:quarantine — by one replica only — and the
+    rest loads and stays writable."""
+    from aetcd.transactions import Put
+
+    from controller.store import Action
+
+    url = etcd.url(f"/q-{uuid.uuid4().hex[:12]}")
+    a = EtcdStore.from_url(url, member="a")
+    try:
+        with a.transaction("a") as txn:
+            txn.put(site("MEC-1"))
+        bad = '{"name": "broken"}'
+        a.run(a.txn([], [Put(a.key("o", "site", "broken"), bad.encode())], []))
+    finally:
+        a.close()
+    b, c = EtcdStore.from_url(url, member="b"), EtcdStore.from_url(url, member="c")
+    try:
+        wait(lambda: len(b.quarantined()) == 1)
+        time.sleep(0.3)
+        [row] = b.quarantined()
+        assert (row.kind, row.key, row.value) == ("site", "broken", bad)
+        assert "kind" in row.error
+        assert [s.name for s in b.list(Site)] == ["MEC-1"]
+        gone = b.journal(JournalQuery(actor="store:quarantine"))
+        assert [(e.action, e.key) for e in gone] == [(Action.DELETE, "broken")]
+        assert [e.seq for e in b.journal()] == [1, 2]
+        with c.transaction("ops") as txn:
+            txn.put(site("broken"))
+        assert c.drop_quarantined(row.id) and not c.drop_quarantined(row.id)
+        wait(lambda: b.get(Site, "broken") is not None)
+    finally:
+        b.close()
+        c.close()
