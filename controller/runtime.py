@@ -110,7 +110,8 @@ class Runtime:
 
             assert isinstance(self.store, EtcdStore)
             self.leadership = EtcdLeadership(
-                self.store, member, f"http://{settings.api[0]}:{settings.api[1]}")
+                self.store, member, f"{'https' if settings.api_tls else 'http'}://"
+                f"{settings.api[0]}:{settings.api[1]}")
         else:
             self.leadership = SoleLeader(member)
         #: leader-only components waiting for (or running under) this replica's lead
