@@ -297,9 +297,6 @@ class FlowController:
     # -- component
     async def start(self, rt: Runtime) -> None:
         self.rt = rt
-        if self._pool._shutdown:  # started again after a leadership change
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flows-nl")
-            self._programmers = {}
         self._log_path = self.cfg.log or str(rt.settings.state / "flows.jsonl")
         for svc, it in self._owned().items():  # a restart resumes the stored placement
             site = next((s for s, r in self.cfg.sites.items() if r == it.endpoint), None)
