@@ -48,7 +48,7 @@ def expected(n: int) -> str:
 
 def _command(n: int, dataset: str | None = None) -> str:
     # a small CPU workload: sum 1..n, write it, keep the core a little
-    body = f"seq 1 {n} | awk '{{s+=$1}} END {{print s}}' > result.txt\n"
+    body = f"seq 1 {n} | awk '{{s+=$1}} END {{printf \"%.0f\\n\", s}}' > result.txt\n"
     if dataset:
         body += f"sha256sum {dataset} | cut -d' ' -f1 > input.sha256\n"
     return body + f"sleep {SECONDS}\necho done {n}\n"

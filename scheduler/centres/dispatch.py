@@ -67,6 +67,10 @@ log = logging.getLogger("cpn.centres")
 ACTOR = "centres"
 #: a stage/bind hook: (job, adapter) → None, raises CentreError to refuse
 Hook = Callable[[Job, CentreAdapter], Awaitable[None]]
+#: a confirmed submission: (job, centre job id, when the centre accepted it)
+Submitted = tuple[Job, str, datetime]
+#: a pending job write: (job as read, what happened, change of the stored job)
+Write = tuple[Job, str, Callable[[Job], "Job | None"]]
 
 
 def key_of(job: Job) -> str:
@@ -181,16 +185,20 @@ class Dispatcher:
         await self._report(site, adapter)
         seen = {s.key: s for s in listing}
         todo: list[Awaitable[None]] = []
+        subs: list[Awaitable[Submitted | None]] = []
+        writes: list[Write] = []
         for job in mine:
             if job.state not in HOLDING or job.run is None:
                 continue
             s = seen.get(key_of(job))
             if job.run.centre_job_id is None:  # adopted if the centre already has it
-                todo.append(self._submit(site, adapter, job))
+                subs.append(self._submit(site, adapter, job))
             elif s is None:
                 self._missing(site, job)
             else:
-                self._mirror(site, job, s)
+                w = self._mirror(site, job, s)
+                if w is not None:
+                    writes.append(w)
                 if job.state is JobState.DISPATCHED and s.state is CentreJobState.PENDING \
                         and job.run.applied_spec and job.run.applied_spec != spec_hash(job):
                     todo.append(self._modify(site, adapter, job, s.centre_id))
@@ -198,8 +206,12 @@ class Dispatcher:
             if s.state in (CentreJobState.PENDING, CentreJobState.RUNNING) \
                     and self._orphan(s, site, by_id):
                 todo.append(self._cancel(site, adapter, s))
+        self._write_many(writes)
         if todo:
             await asyncio.gather(*todo)
+        if subs:
+            done = [x for x in await asyncio.gather(*subs) if x is not None]
+            self._submitted(site, adapter, done)
 
     @staticmethod
     def _orphan(s: CentreJobStatus, site: str, by_id: dict[str, Job]) -> bool:
@@ -208,7 +220,8 @@ class Dispatcher:
                 or job.state not in HOLDING or key_of(job) != s.key)
 
     # ------------------------------------------------------------ actions
-    async def _submit(self, site: str, adapter: CentreAdapter, job: Job) -> None:
+    async def _submit(self, site: str, adapter: CentreAdapter,
+                      job: Job) -> Submitted | None:
         sem = self._sem.setdefault(site, asyncio.Semaphore(self.section.parallel))
         async with sem:
             try:
@@ -221,54 +234,66 @@ class Dispatcher:
                 self._release(job)
                 self._requeue(job, f"centre {site} unreachable at dispatch: {exc}")
                 self._down(site, adapter, str(exc), [])
-                return
+                return None
             except (CentreRefused, CentreError) as exc:
                 self._release(job)
                 self._requeue(job, f"centre {site} refused the job: {exc}")
-                return
+                return None
             except DataWaiting as exc:  # held here until its data is complete
                 why = str(exc)
                 self._update(job, f"{ACTOR}: {job.id} {why}",
                              lambda cur: _with_run(cur, centre_state="DATA", reason=why))
-                return
+                return None
             except DataFailed as exc:
                 self._release(job)
                 why = f"not started: {exc}"
                 self._update(job, f"{ACTOR}: {job.id} {why}", lambda cur: cur.model_copy(
                     update={"state": JobState.FAILED, "ended_at": utcnow(), "reason": why}))
-                return
-        self.submitted += 1
-
-        def upd(cur: Job) -> Job | None:
-            assert cur.run is not None
-            if cur.run.centre_job_id is not None:
                 return None
-            return cur.model_copy(update={"run": cur.run.model_copy(update={
-                "centre_job_id": cid, "centre_state": "SUBMITTED",
-                "dispatched_at": utcnow(), "applied_spec": spec_hash(cur)}),
-                "reason": f"submitted to {site} as {adapter.backend} job {cid}"})
-        self._update(job, f"{ACTOR}: {job.id} submitted to {site} as job {cid}", upd)
-        key_event(log, "job dispatched", job=job.id, site=site, centre_job=cid)
+        self.submitted += 1
+        return job, cid, utcnow()
 
-    def _mirror(self, site: str, job: Job, s: CentreJobStatus) -> None:
+    def _submitted(self, site: str, adapter: CentreAdapter, done: list[Submitted]) -> None:
+        """Record a pass's submissions in one store transaction (one journal entry per
+        job, all sharing a reason that lists job → centre job id)."""
+        if not done:
+            return
+        listed = ", ".join(f"{j.id} as {cid}" for j, cid, _ in done)
+        reason = f"{ACTOR}: submitted to {site}: {listed}"
+        with self.store.transaction(ACTOR, reason[:2000]) as txn:
+            for job, cid, at in done:
+                cur = txn.get(Job, job.id)
+                if cur is None or cur.run is None or job.run is None \
+                        or cur.run.attempt != job.run.attempt or cur.state not in HOLDING \
+                        or cur.run.centre_job_id is not None:
+                    continue  # changed under us: its centre job is an orphan next pass
+                txn.put(cur.model_copy(update={"run": cur.run.model_copy(update={
+                    "centre_job_id": cid, "centre_state": "SUBMITTED", "dispatched_at": at,
+                    "applied_spec": spec_hash(cur)}),
+                    "reason": f"submitted to {site} as {adapter.backend} job {cid}"}))
+        for job, cid, _ in done:
+            key_event(log, "job dispatched", job=job.id, site=site, centre_job=cid)
+
+    def _mirror(self, site: str, job: Job, s: CentreJobStatus) -> Write | None:
+        """The write that brings ``job`` in line with what the centre says (or None)."""
         st = s.state
         if st is CentreJobState.PENDING:
             if job.run is not None and job.run.centre_state != s.raw_state:
-                self._update(job, f"{ACTOR}: {job.id} {s.raw_state} at {site}"
-                             f"{f' ({s.reason})' if s.reason else ''}",
-                             lambda cur: _with_run(cur, centre_state=s.raw_state,
-                                                   reason=f"waiting at {site}: "
-                                                   f"{s.reason or s.raw_state}"))
-            return
+                return (job, f"{job.id} {s.raw_state} at {site}"
+                        f"{f' ({s.reason})' if s.reason else ''}",
+                        lambda cur: _with_run(cur, centre_state=s.raw_state,
+                                              reason=f"waiting at {site}: "
+                                              f"{s.reason or s.raw_state}"))
+            return None
         if st is CentreJobState.RUNNING:
             if job.state is JobState.DISPATCHED:
-                self._update(job, f"{ACTOR}: {job.id} running at {site} on {s.node}",
-                             lambda cur: _started(cur, s, site))
-            return
+                return (job, f"{job.id} running at {site} on {s.node}",
+                        lambda cur: _started(cur, s, site))
+            return None
         if st is CentreJobState.LOST:
             self._release(job)
             self._requeue(job, f"centre {site} lost the job ({s.raw_state}); requeued")
-            return
+            return None
         new, why = {
             CentreJobState.COMPLETED: (JobState.FINISHED, f"finished at {site}, exit code 0"),
             CentreJobState.FAILED: (JobState.FAILED,
@@ -278,9 +303,9 @@ class Dispatcher:
             CentreJobState.CANCELLED: (JobState.CANCELLED, f"cancelled at {site}"),
         }[st]
         self._release(job)
-        self._update(job, f"{ACTOR}: {job.id} {why}", lambda cur: _ended(cur, s, new, why))
         key_event(log, "job ended", job=job.id, site=site, state=new.value,
                   exit_code=s.exit_code)
+        return job, f"{job.id} {why}", lambda cur: _ended(cur, s, new, why)
 
     def _missing(self, site: str, job: Job) -> None:
         """A job with a centre id that the centre does not list."""
@@ -372,14 +397,24 @@ class Dispatcher:
         key_event(log, "job requeued", job=job.id, reason=why[:200])
 
     def _update(self, job: Job, reason: str, change: Callable[[Job], Job | None]) -> None:
-        with self.store.transaction(f"{ACTOR}", reason[:2000]) as txn:
-            cur = txn.get(Job, job.id)
-            if cur is None or cur.run is None or job.run is None \
-                    or cur.run.attempt != job.run.attempt or cur.state not in HOLDING:
-                return  # changed under us: the next pass sees the new version
-            new = change(cur)
-            if new is not None and new != cur:
-                txn.put(new)
+        self._write_many([(job, reason.removeprefix(f"{ACTOR}: "), change)])
+
+    def _write_many(self, writes: list[Write]) -> None:
+        """One store transaction for a pass's state changes: each job gets its own
+        journal entry; the shared reason lists what the centre said for each (so many
+        jobs changing at once cost one commit, not one each)."""
+        if not writes:
+            return
+        reason = f"{ACTOR}: " + "; ".join(w[1] for w in writes)
+        with self.store.transaction(ACTOR, reason[:2000]) as txn:
+            for job, _, change in writes:
+                cur = txn.get(Job, job.id)
+                if cur is None or cur.run is None or job.run is None \
+                        or cur.run.attempt != job.run.attempt or cur.state not in HOLDING:
+                    continue  # changed under us: the next pass sees the new version
+                new = change(cur)
+                if new is not None and new != cur:
+                    txn.put(new)
 
 
 def _with_run(cur: Job, reason: str | None = None, **run: Any) -> Job:

@@ -30,6 +30,13 @@ CONFIG_SECTIONS: dict[str, type[Model]] = {"centres": CentresSection,
                                            "datasets": _datasets_section()}
 
 
+BENCHES = {
+    "dispatch": ("labs.bench.dispatch",
+                 "1,000 small jobs dispatched to two real Slurm clusters: jobs/s dispatched "
+                 "(goal >= 50), p50/p99 submitted -> running, duplicates."),
+}
+
+
 def section(rt: Runtime) -> CentresSection:
     sec = rt.cfg.sections.get("centres") if rt.cfg is not None else None
     return sec if isinstance(sec, CentresSection) else CentresSection()
