@@ -20,11 +20,12 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
 from controller.models.base import Entity, Model, Name, register
+from controller.models.compute import ResourceType
 from controller.models.service import Requirements
 
 
@@ -84,6 +85,25 @@ class JobKind(StrEnum):
     OTHER = "other"
 
 
+Scope = Literal["server", "switch", "cluster"]
+
+
+def _all_scopes() -> list[Scope]:
+    return ["server", "switch", "cluster"]
+
+
+class AcceleratorRequest(Model):
+    """Accelerator instances from the GB/T 45401 pool (GBT-6.2.8, GBT-7.2): ``count``
+    instances of ``type`` with at least ``min_tflops`` / ``min_memory_gib`` each, in the
+    tightest of ``scopes`` (server, switch, cluster) that has them — all or none."""
+
+    count: int = Field(default=1, ge=1, le=64)
+    type: ResourceType = ResourceType.GPU
+    min_tflops: float = Field(default=0, ge=0)
+    min_memory_gib: float = Field(default=0, ge=0)
+    scopes: list[Scope] = Field(default_factory=_all_scopes, min_length=1)
+
+
 class JobSpec(Model):
     """What a job asks for; the modifiable part of a job.
 
@@ -110,6 +130,7 @@ class JobSpec(Model):
     outputs: list[RelPath] = Field(default_factory=list, max_length=64)
     walltime_s: float | None = Field(default=None, gt=0, le=366 * 86400)
     datasets: list[Name] = Field(default_factory=list, max_length=64)
+    accelerators: AcceleratorRequest | None = None
 
 
 class JobRun(Model):

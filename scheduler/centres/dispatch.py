@@ -103,6 +103,8 @@ def centre_job(job: Job, default_walltime_s: float) -> CentreJob:
     req = s.requirements
     wall = s.walltime_s or s.runtime_estimate_s or default_walltime_s
     env = tuple((str(k), str(v)) for k, v in dict(s.params.get("env", {})).items())
+    if job.run is not None and job.run.instances:
+        env += (("CPN_INSTANCES", ",".join(job.run.instances)),)
     return CentreJob(
         key=key_of(job), job_id=job.id, name=s.name,
         command=s.command or "echo 'no command given'",
@@ -122,6 +124,7 @@ class Dispatcher:
     stage: Hook | None = None
     bind: Hook | None = None
     unbind: Callable[[Job], None] | None = None
+    sweep: Callable[[list[Job]], None] | None = None
     name: str = "centres"
     leader_only: bool = True
     passes: int = 0
@@ -165,6 +168,8 @@ class Dispatcher:
     # ------------------------------------------------------------ one pass
     async def reconcile(self) -> None:
         jobs = self.store.list(Job)
+        if self.sweep is not None:
+            self.sweep(jobs)
         by_site: dict[str, list[Job]] = {s: [] for s in self.adapters}
         for j in jobs:
             if j.run is not None and j.run.site in by_site:
@@ -227,8 +232,9 @@ class Dispatcher:
             try:
                 if self.stage is not None:
                     await self.stage(job, adapter)
-                if self.bind is not None:
+                if self.bind is not None and job.spec.accelerators is not None:
                     await self.bind(job, adapter)
+                    job = self.store.get(Job, job.id) or job  # now with run.instances
                 cid = await adapter.submit(centre_job(job, self.section.default_walltime_s))
             except CentreUnavailable as exc:
                 self._release(job)

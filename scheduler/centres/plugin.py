@@ -71,8 +71,11 @@ def components(rt: Runtime) -> list[Any]:
         return []
     from scheduler.centres.data import DataStager
     from scheduler.centres.dispatch import Dispatcher
+    from scheduler.centres.instances import InstanceBinder
 
-    d = Dispatcher(section(rt), adapters(rt), stage=DataStager(rt).stage)
+    binder = InstanceBinder(rt)
+    d = Dispatcher(section(rt), adapters(rt), stage=DataStager(rt).stage, bind=binder.bind,
+                   unbind=binder.unbind, sweep=binder.sweep)
     rt.settings.extra.setdefault("centres", {})["dispatcher"] = d
     return [d]
 
