@@ -1,6 +1,8 @@
 """REST routes ``/api/v1/optical``: RFC 8345 topology, paths, alarms; path create/delete.
 
-Rules: any authenticated caller may read; operators create (``POST /paths``) and delete
+Rules: any authenticated caller may read (in a cluster a follower serves the stored
+paths; topology, links and alarms come from the NEs, which the leader drives, #16);
+operators create (``POST /paths``) and delete
 (``DELETE /paths/{name}``) OTN/WDM paths. 409 when the optical component is not running
 or the name is taken; 422 naming the field for an unknown NE, an unknown IP link or a
 bad rate; a plan or NE commit failure is 409 with the reason (``CommitError``) and
@@ -48,7 +50,16 @@ def topology(rt: RT, who: Caller) -> dict[str, Any]:
 
 @router.get("/paths")
 def paths(rt: RT, who: Caller) -> dict[str, Any]:
+    if _follower(rt):  # a follower serves the paths as stored by the leader (#16)
+        from optical.persist import OpticalPathRecord, from_record
+
+        return {"items": [path_json(from_record(r))
+                          for r in rt.store.list(OpticalPathRecord)]}
     return {"items": [path_json(p) for p in _ctl(rt).paths.values()]}
+
+
+def _follower(rt: Runtime) -> bool:
+    return rt.leadership.elected and not rt.leadership.role.leader
 
 
 @router.get("/links")

@@ -125,3 +125,38 @@ def _paths_round_trip(rt: Runtime, client: TestClient, comp: OpticalComponent) -
     # the failed path is listed until deleted; deleting it touches no NE
     assert comp.ctl.paths["otn-b"].state.value == "failed"
     assert client.delete("/api/v1/optical/paths/otn-b", headers=op).status_code == 204
+
+
+def test_a_follower_serves_stored_paths_and_names_the_leader_for_the_rest(
+        rt: Runtime) -> None:
+    """#16: in a cluster only the leader drives the NEs; a follower lists the paths the
+    leader stored and answers 409 naming the leader for what needs the NEs."""
+    from controller.cluster import Role
+    from optical.persist import to_record
+
+    comp = OpticalComponent(OpticalSection())
+    comp.ctl = OpticalController(fakes())
+
+    async def go() -> None:
+        assert comp.ctl is not None
+        await comp.ctl.start()
+        await comp.ctl.create_path(Request("p1", "ne1", "ne3"))
+        await comp.ctl.stop()
+    asyncio.run(go())
+    assert comp.ctl is not None
+    with rt.store.transaction("optical", "as the leader stored it") as txn:
+        txn.put(to_record(comp.ctl.paths["p1"]))
+
+    class Follower:
+        elected = True
+        role = Role(leader=False, epoch=3)
+
+        def local(self) -> dict[str, object]:
+            return {"leader": "ctl-2"}
+    rt.leadership = Follower()  # type: ignore[assignment]
+    client = TestClient(create_app(rt))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    paths = client.get("/api/v1/optical/paths", headers=auth).json()["items"]
+    assert [(p["id"], p["route"]) for p in paths] == [("p1", ["ne1", "ne2", "ne3"])]
+    r = client.get("/api/v1/optical/topology", headers=auth)
+    assert r.status_code == 409 and "ctl-2" in r.text
