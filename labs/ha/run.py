@@ -11,8 +11,10 @@ Rules:
   shows its leader-only components running — it serves writes and reconciles.
 - A write is *acknowledged* when the REST API answered 200/201. Writes are PUTs of
   sites (idempotent), retried on another controller when the answer is unknown.
-- Headless dataplane: every running controller's embedded DNS responder is asked for
-  the video service every 50 ms; the answers while nobody leads are counted.
+- The device the leader programs is a Knot primary (RFC 2136 + TSIG, leader-only).
+- Headless dataplane: every running controller's embedded DNS responder and Knot are
+  asked for the video service every 50 ms; the answers while nobody leads are
+  counted; at the end Knot must answer what the final leader's responder answers.
 - Checks at the end, read straight from etcd: every acknowledged site present exactly
   once (one create in the journal); journal seqs 1..N without gap or duplicate; every
   epoch's entries written by one controller only, epochs never going back.
@@ -166,27 +168,32 @@ class DnsProbe:
     log: list[tuple[float, str, bool]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
-    def run(self) -> None:
-        import dns.exception
-        import dns.message
-        import dns.query
+    knot_port: int = 0
 
+    def run(self) -> None:
         while not self.stop.is_set():
-            for c in self.ctls:
-                if c.member not in self.ready:
-                    continue
-                q = dns.message.make_query(self.name, "A")
-                try:
-                    r = dns.query.udp(q, "127.0.0.1", port=c.dns_port, timeout=1.0)
-                    ok = bool(r.answer)
-                except (dns.exception.DNSException, OSError):
-                    ok = False
-                self.log.append((time.monotonic(), c.member, ok))
+            targets = [(c.member, c.dns_port) for c in self.ctls if c.member in self.ready]
+            for who, port in [*targets, ("knot", self.knot_port)]:
+                self.log.append((time.monotonic(), who, bool(answer(self.name, port))))
             time.sleep(0.05)
 
-    def between(self, t0: float, t1: float) -> dict[str, int]:
-        rows = [ok for t, _, ok in self.log if t0 <= t <= t1]
+    def between(self, t0: float, t1: float, knot: bool = False) -> dict[str, int]:
+        rows = [ok for t, who, ok in self.log if t0 <= t <= t1 and (who == "knot") == knot]
         return {"queries": len(rows), "answered": sum(rows)}
+
+
+def answer(name: str, port: int, rdtype: str = "A") -> list[str]:
+    """The records for ``name`` from the DNS server on 127.0.0.1:``port`` ([] if none)."""
+    import dns.exception
+    import dns.message
+    import dns.query
+
+    try:
+        r = dns.query.udp(dns.message.make_query(name, rdtype), "127.0.0.1", port=port,
+                          timeout=1.0)
+    except (dns.exception.DNSException, OSError):
+        return []
+    return sorted(str(rd) for rrset in r.answer for rd in rrset)
 
 
 class Lab:
@@ -205,7 +212,10 @@ class Lab:
         self.http = httpx.Client()
         self.events: list[dict[str, Any]] = []
         self.ready: set[str] = set()
-        self.probe = DnsProbe(self.ctls, self.ready)
+        from labs.knot import KnotServer
+
+        self.knot = KnotServer(work / "knot", free_port())
+        self.probe = DnsProbe(self.ctls, self.ready, knot_port=self.knot.port)
 
     def url(self, c: Controller) -> str:
         return self.etcd.url(self.prefix, host=c.etcd_host)
@@ -215,10 +225,15 @@ class Lab:
         cfg = yaml.safe_load(EXAMPLE.read_text())
         cfg.pop("controller", None)
         cfg["auth"] = {"tokens": [{"name": "lab", "role": "operator", "token": self.token}]}
+        # the device the leader programs: a Knot primary fed by RFC 2136 + TSIG
+        cfg["dns"] = {"knot": {"server": f"127.0.0.1:{self.knot.port}",
+                               "tsig_name": self.knot.key_name,
+                               "tsig_secret": self.knot.secret}}
         self.config.write_text(yaml.safe_dump(cfg))
 
     def start(self) -> None:
         self.write_config()
+        self.knot.start()
         self.etcd.start()
         for c in self.ctls:
             c.start(self.config, self.url(c))
@@ -271,7 +286,8 @@ class Lab:
         row = {"fault": kind, "old_leader": old.member, "old_epoch": epoch,
                "new_leader": new.member, "new_epoch": new_epoch,
                "failover_s": round(t1 - t0, 3),
-               "dns_while_headless": self.probe.between(t0, t1)}
+               "dns_while_headless": self.probe.between(t0, t1),
+               "knot_while_headless": self.probe.between(t0, t1, knot=True)}
         if kind == "partition-leader":
             h = old.health(self.http) or {}
             row["old_leader_stepped_down"] = not (h.get("cluster") or {}).get("acting", True)
@@ -321,6 +337,8 @@ class Lab:
             subprocess.run(["nft", "delete", "table", "inet", self.nft_table],
                            capture_output=True, timeout=5)
         self.etcd.close()
+        with contextlib.suppress(Exception):
+            self.knot.stop()
         self.http.close()
 
 
@@ -448,6 +466,19 @@ def run_lab(out: Path, seed: int | None = None) -> dict[str, Any]:
         prober.join(10)
         lab.wait(lambda: all(c.health(lab.http) for c in lab.ctls), 30, "all controllers")
         final_leader, final_epoch = lab.leader(15.0)
+        # the final leader publishes to Knot: Knot answers what the responders answer
+        # (the zone follows the sites written during the faults)
+        embedded = answer(lab.probe.name, final_leader.dns_port)
+        # ... and has the compute TXT of the last site acknowledged (written under the
+        # last epoch: the new leader published what changed after it took over)
+        last = max(writer.acked, key=writer.acked.__getitem__) if writer.acked else "none"
+        txt = f"_compute.{last}.cpn.example"
+        end = time.monotonic() + 20
+        knot_same = False
+        while not knot_same and time.monotonic() < end:
+            knot_same = (bool(embedded) and answer(lab.probe.name, lab.knot.port) == embedded
+                         and bool(answer(txt, lab.knot.port, "TXT")))
+            time.sleep(0.1)
         checks = check(lab.url(lab.ctls[0]), writer.acked)
         tput = throughput(lab.etcd, work)
     finally:
@@ -473,14 +504,20 @@ def run_lab(out: Path, seed: int | None = None) -> dict[str, Any]:
                 "answered": sum(ok for _, _, ok in lab.probe.log),
                 "while_headless": {k: sum(e["dns_while_headless"][k] for e in lab.events
                                           if "dns_while_headless" in e)
-                                   for k in ("queries", "answered")}},
+                                   for k in ("queries", "answered")},
+                "knot_while_headless": {k: sum(e["knot_while_headless"][k]
+                                               for e in lab.events
+                                               if "knot_while_headless" in e)
+                                        for k in ("queries", "answered")},
+                "knot_matches_leader_at_end": knot_same},
         "write_throughput": tput,
     }
     report["invariants_held"] = (
         checks["acked_writes_lost"] == 0 and checks["acked_writes_duplicated"] == 0
         and checks["journal_gaps"] == 0 and checks["journal_duplicates"] == 0
         and not checks["epochs_with_two_writers"] and checks["epoch_went_back"] == 0
-        and all(e.get("old_leader_stepped_down", True) for e in lab.events))
+        and all(e.get("old_leader_stepped_down", True) for e in lab.events)
+        and report["dns"]["knot_matches_leader_at_end"])
     report["figure"] = report["failover_s_max"]
     report["goal"] = GOAL_FAILOVER_S
     report["met"] = report["invariants_held"] and report["failover_s_max"] <= GOAL_FAILOVER_S
@@ -502,8 +539,10 @@ def run_cli(out: Path, seed: int | None = None) -> int:
           f"entries, gaps {rep['journal_gaps']}, duplicates {rep['journal_duplicates']}; "
           f"epochs {rep['epochs_seen']} each written by one controller: "
           f"{not rep['epochs_with_two_writers']}")
-    d = rep["dns"]["while_headless"]
-    print(f"DNS answers while no controller led: {d['answered']}/{d['queries']}")
+    d, k = rep["dns"]["while_headless"], rep["dns"]["knot_while_headless"]
+    print(f"DNS answers while no controller led: embedded {d['answered']}/{d['queries']}, "
+          f"Knot {k['answered']}/{k['queries']}; Knot matches the leader at the end: "
+          f"{rep['dns']['knot_matches_leader_at_end']}")
     print(f"failover max {rep['failover_s_max']} s (goal <= {GOAL_FAILOVER_S} s); "
           f"write throughput etcd {t['etcd_tx_per_s']}/s vs SQLite {t['sqlite_tx_per_s']}/s")
     print(f"report: {out / 'report.json'}")

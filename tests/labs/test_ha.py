@@ -32,8 +32,10 @@ def test_faults_lose_no_acknowledged_write_and_fail_over_in_seconds(tmp_path: Pa
     # failover is a figure with a goal (reported in the JSON); here only a sanity bound
     # so a loaded CI machine does not turn a slow run into a red build
     assert rep["failover_s_max"] < 2 * GOAL_FAILOVER_S, rep["faults"]
-    headless = rep["dns"]["while_headless"]  # DNS answers stay while nobody leads
-    assert headless["queries"] > 0 and headless["answered"] >= 0.9 * headless["queries"]
+    for what in ("while_headless", "knot_while_headless"):  # answers stay, nobody leading
+        headless = rep["dns"][what]
+        assert headless["queries"] > 0 and headless["answered"] >= 0.9 * headless["queries"]
+    assert rep["dns"]["knot_matches_leader_at_end"]  # the last leader reconciled Knot
     t = rep["write_throughput"]
     assert t["etcd_tx_per_s"] > 0 and t["sqlite_tx_per_s"] > 0
     assert (tmp_path / "report.json").exists()
