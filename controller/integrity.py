@@ -36,14 +36,41 @@ from controller.models import (
 @dataclass(frozen=True)
 class RuleIssue:
     """A broken cross-object rule: the entry (``kind``, ``key``), the ``field`` path inside
-    it, a ``message`` for a person and the NETCONF rpc-error ``tag`` (``invalid-value``;
-    ``operation-failed`` when the request is well-formed but cannot be carried out)."""
+    it (field names, and list positions as ints: NETCONF turns them into key
+    predicates), a ``message`` for a person and the NETCONF rpc-error ``tag``
+    (``invalid-value``; ``operation-failed`` when the request is well-formed but cannot
+    be carried out; ``data-missing`` with ``app_tag`` ``instance-required`` for a
+    reference to something that does not exist, RFC 7950 §15.5)."""
 
     kind: str
     key: str
-    field: tuple[str, ...]
+    field: tuple[str | int, ...]
     message: str
     tag: str = "invalid-value"
+    app_tag: str | None = None
+
+    @classmethod
+    def missing(cls, kind: str, key: str, field: tuple[str | int, ...], message: str
+                ) -> RuleIssue:
+        """A reference to something that does not exist."""
+        return cls(kind, key, field, message, "data-missing", "instance-required")
+
+
+@dataclass(frozen=True, slots=True)
+class MissingReference(Issue):
+    """An ``Issue`` that is a reference to something that does not exist (NETCONF:
+    ``data-missing`` / ``instance-required``)."""
+
+
+def parse_path(path: str) -> tuple[str | int, ...]:
+    """``instances[0].site`` → ``('instances', 0, 'site')`` (an Issue path as parts)."""
+    parts: list[str | int] = []
+    for dotted in path.split(".") if path else []:
+        name, *idx = dotted.replace("]", "").split("[")
+        if name:
+            parts.append(name)
+        parts.extend(int(i) for i in idx if i.isdigit())
+    return tuple(parts)
 
 
 #: ``check(snapshot, store, touched)``: ``snapshot`` maps kind -> key -> entity (the
@@ -73,7 +100,7 @@ def _known(name: str, pool: set[str], what: str, path: str) -> list[Issue]:
     if name in pool:
         return []
     hint = ", ".join(sorted(pool)[:8]) or "none defined"
-    return [Issue(path, f"unknown {what} {name!r}", f"use one of: {hint}")]
+    return [MissingReference(path, f"unknown {what} {name!r}", f"use one of: {hint}")]
 
 
 def check(obj: Entity, view: View) -> list[Issue]:
@@ -96,7 +123,7 @@ def _resource(obj: ComputeResource, v: View) -> list[Issue]:
             continue
         if owner not in site_nodes:
             what = "owner node" if not obj.shareable else "node in sharing range"
-            issues.append(Issue(
+            issues.append(MissingReference(
                 f"scope[{i}]", f"unknown {what} {owner!r} in site {obj.site!r}",
                 f"use one of: {', '.join(sorted(site_nodes)) or 'no nodes defined'}"
                 + ("" if not obj.shareable else " or '*'"),

@@ -50,27 +50,30 @@ def _unknown(nodes: set[str], name: str) -> str:
 
 def _intent(i: SrPolicyIntent, snap: Snapshot, nodes: set[str], policies: set[str]
             ) -> RuleIssue | None:
-    def issue(field: tuple[str, ...], msg: str) -> RuleIssue:
+    def issue(field: tuple[str | int, ...], msg: str) -> RuleIssue:
         return RuleIssue(i.KIND, i.key, field, msg)
+
+    def missing(field: tuple[str | int, ...], msg: str) -> RuleIssue:
+        return RuleIssue.missing(i.KIND, i.key, field, msg)
 
     for field in ("headend", "endpoint"):
         if getattr(i, field) not in nodes:
-            return issue((field,), f"{field}: {_unknown(nodes, getattr(i, field))}")
+            return missing((field,), f"{field}: {_unknown(nodes, getattr(i, field))}")
     c = i.constraints
-    for n in c.exclude_nodes:
+    for n_at, n in enumerate(c.exclude_nodes):
         if n not in nodes:
-            return issue(("constraints", "exclude_nodes"), _unknown(nodes, n))
+            return missing(("constraints", "exclude_nodes", n_at), _unknown(nodes, n))
     links = set(snap.get(Link.KIND, {}))
-    for lk in c.exclude_links:
+    for l_at, lk in enumerate(c.exclude_links):
         if lk not in links:
-            return issue(("constraints", "exclude_links"), f"unknown link {lk!r}")
+            return missing(("constraints", "exclude_links", l_at), f"unknown link {lk!r}")
     if c.disjoint_from is not None and c.disjoint_from not in policies:
-        return issue(("constraints", "disjoint_from"),
-                     f"no SR policy or intent {c.disjoint_from!r} to be disjoint from")
+        return missing(("constraints", "disjoint_from"),
+                       f"no SR policy or intent {c.disjoint_from!r} to be disjoint from")
     if i.slice is not None:
         sl = snap.get(Slice.KIND, {}).get(i.slice)
         if sl is None:
-            return issue(("slice",), f"unknown slice {i.slice!r}")
+            return missing(("slice",), f"unknown slice {i.slice!r}")
         assert isinstance(sl, Slice)
         if sl.color != i.color:
             return issue(("color",), f"colour {i.color} is not slice {i.slice!r}'s colour "
@@ -79,10 +82,11 @@ def _intent(i: SrPolicyIntent, snap: Snapshot, nodes: set[str], policies: set[st
 
 
 def _slice_ends(s: Slice, nodes: set[str]) -> RuleIssue | None:
-    for f in s.flows:
-        for end in (f.headend, f.endpoint):
+    for at, f in enumerate(s.flows):
+        for leaf, end in (("headend", f.headend), ("endpoint", f.endpoint)):
             if end not in nodes:
-                return RuleIssue(s.KIND, s.key, ("flows",), _unknown(nodes, end))
+                return RuleIssue.missing(s.KIND, s.key, ("flows", at, leaf),
+                                         _unknown(nodes, end))
     return None
 
 
@@ -160,10 +164,11 @@ def check(snap: Snapshot, store: Any, touched: Iterable[tuple[str, str]] | None 
         assert isinstance(obj, SdwanPolicy)
         for i, h in enumerate(obj.headends):
             if h not in nodes:
-                return RuleIssue(obj.KIND, obj.key, ("headends",),
-                                 f"headends[{i}]: {_unknown(nodes, h)}")
+                return RuleIssue.missing(obj.KIND, obj.key, ("headends", i),
+                                         f"headends[{i}]: {_unknown(nodes, h)}")
         if obj.endpoint not in nodes:
-            return RuleIssue(obj.KIND, obj.key, ("endpoint",), _unknown(nodes, obj.endpoint))
+            return RuleIssue.missing(obj.KIND, obj.key, ("endpoint",),
+                                     _unknown(nodes, obj.endpoint))
         if obj.color in slice_colors:
             return RuleIssue(obj.KIND, obj.key, ("color",), f"colour {obj.color} is slice "
                              f"{slice_colors[obj.color]!r}'s colour")
@@ -181,14 +186,14 @@ def store_snapshot(store: Any) -> Snapshot:
 def rest_check(store: Any, kind: type[Entity], key: str, obj: Entity | None) -> None:
     """Check a REST write (``obj``) or delete (``obj`` None) of an SRv6 config object
     against the rules; raise ``ValidationError``/``ConflictError`` naming the problem."""
-    from controller.errors import ConflictError, ValidationError
+    from controller.errors import ConflictError, ValidationError, join_path
 
     snap = store_snapshot(store)
     if obj is not None:
         snap[kind.KIND][key] = obj
         found = check(snap, store, [(kind.KIND, key)])
         if found is not None:
-            path = ".".join(("body", *found.field))
+            path = join_path(("body", *found.field))
             if found.tag == "operation-failed":
                 raise ConflictError(f"{found.message} (at {path})")
             raise ValidationError.single(path, found.message)

@@ -2,16 +2,29 @@
 
 Rules:
 - ``running`` IS the controller state (the same store REST writes): one source of
-  truth. ``candidate`` is a shared scratch copy of the configurable kinds,
-  materialised on the first edit and dropped by commit or discard-changes.
+  truth. ``candidate`` is shared by the sessions and held as its uncommitted changes
+  (the entries edits made differ from running): the candidate datastore is running
+  with those changes on top, so REST writes made meanwhile show through it, and a
+  commit writes only the candidate's own changes — never reverting another writer's.
 - An edit is applied to a copy of the candidate; the copy replaces the candidate
   only if every entry validates (so a failing edit leaves the candidate unchanged).
-- ``commit`` writes the candidate's difference from running in ONE store
-  transaction, journaled as ``netconf:<user>``, after the same referential checks REST
-  uses — running is never partially applied.
-- A confirmed commit records the pre-commit state; if no confirming commit arrives
-  within the timeout (or on ``cancel-commit``), running is restored to it.
-- Locks: a session holding a lock on a datastore is the only one that may change it.
+- ``commit`` validates running-plus-changes and writes the changes in ONE store
+  transaction (checked inside it, so no other writer slips in between), journaled as
+  ``netconf:<user>``, after the same referential checks REST uses — running is never
+  partially applied.
+- A confirmed commit remembers its own changes (``controller.netconf.confirm``); if no
+  confirming commit arrives within the timeout, on ``cancel-commit``, or when the
+  issuing session ends (without ``persist``), exactly those changes are reverted.
+  Without ``persist`` only the issuing session may commit, confirm or cancel meanwhile;
+  with it, any session giving the ``persist-id`` (RFC 6241 §8.4.5.1).
+- Locks: a session holding a lock on a datastore is the only one that may change it;
+  the candidate lock's holder unlocking (or ending) discards the candidate's
+  uncommitted changes (§8.3.5.2).
+- ``copy-config`` (§7.3) copies running or an inline ``<config>`` to the candidate
+  (running is written only by commit: no :writable-running).
+- error-path is an instance path (``xmlmap.instance_path``): list entries by key
+  predicates, never positions; a reference to something that does not exist is
+  ``data-missing`` with error-app-tag ``instance-required`` (RFC 7950 §15.5).
 - Plugin kinds (``controller.netconf.extension``) are also checked against their
   plugin's rules (SR policy intents, slices and SD-WAN policies: ``srv6.rules``, which
   REST uses too): at edit time for the entries the edit touches (so a bad one never
@@ -29,6 +42,7 @@ import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pydantic
@@ -38,8 +52,11 @@ from controller.errors import issues_from_pydantic
 from controller.logs import key_event
 from controller.models import ComputeNode, ComputeResource, Entity, Link, User
 from controller.netconf import extension, xmlmap
+from controller.netconf.confirm import PendingCommit, Revert, plan_rollback
 from controller.netconf.extension import ConfigContainer, ContainerEditError, ListMap
 from controller.netconf.xmlmap import XmlDataError
+from controller.store.base import Change
+from controller.writer import referrers_after, view_of
 
 log = logging.getLogger("cpn.netconf")
 
@@ -56,6 +73,7 @@ class RpcError(Exception):
     path: str | None = None
     info: dict[str, str] = field(default_factory=dict)
     severity: str = "error"
+    app_tag: str | None = None
 
     def __str__(self) -> str:
         return f"{self.tag}: {self.message}" + (f" at {self.path}" if self.path else "")
@@ -94,27 +112,53 @@ def _merge(base: dict[str, Any], patch: dict[str, Any],
     return out
 
 
+Diff = dict[tuple[str, str], Entity | None]
+
+
 class Datastores:
-    """running (the store) + candidate + locks + confirmed-commit state."""
+    """running (the store) + candidate (its uncommitted changes) + locks + the pending
+    confirmed commit."""
 
     def __init__(self, store: Any, on_commit: Callable[[str, int], None] | None = None,
                  cfg: Any = None) -> None:
         self.store = store
         self.cfg = cfg  # the loaded NetworkConfig: containers' defaults come from it
-        self.candidate: Snapshot | None = None
+        self._diff: Diff | None = None
         self.locks: dict[str, int | None] = {"running": None, "candidate": None}
-        self._confirm_timer: asyncio.TimerHandle | None = None
-        self._rollback_point: Snapshot | None = None
-        self._confirm_session: int | None = None
+        self.locked_at: dict[str, str] = {}  # datastore -> when locked (RFC 3339)
+        self.pending: PendingCommit | None = None
         self.on_commit = on_commit
+        #: what the last rollback kept and why ((kind, key) -> reason), for the operator
+        self.last_rollback_kept: dict[tuple[str, str], str] = {}
 
     # -- views ---------------------------------------------------------------------
+    @property
+    def candidate(self) -> Snapshot | None:
+        """The candidate when it differs from running, else None."""
+        return None if self._diff is None else self.view("candidate")
+
+    def discard(self) -> None:
+        """discard-changes (RFC 6241 §8.3.4.2): the candidate becomes running again."""
+        self._diff = None
+
     def view(self, source: str) -> Snapshot:
-        if source == "candidate" and self.candidate is not None:
-            return self.candidate
         if source not in ("running", "candidate"):
             raise RpcError("invalid-value", f"unknown datastore {source!r}", "protocol")
-        return snapshot(self.store, self.cfg)
+        snap = snapshot(self.store, self.cfg)
+        if source == "candidate" and self._diff:
+            _overlay(snap, self._diff)
+        return snap
+
+    def _changes_from(self, work: Snapshot) -> Diff | None:
+        """What ``work`` changes relative to running (None: nothing)."""
+        running = snapshot(self.store, self.cfg)
+        diff: Diff = {}
+        for kind in set(work) | set(running):
+            mine, theirs = work.get(kind, {}), running.get(kind, {})
+            for key in set(mine) | set(theirs):
+                if mine.get(key) != theirs.get(key):
+                    diff[(kind, key)] = mine.get(key)
+        return diff or None
 
     def _check_lock(self, target: str, session: int) -> None:
         holder = self.locks.get(target)
@@ -130,26 +174,44 @@ class Datastores:
         if holder is not None:
             raise RpcError("lock-denied", f"{target} is already locked by session {holder}",
                            "protocol", info={"session-id": str(holder)})
-        if target == "candidate" and self.candidate is not None:
+        if target == "candidate" and self._diff is not None:
             # RFC 6241 §8.3.5.1: refuse if the candidate has uncommitted changes
             raise RpcError("lock-denied", "the candidate has uncommitted changes; "
                            "discard-changes first", "protocol", info={"session-id": "0"})
         self.locks[target] = session
+        self.locked_at[target] = datetime.now(UTC).isoformat(timespec="seconds").replace(
+            "+00:00", "Z")
+
+    def lock_state(self) -> dict[str, tuple[int, str] | None]:
+        """datastore -> (holding session, since when) or None (``/netconf-state``)."""
+        return {t: (h, self.locked_at.get(t, "")) if h is not None else None
+                for t, h in self.locks.items()}
 
     def unlock(self, target: str, session: int) -> None:
+        if target not in self.locks:
+            raise RpcError("invalid-value", f"cannot unlock {target!r}", "protocol")
         if self.locks.get(target) != session:
             raise RpcError("operation-failed", f"{target} is not locked by this session",
                            "protocol")
         self.locks[target] = None
+        if target == "candidate":
+            self._diff = None  # RFC 6241 §8.3.5.2: the holder's uncommitted changes go
 
     def release_session(self, session: int) -> None:
+        """The session ended: its locks go (a held candidate lock discards the candidate's
+        changes, §8.3.5.2) and its unconfirmed, non-persistent confirmed commit is rolled
+        back (§8.4.1)."""
         for target, holder in self.locks.items():
             if holder == session:
                 self.locks[target] = None
                 if target == "candidate":
-                    self.candidate = None  # RFC 6241 §8.3.5.2: discard on session end
+                    self._diff = None
+        p = self.pending
+        if p is not None and p.persist is None and p.session == session:
+            self._rollback("netconf:session-end", f"session {session} ended before "
+                           "confirming its confirmed commit")
 
-    # -- edit-config -----------------------------------------------------------------
+    # -- edit-config / copy-config ---------------------------------------------------
     def edit(self, target: str, config: Any, session: int, default_operation: str = "merge"
              ) -> None:
         if target != "candidate":
@@ -157,8 +219,34 @@ class Datastores:
                            "candidate datastore; commit to apply to running", "protocol")
         self._check_lock("candidate", session)
         self._check_lock("running", session)
-        work = copy.copy(self.view("candidate"))
-        work = {k: dict(v) for k, v in work.items()}
+        work = {k: dict(v) for k, v in self.view("candidate").items()}
+        self._edit_into(work, config, default_operation)
+        self._diff = self._changes_from(work)
+
+    def copy(self, target: str, source: str | None, config: Any, session: int) -> None:
+        """copy-config (RFC 6241 §7.3) to the candidate: from running, the candidate, or
+        an inline ``<config>`` (which replaces every configurable list and container)."""
+        if target != "candidate":
+            raise RpcError("operation-not-supported", f"copy-config to {target} is not "
+                           "supported: copy to the candidate, then commit (running is "
+                           "written only by commit; no :writable-running)", "protocol")
+        self._check_lock("candidate", session)
+        self._check_lock("running", session)
+        if source == "running":
+            self._diff = None
+            return
+        if source == "candidate":
+            return
+        if config is None:
+            raise RpcError("invalid-value", f"copy-config cannot read from {source!r}; use "
+                           "running, candidate or an inline <config>", "protocol")
+        work: Snapshot = {m.cls.KIND: {} for m in xmlmap.lists()}
+        for c in extension.containers():
+            work[c.cls.KIND] = {c.key: c.default(self.cfg)}
+        self._edit_into(work, config, "replace")
+        self._diff = self._changes_from(work)
+
+    def _edit_into(self, work: Snapshot, config: Any, default_operation: str) -> None:
         root = config.find(xmlmap.Q + "cpn")
         if root is None:
             if len(config):
@@ -185,15 +273,16 @@ class Datastores:
                 touched.append(self._edit_entry(work, m, entry, default_operation))
         if touched:
             self._rules(work, touched)
-        self.candidate = work
 
     def _rules(self, snap: Snapshot, touched: list[tuple[str, str]] | None) -> None:
         for check in extension.rules():
             found = check(snap, self.store, touched)
             if found is not None:
                 m = xmlmap.by_kind()[found.kind]
-                raise RpcError(found.tag, found.message,
-                               path=xmlmap.entry_path(m, found.key, found.field))
+                obj = snap.get(found.kind, {}).get(found.key)
+                raise RpcError(found.tag, found.message, app_tag=found.app_tag,
+                               path=xmlmap.instance_path(m, found.key, _dump(obj),
+                                                         found.field))
 
     def _edit_container(self, work: Snapshot, c: ConfigContainer, el: Any, default_op: str
                         ) -> None:
@@ -206,7 +295,7 @@ class Datastores:
         try:
             new = c.apply_edit(cur, el, default_op)
         except ContainerEditError as exc:
-            last = exc.xpath.rsplit("/", 1)[-1].removeprefix("cpn:")
+            last = exc.xpath.rsplit("/", 1)[-1].removeprefix("cpn:").split("[", 1)[0]
             info = {"bad-element": last} if exc.tag == "unknown-element" else {}
             raise RpcError(exc.tag, str(exc), path=exc.xpath, info=info) from exc
         work[c.cls.KIND] = {c.key: new}
@@ -217,8 +306,7 @@ class Datastores:
             data, op = xmlmap.entry_from_xml(entry, m)
         except XmlDataError as exc:
             raise RpcError("unknown-element", str(exc),
-                           path=f"/cpn:cpn/cpn:{m.container}/cpn:{m.element}/"
-                           + "/".join(f"cpn:{p}" for p in exc.path),
+                           path=xmlmap.unknown_element_path(m, entry, exc.path),
                            info={"bad-element": exc.path[-1]}) from exc
         op = op or (default_op if default_op != "none" else "merge")
         key = xmlmap.key_of(data, m)
@@ -254,7 +342,7 @@ class Datastores:
             issue = issues_from_pydantic(exc)[0]
             loc = tuple(p for p in exc.errors()[0]["loc"])
             raise RpcError("invalid-value", issue.message,
-                           path=xmlmap.entry_path(m, key, loc)) from exc
+                           path=xmlmap.instance_path(m, key, data, loc)) from exc
         if obj.key != key:
             raise RpcError("invalid-value", f"entry key {key!r} does not match its content "
                            f"({obj.key!r})", path=xmlmap.entry_path(m, key))
@@ -263,7 +351,10 @@ class Datastores:
 
     # -- validate / commit -----------------------------------------------------------
     def validate(self, source: str = "candidate") -> None:
-        snap = self.view(source)
+        self._check(self.view(source))
+
+    def _check(self, snap: Snapshot) -> None:
+        """The referential checks REST applies, on a whole datastore."""
         view = integrity.View(
             sites=snap.get("site", {}), routers=snap.get("router", {}),
             nodes=(n.key for n in self.store.list(ComputeNode)),
@@ -272,9 +363,13 @@ class Datastores:
         for m in xmlmap.lists():
             for key, obj in snap.get(m.cls.KIND, {}).items():
                 for issue in integrity.check(obj, view):
-                    raise RpcError("invalid-value", issue.message + (
-                        f" (fix: {issue.fix})" if issue.fix else ""),
-                        path=xmlmap.entry_path(m, key, tuple(issue.path.split("."))))
+                    missing = isinstance(issue, integrity.MissingReference)
+                    raise RpcError(
+                        "data-missing" if missing else "invalid-value",
+                        issue.message + (f" (fix: {issue.fix})" if issue.fix else ""),
+                        app_tag="instance-required" if missing else None,
+                        path=xmlmap.instance_path(m, key, _dump(obj),
+                                                  integrity.parse_path(issue.path)))
         # deletions must not leave references behind (nodes, resources, users in the store)
         others: list[Entity] = [*self.store.list(ComputeNode), *self.store.list(ComputeResource),
                                 *self.store.list(User)]
@@ -292,72 +387,167 @@ class Datastores:
         self._rules(snap, None)
 
     def commit(self, session: int, user: str, *, confirmed: bool = False,
-               timeout_s: float = 600.0) -> int:
-        """Apply the candidate to running; returns the number of changed objects."""
+               timeout_s: float = 600.0, persist: str | None = None,
+               persist_id: str | None = None) -> int:
+        """Apply the candidate's changes to running; returns the number of changed
+        objects. Confirms, extends or starts a confirmed commit (RFC 6241 §8.4)."""
         self._check_lock("running", session)
-        confirming = self._confirm_timer is not None
-        if self.candidate is None:
-            changed = 0
-        else:
-            self.validate("candidate")
-            before = snapshot(self.store, self.cfg)
-            changed = self._apply(self.candidate, f"netconf:{user}",
-                                  "confirmed-commit" if confirmed else "commit")
-            if confirmed and not confirming:
-                self._rollback_point = before
-            self.candidate = None
-        if confirming:
-            self._confirm_timer.cancel()  # type: ignore[union-attr]
-            self._confirm_timer = None
-            if not confirmed:
-                key_event(log, "confirmed commit confirmed", user=user)
-                self._rollback_point = None
+        p = self.pending
+        if p is not None:
+            refused = p.may_act(session, persist_id)
+            if refused is not None:
+                raise RpcError("in-use" if persist_id is None else "invalid-value", refused,
+                               "protocol", info={"session-id": str(p.session)})
+        elif persist_id is not None:
+            raise RpcError("invalid-value", f"no confirmed commit with persist-id "
+                           f"{persist_id!r} is pending", "protocol")
+        changes = self._apply_candidate(f"netconf:{user}",
+                                        "confirmed-commit" if confirmed else "commit")
+        if p is not None:
+            p.cancel_timer()
+            if confirmed:  # a follow-up confirmed commit: accumulate, restart the timer
+                p.record(changes)
+                p.persist = persist if persist is not None else p.persist
+            else:
+                self.pending = None
+                key_event(log, "confirmed commit confirmed", user=user,
+                          objects=len(p.own))
+        elif confirmed:
+            p = PendingCommit(session, persist)
+            p.record(changes)
+            self.pending = p
         if confirmed:
-            loop = asyncio.get_running_loop()
-            self._confirm_session = session
-            self._confirm_timer = loop.call_later(timeout_s, self._timeout_rollback)
+            assert p is not None
+            p.timer = asyncio.get_running_loop().call_later(timeout_s, self._timeout_rollback)
         if self.on_commit is not None:
-            self.on_commit(user, changed)
-        return changed
+            self.on_commit(user, len(changes))
+        return len(changes)
 
-    def cancel_commit(self, user: str) -> None:
-        if self._confirm_timer is None:
+    def _apply_candidate(self, actor: str, reason: str) -> list[Change]:
+        """Validate running-plus-changes and write the changes, in one store transaction
+        (so no other writer's change can slip between the check and the write)."""
+        diff = self._diff
+        if not diff:
+            return []
+        with self.store.transaction(actor, reason) as txn:
+            snap = snapshot(self.store, self.cfg)
+            _overlay(snap, diff)
+            self._check(snap)
+            self._stage(txn, diff)
+            changes: list[Change] = txn.changes()
+        self._diff = None
+        return changes
+
+    def _stage(self, txn: Any, diff: Diff) -> None:
+        kinds = {m.cls.KIND: m.cls for m in xmlmap.lists()}
+        singles = {c.cls.KIND: c for c in extension.containers()}
+        for (kind, key), value in diff.items():
+            c = singles.get(kind)
+            if c is not None:
+                stored = txn.get(c.cls, c.key)
+                if value is None or value == c.default(self.cfg):
+                    if stored is not None:
+                        txn.delete(c.cls, c.key)
+                elif value != stored:
+                    txn.put(value)
+                continue
+            cls = kinds[kind]
+            if value is None:
+                if txn.get(cls, key) is not None:
+                    txn.delete(cls, key)
+            elif txn.get(cls, key) != value:
+                txn.put(value)
+
+    def cancel_commit(self, session: int, user: str, persist_id: str | None = None) -> None:
+        p = self.pending
+        if p is None:
             raise RpcError("operation-failed", "no confirmed commit is pending", "protocol")
-        self._confirm_timer.cancel()
+        refused = p.may_act(session, persist_id)
+        if refused is not None:
+            raise RpcError("invalid-value" if persist_id is not None else "in-use", refused,
+                           "protocol", info={"session-id": str(p.session)})
         self._rollback(f"netconf:{user}", "cancel-commit")
 
     def _timeout_rollback(self) -> None:
         self._rollback("netconf:confirm-timeout", "confirmed commit not confirmed in time")
 
     def _rollback(self, actor: str, reason: str) -> None:
-        self._confirm_timer = None
-        point, self._rollback_point = self._rollback_point, None
-        if point is not None:
-            n = self._apply(point, actor, f"rollback: {reason}")
-            key_event(log, "confirmed commit rolled back", reason=reason, objects=n)
+        """Revert exactly the pending confirmed commit's own changes (see ``confirm``)."""
+        p, self.pending = self.pending, None
+        if p is None:
+            return
+        p.cancel_timer()
+        kinds = {m.cls.KIND: m.cls for m in xmlmap.lists()}
+        kinds |= {c.cls.KIND: c.cls for c in extension.containers()}
 
-    def _apply(self, desired: Snapshot, actor: str, reason: str) -> int:
-        changed = 0
-        with self.store.transaction(actor, reason) as txn:
-            for m in xmlmap.lists():
-                want = desired.get(m.cls.KIND, {})
-                for obj in self.store.list(m.cls):
-                    if obj.key not in want:
-                        txn.delete(m.cls, obj.key)
-                for obj in want.values():
-                    if self.store.get(m.cls, obj.key) != obj:
-                        txn.put(obj)
-            for c in extension.containers():
-                value = desired.get(c.cls.KIND, {}).get(c.key)
-                stored = self.store.get(c.cls, c.key)
-                if value is None or value == c.default(self.cfg):
-                    if stored is not None:
-                        txn.delete(c.cls, c.key)
-                elif value != stored:
-                    txn.put(value)
-            changed = len(txn.changes())
-        return changed
+        def current(kind: str, key: str) -> Entity | None:
+            return self.store.get(kinds[kind], key) if kind in kinds else None
+
+        blocked: dict[tuple[str, str], str] = {}
+        kept: dict[tuple[str, str], str] = {}
+        n = 0
+        for _ in range(len(p.own) + 1):
+            try:
+                with self.store.transaction(actor, f"rollback: {reason}") as txn:
+                    reverts, kept = plan_rollback(p, current)
+                    reverts = [r for r in reverts if (r.kind, r.key) not in blocked]
+                    for r in reverts:
+                        if r.target is None:
+                            txn.delete(kinds[r.kind], r.key)
+                        else:
+                            txn.put(r.target)
+                    found = _broken_references(txn, self.store, reverts)
+                    if found:
+                        blocked |= found
+                        raise _Retry
+                    n = len(txn.changes())
+                break
+            except _Retry:
+                continue
+        kept |= blocked
+        self.last_rollback_kept = kept
+        key_event(log, "confirmed commit rolled back", reason=reason, objects=n,
+                  kept=len(kept))
+        for (kind, key), why in sorted(kept.items()):
+            log.warning("confirmed-commit rollback kept %s %r: %s; change it by hand if it "
+                        "should go back too", kind, key, why)
 
     @property
     def confirm_pending(self) -> bool:
-        return self._confirm_timer is not None
+        return self.pending is not None
+
+
+class _Retry(Exception):
+    """Abort a rollback transaction to try again without the objects it found blocked."""
+
+
+def _broken_references(txn: Any, store: Any, reverts: list[Revert]
+                       ) -> dict[tuple[str, str], str]:
+    """Reverts that would leave a reference dangling (a delete something still refers
+    to) or restore an object referring to something gone."""
+    out: dict[tuple[str, str], str] = {}
+    view = view_of(txn, store)
+    for r in reverts:
+        if r.target is None:
+            refs = referrers_after(txn, store, r.kind, r.key)
+            if refs:
+                out[(r.kind, r.key)] = (f"still referred to by {', '.join(refs[:5])} "
+                                        "(created after the confirmed commit)")
+        else:
+            issues = integrity.check(r.target, view)
+            if issues:
+                out[(r.kind, r.key)] = f"its previous value no longer fits: {issues[0]}"
+    return out
+
+
+def _overlay(snap: Snapshot, diff: Diff) -> None:
+    for (kind, key), value in diff.items():
+        table = snap.setdefault(kind, {})
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
+
+
+def _dump(obj: Entity | None) -> dict[str, Any]:
+    return obj.model_dump(mode="json") if obj is not None else {}

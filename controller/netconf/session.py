@@ -22,14 +22,16 @@ from typing import Any
 
 from controller.errors import RemoteProtocolError
 from controller.models import Role
-from controller.netconf import framing, xmlmap
+from controller.netconf import framing, library, xmlmap
 from controller.netconf.datastore import Datastores, RpcError
 from controller.netconf.xmlmap import BASE_NS
 
 NC = f"{{{BASE_NS}}}"
 NOTIF_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
 BASE11 = "urn:ietf:params:netconf:base:1.1"
-CAPABILITIES = (
+NCM = f"{{{library.NCM_NS}}}"
+#: protocol capabilities; the module ones come from ``library.capabilities()``
+BASE_CAPABILITIES = (
     "urn:ietf:params:netconf:base:1.0",
     BASE11,
     "urn:ietf:params:netconf:capability:candidate:1.0",
@@ -38,9 +40,13 @@ CAPABILITIES = (
     "urn:ietf:params:netconf:capability:rollback-on-error:1.0",
     "urn:ietf:params:netconf:capability:notification:1.0",
     "urn:ietf:params:netconf:capability:interleave:1.0",
-    f"{xmlmap.NS}?module=cpn&revision=2026-11-22",
 )
-READ_OPS = frozenset({"get", "get-config", "close-session", "create-subscription"})
+READ_OPS = frozenset({"get", "get-config", "close-session", "create-subscription",
+                      "get-schema"})
+
+
+def capabilities() -> list[str]:
+    return [*BASE_CAPABILITIES, *library.capabilities()]
 
 _ids = itertools.count(1)
 
@@ -76,7 +82,7 @@ class NetconfSession:
     def start(self) -> bytes:
         hello = ET.Element(NC + "hello")
         caps = ET.SubElement(hello, NC + "capabilities")
-        for cap in CAPABILITIES:
+        for cap in capabilities():
             ET.SubElement(caps, NC + "capability").text = cap
         ET.SubElement(hello, NC + "session-id").text = str(self.id)
         return framing.encode(self._xml(hello), False)
@@ -168,6 +174,8 @@ class NetconfSession:
         ET.SubElement(e, NC + "error-type").text = err.type
         ET.SubElement(e, NC + "error-tag").text = err.tag
         ET.SubElement(e, NC + "error-severity").text = err.severity
+        if err.app_tag:
+            ET.SubElement(e, NC + "error-app-tag").text = err.app_tag
         if err.path:
             ET.SubElement(e, NC + "error-path").text = err.path
         msg = ET.SubElement(e, NC + "error-message")
@@ -185,6 +193,8 @@ class NetconfSession:
         if op.tag.startswith(f"{{{NOTIF_NS}}}") and name == "create-subscription":
             self._subscribe()
             return None
+        if op.tag == NCM + "get-schema":
+            return self._get_schema(op)
         if not op.tag.startswith(NC):
             raise RpcError("operation-not-supported", f"unknown operation {op.tag!r}",
                            "protocol")
@@ -205,30 +215,47 @@ class NetconfSession:
                            "protocol", info={"bad-element": which})
         return _q(holder[0].tag)
 
-    def _data(self, tree: ET.Element, op: ET.Element) -> ET.Element:
+    def _data(self, trees: list[ET.Element], op: ET.Element) -> ET.Element:
         data = ET.Element(NC + "data")
         flt = op.find(NC + "filter")
         if flt is None:
-            data.append(tree)
+            data.extend(trees)
             return data
         if flt.get("type", "subtree") != "subtree":
             raise RpcError("invalid-value", "only subtree filters are supported", "protocol",
                            info={"bad-attribute": "type"})
         for sel in flt:
-            picked = subtree_filter(tree, sel)
-            if picked is not None:
-                data.append(picked)
+            for tree in trees:
+                picked = subtree_filter(tree, sel)
+                if picked is not None:
+                    data.append(picked)
         return data
 
     def _op_get_config(self, op: ET.Element) -> ET.Element:
         src = self._target(op, "source")
-        return self._data(xmlmap.config_tree(self.ds.view(src)), op)
+        return self._data([xmlmap.config_tree(self.ds.view(src))], op)
 
     def _op_get(self, op: ET.Element) -> ET.Element:
         tree = xmlmap.config_tree(self.ds.view("running"))
         if self._state_xml is not None:
             tree.append(self._state_xml())
-        return self._data(tree, op)
+        return self._data([tree, library.yang_library_xml(), library.modules_state_xml(),
+                           library.netconf_state_xml(capabilities(), self.ds.lock_state())],
+                          op)
+
+    def _get_schema(self, op: ET.Element) -> ET.Element:
+        ident = (op.findtext(NCM + "identifier") or "").strip()
+        if not ident:
+            raise RpcError("missing-element", "get-schema needs <identifier>", "protocol",
+                           info={"bad-element": "identifier"})
+        try:
+            text = library.get_schema(ident, op.findtext(NCM + "version"),
+                                      op.findtext(NCM + "format"))
+        except library.SchemaError as exc:
+            raise RpcError(exc.tag, str(exc), "application", app_tag=exc.app_tag) from exc
+        data = ET.Element(NCM + "data")
+        data.text = text
+        return data
 
     def _op_edit_config(self, op: ET.Element) -> None:
         target = self._target(op, "target")
@@ -250,19 +277,42 @@ class NetconfSession:
 
     def _op_commit(self, op: ET.Element) -> None:
         confirmed = op.find(NC + "confirmed") is not None
-        timeout = op.findtext(NC + "confirm-timeout")
-        try:
-            seconds = float(timeout) if timeout else 600.0
-        except ValueError as exc:
-            raise RpcError("invalid-value", f"confirm-timeout {timeout!r} is not a number",
-                           "protocol") from exc
-        self.ds.commit(self.id, self.user, confirmed=confirmed, timeout_s=seconds)
+        timeout = (op.findtext(NC + "confirm-timeout") or "").strip()
+        # RFC 6241 §8.4.5.1: confirm-timeout is a uint32 of seconds, 1 and up
+        if timeout and (not timeout.isdigit() or not 0 < int(timeout) < 2**32):
+            raise RpcError("invalid-value", f"confirm-timeout {timeout!r} is not a whole "
+                           "number of seconds from 1 to 4294967295", "protocol",
+                           info={"bad-element": "confirm-timeout"})
+        persist = op.findtext(NC + "persist")
+        persist_id = op.findtext(NC + "persist-id")
+        if not confirmed and (timeout or persist is not None):
+            raise RpcError("invalid-value", "confirm-timeout and persist go with <confirmed/>",
+                           "protocol", info={"bad-element": "confirm-timeout" if timeout
+                                             else "persist"})
+        self.ds.commit(self.id, self.user, confirmed=confirmed,
+                       timeout_s=float(timeout) if timeout else 600.0,
+                       persist=persist.strip() if persist is not None else None,
+                       persist_id=persist_id.strip() if persist_id is not None else None)
 
     def _op_cancel_commit(self, op: ET.Element) -> None:
-        self.ds.cancel_commit(self.user)
+        persist_id = op.findtext(NC + "persist-id")
+        self.ds.cancel_commit(self.id, self.user,
+                              persist_id.strip() if persist_id is not None else None)
 
     def _op_discard_changes(self, op: ET.Element) -> None:
-        self.ds.candidate = None
+        self.ds.discard()
+
+    def _op_copy_config(self, op: ET.Element) -> None:
+        target = self._target(op, "target")
+        holder = op.find(NC + "source")
+        if holder is None or len(holder) != 1:
+            raise RpcError("missing-element", "<source> must name one datastore or hold "
+                           "<config>", "protocol", info={"bad-element": "source"})
+        src = holder[0]
+        if src.tag == NC + "config":
+            self.ds.copy(target, None, src, self.id)
+        else:
+            self.ds.copy(target, _q(src.tag), None, self.id)
 
     def _op_lock(self, op: ET.Element) -> None:
         self.ds.lock(self._target(op, "target"), self.id)

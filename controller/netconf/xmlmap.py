@@ -206,14 +206,90 @@ def finish_link(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def entry_path(m: ListMap, key: str, field_path: tuple[str | int, ...] = ()) -> str:
-    """An RFC 6241 error-path for a field of an entry."""
+def _pred(leaf: str, value: Any) -> str:
+    text = _scalar(value)
+    quoted = f"'{text}'" if "'" not in text else f'"{text}"'
+    return f"[{leaf}={quoted}]"
+
+
+def entry_path(m: ListMap, key: str) -> str:
+    """The instance path of a list entry: ``/cpn:cpn/cpn:sites/cpn:site[cpn:name='A']``."""
     parts = key.split("~", len(m.keys) - 1) if len(m.keys) > 1 else [key]
-    preds = "".join(f"[cpn:{leaf}='{value}']" for leaf, value in zip(m.keys, parts,
-                                                                      strict=False))
-    path = f"/cpn:cpn/cpn:{m.container}/cpn:{m.element}{preds}"
-    for part in field_path:
-        if isinstance(part, int):
+    preds = "".join(_pred(f"cpn:{leaf}", value)
+                    for leaf, value in zip(m.keys, parts, strict=False))
+    return f"/cpn:cpn/cpn:{m.container}/cpn:{m.element}{preds}"
+
+
+def instance_path(m: ListMap, key: str, data: dict[str, Any],
+                  loc: tuple[str | int, ...] = ()) -> str:
+    """An RFC 6241 error-path for a node inside an entry: a valid instance path, with
+    nested list entries named by their key leaves and leaf-list entries by value
+    (``[.='x']``) — never by position. ``loc`` is a field path such as pydantic's error
+    location (positions as ints; parts that are no field of the model, like union
+    member tags or validator names, are skipped); ``data`` is the entry's field dict,
+    where the positions are looked up. A position whose entry cannot be named ends the
+    path at the list."""
+    path = entry_path(m, key)
+    nested = dict(m.nested_keys)
+    model: type[BaseModel] = m.cls
+    cur: Any = data
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        if not isinstance(part, str) or part not in model.model_fields or \
+                (model is m.cls and part in m.hidden):
             continue
-        path += f"/cpn:{yname(str(part))}"
+        path += f"/cpn:{yname(part)}"
+        shape, inner = _field_shape(model, part)
+        value = cur.get(part) if isinstance(cur, dict) else None
+        if shape == "model":
+            model, cur = inner, value
+            continue
+        if shape != "list" or not parts or not isinstance(parts[0], int):
+            break
+        idx = parts.pop(0)
+        assert isinstance(idx, int)
+        item = value[idx] if isinstance(value, list) and 0 <= idx < len(value) else None
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            keys = nested.get(part)
+            if not keys or not isinstance(item, dict) or any(item.get(k) is None
+                                                             for k in keys):
+                break
+            path += "".join(_pred(f"cpn:{yname(k)}", item[k]) for k in keys)
+            model, cur = inner, item
+            continue
+        if item is not None:
+            path += _pred(".", item)
+        break
+    return path
+
+
+def unknown_element_path(m: ListMap, entry: ET.Element, parts: tuple[str, ...]) -> str:
+    """error-path for an unknown element at ``parts`` (element names) inside ``entry``:
+    the innermost enclosing node that exists — the entry (by its keys) and the
+    containers below it; ``bad-element`` names the unknown one (RFC 6241 App. A)."""
+    def text(leaf: str) -> str | None:
+        found = entry.find(Q + yname(leaf))
+        return (found.text or "").strip() if found is not None else None
+
+    if m.cls is Link:
+        name = text("name")
+        a, b = text("a"), text("b")
+        key = name or (f"{a}~{b}" if a and b else None)
+    else:
+        values = [text(k) for k in m.keys]
+        key = "~".join(v for v in values if v) if all(values) else None
+    if key is None:
+        return f"/cpn:cpn/cpn:{m.container}/cpn:{m.element}"
+    path = entry_path(m, key)
+    model: type[BaseModel] = m.cls
+    for part in parts[:-1]:
+        field = part.replace("-", "_")
+        if field not in model.model_fields:
+            break
+        shape, inner = _field_shape(model, field)
+        if shape != "model":
+            break
+        path += f"/cpn:{part}"
+        model = inner
     return path

@@ -119,7 +119,7 @@ def _rejected(m: Any, body: str) -> Any:
 def test_invalid_intents_and_slices_are_rejected_with_error_path(ctl: Controller) -> None:
     with ctl.nc() as m:
         err = _rejected(m, INTENT.format(h="HUB-GZ", c=7, e="NOWHERE", extra=""))
-        assert err.tag == "invalid-value"
+        assert (err.tag, err.app_tag) == ("data-missing", "instance-required")
         assert err.path.strip() == ("/cpn:cpn/cpn:sr-policy-intents/cpn:intent"
                                     "[cpn:headend='HUB-GZ'][cpn:color='7']"
                                     "[cpn:endpoint='NOWHERE']/cpn:endpoint")

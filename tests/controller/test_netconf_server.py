@@ -105,7 +105,10 @@ def test_capabilities_and_get_config(ctl: Controller) -> None:
         caps = m.server_capabilities  # ncclient resolves ':candidate' abbreviations
         assert ":candidate" in caps and ":confirmed-commit:1.1" in caps
         assert "urn:ietf:params:netconf:base:1.1" in caps
-        assert any(c.startswith("urn:cpn:yang:cpn?module=cpn") for c in set(caps))
+        # cpn is YANG 1.1: learned from the YANG library, not the hello (RFC 7950 §5.6.4)
+        assert any(c.startswith("urn:ietf:params:netconf:capability:yang-library:1.0?"
+                                "revision=2019-01-04&module-set-id=") for c in set(caps))
+        assert not any(c.startswith("urn:cpn:yang:cpn") for c in set(caps))
         reply = m.get_config(source="running", filter=("subtree", (
             '<cpn xmlns="urn:cpn:yang:cpn"><services><service><name>video</name>'
             "</service></services></cpn>")))
