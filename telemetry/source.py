@@ -47,7 +47,8 @@ def commit(store: Any, actor: str, reason: str, records: Iterable[Entity],
         return written
     with store.transaction(actor, reason) as txn:
         for rec in todo:
-            out = merge(store.get(type(rec), rec.key), rec,
+            # read through the transaction: a replicated store compares what was merged
+            out = merge(txn.get(type(rec), rec.key), rec,
                         retract.get(rec.key, ()) if retract else ())
             if out is not None:
                 txn.put(out)
