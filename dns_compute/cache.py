@@ -4,9 +4,10 @@ Rules:
 - Keyed by the query bytes after the id with the question name lower-cased (DNS
   names are case-insensitive, RFC 4343): ``Video.CPN.example`` and ``video.cpn.example``
   share one entry, so query spellings (0x20 randomisation) cannot multiply it. The
-  answer still echoes the question exactly as the client sent it: an entry is
-  (header after the id, question length, bytes after the question), and a hit is
-  rebuilt as ``id + header + the client's question + rest``.
+  answer still echoes the question exactly as the client sent it: an entry is the
+  answer after the id with the question lower-cased; a lower-case query is answered
+  with ``id + entry`` (the hot path, no parsing), any other spelling with ``id +
+  header + the client's question + rest``.
 - Answers that depend on the source address (``CACHE_SOURCE``: steered names asked
   without ECS) are kept per source under the same key.
 - Bounded whatever the number of client sources and spellings: at most
@@ -23,10 +24,6 @@ from dns_compute.responder import CACHE_ANY, CACHE_SOURCE
 
 #: answers kept per UDP loop (~300 bytes each with dict overhead ⇒ ≈9 MB worst case)
 CACHE_MAX = 32_768
-
-#: (header bytes after the id, question length, bytes after the question)
-Entry = tuple[bytes, int, bytes]
-
 
 def _question_end(data: bytes) -> int:
     """Offset just past the question's name in ``data`` (a full message), or -1."""
@@ -52,39 +49,44 @@ def normalise(data: bytes) -> tuple[bytes, int] | None:
 
 
 class AnswerCache:
-    """Bounded cache of UDP answers; ``get`` / ``put`` around ``Responder.respond``."""
+    """Bounded cache of UDP answers; ``get`` / ``put`` around ``Responder.respond``.
+
+    An entry is the answer after the id with the question in its lower-case form, so
+    a query already spelled in lower case is answered by ``fast_lookup(data[2:])``
+    and one concatenation (the server's hot path, no parsing); any other spelling
+    goes through ``get``, which puts the client's question back in."""
 
     def __init__(self, max_entries: int = CACHE_MAX) -> None:
         self.max_entries = max_entries
-        self._any: dict[bytes, Entry] = {}
-        self._src: dict[bytes, dict[str, Entry]] = {}
+        self._any: dict[bytes, bytes] = {}
+        self._src: dict[bytes, dict[str, bytes]] = {}
+        #: ``dict.get`` of the shared answers; the dict is cleared in place, never
+        #: replaced, so a caller may keep this bound method
+        self.fast_lookup = self._any.get
         self.entries = 0
-        self.hits = self.misses = self.flushes = 0
+        self.hits = self.fast_hits = self.misses = self.flushes = 0
 
     def clear(self) -> None:
-        self._any = {}
-        self._src = {}
+        self._any.clear()
+        self._src.clear()
         self.entries = 0
 
     def get(self, data: bytes, source: str) -> bytes | None:
         """The answer to ``data`` (a full query) from ``source``, id patched in."""
-        hit = self._any.get(data[2:])  # fast path: an all-lower-case spelling
+        norm = normalise(data)
+        if norm is None:
+            self.misses += 1
+            return None
+        key, qlen = norm
+        hit = self._any.get(key)
         if hit is None:
-            norm = normalise(data)
-            if norm is None:
+            slot = self._src.get(key)
+            hit = slot.get(source) if slot is not None else None
+            if hit is None:
                 self.misses += 1
                 return None
-            key = norm[0]
-            hit = self._any.get(key)
-            if hit is None:
-                slot = self._src.get(key)
-                hit = slot.get(source) if slot is not None else None
-                if hit is None:
-                    self.misses += 1
-                    return None
         self.hits += 1
-        head, qlen, rest = hit
-        return data[:2] + head + data[12:12 + qlen] + rest
+        return data[:2] + hit[:10] + data[12:12 + qlen] + hit[10 + qlen:]
 
     def put(self, data: bytes, source: str, answer: bytes, mode: int) -> None:
         """Remember ``answer`` (to ``data`` from ``source``) as ``mode`` allows."""
@@ -94,7 +96,7 @@ class AnswerCache:
         if norm is None or len(answer) < 12 + norm[1]:
             return
         key, qlen = norm
-        entry = (answer[2:12], qlen, answer[12 + qlen:])
+        entry = answer[2:12] + key[10:10 + qlen] + answer[12 + qlen:]
         if self.entries >= self.max_entries:
             self.clear()
             self.flushes += 1

@@ -47,8 +47,10 @@ class DnsCollector(Collector):
         caches = comp.server.caches if comp is not None and comp.server is not None else []
         yield GaugeMetricFamily("cpn_dns_cache_entries", "Answers held in the UDP caches",
                                 value=float(sum(c.entries for c in caches)))
-        for name, attr, doc in (("hits", "hits", "Queries answered from the cache"),
-                                ("misses", "misses", "Queries the responder answered"),
-                                ("flushes", "flushes", "Times a full cache was dropped")):
+        yield CounterMetricFamily("cpn_dns_cache_hits", "Queries answered from the cache "
+                                  "(lower-case hits counted in steps of 1,024)",
+                                  value=float(sum(c.hits + c.fast_hits for c in caches)))
+        for name, doc in (("misses", "Queries the responder answered"),
+                          ("flushes", "Times a full cache was dropped")):
             yield CounterMetricFamily(f"cpn_dns_cache_{name}", doc,
-                                      value=float(sum(getattr(c, attr) for c in caches)))
+                                      value=float(sum(getattr(c, name) for c in caches)))

@@ -41,6 +41,8 @@ def test_spellings_share_one_entry_and_get_their_own_question_back() -> None:
     cache = AnswerCache()
     lower = _query("video.svc.cpn.example", qid=7)
     cache.put(lower, "10.0.0.1", _answer(lower), CACHE_ANY)
+    fast = cache.fast_lookup(lower[2:])  # the server's hot path: no parsing
+    assert fast is not None and lower[:2] + fast == _answer(lower)
     upper = _query("VIDEO.Svc.CPN.example", qid=9)
     hit = cache.get(upper, "10.0.0.2")
     assert hit is not None and cache.entries == 1
@@ -66,6 +68,8 @@ def test_any_spelling_hits_the_entry_of_another(chars: list[str]) -> None:
     cache = AnswerCache()
     q1 = _query(name)
     cache.put(q1, "s", _answer(q1), CACHE_ANY)
+    lower = _query(name.lower(), qid=5)
+    assert cache.fast_lookup(lower[2:]) is not None
     hit = cache.get(_query(swapped, qid=3), "s")
     assert hit is not None
     assert dns.message.from_wire(hit).question[0].name.to_text() == swapped + "."
