@@ -63,6 +63,8 @@ class AnswerCache:
         #: ``dict.get`` of the shared answers; the dict is cleared in place, never
         #: replaced, so a caller may keep this bound method
         self.fast_lookup = self._any.get
+        #: the same for per-source answers: key → {source: entry}
+        self.fast_source = self._src.get
         self.entries = 0
         self.hits = self.fast_hits = self.misses = self.flushes = 0
 

@@ -38,7 +38,8 @@ def _udp_loop(sock: socket.socket, responder: Responder, stop: threading.Event,
     send = sock.sendto
     respond = responder.respond
     zone = None
-    fast, lookup, remember = cache.fast_lookup, cache.get, cache.put
+    fast, fast_src = cache.fast_lookup, cache.fast_source
+    lookup, remember = cache.get, cache.put
     fast_hits = 0
     while True:
         try:
@@ -53,9 +54,13 @@ def _udp_loop(sock: socket.socket, responder: Responder, stop: threading.Event,
         if z is not zone:
             zone = z
             cache.clear()
-        hit = fast(data[2:])  # a lower-case question asked before: one concatenation
+        tail = data[2:]
+        hit = fast(tail)  # a lower-case question asked before: one concatenation
         if hit is None:
-            hit = lookup(data, addr[0])  # other spellings, per-source answers
+            slot = fast_src(tail)
+            hit = slot.get(addr[0]) if slot is not None else None
+        if hit is None:
+            hit = lookup(data, addr[0])  # other spellings (parses the name)
         else:
             fast_hits += 1
             if not fast_hits & 1023:
