@@ -103,6 +103,7 @@ class SlurmCluster:
         self.ctld_port = self.slurmd_port = 0
         self.started = False
         self.munge = root / "munge"
+        self.spool = root / "spool"
 
     @property
     def env(self) -> dict[str, str]:
@@ -116,6 +117,9 @@ class SlurmCluster:
         # munged (user munge) must traverse every directory above its socket and log, so
         # they live in their own /tmp directory, not under a private temp tree
         munge = self.munge = Path(tempfile.mkdtemp(prefix="cpn-munge-", dir="/tmp"))
+        # slurmd's spool holds the job steps' unix sockets: a short path, or a deep
+        # root (> ~80 characters) makes them overflow sun_path and jobs never start
+        self.spool = Path(tempfile.mkdtemp(prefix="cpn-sd-", dir="/tmp"))
         shutil.chown(munge, "munge", "munge")
         munge.chmod(0o711)  # munged: the socket's directory must be searchable by all
         key = munge / "key"
@@ -145,7 +149,7 @@ AuthType=auth/munge
 AuthInfo=socket={munge}/sock
 CredType=cred/munge
 StateSaveLocation={r}/state
-SlurmdSpoolDir={r}/spool/%n
+SlurmdSpoolDir={self.spool}/%n
 SlurmctldPidFile={r}/slurmctld.pid
 SlurmdPidFile={r}/slurmd.pid
 SlurmctldLogFile={r}/log/slurmctld.log
@@ -221,6 +225,7 @@ PartitionName=batch Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
         _kill(self.munge / "pid")
         self._reap_jobs()
         shutil.rmtree(self.munge, ignore_errors=True)
+        shutil.rmtree(self.spool, ignore_errors=True)
         self.started = False
 
     def _reap_jobs(self) -> None:
@@ -234,7 +239,7 @@ PartitionName=batch Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
                 cwd = os.readlink(proc / "cwd")
             except OSError:
                 continue
-            if cwd == root or cwd.startswith(root + "/"):
+            if cwd == root or cwd.startswith((root + "/", str(self.spool) + "/")):
                 try:
                     os.kill(int(proc.name), signal.SIGKILL)
                 except ProcessLookupError:

@@ -13,6 +13,9 @@ Rules:
   with the reason (rewritten only when the reason changes). Victims of preemption
   and reclaim go back to queued (a dispatched victim's run becomes an old attempt,
   which the dispatcher cancels at its centre).
+- Reservations made for large jobs (the ``reservation`` plug-in) persist between
+  passes until the job is placed or leaves the queue; running and dispatched jobs carry
+  their walltime end, so backfill admits only jobs that end before a reservation.
 - A job's datasets give its data size and site (where a verified copy really is).
 - Centres that are down (``CentreStatus``) get nothing; a centre's reported
   resources are its capacity; until every configured centre has reported (or is
@@ -88,6 +91,8 @@ class SchedulerComponent:
         self.counters: dict[str, int] = {"attempts": 0, "success": 0}
         self.shared: dict[str, Any] = {}
         self.centre_sites: frozenset[str] = frozenset()
+        #: node → (large task, expected start), kept between passes (WP-3.3.3)
+        self.reservations: dict[str, tuple[str, float]] = {}
         self._replan = False
 
     def reconfigure(self, cfg: SchedulerConfig) -> bool:
@@ -210,7 +215,13 @@ class SchedulerComponent:
                              and a.ended_at is not None and a.ended_at > cutoff})
             if j.spec.datasets and t.data_site is None:
                 _data_where(t, [datasets[n] for n in j.spec.datasets if n in datasets])
+        # WP-3.3.3: reservations for large jobs live across passes until their owner is
+        # placed or gone, so backfill keeps honouring them
+        waiting = {j.id for j in pending}
+        snap.reservations.update({n: r for n, r in self.reservations.items()
+                                  if r[0] in waiting and n in snap.nodes})
         decisions = sched.schedule(tasks, snap)
+        self.reservations = dict(snap.reservations)
         for d in decisions:
             self._write(store, by_id[d.task], d)
         self.passes += 1

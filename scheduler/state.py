@@ -11,7 +11,8 @@ Rules:
   price- and energy-aware policies.
 - Running jobs are charged to the first node of their site that has room (the
   store records the site only); so are dispatched jobs (queued at a centre, they hold
-  their share of it).
+  their share of it). Each carries its walltime end (``expected_end``), which
+  reservation and backfill plan by.
 - Centres (GBA-6.3): a site in ``down`` has no nodes this pass (nothing is placed at a
   centre whose workload manager does not answer); a site in ``capacity`` takes its
   capacity from the centre's own report instead of declared resources, split evenly
@@ -91,4 +92,17 @@ def build_snapshot(*, sites: Sequence[Site], nodes: Sequence[ComputeNode],
             node = node or next((x for x in out.values() if x.site == j.site), None)
             if node is not None:
                 node.add(t.id, t.priority, t.requests, t.group)
+                end = expected_end(j, now)
+                if end is not None:
+                    node.ends[t.id] = end
     return snap
+
+
+def expected_end(job: Job, now: float) -> float | None:
+    """When a job holding resources frees them (WP-3.3.3 reservation/backfill): its start
+    (at the centre, or now when still waiting there) + walltime (or runtime estimate)."""
+    limit = job.spec.walltime_s or job.spec.runtime_estimate_s
+    if limit is None:
+        return None
+    started = job.started_at or (job.run.started_at if job.run is not None else None)
+    return (started.timestamp() if started is not None else now) + limit
