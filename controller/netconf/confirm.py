@@ -14,16 +14,25 @@ Rules:
 - Without ``persist`` only the issuing session may confirm, extend or cancel, and the
   pending commit is rolled back when that session ends; with ``persist`` any session
   may, by giving the same ``persist-id`` (§8.4.5.1), and session ends do not matter.
+- An unconfirmed commit never becomes permanent by a restart: the pending commit is
+  saved in the store's metadata (``to_json``) at every change, and the controller rolls
+  it back when it stops or, after a crash, when the NETCONF server starts again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import pydantic
+
 from controller.models import Entity
 from controller.store.base import Change
+
+log = logging.getLogger("cpn.netconf")
 
 Ident = tuple[str, str]
 
@@ -63,6 +72,33 @@ class PendingCommit:
                     "session may commit, confirm or cancel it until it is confirmed or "
                     "rolled back (RFC 6241 §8.4.5.1)")
         return None
+
+    def to_json(self) -> str:
+        """What a restart needs to roll this commit back."""
+        return json.dumps({"session": self.session, "persist": self.persist, "own": [
+            {"kind": kind, "key": key,
+             "before": before.model_dump(mode="json") if before is not None else None,
+             "written": written.model_dump(mode="json") if written is not None else None}
+            for (kind, key), (before, written) in self.own.items()]})
+
+    @classmethod
+    def from_json(cls, text: str, kinds: dict[str, type[Entity]]) -> PendingCommit:
+        """The saved commit; an entry whose kind or model no longer reads is left out
+        (logged), the rest is kept."""
+        raw = json.loads(text)
+        p = cls(int(raw["session"]), raw.get("persist"))
+        for item in raw["own"]:
+            kind, key = item["kind"], item["key"]
+            try:
+                model = kinds[kind]
+                before = model.model_validate(item["before"]) if item["before"] else None
+                written = model.model_validate(item["written"]) if item["written"] else None
+            except (KeyError, pydantic.ValidationError) as exc:
+                log.warning("unconfirmed commit: %s %r cannot be read back (%s); left as it "
+                            "is", kind, key, exc)
+                continue
+            p.own[(kind, key)] = (before, written)
+        return p
 
     def cancel_timer(self) -> None:
         if self.timer is not None:

@@ -61,6 +61,8 @@ from controller.writer import referrers_after, view_of
 log = logging.getLogger("cpn.netconf")
 
 Snapshot = dict[str, dict[str, Entity]]
+#: store metadata key holding the unconfirmed confirmed commit (``confirm.to_json``)
+PENDING_META = "netconf.unconfirmed-commit"
 
 
 @dataclass
@@ -419,6 +421,8 @@ class Datastores:
         if confirmed:
             assert p is not None
             p.timer = asyncio.get_running_loop().call_later(timeout_s, self._timeout_rollback)
+        if p is not None:  # started, extended or confirmed one
+            self._save_pending()
         if self.on_commit is not None:
             self.on_commit(user, len(changes))
         return len(changes)
@@ -468,6 +472,34 @@ class Datastores:
                            "protocol", info={"session-id": str(p.session)})
         self._rollback(f"netconf:{user}", "cancel-commit")
 
+    def _save_pending(self) -> None:
+        self.store.set_meta(PENDING_META, self.pending.to_json() if self.pending else "")
+
+    def _kinds(self) -> dict[str, type[Entity]]:
+        kinds = {m.cls.KIND: m.cls for m in xmlmap.lists()}
+        return kinds | {c.cls.KIND: c.cls for c in extension.containers()}
+
+    def resume(self) -> None:
+        """At start: a confirmed commit left unconfirmed by a crash is rolled back."""
+        saved = self.store.get_meta(PENDING_META)
+        if not saved:
+            return
+        try:
+            self.pending = PendingCommit.from_json(saved, self._kinds())
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("the saved unconfirmed commit cannot be read (%s); nothing rolled "
+                      "back — check the journal for the last netconf confirmed-commit", exc)
+            self.store.set_meta(PENDING_META, "")
+            return
+        self._rollback("netconf:restart", "the controller restarted before the confirmed "
+                       "commit was confirmed")
+
+    def stop(self) -> None:
+        """The controller stops: an unconfirmed commit does not become permanent."""
+        if self.pending is not None:
+            self._rollback("netconf:shutdown", "the controller stopped before the "
+                           "confirmed commit was confirmed")
+
     def _timeout_rollback(self) -> None:
         self._rollback("netconf:confirm-timeout", "confirmed commit not confirmed in time")
 
@@ -477,8 +509,7 @@ class Datastores:
         if p is None:
             return
         p.cancel_timer()
-        kinds = {m.cls.KIND: m.cls for m in xmlmap.lists()}
-        kinds |= {c.cls.KIND: c.cls for c in extension.containers()}
+        kinds = self._kinds()
 
         def current(kind: str, key: str) -> Entity | None:
             return self.store.get(kinds[kind], key) if kind in kinds else None
@@ -506,6 +537,7 @@ class Datastores:
                 continue
         kept |= blocked
         self.last_rollback_kept = kept
+        self._save_pending()
         key_event(log, "confirmed commit rolled back", reason=reason, objects=n,
                   kept=len(kept))
         for (kind, key), why in sorted(kept.items()):

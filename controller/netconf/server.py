@@ -159,6 +159,7 @@ class NetconfServer:
     async def start(self, rt: Runtime) -> None:
         self.rt = rt
         self.ds = Datastores(rt.store, cfg=rt.cfg)
+        self.ds.resume()  # a confirmed commit a crash left unconfirmed is rolled back
         host, _, port = self.section.listen.rpartition(":")
         key_path = Path(self.section.host_key or rt.settings.state / "netconf_host_key")
         if not key_path.exists():
@@ -253,6 +254,8 @@ class NetconfServer:
             log.info("netconf session %d ended", sess.id)
 
     async def stop(self) -> None:
+        if getattr(self, "ds", None) is not None:
+            self.ds.stop()  # an unconfirmed commit does not outlive the controller
         for task in (self._pump, self._alarm_task):
             if task is not None:
                 task.cancel()
