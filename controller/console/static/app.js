@@ -283,10 +283,13 @@ async function loadServices() {
     optional("/api/v1/srv6/intents"), optional("/api/v1/srv6/slices"),
     optional("/api/v1/srv6/sdwan-policies"), optional("/api/v1/optical/paths")]);
   $("#intents").replaceChildren(section(intents,
-    ["name", "headend", "endpoint", "color", "status.state", "status.reason"]));
+    ["name", "headend", "endpoint", "color", "status.state", "status.reason", "status.fix"]));
   $("#slices").replaceChildren(section(slices,
-    ["name", "bandwidth_mbps", "max_delay_ms", "status.state", "status.reason"]));
-  $("#sdwan").replaceChildren(section(sdwan, ["name", "status.state", "status.reason"]));
+    ["name", "color", "guaranteed_mbps", "max_delay_ms", "dscp", "status.state",
+     "status.reason"]));
+  $("#sdwan").replaceChildren(section(sdwan,
+    ["name", "sla", "transports", "headends", "endpoint", "color", "status.state",
+     "status.reason"]));
   $("#optical").replaceChildren(section(optical,
     ["id", "state", "active", "rate", "channel", "route", "error"]));
 }
