@@ -201,6 +201,15 @@ def test_console_live_topology_flow_move_and_alarm_ack(controller: tuple[str, Pa
         assert drv.execute_script("return cpn.cy.$id('MEC-1').hasClass('overloaded')")
         shot("2-overloaded-flow-moved")
 
+        # intents with their status; the optical layer says why it is not shown
+        intents = api.get("/api/v1/srv6/intents").json()["items"]
+        assert intents, "the example declares SR policy intents"
+        click("#tabs button[data-tab='services']")
+        want = intents[0]["status"]["state"]
+        wait.until(lambda d: f"{intents[0]['headend']}\t{intents[0]['endpoint']}"
+                   in (q("#intents") or ""))
+        assert want in q("#intents") and "not available" in q("#optical")
+
         # the overload alarm, acknowledged from the page
         drv.find_element(By.CSS_SELECTOR, "#tabs button[data-tab='alarms']").click()
         row_css = "tr[data-type='site-overloaded'][data-resource='MEC-1/video']"
