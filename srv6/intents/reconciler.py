@@ -19,7 +19,9 @@ Rules:
   such a pass (a held path may still use it); every other intent is programmed. The
   next pass retries.
 - A pass for an event takes the routers as the last pass read them and reads back only
-  the ones it changes; the periodic pass (every ``readback_s``) reads every router.
+  the ones it changes; the periodic read-back is spread out: every ``readback_s / 4``
+  a pass reads the quarter of the routers read longest ago (each router at least every
+  ``readback_s``), so a pass for an event never waits behind a read of all of them.
 - Drift: a pass whose plan equals the last applied plan but finds ops to do repaired
   drift (a route deleted or altered by hand restored, a stale one removed); each
   repaired op counts in ``cpn_srv6_intent_repairs_total``.
@@ -75,6 +77,9 @@ log = logging.getLogger("cpn.srv6.intents")
 WATCHED = {SrPolicyIntent.KIND, Link.KIND, Router.KIND, Site.KIND, Locator.KIND,
            LocalSid.KIND, LinkAffinity.KIND}
 DX4_OWNER, DX6_OWNER = "dx4:{}", "dx6:{}"
+#: the periodic read-back reads 1/READBACK_SLICES of the routers every
+#: readback_s / READBACK_SLICES (each router at least every readback_s)
+READBACK_SLICES = 4
 
 
 def make_programmer(node: str, b: NodeBinding) -> PolicyProgrammer:
@@ -167,6 +172,7 @@ class IntentReconciler:
         self._verifying = False
         self._seen: dict[str, NodeState] = {}  # routers as the last pass read them
         self._open_failed: set[str] = set()
+        self._seen_at: dict[str, float] = {}  # node -> when it was last read
         self._ends: dict[tuple[str, str], bool] = {}
 
     # ------------------------------------------------------------------ component
@@ -276,25 +282,29 @@ class IntentReconciler:
         self._wake.set()
 
     async def _loop(self) -> None:
-        next_full = time.monotonic() + self.sec.readback_s
+        # the read-back is spread over READBACK_SLICES ticks per readback_s: each tick
+        # reads the routers read longest ago, so every router is read at least every
+        # readback_s and a pass for an event never waits behind a read of all of them
+        tick = self.sec.readback_s / READBACK_SLICES
+        next_tick = time.monotonic() + tick
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(),
-                                       max(0.0, next_full - time.monotonic()))
+                                       max(0.0, next_tick - time.monotonic()))
             self._wake.clear()
-            full = time.monotonic() >= next_full
-            if full:
-                next_full = time.monotonic() + self.sec.readback_s
+            slice_ = time.monotonic() >= next_tick
+            if slice_:
+                next_tick = time.monotonic() + tick
             try:
-                await self.run_pass(full)
+                await self.run_pass(False, READBACK_SLICES if slice_ else 0)
             except Exception:
                 log.exception("srv6 intents: pass failed; network left as it was")
 
-    async def run_pass(self, full: bool = True) -> PassReport:
+    async def run_pass(self, full: bool = True, slices: int = 0) -> PassReport:
         assert self.rt is not None
         store = self.rt.store
         return await asyncio.get_running_loop().run_in_executor(
-            self._pool, self.reconcile_once, store, full)
+            self._pool, self.reconcile_once, store, full, slices)
 
     # ------------------------------------------------------------------ metrics
     def _register_metrics(self, rt: Runtime) -> None:
@@ -412,14 +422,21 @@ class IntentReconciler:
                             protect=self.sec.protect, memo=self._memo), intents
 
     # ------------------------------------------------------------------ the pass
-    def reconcile_once(self, store: Store, full: bool = True) -> PassReport:
-        """One pass. ``full`` reads every router back (drift repair: the periodic pass);
-        otherwise (a pass for an intent or topology event) routers are taken as the last
-        pass left them and only the ones it changes are read back."""
+    def reconcile_once(self, store: Store, full: bool = True, slices: int = 0
+                       ) -> PassReport:
+        """One pass. ``full`` reads every router back; otherwise routers are taken as
+        the last pass left them, except the 1/``slices`` read longest ago (the periodic
+        read-back, drift repair) — and the ones the pass changes are read back."""
         with self._lock:
-            return self._pass(store, full)
+            return self._pass(store, full, slices)
 
-    def _pass(self, store: Store, full: bool = True) -> PassReport:
+    def _stale(self, slices: int) -> set[str]:
+        if slices <= 0:
+            return set()
+        n = max(1, -(-len(self.programmers) // slices))
+        return set(sorted(self.programmers, key=lambda x: self._seen_at.get(x, 0.0))[:n])
+
+    def _pass(self, store: Store, full: bool = True, slices: int = 0) -> PassReport:
         t0 = time.perf_counter()
         rep = PassReport()
         plan, intents = self.plan(store)
@@ -427,12 +444,14 @@ class IntentReconciler:
         actual: dict[str, NodeState] = {}
         if self.rt is not None:  # a router that could not be opened: try again
             rep.frozen.update(self._open_programmers())
+        stale = self._stale(slices)
         for node, prog in self.programmers.items():
-            if not full and node in self._seen:
+            if not full and node in self._seen and node not in stale:
                 actual[node] = self._seen[node]
                 continue
             try:
                 actual[node] = prog.read_actual()
+                self._seen_at[node] = time.monotonic()
             except (CpnError, OSError) as exc:
                 rep.frozen[node] = f"unreachable: {exc}"
         held: dict[str, tuple[str, str]] = {}  # intent -> (device, error)
@@ -456,6 +475,7 @@ class IntentReconciler:
                 for n in todo:  # read back what the routers now hold
                     try:
                         actual[n] = self.programmers[n].read_actual()
+                        self._seen_at[n] = time.monotonic()
                     except (CpnError, OSError) as exc:
                         rep.frozen[n] = f"unreachable: {exc}"
                         actual.pop(n, None)

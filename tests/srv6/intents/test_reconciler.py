@@ -246,3 +246,27 @@ def test_sid_collision_in_the_persisted_allocator_fails_naming_the_router(net: N
     assert st.state is IntentState.FAILED and st.constraint == "sid" and st.device == "R3"
     assert "someone-else" in st.reason and st.fix
     assert all(len(net.kernel(n)) == 0 for n in net.progs)
+
+
+def test_periodic_read_back_is_spread_over_slices_and_still_repairs_drift(net: Net) -> None:
+    net.put(intent())
+    net.rec.reconcile_once(net.store)  # a full pass: every router read
+    reads: list[str] = []
+    for name, prog in net.progs.items():
+        orig = prog.read_actual
+
+        def counted(orig: Any = orig, name: str = name) -> NodeState:
+            reads.append(name)
+            return orig()  # type: ignore[no-any-return]
+        prog.read_actual = counted  # type: ignore[method-assign]
+    [route] = steering(net)
+    del net.progs["R1"].kernel[route.key]  # drift on R1
+    repaired = 0
+    for _ in range(4):  # one readback_s: 4 slices of ceil(6/4) = 2 routers
+        reads.clear()
+        rep = net.rec.reconcile_once(net.store, full=False, slices=4)
+        assert len(set(reads) - {"R1"}) <= 2 or rep.repairs  # R1 is read back once fixed
+        repaired += rep.repairs
+    assert repaired == 1 and steering(net) == [route]
+    reads.clear()
+    assert net.rec.reconcile_once(net.store, full=False).ops == 0 and reads == []
