@@ -249,3 +249,14 @@ def test_accelerator_instance_anomaly_by_user_threshold_gbt8(rt: Runtime) -> Non
     hot = [a for a in rt.alarms.list() if a.type == "threshold:slow-gpu"]
     assert [(a.resource, a.severity) for a in hot] == [("gpu0-i1", Severity.MAJOR)]
     assert "spec.throughput = 62.5 < 100" in hot[0].text
+
+
+def test_change_feed_long_poll_reports_kinds_not_values(rt: Runtime) -> None:
+    c = TestClient(create_app(rt))
+    seq = c.get("/api/v1/changes", headers=h(VIEW), params={"wait_s": 0}).json()["seq"]
+    quiet = c.get("/api/v1/changes", headers=h(VIEW), params={"since": seq, "wait_s": 0.2})
+    assert quiet.json() == {"seq": seq, "kinds": []}
+    overload(rt, "GZ-DC", True)
+    got = c.get("/api/v1/changes", headers=h(TEN), params={"since": seq, "wait_s": 5}).json()
+    assert got["seq"] > seq and got["kinds"] == ["metrics"]
+    assert c.get("/api/v1/changes").status_code == 401
