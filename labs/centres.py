@@ -14,13 +14,17 @@ What happens (all measured, nothing assumed):
 5. Once jobs wait in DC-A's queue, DC-A's slurmctld is stopped: the dispatcher marks
    DC-A down and requeues its waiting jobs, which the scheduler places on DC-B.
    DC-A's slurmctld comes back later and its running job's end is read back.
-6. Every job's ``result.txt`` is fetched over REST and compared with the expected sum.
+6. Every job's ``result.txt`` is fetched over REST and compared with the expected sum;
+   a job that exits 3 at DC-B ends ``failed`` with that exit code and its stderr.
+Before step 5 the controller is restarted on the same state: it adopts what it had
+submitted; the centres are asked at the end whether any CPN job ran twice.
 The report: jobs per centre, queue wait (dispatched → running at the centre) and run
 time from the centres' own timestamps, results verified, jobs moved, data moved.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -174,6 +178,7 @@ def run_lab(work: Path) -> dict[str, Any]:
     a = SlurmCluster("dca", work / "dc-a", cpus=4)
     b = SlurmCluster("dcb", work / "dc-b", cpus=4)
     ctl: LabController | None = None
+    restarted = False
     try:
         a.start()
         b.start()
@@ -199,6 +204,17 @@ def run_lab(work: Path) -> dict[str, Any]:
                     spec["datasets"] = ["calib.bin"]
                 job = _ok(c.post("/api/v1/jobs", json={"spec": spec}), "submit job")
                 ids.append(job["id"])
+            bad = _ok(c.post("/api/v1/jobs", json={"spec": {
+                "name": "fails", "requirements": {"cpu_cores": 1}, "walltime_s": 60,
+                "command": "echo 'cannot open input' >&2\nexit 3", "site": "DC-B"}}),
+                "submit failing job")["id"]
+            # the controller restarts mid-run on the same state: it adopts what it
+            # submitted (idempotent by job id), submits nothing twice
+            wait_jobs(c, ids, lambda js: any((j.get("run") or {}).get("centre_job_id")
+                                             for j in js), 60, "first submissions")
+            ctl.stop()
+            ctl.start_with(ctl.dir / "controller.yaml")
+            restarted = True
             # jobs waiting in DC-A's queue (dispatched, not running): stop its scheduler
             wait_jobs(c, ids, lambda js: sum(1 for j in js if j["state"] == "dispatched"
                                              and j["site"] == "DC-A"
@@ -211,8 +227,10 @@ def run_lab(work: Path) -> dict[str, Any]:
                             and j["site"] == "DC-A"]
             a.stop_controller()
             stopped_at = time.monotonic()
-            wait_jobs(c, waiting_at_a, lambda js: all(j["site"] != "DC-A" for j in js), 60,
-                      "DC-A's waiting jobs moved")
+            # each either moves, or had started at DC-A before its scheduler stopped
+            wait_jobs(c, waiting_at_a, lambda js: all(
+                j["site"] != "DC-A" or j["state"] in ("running", "finished") for j in js), 60,
+                "DC-A's waiting jobs moved")
             moved_after = time.monotonic() - stopped_at
             centre_a = _ok(c.get("/api/v1/centres/DC-A"), "centre DC-A")
             # DC-A's own user's job is cancelled while its scheduler is down? No: it
@@ -224,6 +242,10 @@ def run_lab(work: Path) -> dict[str, Any]:
             final = wait_jobs(c, ids, lambda js: all(j["state"] in ("finished", "failed",
                                                                     "cancelled")
                                                       for j in js), 120, "every job ended")
+            failed = wait_jobs(c, [bad], lambda js: js[0]["state"] in ("finished", "failed"),
+                               60, "the failing job ended")[0]
+            failed_err = _ok(c.get(f"/api/v1/jobs/{bad}/logs", params={"stream": "stderr"}),
+                             "stderr")["text"]
             results = []
             for j, n in zip(final, sums, strict=True):
                 r = c.get(f"/api/v1/jobs/{j['id']}/results/result.txt")
@@ -238,13 +260,33 @@ def run_lab(work: Path) -> dict[str, Any]:
                 staged_ok = r.text.strip() == hashlib.sha256(data).hexdigest()
             logs = _ok(c.get(f"/api/v1/jobs/{ids[1]}/logs"), "logs")
             centres = _ok(c.get("/api/v1/centres"), "centres")["items"]
-        return report(final, results, upload, staged_ok, logs, centres, waiting_at_a,
-                      moved_after, centre_a, started, time.monotonic() - t0)
+        dup = asyncio.run(_ran_twice([a, b]))
+        rep = report(final, results, upload, staged_ok, logs, centres, waiting_at_a,
+                     moved_after, centre_a, started, time.monotonic() - t0)
+        rep.update({"controller_restarted": restarted, "ran_twice": dup,
+                    "failing_job": {"state": failed["state"], "reason": failed["reason"],
+                                    "exit_code": (failed.get("run") or {}).get("exit_code"),
+                                    "stderr": failed_err.strip()}})
+        return rep
     finally:
         if ctl is not None:
             ctl.stop()
         a.stop()
         b.stop()
+
+
+async def _ran_twice(clusters: list[SlurmCluster]) -> int:
+    """CPN jobs that ran (not cancelled) more than once, counted at the centres."""
+    from scheduler.centres.base import CentreJobState
+    from scheduler.centres.slurm import SlurmCentre
+
+    ran: dict[str, int] = {}
+    for cl in clusters:
+        for st in await SlurmCentre(cl.name, cl.conf, cl.workdir).jobs():
+            if st.state is not CentreJobState.CANCELLED:
+                jid = st.key.rsplit(".", 1)[0]
+                ran[jid] = ran.get(jid, 0) + 1
+    return sum(1 for n in ran.values() if n > 1)
 
 
 def _iso(s: str | None) -> float | None:
@@ -268,17 +310,18 @@ def report(final: list[dict[str, Any]], results: list[dict[str, Any]],
             waits.append(max(0.0, s - d))
         if s and e:
             runs.append(e - s)
-    moved = [r for r in results if r["id"] in waiting_at_a]
+    moved = [r for r in results if r["id"] in waiting_at_a and r["site"] != "DC-A"]
     return {
         "jobs": len(final), "per_centre": per,
         "finished": sum(1 for j in final if j["state"] == "finished"),
         "results_verified": sum(1 for r in results if r["ok"]),
-        "queue_wait_s": {"p50": statistics.median(waits) if waits else None,
-                         "max": max(waits) if waits else None},
-        "run_time_s": {"p50": statistics.median(runs) if runs else None,
-                       "max": max(runs) if runs else None},
+        "queue_wait_s": {"p50": round(statistics.median(waits), 2) if waits else None,
+                         "max": round(max(waits), 2) if waits else None},
+        "run_time_s": {"p50": round(statistics.median(runs), 2) if runs else None,
+                       "max": round(max(runs), 2) if runs else None},
         "centre_down": {"site": "DC-A", "state_seen": centre_a["state"],
                         "reason": centre_a["reason"], "waiting_jobs": len(waiting_at_a),
+                        "moved": len(moved),
                         "moved_to": sorted({r["site"] for r in moved}),
                         "moved_within_s": round(moved_after, 2)},
         "upload": upload, "staged_input_verified": staged_ok,
@@ -300,7 +343,7 @@ def print_report(rep: dict[str, Any]) -> None:
           f"p50 {rt['p50']} s, max {rt['max']} s")
     cd = rep["centre_down"]
     print(f"DC-A's slurmctld stopped: state {cd['state_seen']} ({cd['reason'][:80]}); "
-          f"{cd['waiting_jobs']} waiting jobs moved to {cd['moved_to']} within "
+          f"{cd['moved']} of {cd['waiting_jobs']} waiting jobs moved to {cd['moved_to']} within "
           f"{cd['moved_within_s']} s")
     up = rep["upload"]
     print(f"dataset upload: {up['size']} bytes, cut at {up['cut_at']} ({up['state_after_cut']}),"
@@ -308,6 +351,10 @@ def print_report(rep: dict[str, Any]) -> None:
           f" range download ok {up['range_download_ok']}, {up['upload_mbps']} Mbit/s under "
           f"the 80 Mbit/s cap; staged to the job's centre and verified there: "
           f"{rep['staged_input_verified']}")
+    fj = rep["failing_job"]
+    print(f"controller restarted mid-run: {rep['controller_restarted']}; CPN jobs that ran "
+          f"twice at the centres: {rep['ran_twice']}; the failing job: {fj['state']}, exit "
+          f"code {fj['exit_code']}, stderr {fj['stderr']!r}")
     print(f"data moved: {rep['data_moved_bytes']} bytes; total {rep['total_s']} s "
           f"(clusters up in {rep['clusters_started_s']} s)")
     print(json.dumps({k: rep[k] for k in ("jobs", "per_centre", "results_verified",
@@ -331,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         args.report.mkdir(parents=True, exist_ok=True)
         (args.report / "report.json").write_text(json.dumps(rep, indent=2))
-    ok = rep["results_verified"] == rep["jobs"] and rep["centre_down"]["waiting_jobs"] > 0
+    ok = rep["results_verified"] == rep["jobs"] and rep["centre_down"]["moved"] > 0 \
+        and rep["ran_twice"] == 0 and rep["failing_job"]["exit_code"] == 3
     return 0 if ok else 1
 
 
