@@ -14,7 +14,8 @@ Rules:
   optical NE alarms when an optical controller runs.
 - Plugins add sources through ``rt.alarm_sources[name] = fn`` (Knot publishing, …);
   plugins never import this module's callers, the controller never imports plugins.
-- A pass runs after every committed change (coalesced) and at least every ``poll_s``;
+- A pass runs after committed changes (coalesced; at most one per ``min_gap_s``) and at
+  least every ``poll_s``;
   a source that raises is logged and skipped (its alarms are kept as they are).
 """
 
@@ -150,8 +151,9 @@ class AlarmEngine:
 
     name = "alarms"
 
-    def __init__(self, poll_s: float = 1.0) -> None:
+    def __init__(self, poll_s: float = 1.0, min_gap_s: float = 0.25) -> None:
         self.poll_s = poll_s
+        self.min_gap_s = min_gap_s
         self.passes = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -173,11 +175,16 @@ class AlarmEngine:
             self._wake.set()
 
     async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
             self._wake.clear()
-            await asyncio.sleep(0.05)  # coalesce a burst of commits into one pass
+            # coalesce a burst of commits into one pass, at most one pass per min_gap_s
+            # (a flood of metric updates must not turn the engine into a busy loop)
+            await asyncio.sleep(max(0.05, self.min_gap_s - (loop.time() - last)))
+            last = loop.time()
             try:
                 await asyncio.to_thread(self.run_pass)
             except Exception:
