@@ -12,8 +12,10 @@ Rules:
 - Fencing, lease-guarded: the leader refreshes its lease every ``ttl_s/4``; a refresh
   sent at ``t`` proves the lease lives until at least ``t + ttl``. It stops acting at
   ``t + ttl - margin_s`` unless a later refresh succeeded — before etcd can expire the
-  lease and let a successor start. Store writes carry the epoch (``Fence``) and fail
-  once the leader key is someone else's, so nothing lands under a stale epoch.
+  lease and let a successor start. A separate guard task enforces that deadline, so
+  an election-loop call stuck on an unreachable etcd cannot delay the step-down.
+  Store writes carry the epoch (``Fence``) and fail once the leader key is someone
+  else's, so nothing lands under a stale epoch.
 - Each replica keeps ``P/members/<name>`` (on its lease) with its API address, its
   applied revision and role: ``cpn cluster status`` and ``/healthz`` read it.
 - All etcd I/O runs on the store's own loop; role changes are handed to the
@@ -133,7 +135,27 @@ class EtcdLeadership:
                 or (self.role.leader and json.loads(value).get("member") != self.member)):
             self._wake.set()
 
+    async def _guard(self) -> None:
+        """The lease guard, on its own: steps down at the deadline even while a call of
+        the election loop is stuck on an unreachable etcd."""
+        while not self._stopping:
+            if self.role.leader:
+                left = self.deadline - time.monotonic()
+                if left <= 0:
+                    self._step_down("lease not renewed in time (cut off from etcd?)")
+                    continue
+                await asyncio.sleep(min(left, 0.25))
+            else:
+                await asyncio.sleep(0.1)
+
     async def _run(self) -> None:
+        guard = asyncio.create_task(self._guard())
+        try:
+            await self._elect()
+        finally:
+            guard.cancel()
+
+    async def _elect(self) -> None:
         self._wake = asyncio.Event()
         period = self.ttl_s / 4
         last_beat = 0.0
@@ -203,7 +225,7 @@ class EtcdLeadership:
     async def _campaign(self, sent: float) -> None:
         from aetcd.transactions import Create, Get, Mod, Put
 
-        r = await self.store.range(self.store.key("epoch"))
+        r = await self.store.range(self.store.key("epoch"), timeout=self.ttl_s / 4)
         epoch, epoch_rev = (int(r.kvs[0].value), r.kvs[0].mod_revision) if r.kvs else (0, 0)
         new = epoch + 1
         value = json.dumps({"member": self.member, "epoch": new, "api": self.api,
@@ -212,7 +234,7 @@ class EtcdLeadership:
             [Create(self.store.key("leader")) == 0, Mod(self.store.key("epoch")) == epoch_rev],
             [Put(self.store.key("epoch"), str(new).encode()),
              Put(self.store.key("leader"), value, lease=self.lease_id)],
-            [Get(self.store.key("leader"))])
+            [Get(self.store.key("leader"))], timeout=self.ttl_s / 4)
         if not resp.succeeded:
             return
         self.elections += 1
@@ -227,7 +249,7 @@ class EtcdLeadership:
             return
         self.store.fence = None
         self.role = Role(leader=False, epoch=self.role.epoch, since=time.time())
-        key_event(log, "stepped down", member=self.member, why=why)
+        key_event(log, "stepped down", member=self.member, epoch=self.role.epoch, why=why)
         self._announce(False)
 
     def _announce(self, leader: bool) -> None:
@@ -245,7 +267,8 @@ class EtcdLeadership:
         }).encode()
         resp = await self.store.txn([], [Put(self.store.key("members", self.member), value,
                                              lease=self.lease_id),
-                                         Get(self.store.key("seq"))], [])
+                                         Get(self.store.key("seq"))], [],
+                                    timeout=self.ttl_s / 4)
         kvs = resp.responses[1].response_range.kvs
         self.cluster_seq = int(kvs[0].value.split()[0]) if kvs else 0
 

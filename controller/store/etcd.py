@@ -273,36 +273,53 @@ class EtcdStore:
         return self._p + b"/" + "/".join(parts).encode()
 
     async def call(self, stub: str, method: str, request: Any,
-                   timeout: float | None = None) -> Any:
-        """One unary RPC; connection errors become ``StoreUnavailable``."""
+                   timeout: float | None = None, *, retry: bool = False) -> Any:
+        """One unary RPC; connection errors become ``StoreUnavailable``. ``retry``: an
+        idempotent request is sent again while etcd says UNAVAILABLE (a member lost, an
+        etcd leader change), until ``timeout`` has passed."""
         from aetcd import rpc
 
         await self.client.connect()
         fn = getattr(getattr(self.client, stub), method)
-        try:
-            return await fn(request, timeout=timeout or self.timeout_s,
-                            metadata=self.client.metadata)
-        except rpc.AioRpcError as exc:
-            if exc.code() in (rpc.StatusCode.INVALID_ARGUMENT, rpc.StatusCode.OUT_OF_RANGE,
-                              rpc.StatusCode.RESOURCE_EXHAUSTED,
-                              rpc.StatusCode.FAILED_PRECONDITION):
-                hint = ("; a transaction of N changes needs about 2N+1 etcd operations: "
-                        "raise --max-txn-ops (default 128) on every member, e.g. 4096"
-                        if "too many operations" in (exc.details() or "") else "")
-                raise StoreError(f"etcd {self.url} refused the request: "
-                                 f"{exc.details()}{hint}") from exc
-            raise StoreUnavailable(f"etcd {self.url}: {exc.code().name}: {exc.details()}; "
-                                   "check the members are up and have quorum") from exc
+        budget = timeout or self.timeout_s
+        end = time.monotonic() + budget
+        pause = 0.05
+        while True:
+            try:
+                return await fn(request, timeout=max(0.05, end - time.monotonic()),
+                                metadata=self.client.metadata)
+            except rpc.AioRpcError as exc:
+                if (retry and exc.code() is rpc.StatusCode.UNAVAILABLE
+                        and time.monotonic() + pause < end):
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 0.5)
+                    continue
+                raise self._error(exc) from exc
+
+    def _error(self, exc: Any) -> StoreError:
+        """Our error for a gRPC failure: a refusal names the fix, the rest is
+        ``StoreUnavailable`` (retry later)."""
+        from aetcd import rpc
+
+        if exc.code() in (rpc.StatusCode.INVALID_ARGUMENT, rpc.StatusCode.OUT_OF_RANGE,
+                          rpc.StatusCode.RESOURCE_EXHAUSTED, rpc.StatusCode.FAILED_PRECONDITION):
+            hint = ("; a transaction of N changes needs about 2N+1 etcd operations: raise "
+                    "--max-txn-ops (default 128) on every member, e.g. 4096"
+                    if "too many operations" in (exc.details() or "") else "")
+            return StoreError(f"etcd {self.url} refused the request: {exc.details()}{hint}")
+        return StoreUnavailable(f"etcd {self.url}: {exc.code().name}: {exc.details()}; "
+                                "check the members are up and have quorum")
 
     async def range(self, key: bytes, end: bytes | None = None, *, revision: int = 0,
-                    limit: int = 0, descend: bool = False) -> Any:
+                    limit: int = 0, descend: bool = False, timeout: float | None = None
+                    ) -> Any:
         from aetcd import rpc
 
         req = rpc.RangeRequest(key=key, range_end=end or b"", revision=revision, limit=limit)
         if descend:
             req.sort_order = rpc.RangeRequest.DESCEND
             req.sort_target = rpc.RangeRequest.KEY
-        resp = await self.call("kvstub", "Range", req)
+        resp = await self.call("kvstub", "Range", req, timeout, retry=True)
         self.cluster_rev = max(self.cluster_rev, resp.header.revision)
         return resp
 
@@ -317,14 +334,16 @@ class EtcdStore:
                 return out
             start = resp.kvs[-1].key + b"\x00"
 
-    async def txn(self, compare: list[Any], success: list[Any], failure: list[Any]
-                  ) -> Any:
+    async def txn(self, compare: list[Any], success: list[Any], failure: list[Any],
+                  *, timeout: float | None = None, idempotent: bool = False) -> Any:
+        """One etcd txn. ``idempotent`` (applying it twice changes nothing more): sent
+        again while etcd is UNAVAILABLE; otherwise the caller resolves the outcome."""
         from aetcd import rpc
 
         req = rpc.TxnRequest(compare=[c.build_message() for c in compare],
                              success=self.client._ops_to_requests(success),
                              failure=self.client._ops_to_requests(failure))
-        resp = await self.call("kvstub", "Txn", req)
+        resp = await self.call("kvstub", "Txn", req, timeout, retry=idempotent)
         self.cluster_rev = max(self.cluster_rev, resp.header.revision)
         return resp
 
@@ -830,7 +849,7 @@ class EtcdStore:
     def set_meta(self, key: str, value: str) -> None:
         from aetcd.transactions import Put
 
-        self.run(self.txn([], [Put(self.key("m", key), value.encode())], []))
+        self.run(self.txn([], [Put(self.key("m", key), value.encode())], [], idempotent=True))
 
     def add_token(self, sha256: str, name: str, role: str, tenant: str | None) -> None:
         from aetcd.transactions import Create, Put
@@ -863,7 +882,8 @@ class EtcdStore:
             return False
         row = json.loads(t.kvs[0].value)
         row["revoked"] = 1
-        self.run(self.txn([], [Put(self.key("t", sha), json.dumps(row).encode())], []))
+        self.run(self.txn([], [Put(self.key("t", sha), json.dumps(row).encode())], [],
+                          idempotent=True))
         return True
 
     def list_tokens(self) -> builtins.list[dict[str, Any]]:

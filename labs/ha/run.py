@@ -291,6 +291,12 @@ class Lab:
         if kind == "partition-leader":
             h = old.health(self.http) or {}
             row["old_leader_stepped_down"] = not (h.get("cluster") or {}).get("acting", True)
+            # from the controllers' own logs (one host, one clock): the cut-off leader
+            # stopped acting before its successor was elected
+            down = key_time(old, "stepped down", epoch)
+            up = key_time(new, "elected leader", new_epoch)
+            row["stepped_down_before_successor_s"] = (
+                round(up - down, 3) if down is not None and up is not None else None)
         heal(old)
         self.events.append(row)
         return row
@@ -340,6 +346,22 @@ class Lab:
         with contextlib.suppress(Exception):
             self.knot.stop()
         self.http.close()
+
+
+def key_time(c: Controller, event: str, epoch: int) -> float | None:
+    """Wall-clock time of a leadership key event of ``c`` for ``epoch`` (its JSON log)."""
+    from datetime import datetime
+
+    path = c.state / "logs" / "cpn.jsonl"
+    found = None
+    for line in path.read_text().splitlines() if path.exists() else []:
+        if event not in line:
+            continue
+        rec = json.loads(line)
+        f = rec.get("fields") or {}
+        if rec.get("content", "").startswith(event) and f.get("epoch") == epoch:
+            found = datetime.fromisoformat(rec["time"].replace("Z", "+00:00")).timestamp()
+    return found
 
 
 def nft(cmd: str) -> None:
@@ -517,6 +539,8 @@ def run_lab(out: Path, seed: int | None = None) -> dict[str, Any]:
         and checks["journal_gaps"] == 0 and checks["journal_duplicates"] == 0
         and not checks["epochs_with_two_writers"] and checks["epoch_went_back"] == 0
         and all(e.get("old_leader_stepped_down", True) for e in lab.events)
+        and all((e.get("stepped_down_before_successor_s") or 0) > 0 for e in lab.events
+                if e["fault"] == "partition-leader")
         and report["dns"]["knot_matches_leader_at_end"])
     report["figure"] = report["failover_s_max"]
     report["goal"] = GOAL_FAILOVER_S

@@ -146,3 +146,42 @@ def test_one_leader_hands_over_with_a_new_epoch(etcd: EtcdCluster, tmp_path: Pat
     asyncio.run(go())
     starts = [(m, e) for kind, m, e in events if kind == "start"]
     assert len(starts) == 2 and len({e for _, e in starts}) == 2
+
+
+def test_a_leader_stuck_on_etcd_steps_down_by_its_lease_deadline(
+        etcd: EtcdCluster, tmp_path: Path) -> None:
+    """Lease guard: when the leader's refresh hangs (etcd out of reach) it stops acting
+    at ttl − margin after its last good refresh — before etcd can expire the lease and a
+    successor start — even though the election loop itself is stuck in that call."""
+    url = etcd.url(f"/guard-{uuid.uuid4().hex[:8]}")
+
+    async def go() -> None:
+        rt = Runtime(None, Settings(state=tmp_path, store=url, member="g1",
+                                    api=("127.0.0.1", free_port())))
+        await rt.start([Programmer([])])
+        try:
+            lead = rt.leadership
+            end = time.monotonic() + 8
+            while not lead.role.leader:
+                assert time.monotonic() < end
+                await asyncio.sleep(0.02)
+
+            async def stuck() -> bool:
+                await asyncio.sleep(30)
+                return True
+            lead._refresh = stuck  # type: ignore[union-attr,method-assign]
+            t0 = time.monotonic()
+            while lead.role.leader:
+                assert time.monotonic() - t0 < 3.0, "still leading"
+                await asyncio.sleep(0.02)
+            took = time.monotonic() - t0
+            assert took <= lead.ttl_s - lead.margin_s + 0.3  # type: ignore[union-attr]
+            assert not lead.acting() and rt.store.fence is None
+            end = time.monotonic() + 3
+            while rt.leading:
+                assert time.monotonic() < end
+                await asyncio.sleep(0.02)
+        finally:
+            await rt.stop()
+            rt.store.close()
+    asyncio.run(go())

@@ -28,6 +28,9 @@ def test_faults_lose_no_acknowledged_write_and_fail_over_in_seconds(tmp_path: Pa
                      "partition-leader"]
     cut = rep["faults"][-1]
     assert cut["old_leader_stepped_down"] and cut["new_epoch"] > cut["old_epoch"]
+    # fencing: the cut-off leader stopped acting before its successor was elected
+    assert cut["stepped_down_before_successor_s"] is not None
+    assert cut["stepped_down_before_successor_s"] > 0
     assert rep["final_epoch"] >= 4 and len(rep["epochs_seen"]) >= 4
     # failover is a figure with a goal (reported in the JSON); here only a sanity bound
     # so a loaded CI machine does not turn a slow run into a red build
