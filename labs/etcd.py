@@ -104,10 +104,21 @@ class EtcdCluster:
             str(m.log),
         ]
 
-    def start(self, timeout: float = 20.0) -> EtcdCluster:
-        for m in self.members:
-            self._spawn(m, "new")
-        self.wait_healthy(timeout)
+    def start(self, timeout: float = 30.0) -> EtcdCluster:
+        for attempt in range(3):
+            for m in self.members:
+                self._spawn(m, "new")
+            try:
+                self.wait_healthy(timeout)
+                return self
+            except LabError as exc:
+                # a port taken between choosing and binding it (a busy host): new ports
+                if "address already in use" not in str(exc) or attempt == 2:
+                    raise
+                for i, m in enumerate(self.members):
+                    self.stop_member(i, signal.SIGKILL)
+                    shutil.rmtree(m.data, ignore_errors=True)
+                    m.client_port, m.peer_port = quiet_port(), quiet_port()
         return self
 
     def _spawn(self, m: Member, state: str) -> None:
