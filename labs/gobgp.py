@@ -193,6 +193,20 @@ class GoBgp:
                                    response_deserializer=pb.ListPathResponse.FromString)
             return [p for resp in call(req, timeout=5.0) for p in resp.destination.paths]
 
+    def count(self, neighbor: str, family: int = 6) -> int:
+        """How many SR policy paths GoBGP holds from ``neighbor`` (``GetTable``: cheap,
+        nothing decoded)."""
+        import grpc
+
+        pb = api()
+        req = pb.GetTableRequest(table_type=pb.ADJ_IN, name=neighbor,
+                                 family=pb.Family(afi=1 if family == 4 else 2, safi=73))
+        with grpc.insecure_channel(f"unix://{self.socket}") as ch:
+            call = ch.unary_unary("/apipb.GobgpApi/GetTable",
+                                  request_serializer=pb.GetTableRequest.SerializeToString,
+                                  response_deserializer=pb.GetTableResponse.FromString)
+            return int(call(req, timeout=5.0).num_path)
+
     def policies(self, neighbor: str, family: int | None = None) -> list[RibPolicy]:
         """The SR policies GoBGP holds from ``neighbor`` (both families by default)."""
         fams = (4, 6) if family is None else (family,)
