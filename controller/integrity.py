@@ -196,6 +196,9 @@ def referrers(kind: str, key: str, objects: Iterable[Entity]) -> list[str]:
                 refs |= {i.site for i in o.instances}
         elif kind == "router" and isinstance(o, Link):
             refs |= {o.a, o.b}
+        elif kind == "node" and isinstance(o, ComputeResource):
+            # a resource's scope names nodes of its site ("site/node" is the node's key)
+            refs |= {f"{o.site}/{n}" for n in o.scope if n != "*"}
         elif kind == "tenant":
             if isinstance(o, User) and o.tenant:
                 refs.add(o.tenant)

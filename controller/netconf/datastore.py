@@ -242,11 +242,20 @@ class Datastores:
         if config is None:
             raise RpcError("invalid-value", f"copy-config cannot read from {source!r}; use "
                            "running, candidate or an inline <config>", "protocol")
+        self._diff = self._changes_from(self._replaced_by(config))
+
+    def _replaced_by(self, config: Any) -> Snapshot:
+        """A whole datastore holding exactly ``config`` (copy-config, validate)."""
         work: Snapshot = {m.cls.KIND: {} for m in xmlmap.lists()}
         for c in extension.containers():
             work[c.cls.KIND] = {c.key: c.default(self.cfg)}
         self._edit_into(work, config, "replace")
-        self._diff = self._changes_from(work)
+        return work
+
+    def validate_config(self, config: Any) -> None:
+        """validate of an inline ``<config>`` (RFC 6241 §8.6.4.1): checked as a whole
+        datastore holding exactly it; nothing is changed."""
+        self._check(self._replaced_by(config))
 
     def _edit_into(self, work: Snapshot, config: Any, default_operation: str) -> None:
         root = config.find(xmlmap.Q + "cpn")

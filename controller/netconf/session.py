@@ -273,6 +273,10 @@ class NetconfSession:
         self.ds.edit(target, config, self.id, default)
 
     def _op_validate(self, op: ET.Element) -> None:
+        holder = op.find(NC + "source")
+        if holder is not None and len(holder) == 1 and holder[0].tag == NC + "config":
+            self.ds.validate_config(holder[0])  # :validate:1.1 — an inline <config>
+            return
         self.ds.validate(self._target(op, "source"))
 
     def _op_commit(self, op: ET.Element) -> None:

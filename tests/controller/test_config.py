@@ -187,3 +187,26 @@ def test_config_apply_cannot_orphan_api_objects_of_a_dropped_site(tmp_path: Path
         assert store.get(Site, "B") is not None
     finally:
         store.close()
+
+
+def test_config_apply_cannot_drop_a_node_an_api_resource_is_scoped_to(tmp_path: Path) -> None:
+    """The resource would keep naming a node that no longer exists and could no longer
+    be updated (the REST delete of that node is refused the same way)."""
+    from controller.errors import ConflictError
+    from controller.models import ComputeNode
+    from controller.writer import StateWriter
+
+    with_n2 = BASE.replace("    nodes:\n", "    nodes:\n      - name: n2\n", 1)
+    store = SqliteStore(tmp_path / "s.db")
+    try:
+        apply_config(store, parse_config(with_n2, "a.yaml"))
+        StateWriter(store).put(ComputeResource(site="A", name="gpu", description="cards",
+                                               value=2, scope=["n2"]), "api:ops")
+        with pytest.raises(ConflictError, match="node 'A/n2' was removed from the file but "
+                           "resource A/gpu still refers to it"):
+            apply_config(store, parse_config(BASE, "a.yaml"))
+        assert store.get(ComputeNode, "A/n2") is not None
+        with pytest.raises(ConflictError, match="still referred to by resource A/gpu"):
+            StateWriter(store).delete(ComputeNode, "A/n2", "api:ops")
+    finally:
+        store.close()

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from ncclient.operations import RPCError
+from ncclient.xml_ import to_ele
 from pyang import context, repository
 
 from controller.models import Service, Site
@@ -502,6 +503,15 @@ def test_copy_config(ctl: Controller) -> None:
         with pytest.raises(RPCError) as info:
             m.copy_config(source="candidate", target="running")
         assert info.value.tag == "operation-not-supported"
+        # :validate:1.1 with an inline config: checked whole, nothing changed
+        m.validate(source=to_ele(ET.tostring(source[0]).decode()))
+        for el in cpn.iter("{urn:cpn:yang:cpn}site"):
+            if el.findtext("{urn:cpn:yang:cpn}name") == "MEC-GZ1":
+                el.find("{urn:cpn:yang:cpn}name").text = "MEC-RENAMED"  # type: ignore[union-attr]
+        with pytest.raises(RPCError) as info:  # instances still name MEC-GZ1
+            m.validate(source=to_ele(ET.tostring(source[0]).decode()))
+        assert (info.value.tag, info.value.app_tag) == ("data-missing", "instance-required")
+        assert latency(ctl) == 51
         m.edit_config(target="candidate", config=cfg(service("video", 20)))
         m.commit()
     assert ctl.rt.store.get(Service, "video") is not None
