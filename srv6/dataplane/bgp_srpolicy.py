@@ -87,6 +87,7 @@ class BgpSpeaker:
         self.last_error = ""
         self.established_at = 0.0
         self.sessions = 0  # how many times the session came up
+        self.refreshes = 0  # ROUTE-REFRESH requests answered
         self.peer_open: w.Open | None = None
         self.families: tuple[tuple[int, int], ...] = ()
         self._rib: dict[RouteKey, SrPolicyRoute] = {}
@@ -264,6 +265,9 @@ class BgpSpeaker:
                         await self._came_up(session, writer)
                     elif isinstance(ev, w.RouteRefresh):
                         await self._replay(session, writer, ev.afi)
+                        self.refreshes += 1
+                        log.info("%s: ROUTE-REFRESH from %s (AFI %d): Adj-RIB-Out re-sent",
+                                 self.name, self.peer.address, ev.afi)
                     elif isinstance(ev, PeerClosed):
                         raise ConnectionError(f"the router sent NOTIFICATION {ev.notification}")
                 self.state = session.state
@@ -339,7 +343,8 @@ class BgpSrPolicyProgrammer(TransactionalProgrammer):
                 "peer_router_id": peer.router_id if peer else None,
                 "hold_time": min(self.peer.hold_time, peer.hold_time) if peer else None,
                 "families": [names[afi] for afi, _ in self.speaker.families],
-                "sessions": self.speaker.sessions, "last_error": self.speaker.last_error,
+                "sessions": self.speaker.sessions, "refreshes": self.speaker.refreshes,
+                "last_error": self.speaker.last_error,
                 "policies": len(self.speaker.adj_rib_out())}
 
     def _dump(self) -> NodeState:

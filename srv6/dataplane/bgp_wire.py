@@ -324,7 +324,9 @@ def encode_policy_update(route: SrPolicyRoute, ctx: PathContext) -> bytes:
     if afi == AFI_IP6 and nh_addr.version == 4:
         nh = ipaddress.IPv6Address(f"::ffff:{nh_addr}").packed  # RFC 4291 §2.5.5.2
     elif afi == AFI_IP and nh_addr.version == 6:
-        raise LocalProtocolError("an IPv4 SR policy needs an IPv4 next hop on the session")
+        raise LocalProtocolError("an IPv4 SR policy needs an IPv4 next hop, and the session "
+                                 "runs over IPv6 (fix: set bgp.next_hop to an IPv4 address "
+                                 "of CPN)")
     else:
         nh = nh_addr.packed
     mp = struct.pack("!HBB", afi, SAFI_SR_POLICY, len(nh)) + nh + b"\x00" + encode_nlri(route)

@@ -1,5 +1,6 @@
 """A reconciler node bound to ``programmer: bgp-sr-policy`` (config, validation), built from
-config it peers with GoBGP, and ``cpn sr-policy-peer`` reports the session."""
+config it peers with GoBGP over eBGP and programs a policy, and ``cpn sr-policy-peer``
+reports the session."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from controller.cli.main import app
 from controller.config import parse_config
 from controller.errors import ValidationError
 from labs.gobgp import GoBgp
-from labs.netns import Lab
+from labs.netns import Lab, wait_for
+from srv6.dataplane import NodeState
 from srv6.dataplane.bgp_config import BgpPeerSpec, build_bgp
 from srv6.dataplane.bgp_srpolicy import BgpSrPolicyProgrammer
+from srv6.dataplane.state import SrPolicyRoute
 from srv6.intents.models import IntentsSection
 from tests.conftest import needs_netns
 
@@ -68,8 +71,8 @@ def test_bad_binding_is_refused_naming_node_and_field(change: str, where: str) -
 def test_bgp_node_from_config_peers_and_cli_reports_it(tmp_path: Path) -> None:
     with Lab("srcf") as lab:
         ns = lab.ns("rtr")
-        GoBgp(ns, tmp_path, 65000, "192.0.2.254",
-              {"127.0.0.1": (65001, ("ipv6-srpolicy",))}).start()
+        gobgp = GoBgp(ns, tmp_path, 65000, "192.0.2.254",
+                      {"127.0.0.1": (65001, ("ipv6-srpolicy",))}).start()
         text = (GOOD.replace("peer: 192.0.2.9", "peer: 127.0.0.1")
                 + f"        netns: {ns.name}\n        hold_time: 9\n")
         spec = section(text).nodes["R9"].bgp
@@ -80,6 +83,13 @@ def test_bgp_node_from_config_peers_and_cli_reports_it(tmp_path: Path) -> None:
             st = prog.status()
             assert st["established"] and st["peer_router_id"] == "192.0.2.254"
             assert st["families"] == ["ipv6-srpolicy"] and st["hold_time"] == 9
+            # eBGP (AS 65001 → 65000): the router takes the policy with CPN's AS in the path
+            pol = SrPolicyRoute.of(7, "fc00:0:5::1", ["fc00:0:2::1", "fc00:0:5::d6"])
+            prog.load(NodeState.of([pol]))
+            assert not prog.commit().failed
+            wait_for(lambda: [p.key for p in gobgp.policies("127.0.0.1")] == [pol.key], 5,
+                     "GoBGP to take the policy over eBGP")
+            assert not gobgp.policies("127.0.0.1")[0].mismatches(pol)
         finally:
             prog.close()
         cfg = tmp_path / "site.yaml"

@@ -184,3 +184,9 @@ def test_fuzz_mutated_updates_only_raise_remote_protocol_error(route: SrPolicyRo
             w.decode_update(candidate)
         except RemoteProtocolError:
             pass
+
+
+def test_ipv4_policy_over_ipv6_session_names_the_next_hop_fix() -> None:
+    ctx = w.PathContext(65000, True, True, "fc00::1", "192.0.2.9")
+    with pytest.raises(LocalProtocolError, match="bgp.next_hop"):
+        w.encode_policy_update(SrPolicyRoute.of(1, "10.0.0.5", ["fc00:2::1"]), ctx)
