@@ -9,7 +9,7 @@ Rules:
   ``ListPath`` on the ``ADJ_IN`` table of one neighbour, decoded into ``RibPolicy``
   values. The API messages come from ``gobgp_api/gobgp_srpolicy.proto`` (only what is
   read), compiled on first use with grpcio-tools (in a child process) into a temporary
-  directory.
+  directory that is removed once the module is loaded.
 - GoBGP 3.10 decoder quirks, measured here (see ``docs/srv6-policies.md``): the SRv6
   Binding SID sub-TLV (20) and the Policy Name sub-TLV (130) are not decoded — the API
   reports them as ``TunnelEncapSubTLVUnknown`` with their raw value, which is read
@@ -49,22 +49,24 @@ def api() -> ModuleType:
     protoc runs in a child process: its extension module carries its own protobuf C++
     runtime, and loading it into a process that already holds OR-Tools' aborts the
     interpreter (seen in the full test run)."""
-    out = Path(tempfile.mkdtemp(prefix="cpn-gobgp-api-"))
-    code = ("import sys, pathlib, grpc_tools; from grpc_tools import protoc; "
-            "inc = pathlib.Path(grpc_tools.__file__).parent / '_proto'; "
-            "sys.exit(protoc.main(['protoc', f'-I{sys.argv[1]}', f'-I{inc}', "
-            "f'--python_out={sys.argv[2]}', sys.argv[3]]))")
-    res = subprocess.run([sys.executable, "-c", code, str(PROTO.parent), str(out), str(PROTO)],
-                         capture_output=True, text=True, timeout=60)
-    if res.returncode != 0:
-        raise LabError(f"protoc failed ({res.returncode}) on {PROTO}: {res.stderr.strip()} "
-                       "(fix: pip install grpcio-tools, the dev extra)")
-    spec = importlib.util.spec_from_file_location("gobgp_srpolicy_pb2",
-                                                  out / "gobgp_srpolicy_pb2.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gobgp_srpolicy_pb2"] = mod
-    spec.loader.exec_module(mod)
+    with tempfile.TemporaryDirectory(prefix="cpn-gobgp-api-") as tmp:
+        out = Path(tmp)  # removed once loaded: the module lives on in memory
+        code = ("import sys, pathlib, grpc_tools; from grpc_tools import protoc; "
+                "inc = pathlib.Path(grpc_tools.__file__).parent / '_proto'; "
+                "sys.exit(protoc.main(['protoc', f'-I{sys.argv[1]}', f'-I{inc}', "
+                "f'--python_out={sys.argv[2]}', sys.argv[3]]))")
+        res = subprocess.run([sys.executable, "-c", code, str(PROTO.parent), str(out),
+                              str(PROTO)], capture_output=True, text=True, timeout=60)
+        if res.returncode != 0:
+            raise LabError(f"protoc failed ({res.returncode}) on {PROTO}: "
+                           f"{res.stderr.strip()} (fix: pip install grpcio-tools, the dev "
+                           "extra)")
+        spec = importlib.util.spec_from_file_location("gobgp_srpolicy_pb2",
+                                                      out / "gobgp_srpolicy_pb2.py")
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["gobgp_srpolicy_pb2"] = mod
+        spec.loader.exec_module(mod)
     return mod
 
 
