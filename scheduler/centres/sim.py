@@ -7,6 +7,7 @@ Rules:
   exit code is env ``CPN_SIM_EXIT`` (default 0). A job past its walltime times out.
 - The command is *not* executed: a simulated job writes a one-line stdout and each
   declared output ("sim <key> <name>") when it ends, so results can be fetched.
+- ``local_cpus``: cores held by the centre's own users (not listed), so CPN jobs wait.
 - Faults for tests: ``down`` (every call raises ``CentreUnavailable``), ``refuse``
   (``submit`` raises ``CentreRefused`` with that text); ``submits`` counts real
   submissions (idempotence is checked by it).
@@ -63,6 +64,7 @@ class SimCentre:
     clock: Callable[[], float] = time.time
     down: bool = False
     refuse: str = ""
+    local_cpus: int = 0  # cores the centre's own (non-CPN) users hold
     backend: str = "sim"
     submits: int = 0
     _jobs: dict[str, _SimJob] = field(default_factory=dict)
@@ -88,7 +90,8 @@ class SimCentre:
                                CentreJobState.COMPLETED if j.exit_code == 0
                                else CentreJobState.FAILED)
                     self._write_results(j)
-        used = sum(j.cpus for j in self._jobs.values() if j.state is CentreJobState.RUNNING)
+        used = self.local_cpus + sum(j.cpus for j in self._jobs.values()
+                                     if j.state is CentreJobState.RUNNING)
         for j in sorted(self._jobs.values(), key=lambda x: x.submitted):
             if j.state is CentreJobState.PENDING and used + j.cpus <= self.cpus:
                 j.state, j.started = CentreJobState.RUNNING, max(now, j.submitted)

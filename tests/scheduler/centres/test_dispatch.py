@@ -256,3 +256,41 @@ def test_logs_and_results_over_rest(rt: Runtime) -> None:
     centres = c.get("/api/v1/centres", headers=op).json()["items"]
     assert {x["site"]: x["state"] for x in centres} == {"DC-A": "up", "DC-B": "up"}
     assert all(x["resources"]["cpu"] == 4 for x in centres)
+
+
+def test_modify_of_a_job_waiting_at_the_centre_reaches_it(rt: Runtime) -> None:
+    from fastapi.testclient import TestClient
+
+    from controller.api.app import create_app
+    from controller.auth import digest
+
+    rt.store.add_token(digest("op-token-0123456789"), "ops", "operator", None)
+    c = TestClient(create_app(rt))
+    op = {"Authorization": "Bearer op-token-0123456789"}
+
+    async def main() -> None:
+        await start(rt)
+        try:
+            await until(rt, lambda: len(rt.store.list(CentreStatus)) == 2, "reports")
+            for site in ("DC-A", "DC-B"):  # the centres' own users now hold 3 cores
+                sim(rt, site).local_cpus = 3
+            rt.writer.put(job("w", cpu=2, walltime_s=100), "test", "submit")
+            await until(rt, lambda: (j := rt.store.get(Job, "w")) is not None
+                        and j.run is not None and j.run.centre_state == "PENDING",
+                        "waiting at the centre")
+            w = rt.store.get(Job, "w")
+            assert w is not None and w.state is JobState.DISPATCHED and w.run is not None
+            r = await asyncio.to_thread(c.patch, "/api/v1/jobs/w", headers=op,
+                                        json={"walltime_s": 300})
+            assert r.status_code == 200, r.text
+            centre_job = sim(rt, str(w.site))._jobs[str(w.run.centre_job_id)]
+            await until(rt, lambda: centre_job.walltime_s == 300, "walltime at the centre")
+            await until(rt, lambda: "change applied" in reason_of(rt, "w"), "journaled")
+        finally:
+            await rt.stop()
+    asyncio.run(main())
+
+
+def reason_of(rt: Runtime, jid: str) -> str:
+    j = rt.store.get(Job, jid)
+    return j.reason if j else ""
