@@ -85,6 +85,7 @@ class RibPolicy:
     color: int
     endpoint: str
     neighbor: str
+    stale: bool = False
     preference: int | None = None
     priority: int | None = None
     binding_sid: bytes | None = None
@@ -134,8 +135,10 @@ class GoBgp:
     ``{address: (peer_as, families)}``, families GoBGP names (``ipv6-srpolicy``)."""
 
     def __init__(self, ns: Ns, workdir: Path, asn: int, router_id: str,
-                 neighbors: dict[str, tuple[int, tuple[str, ...]]]) -> None:
+                 neighbors: dict[str, tuple[int, tuple[str, ...]]],
+                 graceful_restart: bool = False) -> None:
         self.ns, self.asn, self.router_id = ns, asn, router_id
+        self.graceful_restart = graceful_restart
         self.workdir = workdir
         self.socket = workdir / "gobgp-api.sock"
         self.neighbors = neighbors
@@ -150,9 +153,15 @@ class GoBgp:
                       "  [neighbors.transport.config]", "    passive-mode = true",
                       "  [neighbors.timers.config]", "    connect-retry = 1",
                       "    hold-time = 9", "    keepalive-interval = 3"]
+            if self.graceful_restart:  # helper side of RFC 4724
+                lines += ["  [neighbors.graceful-restart.config]", "    enabled = true",
+                          "    restart-time = 120"]
             for fam in fams:
                 lines += ["  [[neighbors.afi-safis]]", "    [neighbors.afi-safis.config]",
                           f'      afi-safi-name = "{fam}"']
+                if self.graceful_restart:
+                    lines += ["    [neighbors.afi-safis.mp-graceful-restart.config]",
+                              "      enabled = true"]
             lines.append("")
         return "\n".join(lines)
 
@@ -235,7 +244,7 @@ def _structure(b: Any) -> tuple[int, int, int, int] | None:
 def _decode_path(path: Any, neighbor: str) -> RibPolicy:
     nlri = _unpack(path.nlri)
     pol = RibPolicy(nlri.distinguisher, nlri.color,
-                    str(ipaddress.ip_address(nlri.endpoint)), neighbor)
+                    str(ipaddress.ip_address(nlri.endpoint)), neighbor, stale=path.stale)
     for a in path.pattrs:
         attr = _unpack(a)
         if attr is None:

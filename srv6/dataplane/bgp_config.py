@@ -42,7 +42,9 @@ class BgpPeerSpec(Model):
     iBGP); ``router_id``: CPN's BGP Identifier; ``hold_time`` s (0 or ≥ 3);
     ``connect_retry`` s; ``families``: ``ipv4`` and/or ``ipv6`` (SR policy families
     announced); ``next_hop``: MP_REACH next hop (default: CPN's address on the session);
-    ``netns``: connect from inside this namespace (labs).
+    ``netns``: connect from inside this namespace (labs); ``graceful_restart``: restart
+    time in s announced with Graceful Restart (RFC 4724), so the router keeps CPN's
+    policies across a controller restart (0 = off: they go when the session does).
     """
 
     peer: IPv4Address | IPv6Address
@@ -55,6 +57,7 @@ class BgpPeerSpec(Model):
     families: list[Family] = Field(default_factory=lambda: list(ALL_FAMILIES), min_length=1)
     next_hop: IPv4Address | IPv6Address | None = None
     netns: str | None = None
+    graceful_restart: int = Field(default=120, ge=0, le=4095)
 
     @field_validator("hold_time")
     @classmethod
@@ -73,5 +76,6 @@ def build_bgp(node: str, spec: BgpPeerSpec, connect_timeout: float = 10.0
     peer = BgpPeer(address=str(spec.peer), peer_as=spec.peer_as, local_as=spec.local_as,
                    router_id=str(spec.router_id), port=spec.port, hold_time=spec.hold_time,
                    connect_retry=spec.connect_retry, families=tuple(spec.families),
-                   netns=spec.netns, next_hop=str(spec.next_hop) if spec.next_hop else None)
+                   netns=spec.netns, next_hop=str(spec.next_hop) if spec.next_hop else None,
+                   graceful_restart=spec.graceful_restart)
     return BgpSrPolicyProgrammer(node, peer, connect_timeout=connect_timeout)

@@ -61,7 +61,9 @@ class BgpSession:
     """One BGP session from CPN (``local_as``, ``router_id``) to a router.
 
     ``peer_as``: expected AS of the peer (``None`` = accept any); ``hold_time`` we
-    propose (s); ``families`` we announce.
+    propose (s); ``families`` we announce; ``restart_time``: announce Graceful Restart
+    (RFC 4724) with this restart time (s), ``None`` = not; ``restarting``: set its R bit
+    (the first session after CPN started).
     """
 
     local_as: int
@@ -70,6 +72,8 @@ class BgpSession:
     hold_time: int = 90
     families: tuple[tuple[int, int], ...] = ((w.AFI_IP, w.SAFI_SR_POLICY),
                                              (w.AFI_IP6, w.SAFI_SR_POLICY))
+    restart_time: int | None = None
+    restarting: bool = False
     state: State = "idle"
     peer: w.Open | None = None
     _buf: bytes = field(default=b"", repr=False)
@@ -80,6 +84,21 @@ class BgpSession:
         if self.peer is None:
             return ()
         return tuple(f for f in self.families if f in self.peer.families)
+
+    @property
+    def graceful_restart(self) -> bool:
+        """Both sides announced Graceful Restart: the router keeps CPN's policies (as
+        stale) for the restart time when the session drops without a NOTIFICATION."""
+        return (self.restart_time is not None and self.peer is not None
+                and self.peer.restart_time is not None)
+
+    def end_of_rib(self) -> bytes:
+        """End-of-RIB markers for every negotiated family (RFC 4724 §2): after them the
+        router drops stale policies CPN did not advertise again."""
+        if self.state != "established":
+            raise LocalProtocolError(f"end_of_rib in state {self.state}")
+        return b"".join(w.encode_end_of_rib(afi, safi)
+                        for afi, safi in self.negotiated_families)
 
     def timers(self) -> tuple[float, float]:
         """(hold time, keepalive interval) in s; (0, 0) = no keepalives (RFC 4271 §4.2)."""
@@ -100,7 +119,8 @@ class BgpSession:
             raise LocalProtocolError(f"start() in state {self.state}")
         self.state = "open_sent"
         return w.encode_open(w.Open(self.local_as, self.hold_time, self.router_id,
-                                    self.families))
+                                    self.families, restart_time=self.restart_time,
+                                    restarting=self.restarting, gr_families=self.families))
 
     def keepalive(self) -> bytes:
         if self.state not in ("open_confirm", "established"):

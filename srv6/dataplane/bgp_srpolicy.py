@@ -25,7 +25,11 @@ Rules:
   the fix, and the transaction rolls back. Kernel routes (seg6, seg6local) are refused:
   routers allocate their own local SIDs and steer by colour.
 - Closing the programmer ends the session with a Cease NOTIFICATION, so the router drops
-  the policies (no graceful restart is announced).
+  the policies — unless Graceful Restart (RFC 4724, ``graceful_restart`` s) was
+  negotiated: then the connection is just closed and the router keeps them as stale for
+  the restart time; the next session announces the R bit, re-advertises, and sends
+  End-of-RIB only after the programmer's first commit, so a controller restart tears
+  nothing down and stale policies CPN no longer wants are dropped by the router.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from controller.errors import CommitError, ConnectionError, CpnError, LocalProto
 from . import bgp_wire as w
 from .agent import _socket_in_netns
 from .bgp_session import BgpSession, Established, PeerClosed, SessionError
-from .programmer import TransactionalProgrammer
+from .programmer import Result, TransactionalProgrammer
 from .state import NodeState, RouteKey, RouteOp, SrPolicyRoute
 
 log = logging.getLogger("cpn.srv6.bgp")
@@ -62,7 +66,8 @@ class BgpPeer:
     proposed; ``connect_retry`` s between connection attempts; ``families``: SR policy
     families to announce (``ipv4``, ``ipv6``); ``netns``: open the TCP connection from
     inside this network namespace (labs); ``next_hop``: the MP_REACH next hop (default:
-    our address on the connection).
+    our address on the connection); ``graceful_restart``: announce Graceful Restart
+    (RFC 4724) with this restart time in s (0 = off).
     """
 
     address: str
@@ -75,6 +80,7 @@ class BgpPeer:
     families: tuple[str, ...] = ("ipv4", "ipv6")
     netns: str | None = None
     next_hop: str | None = None
+    graceful_restart: int = 0
 
 
 class BgpSpeaker:
@@ -88,6 +94,9 @@ class BgpSpeaker:
         self.established_at = 0.0
         self.sessions = 0  # how many times the session came up
         self.refreshes = 0  # ROUTE-REFRESH requests answered
+        self.graceful = False  # Graceful Restart negotiated on the current session
+        self._synced = False  # the programmer committed its state in this process
+        self._eor_due = False  # End-of-RIB held back until then
         self.peer_open: w.Open | None = None
         self.families: tuple[tuple[int, int], ...] = ()
         self._rib: dict[RouteKey, SrPolicyRoute] = {}
@@ -110,13 +119,17 @@ class BgpSpeaker:
     def _spawn(self) -> None:
         self._task = self._loop.create_task(self._run())
 
-    def stop(self, timeout: float = 3.0) -> None:
+    def stop(self, timeout: float = 3.0, graceful: bool = False) -> None:
+        """End the session: with a Cease NOTIFICATION (the router drops CPN's policies),
+        or — ``graceful`` and Graceful Restart negotiated — by closing the connection,
+        so the router keeps them as stale for the restart time (RFC 4724 §4.2)."""
         if self._stopping:
             return
         self._stopping = True
         if self._thread.is_alive():
             with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout)
+                asyncio.run_coroutine_threadsafe(self._shutdown(graceful and self.graceful),
+                                                 self._loop).result(timeout)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout)
         if not self._loop.is_running():
@@ -182,8 +195,22 @@ class BgpSpeaker:
             raise ConnectionError(f"{self.name}: BGP send to {self.peer.address} failed: "
                                   f"{exc}") from exc
 
-    async def _shutdown(self) -> None:
-        if self._session is not None and self._writer is not None:
+    def synced(self, timeout: float = 10.0) -> None:
+        """The programmer committed its desired state: send the End-of-RIB held back
+        since the session came up (the router then drops stale policies)."""
+        self._synced = True
+        if self._eor_due and self._up.is_set():
+            self._call(self._end_of_rib(), timeout)
+
+    async def _end_of_rib(self) -> None:
+        session, writer = self._require_up()
+        if self._eor_due:
+            self._eor_due = False
+            await self._send(writer, session.end_of_rib())
+            log.info("%s: End-of-RIB sent to %s", self.name, self.peer.address)
+
+    async def _shutdown(self, graceful: bool) -> None:
+        if self._session is not None and self._writer is not None and not graceful:
             with contextlib.suppress(Exception):
                 self._writer.write(self._session.close())
                 await asyncio.wait_for(self._writer.drain(), 1.0)
@@ -226,9 +253,11 @@ class BgpSpeaker:
         self.state = "connect"
         reader, writer = await self._connect()
         self._local = str(writer.get_extra_info("sockname")[0])
+        gr = self.peer.graceful_restart
         session = BgpSession(self.peer.local_as, self.peer.router_id, self.peer.peer_as,
                              self.peer.hold_time,
-                             tuple(FAMILIES[f] for f in self.peer.families))
+                             tuple(FAMILIES[f] for f in self.peer.families),
+                             restart_time=gr or None, restarting=bool(gr) and not self.sessions)
         self._session, self._writer = session, writer
         sock: socket.socket | None = writer.get_extra_info("socket")
         if sock is not None:
@@ -281,7 +310,16 @@ class BgpSpeaker:
         self.sessions += 1
         self.peer_open, self.families = session.peer, session.negotiated_families
         self.established_at = time.time()
+        self.graceful = session.graceful_restart
         await self._replay(session, writer, None)
+        if self.graceful:
+            # End-of-RIB once CPN's state is complete: at once when the programmer has
+            # committed in this process, else after its first commit (a restarted
+            # controller must not make the router drop the policies it kept)
+            self._eor_due = not self._synced
+            if self._synced:
+                writer.write(session.end_of_rib())
+                await writer.drain()
         self.last_error = ""
         self._up.set()
         assert session.peer is not None
@@ -331,7 +369,16 @@ class BgpSrPolicyProgrammer(TransactionalProgrammer):
             self.speaker.wait_established(connect_timeout)
 
     def close(self) -> None:
-        self.speaker.stop()
+        """End the session. With Graceful Restart negotiated the router keeps the
+        policies for the restart time (a controller restart tears nothing down; load an
+        empty state and commit first to remove them); otherwise it drops them."""
+        self.speaker.stop(graceful=self.peer.graceful_restart > 0)
+
+    def commit(self) -> Result:
+        res = super().commit()
+        if not res.failed:
+            self.speaker.synced()
+        return res
 
     def status(self) -> dict[str, object]:
         """Session state for status pages and logs."""
@@ -343,6 +390,7 @@ class BgpSrPolicyProgrammer(TransactionalProgrammer):
                 "peer_router_id": peer.router_id if peer else None,
                 "hold_time": min(self.peer.hold_time, peer.hold_time) if peer else None,
                 "families": [names[afi] for afi, _ in self.speaker.families],
+                "graceful_restart": self.speaker.graceful,
                 "sessions": self.speaker.sessions, "refreshes": self.speaker.refreshes,
                 "last_error": self.speaker.last_error,
                 "policies": len(self.speaker.adj_rib_out())}

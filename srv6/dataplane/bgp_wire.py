@@ -19,7 +19,9 @@ Rules:
     structure) and Policy Name (130). The order is free in RFC 9830; this one keeps
     the path name away from the end of the TLV, which crashes GoBGP 3.10 (its decoder
     reads 3 bytes past that sub-TLV);
-  * withdrawals as MP_UNREACH_NLRI, several NLRIs of one family per UPDATE.
+  * withdrawals as MP_UNREACH_NLRI, several NLRIs of one family per UPDATE;
+  * Graceful Restart (RFC 4724): the capability with the R bit and F bits, and the
+    End-of-RIB marker (an empty MP_UNREACH_NLRI).
 - Decoding accepts what the encoder produces and anything else RFC-shaped; sub-TLVs it
   does not model are skipped; a malformed length raises ``RemoteProtocolError`` naming
   the field and offset (the peer misbehaved), never ``IndexError``/``struct.error``.
@@ -45,7 +47,7 @@ OPEN, UPDATE, NOTIFICATION, KEEPALIVE, ROUTE_REFRESH = 1, 2, 3, 4, 5
 AFI_IP, AFI_IP6, SAFI_SR_POLICY = 1, 2, 73
 AS_TRANS = 23456
 
-CAP_MP, CAP_ROUTE_REFRESH, CAP_AS4 = 1, 2, 65
+CAP_MP, CAP_ROUTE_REFRESH, CAP_GRACEFUL_RESTART, CAP_AS4 = 1, 2, 64, 65
 
 ATTR_ORIGIN, ATTR_AS_PATH, ATTR_LOCAL_PREF, ATTR_COMMUNITIES = 1, 2, 5, 8
 ATTR_MP_REACH, ATTR_MP_UNREACH, ATTR_EXT_COMMUNITIES, ATTR_TUNNEL_ENCAP = 14, 15, 16, 23
@@ -66,7 +68,10 @@ _CODE_BEHAVIOR = {v: k for k, v in SRV6_BEHAVIORS.items()}
 @dataclass(frozen=True, slots=True)
 class Open:
     """OPEN: ``asn`` (4-octet when ``as4``), ``hold_time`` s, ``router_id`` (dotted),
-    ``families`` ((afi, safi), …), ``route_refresh`` and ``as4`` capabilities."""
+    ``families`` ((afi, safi), …), ``route_refresh`` and ``as4`` capabilities;
+    ``restart_time`` s of the Graceful Restart capability (RFC 4724; ``None`` = not
+    announced), ``restarting`` (its R bit) and ``gr_families`` (families whose forwarding
+    state is preserved: F bit set)."""
 
     asn: int
     hold_time: int
@@ -74,6 +79,9 @@ class Open:
     families: tuple[tuple[int, int], ...] = ()
     route_refresh: bool = True
     as4: bool = True
+    restart_time: int | None = None
+    restarting: bool = False
+    gr_families: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +118,7 @@ class Update:
     withdrawn: tuple[tuple[str, int, str], ...] = ()
     other: bool = False
     attrs: dict[int, bytes] = field(default_factory=dict)
+    end_of_rib: tuple[int, int] | None = None
 
 
 Message = Open | Keepalive | Notification | RouteRefresh | Update
@@ -192,6 +201,13 @@ def encode_open(msg: Open) -> bytes:
         caps += struct.pack("!BBHBB", CAP_MP, 4, afi, 0, safi)
     if msg.route_refresh:
         caps += struct.pack("!BB", CAP_ROUTE_REFRESH, 0)
+    if msg.restart_time is not None:
+        if not 0 <= msg.restart_time <= 4095:
+            raise LocalProtocolError(f"restart time {msg.restart_time} outside 0..4095 s")
+        gr = struct.pack("!H", (0x8000 if msg.restarting else 0) | msg.restart_time)
+        for afi, safi in msg.gr_families:
+            gr += struct.pack("!HBB", afi, safi, 0x80)
+        caps += struct.pack("!BB", CAP_GRACEFUL_RESTART, len(gr)) + gr
     if msg.as4:
         caps += struct.pack("!BBI", CAP_AS4, 4, msg.asn)
     params = struct.pack("!BB", 2, len(caps)) + caps if caps else b""
@@ -213,7 +229,9 @@ def decode_open(body: bytes) -> Open:
     params = _Reader(r.take(r.u8("optional parameters length"), "optional parameters"),
                      "OPEN parameters")
     families: list[tuple[int, int]] = []
-    refresh = as4 = False
+    refresh = as4 = restarting = False
+    restart_time: int | None = None
+    gr_families: list[tuple[int, int]] = []
     while params.left():
         ptype, plen = params.u8("parameter type"), params.u8("parameter length")
         pval = params.take(plen, "parameter value")
@@ -231,7 +249,15 @@ def decode_open(body: bytes) -> Open:
                 refresh = True
             elif code == CAP_AS4 and clen == 4:
                 as4, asn = True, cval.u32("4-octet AS")
-    return Open(asn, hold, router_id, tuple(families), refresh, as4)
+            elif code == CAP_GRACEFUL_RESTART and clen >= 2:
+                head = cval.u16("restart flags and time")
+                restarting, restart_time = bool(head & 0x8000), head & 0x0FFF
+                while cval.left() >= 4:
+                    afi, safi, flags = cval.u16("AFI"), cval.u8("SAFI"), cval.u8("flags")
+                    if flags & 0x80:
+                        gr_families.append((afi, safi))
+    return Open(asn, hold, router_id, tuple(families), refresh, as4, restart_time,
+                restarting, tuple(gr_families))
 
 
 def encode_keepalive() -> bytes:
@@ -336,6 +362,13 @@ def encode_policy_update(route: SrPolicyRoute, ctx: PathContext) -> bytes:
              + _attr(0x90, ATTR_MP_REACH, mp)
              + _attr(0xC0, ATTR_EXT_COMMUNITIES, rt)
              + _attr(0xD0, ATTR_TUNNEL_ENCAP, encode_tunnel_encap(route)))
+    return frame(UPDATE, struct.pack("!HH", 0, len(attrs)) + attrs)
+
+
+def encode_end_of_rib(afi: int, safi: int = SAFI_SR_POLICY) -> bytes:
+    """The End-of-RIB marker of a family (RFC 4724 §2): an UPDATE whose MP_UNREACH_NLRI
+    carries no NLRI."""
+    attrs = _attr(0x80, ATTR_MP_UNREACH, struct.pack("!HB", afi, safi))
     return frame(UPDATE, struct.pack("!HH", 0, len(attrs)) + attrs)
 
 
@@ -501,12 +534,14 @@ def decode_update(body: bytes) -> Update:
     if ATTR_MP_UNREACH in attrs:
         m = _Reader(attrs[ATTR_MP_UNREACH], "MP_UNREACH_NLRI")
         afi, safi = m.u16("AFI"), m.u8("SAFI")
+        eor = (afi, safi) if not m.left() and len(attrs) == 1 else None
         if safi != SAFI_SR_POLICY:
-            other = True
+            other = eor is None
         else:
             while m.left():
                 dist, color, endpoint = _decode_nlri(m, afi)
                 withdrawn.append(("srpolicy", color, f"{endpoint}#{dist}"))
+        return Update(tuple(policies), tuple(withdrawn), other, attrs, eor)
     return Update(tuple(policies), tuple(withdrawn), other, attrs)
 
 

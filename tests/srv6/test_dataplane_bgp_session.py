@@ -108,3 +108,18 @@ def test_update_from_router_is_reported_not_acted_on() -> None:
     ctx = w.PathContext(65000, False, True, "192.0.2.9", "192.0.2.1")
     (ev,) = s.receive_data(w.encode_policy_update(V6, ctx))
     assert isinstance(ev, w.Update) and ev.policies == (V6,)
+
+
+def test_graceful_restart_negotiated_only_when_both_announce_it() -> None:
+    s = BgpSession(65001, "192.0.2.1", restart_time=60, restarting=True)
+    (_, body), = w.split(s.start())[0]
+    sent = w.decode_open(body)
+    assert (sent.restart_time, sent.restarting, sent.gr_families) == (60, True,
+                                                                       ((1, 73), (2, 73)))
+    s.receive_data(w.encode_open(w.Open(65000, 30, "192.0.2.9", ((2, 73),),
+                                        restart_time=120)))
+    s.receive_data(w.encode_keepalive())
+    assert s.graceful_restart
+    assert w.decode_update(w.split(s.end_of_rib())[0][0][1]).end_of_rib == (2, 73)
+    plain = up(BgpSession(65001, "192.0.2.1", restart_time=60))
+    assert not plain.graceful_restart  # the router did not announce it

@@ -192,3 +192,42 @@ def test_session_survives_router_restart_and_hold_timer(tmp_path: Path) -> None:
             wait_for(lambda: held() == {v4.key, v6.key}, 5, "policies back after the hang")
         finally:
             prog.close()
+
+
+@needs_netns
+@pytest.mark.lab
+def test_graceful_restart_keeps_policies_across_a_controller_restart(tmp_path: Path) -> None:
+    """RFC 4724: CPN stops (connection closed, no NOTIFICATION) → GoBGP keeps the policies
+    as stale; a new CPN connects with the R bit, its first commit re-advertises what it
+    still wants and sends End-of-RIB → the router holds exactly that, nothing stale."""
+    keep, drop = POLICIES.a, POLICIES.b
+    with Lab("srg") as lab:
+        ns = lab.ns("rtr")
+        gobgp = GoBgp(ns, tmp_path, 65000, GOBGP_ID, {"127.0.0.1": (65000, ("ipv6-srpolicy",))},
+                      graceful_restart=True).start()
+
+        def held() -> dict[tuple[str, int, str], bool]:
+            return {p.key: p.stale for p in gobgp.policies("127.0.0.1", family=6)}
+
+        gr_peer = BgpPeer("127.0.0.1", 65000, 65000, "192.0.2.1", netns=ns.name, hold_time=9,
+                          graceful_restart=60)
+        first = BgpSrPolicyProgrammer("r9", gr_peer)
+        try:
+            assert first.status()["graceful_restart"]
+            first.load(NodeState.of([keep, drop]))
+            assert not first.commit().failed
+            wait_for(lambda: held() == {keep.key: False, drop.key: False}, 5, "both on GoBGP")
+        finally:
+            first.close()  # a controller restart: the router keeps the policies, stale
+        wait_for(lambda: held() == {keep.key: True, drop.key: True}, 5, "kept as stale")
+        second = BgpSrPolicyProgrammer("r9", gr_peer)
+        try:
+            assert second.speaker.established and len(second.read_actual()) == 0
+            time.sleep(0.5)  # up, nothing committed yet: the router still forwards on them
+            assert held() == {keep.key: True, drop.key: True}
+            second.load(NodeState.of([keep]))
+            assert not second.commit().failed
+            wait_for(lambda: held() == {keep.key: False}, 5, "End-of-RIB: the stale one gone")
+            assert not gobgp.policies("127.0.0.1")[0].mismatches(keep)
+        finally:
+            second.close()

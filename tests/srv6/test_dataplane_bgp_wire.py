@@ -190,3 +190,13 @@ def test_ipv4_policy_over_ipv6_session_names_the_next_hop_fix() -> None:
     ctx = w.PathContext(65000, True, True, "fc00::1", "192.0.2.9")
     with pytest.raises(LocalProtocolError, match="bgp.next_hop"):
         w.encode_policy_update(SrPolicyRoute.of(1, "10.0.0.5", ["fc00:2::1"]), ctx)
+
+
+def test_graceful_restart_capability_and_end_of_rib() -> None:
+    msg = w.Open(65000, 90, "192.0.2.1", ((2, 73),), restart_time=120, restarting=True,
+                 gr_families=((2, 73),))
+    assert w.decode_open(body(w.encode_open(msg))) == msg
+    eor = w.decode_update(body(w.encode_end_of_rib(2)))
+    assert eor.end_of_rib == (2, 73) and eor.withdrawn == () and not eor.other
+    with pytest.raises(LocalProtocolError, match="restart time"):
+        w.encode_open(w.Open(65000, 90, "192.0.2.1", restart_time=5000))
