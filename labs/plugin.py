@@ -70,6 +70,10 @@ def register_cli(app: typer.Typer) -> None:
         frame_size: Annotated[int, typer.Option(help="Frame size in bytes.")] = 1200,
         before_s: Annotated[float, typer.Option(help="Seconds before the load.")] = 4.0,
         after_s: Annotated[float, typer.Option(help="Seconds after the load starts.")] = 6.0,
+        console: Annotated[Path | None, typer.Option(
+            help="Also watch the web console in headless Chromium through the CPN run "
+                 "(timeline and screenshots in this directory; the browser takes CPU "
+                 "from the lab).")] = None,
     ) -> None:
         """GBA-App.B: the security-video handover lab with a measured report.
 
@@ -79,7 +83,8 @@ def register_cli(app: typer.Typer) -> None:
 
         raise typer.Exit(run_cli(report, steer_modes=[False] if no_steer else [True, False],
                                  fps=fps, frame_size=frame_size, before_s=before_s,
-                                 after_s=after_s))
+                                 after_s=after_s,
+                                 console_dir=str(console) if console else None))
 
     @lab.command("intents")
     def intents(

@@ -51,6 +51,10 @@ class Params:
     load_job_ms: float = 20.0
     high_pct: float = 80.0
     low_pct: float = 60.0
+    #: watch the web console in headless Chromium inside the controller's namespace
+    #: through the run, writing ``console.json`` and screenshots here (off by default:
+    #: the browser competes for the lab's CPU)
+    console_dir: str | None = None
 
 
 class ProcessDied(LabError):
@@ -100,7 +104,7 @@ class Run:
 
     def check_alive(self) -> None:
         for name, (proc, log) in self.procs.items():
-            if name in ("camera", "loadgen"):
+            if name in ("camera", "loadgen", "console"):
                 continue
             if proc.poll() is not None:
                 raise ProcessDied(f"lab process {name!r} exited with {proc.returncode}; "
@@ -199,6 +203,15 @@ def run_scenario(workdir: Path, params: Params) -> dict[str, Any]:
                      f"{site}'s agent report of the service in the controller",
                      f"agent-{site}")
         duration = p.before_s + p.after_s
+        cdir = Path(p.console_dir) / ("cpn" if p.steer else "baseline") \
+            if p.console_dir else None
+        if cdir is not None:
+            run.start(t.ctl, "console", [
+                PY, "-m", "labs.console_watch", "--url", "http://127.0.0.1:8080",
+                "--token-file", str(workdir / "state" / "admin.token"),
+                "--out", str(cdir), "--duration", str(duration + 8)])
+            first = cdir / "console-1-start.png"
+            run.wait(first.exists, 60, "the console watcher to log in and draw", "console")
         # The camera is the measuring instrument: on the core of the MEC the flow moves to
         # (idle before the move; the loaded core would delay its receive timestamps), at a
         # higher priority so its timestamps are taken when the packets arrive.
@@ -229,6 +242,11 @@ def run_scenario(workdir: Path, params: Params) -> dict[str, Any]:
              f"print(json.dumps(resolve('video.svc.cpn.example', '{T.CTL_FOR['cam']}', 5353)))"],
             check=False)
         route_after = T.steering_route(t.r1)
+        if cdir is not None:
+            try:
+                run.procs["console"][0].wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                lab.stop(run.procs["console"][0])
         access = _access_counters(t.mn.dump_flows("s1"))
     data: dict[str, Any] = json.loads((workdir / "camera.json").read_text())
     data["events"] = {name: _events(workdir / f"{name}.log")
@@ -239,6 +257,8 @@ def run_scenario(workdir: Path, params: Params) -> dict[str, Any]:
     data["route_after"] = route_after
     data["access_switch"] = {"bridge": t.access, **access}
     data["params"] = p.__dict__
+    if cdir is not None and (cdir / "console.json").exists():
+        data["console"] = json.loads((cdir / "console.json").read_text())
     data["argv"] = {k: shlex.join(v[0].args) if isinstance(v[0].args, list) else ""
                     for k, v in run.procs.items()}
     return data
