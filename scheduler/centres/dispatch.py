@@ -199,7 +199,7 @@ class Dispatcher:
             if job.run.centre_job_id is None:  # adopted if the centre already has it
                 subs.append(self._submit(site, adapter, job))
             elif s is None:
-                self._missing(site, job)
+                todo.append(self._missing(site, adapter, job))
             else:
                 w = self._mirror(site, job, s)
                 if w is not None:
@@ -313,15 +313,27 @@ class Dispatcher:
                   exit_code=s.exit_code)
         return job, f"{job.id} {why}", lambda cur: _ended(cur, s, new, why)
 
-    def _missing(self, site: str, job: Job) -> None:
-        """A job with a centre id that the centre does not list."""
+    async def _missing(self, site: str, adapter: CentreAdapter, job: Job) -> None:
+        """A job with a centre id that the centre's job list lacks: it may have ended
+        long ago (Slurm forgets after MinJobAge; ``find`` reads the completion log) —
+        only a job the centre knows nothing of is lost and requeued."""
         assert job.run is not None
         since = job.run.dispatched_at
         age = (utcnow() - since).total_seconds() if since else math.inf
-        if age > self.section.lost_after_s:
-            self._release(job)
-            self._requeue(job, f"centre {site} no longer knows job "
-                          f"{job.run.centre_job_id}; requeued")
+        if age <= self.section.lost_after_s:
+            return
+        try:
+            s = await adapter.find(key_of(job))
+        except CentreError:
+            return  # cannot tell now: next pass
+        if s is not None:
+            w = self._mirror(site, job, s)
+            if w is not None:
+                self._write_many([w])
+            return
+        self._release(job)
+        self._requeue(job, f"centre {site} no longer knows job "
+                      f"{job.run.centre_job_id}; requeued")
 
     async def _modify(self, site: str, adapter: CentreAdapter, job: Job, cid: str) -> None:
         s = job.spec

@@ -294,3 +294,27 @@ def test_modify_of_a_job_waiting_at_the_centre_reaches_it(rt: Runtime) -> None:
 def reason_of(rt: Runtime, jid: str) -> str:
     j = rt.store.get(Job, jid)
     return j.reason if j else ""
+
+
+def test_job_the_list_forgot_is_read_back_not_rerun(rt: Runtime) -> None:
+    # Slurm drops ended jobs from squeue after MinJobAge; the completion log still has
+    # them. A job missing from the list is looked up before it is called lost.
+    async def main() -> None:
+        d = await start(rt)
+        d.section = d.section.model_copy(update={"lost_after_s": 0.1})
+        a = sim(rt, "DC-A")
+        listing = a.jobs
+
+        async def forgetful() -> list[object]:
+            return [s for s in await listing() if s.state.value == "pending"
+                    or s.state.value == "running"]
+        try:
+            a.jobs = forgetful  # type: ignore[method-assign,assignment]
+            rt.writer.put(job("f"), "test", "submit")
+            await until(rt, lambda: state(rt, "f") is JobState.FINISHED, "read back")
+            f = rt.store.get(Job, "f")
+            assert f is not None and f.run is not None and f.run.exit_code == 0
+            assert f.attempts == [] and a.submits == 1  # not requeued, not run twice
+        finally:
+            await rt.stop()
+    asyncio.run(main())
