@@ -11,6 +11,7 @@ import pytest
 from controller.errors import ConnectionError, ValidationError
 from controller.runtime import Runtime, Settings
 from dns_compute.component import DnsComponent
+from labs.knot import knotd_path
 from tests.dns_compute.harness import put
 from tests.dns_compute.topo import dns_section, entities
 
@@ -58,3 +59,54 @@ def test_second_server_on_the_same_port_is_refused() -> None:
             await first.stop()
 
     asyncio.run(main())
+
+
+@pytest.mark.skipif(knotd_path() is None, reason="needs knotd")
+def test_knot_publishing_failing_is_an_alarm_until_a_publish_succeeds(tmp_path: Path) -> None:
+    """GBA-6.7: the Knot primary unreachable ⇒ a major knot-publish-failed alarm; Knot
+    started on that port and the next zone change published ⇒ the alarm clears."""
+    import time
+
+    from controller.ops.engine import AlarmEngine
+    from controller.ops.models import Alarm, Severity
+    from labs.knot import KnotServer, free_port, new_secret
+    from tests.dns_compute.topo import overloaded
+
+    port, secret = free_port(), new_secret()
+    rt = _rt(tmp_path / "ctl")
+    comp = DnsComponent(dns_section(knot={"server": f"127.0.0.1:{port}",
+                                          "tsig_secret": secret, "timeout_s": 0.3,
+                                          "retries": 1}))
+    eng = AlarmEngine()
+    eng.rt = rt
+
+    async def until(pred: object, what: str) -> None:
+        end = time.monotonic() + 20
+        while not pred():  # type: ignore[operator]
+            assert time.monotonic() < end, f"timed out waiting for {what}"
+            await asyncio.sleep(0.05)
+
+    def knot_alarm() -> Alarm | None:
+        return next((a for a in rt.alarms.list() if a.type == "knot-publish-failed"), None)
+
+    async def go() -> None:
+        await rt.start([comp])
+        try:
+            assert comp.publisher is not None
+            await until(lambda: comp.publisher.last_error, "the first publish to fail")
+            eng.run_pass()
+            a = knot_alarm()
+            assert a is not None and a.active and a.severity is Severity.MAJOR
+            assert f"127.0.0.1:{port}" in a.text
+            with KnotServer(tmp_path / "knot", port, secret=secret):
+                put(rt, [overloaded()])  # a zone change: published again
+                await until(lambda: comp.publisher.last_error == "" and
+                            comp.publisher.last is not None, "a publish to succeed")
+                eng.run_pass()
+                a = knot_alarm()
+                assert a is not None and not a.active
+        finally:
+            await rt.stop()
+            rt.store.close()
+
+    asyncio.run(go())
