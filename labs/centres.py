@@ -225,6 +225,7 @@ def run_lab(work: Path) -> dict[str, Any]:
                         [_ok(c.get(f"/api/v1/jobs/{i}"), "get job") for i in ids]}
             waiting_at_a = [i for i, j in snapshot.items() if j["state"] == "dispatched"
                             and j["site"] == "DC-A"]
+            stopped_wall = time.time()
             a.stop_controller()
             stopped_at = time.monotonic()
             # each either moves, or had started at DC-A before its scheduler stopped
@@ -263,6 +264,11 @@ def run_lab(work: Path) -> dict[str, Any]:
         dup = asyncio.run(_ran_twice([a, b]))
         rep = report(final, results, upload, staged_ok, logs, centres, waiting_at_a,
                      moved_after, centre_a, started, time.monotonic() - t0)
+        # a waiting job that did not move must have started at DC-A before the stop
+        stayed = [j for j in final if j["id"] in waiting_at_a and j["site"] == "DC-A"]
+        rep["centre_down"]["stayed_started_before_stop"] = all(
+            (_iso((j.get("run") or {}).get("started_at")) or 1e18) <= stopped_wall + 1.0
+            for j in stayed)
         rep.update({"controller_restarted": restarted, "ran_twice": dup,
                     "failing_job": {"state": failed["state"], "reason": failed["reason"],
                                     "exit_code": (failed.get("run") or {}).get("exit_code"),
