@@ -105,6 +105,14 @@ class EtcdCluster:
         ]
 
     def start(self, timeout: float = 30.0) -> EtcdCluster:
+        """Start every member; on failure stop what started (and remove the data)."""
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, timeout: float) -> EtcdCluster:
         for attempt in range(3):
             for m in self.members:
                 self._spawn(m, "new")

@@ -247,3 +247,17 @@ def test_a_row_that_no_longer_validates_is_quarantined_once(etcd: EtcdCluster) -
     finally:
         b.close()
         c.close()
+
+
+def test_a_cluster_that_fails_to_start_leaves_no_member_running() -> None:
+    """Regression: when one member could not start, start() raised with the other
+    members still running and their data left behind (a with-block's __exit__ is not
+    reached when __enter__ raises)."""
+    cluster = EtcdCluster(2)
+    cluster.root.mkdir(parents=True, exist_ok=True)
+    cluster.members[1].data.write_text("not a directory")  # m1 cannot start; m0 does
+    with pytest.raises(OSError):
+        cluster.start(timeout=5)
+    m0 = cluster.members[0].proc
+    assert m0 is not None and m0.poll() is not None  # started, then stopped
+    assert not cluster.root.exists()
