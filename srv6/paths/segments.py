@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
+from srv6.paths.rcsp import unique_prefix as csr_unique_prefix
 from srv6.paths.spf import unique_prefix
 from srv6.paths.topology import Topology
 
@@ -52,6 +53,9 @@ def minimal_segments(
     final_sid: IPv6Address | None = None,
     igp_weight: Sequence[float] | None = None,
 ) -> list[Segment]:
+    # Default IGP weights: the compiled distance field (``rcsp.unique_prefix``); custom
+    # weights: the ball-limited Python search (``spf.unique_prefix``).
+    fast = igp_weight is None
     weight = igp_weight if igp_weight is not None else topo.weights("igp")
     cum = [0.0]
     for e in edges:
@@ -60,7 +64,8 @@ def minimal_segments(
     out: list[Segment] = []
     i = 0
     while i < last:
-        j = unique_prefix(topo, weight, nodes, cum, i)
+        j = (csr_unique_prefix(topo, nodes, cum, i) if fast
+             else unique_prefix(topo, weight, nodes, cum, i))
         if j > i:
             sid = topo.node_sids.get(nodes[j])
             if j == last and final_sid is not None:

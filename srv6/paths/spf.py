@@ -234,3 +234,67 @@ def unique_prefix(topo: Topology, weight: Sequence[float], nodes: Sequence[int],
             elif nd == old:
                 count[v] = 2 if count[v] + cu > 1 else 1
     return j
+
+
+def bidir_shortest_path(
+    topo: Topology,
+    weight: Sequence[float],
+    src: int,
+    dst: int,
+    *,
+    edge_ok: Sequence[bool] | None = None,
+    banned_nodes: Set[int] = frozenset(),
+) -> Path | None:
+    """Cheapest ``src``→``dst`` path by bidirectional Dijkstra (links are bidirectional,
+    so the backward search runs on the same adjacency). Same cost as ``shortest_path``;
+    on random and backbone-like graphs each side settles roughly the square root of
+    what a one-sided search settles. Stops once the two frontiers' smallest keys sum
+    to at least the best meeting found."""
+    if src in banned_nodes or dst in banned_nodes:
+        return None
+    if src == dst:
+        return [src], []
+    adj = topo.adj
+    dist = ({src: 0.0}, {dst: 0.0})
+    prev: tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]] = ({}, {})
+    done: tuple[set[int], set[int]] = (set(), set())
+    heaps: tuple[list[tuple[float, int]], list[tuple[float, int]]] = ([(0.0, src)],
+                                                                       [(0.0, dst)])
+    best = INF
+    meet: tuple[int, int, int] | None = None  # (forward-side node, edge, backward-side)
+    hf, hb = heaps
+    while hf and hb:
+        if hf[0][0] + hb[0][0] >= best:
+            break
+        side = 0 if hf[0][0] <= hb[0][0] else 1
+        heap, mine, other, back, seen = heaps[side], dist[side], dist[1 - side], \
+            prev[side], done[side]
+        d, u = heappop(heap)
+        if u in seen:
+            continue
+        seen.add(u)
+        for v, e in adj[u]:
+            if (edge_ok is not None and not edge_ok[e]) or v in banned_nodes:
+                continue
+            nd = d + weight[e]
+            if v not in seen and nd < mine.get(v, INF):
+                mine[v] = nd
+                back[v] = (u, e)
+                heappush(heap, (nd, v))
+            ov = other.get(v)
+            if ov is not None and nd + ov < best:
+                best = nd + ov
+                meet = (u, e, v) if side == 0 else (v, e, u)
+    if meet is None:
+        return None
+    a, e, b = meet
+    nodes, edges = _walk(prev[0], src, a) if a != src else ([src], [])
+    nodes.append(b)
+    edges.append(e)
+    x = b
+    while x != dst:
+        y, f = prev[1][x]
+        nodes.append(y)
+        edges.append(f)
+        x = y
+    return nodes, edges

@@ -67,6 +67,8 @@ class Topology:
     #: SRLG -> edge ids carrying it (for fast exclusion)
     srlg_edges: dict[str, list[int]] = field(default_factory=dict)
     _weights: dict[str, list[float]] = field(default_factory=dict)
+    #: derived structures of this topology version (CSR, numpy weights, masks)
+    cache: dict[str, object] = field(default_factory=dict)
 
     @property
     def n(self) -> int:

@@ -64,7 +64,7 @@ def test_delay_bound_moves_path_and_uses_adjacency_sid() -> None:
     assert res.segment_list is not None
     assert res.segment_list.sids[0] == sid(2)
     assert res.segment_hops == ["R2", "R5 via R2~R5", "R3"]
-    assert "LARAC" in res.reason
+    assert "exact constrained search" in res.reason
 
 
 def test_infeasible_delay_is_named() -> None:

@@ -67,9 +67,9 @@ def test_cspf_meets_constraints_or_is_truly_infeasible(data: st.DataObject) -> N
     assert nodes[0] == 0 and topo.names[nodes[-1]] == dst
     assert len(set(nodes)) == len(nodes)
     assert satisfies(topo, edges, nodes, c)
-    if c.max_delay_ms is None:
-        best = min(sum(topo.edges[e].igp for e in es) for _, es in feasible)
-        assert res.igp_metric == best
+    # Exact with or without a delay bound (issue #19): no feasible path is cheaper.
+    best = min(sum(topo.edges[e].igp for e in es) for _, es in feasible)
+    assert res.igp_metric == best
 
 
 def igp_forward(topo: Topology, start: int, target: int) -> list[int] | None:

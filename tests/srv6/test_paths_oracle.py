@@ -1,0 +1,91 @@
+"""The path engines checked against networkx, the reference graph library (issue #19,
+REQ-SR-CSPF): the bidirectional Dijkstra finds a shortest path of the same cost as
+networkx's Dijkstra, and the delay-bounded search returns the lowest-metric path whose
+delay is within the bound, which networkx's enumeration of every simple path confirms."""
+
+from __future__ import annotations
+
+import networkx as nx
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controller.models import Link, LinkState, Router
+from srv6.models import Constraints
+from srv6.paths import Topology, compute_path
+from srv6.paths.spf import bidir_shortest_path, path_cost
+
+
+@st.composite
+def graphs(draw: st.DrawFn, min_nodes: int, max_nodes: int, extra: int
+           ) -> tuple[int, list[Link]]:
+    """``(nodes, links)``: random graphs (not necessarily connected) with parallel links
+    and links down."""
+    n = draw(st.integers(min_nodes, max_nodes))
+    pairs = draw(st.lists(st.tuples(st.integers(1, n), st.integers(1, n)),
+                          min_size=n - 1, max_size=n + extra))
+    return n, [Link(a=f"R{a}", b=f"R{b}", id=f"L{i}", igp_metric=draw(st.integers(1, 30)),
+                 delay_ms=draw(st.floats(0.1, 10, allow_nan=False)), capacity_mbps=1000.0,
+                 available_mbps=draw(st.sampled_from([50.0, 500.0, 1000.0])),
+                 state=LinkState.DOWN if draw(st.integers(0, 11)) == 0 else LinkState.UP)
+            for i, (a, b) in enumerate(pairs) if a != b]
+
+
+def build(links: list[Link], n: int) -> tuple[Topology, nx.MultiGraph]:
+    topo = Topology.build(links, [Router(name=f"R{i}", locator=f"fc00:0:{i:x}::/48")
+                                  for i in range(1, n + 1)])
+    g: nx.MultiGraph = nx.MultiGraph()
+    g.add_nodes_from(range(topo.n))
+    for e in topo.edges:
+        g.add_edge(e.a, e.b, key=e.id, igp=float(e.igp), delay=e.delay_ms)
+    return topo, g
+
+
+@settings(max_examples=60, deadline=None)
+@given(graphs(10, 60, 80), st.data())
+def test_bidirectional_dijkstra_matches_networkx(graph: tuple[int, list[Link]],
+                                                 data: st.DataObject) -> None:
+    n, links = graph
+    topo, g = build(links, n)
+    src, dst = data.draw(st.integers(0, topo.n - 1)), data.draw(st.integers(0, topo.n - 1))
+    weight = topo.weights("igp")
+    got = bidir_shortest_path(topo, weight, src, dst)
+    try:
+        want = nx.dijkstra_path_length(g, src, dst, weight="igp")
+    except nx.NetworkXNoPath:
+        assert got is None
+        return
+    assert got is not None
+    nodes, edges = got
+    assert nodes[0] == src and nodes[-1] == dst and len(edges) == len(nodes) - 1
+    for (u, v), e in zip(zip(nodes, nodes[1:], strict=False), edges, strict=True):
+        assert {u, v} == {topo.edges[e].a, topo.edges[e].b}
+    assert path_cost(weight, edges) == want
+
+
+@settings(max_examples=80, deadline=None)
+@given(graphs(4, 9, 8), st.floats(1.0, 25.0), st.sampled_from([0.0, 100.0]),
+       st.integers(2, 9))
+def test_delay_bounded_path_is_exact_against_networkx(
+        graph: tuple[int, list[Link]], bound: float, bandwidth: float, far: int) -> None:
+    n, links = graph
+    topo, g = build(links, n)
+    dst = f"R{min(far, n)}"
+    res = compute_path(topo, "R1", dst, Constraints(
+        max_delay_ms=bound, min_bandwidth_mbps=bandwidth, max_sid_depth=64))
+    a, b = topo.index["R1"], topo.index[dst]
+    usable = nx.MultiGraph()
+    usable.add_nodes_from(g.nodes)
+    usable.add_edges_from((u, v, k, d) for u, v, k, d in g.edges(keys=True, data=True)
+                          if topo.edges[k].available_mbps >= bandwidth)
+    feasible = []
+    if a != b:
+        for path in nx.all_simple_edge_paths(usable, a, b):
+            delay = sum(topo.edges[k].delay_ms for _, _, k in path)
+            if delay <= bound + 1e-9:
+                feasible.append(sum(topo.edges[k].igp for _, _, k in path))
+    if not feasible:
+        assert not res.ok
+        return
+    assert res.ok, res.reason
+    assert res.delay_ms <= bound + 1e-6
+    assert res.igp_metric == min(feasible), (res.hops, res.reason)
