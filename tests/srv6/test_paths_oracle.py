@@ -5,6 +5,8 @@ delay is within the bound, which networkx's enumeration of every simple path con
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import networkx as nx
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -57,7 +59,7 @@ def test_bidirectional_dijkstra_matches_networkx(graph: tuple[int, list[Link]],
     assert got is not None
     nodes, edges = got
     assert nodes[0] == src and nodes[-1] == dst and len(edges) == len(nodes) - 1
-    for (u, v), e in zip(zip(nodes, nodes[1:], strict=False), edges, strict=True):
+    for (u, v), e in zip(pairwise(nodes), edges, strict=True):
         assert {u, v} == {topo.edges[e].a, topo.edges[e].b}
     assert path_cost(weight, edges) == want
 
