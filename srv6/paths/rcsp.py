@@ -25,10 +25,15 @@ from heapq import heappop, heappush
 from typing import Any
 
 import numpy as np
-from scipy.sparse import csr_matrix  # type: ignore[import-untyped]
-from scipy.sparse.csgraph import dijkstra  # type: ignore[import-untyped]
 
-from srv6.paths.spf import INF, Path
+from srv6.paths.spf import INF, Path, distances
+
+try:  # a runtime dependency; a venv made before it was added still computes (slower)
+    from scipy.sparse import csr_matrix  # type: ignore[import-untyped]
+    from scipy.sparse.csgraph import dijkstra  # type: ignore[import-untyped]
+    HAVE_SCIPY = True
+except ImportError:  # pragma: no cover - scipy is in pyproject's dependencies
+    HAVE_SCIPY = False
 from srv6.paths.topology import Topology
 
 MAX_LABELS = 200_000
@@ -85,6 +90,10 @@ def weight_array(topo: Topology, metric: str) -> Arr:
 def reverse_distances(topo: Topology, weight: Arr, dst: int, mask: Arr | None,
                       ban: Set[int], limit: float = INF) -> Arr:
     """Distances from every node to ``dst`` over usable edges (INF past ``limit``)."""
+    if not HAVE_SCIPY:  # pragma: no cover
+        full = np.asarray(distances(topo, weight.tolist(), dst,
+                                    None if mask is None else mask.tolist(), ban))
+        return np.where(full > limit + EPS, INF, full)
     g = csr(topo)
     wd = weight[g.eid]
     if mask is not None:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
+from srv6.paths.rcsp import HAVE_SCIPY
 from srv6.paths.rcsp import unique_prefix as csr_unique_prefix
 from srv6.paths.spf import unique_prefix
 from srv6.paths.topology import Topology
@@ -55,7 +56,7 @@ def minimal_segments(
 ) -> list[Segment]:
     # Default IGP weights: the compiled distance field (``rcsp.unique_prefix``); custom
     # weights: the ball-limited Python search (``spf.unique_prefix``).
-    fast = igp_weight is None
+    fast = igp_weight is None and HAVE_SCIPY
     weight = igp_weight if igp_weight is not None else topo.weights("igp")
     cum = [0.0]
     for e in edges:
