@@ -149,7 +149,7 @@ policies = st.builds(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(policies)
 def test_every_policy_round_trips_through_the_decoder(route: SrPolicyRoute) -> None:
     upd = roundtrip(route)
@@ -159,7 +159,7 @@ def test_every_policy_round_trips_through_the_decoder(route: SrPolicyRoute) -> N
     assert w.decode_update(body(wd)).withdrawn == (route.key,)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300))
 def test_fuzz_random_bytes_only_raise_remote_protocol_error(data: bytes) -> None:
     for decode in (lambda d: w.decode_update(d), lambda d: w.decode_open(d),
@@ -170,7 +170,7 @@ def test_fuzz_random_bytes_only_raise_remote_protocol_error(data: bytes) -> None
             pass
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(policies, st.data())
 def test_fuzz_mutated_updates_only_raise_remote_protocol_error(route: SrPolicyRoute,
                                                                data: st.DataObject) -> None:
