@@ -120,7 +120,8 @@ class DnsComponent:
         self.keeper.rebuild()
         self._unsub = rt.bus.on(StateChanged, self._on_change)
         if sec.enabled:
-            self.server = DnsServer(self.keeper.responder, host, port, sec.udp_threads)
+            self.server = DnsServer(self.keeper.responder, host, port, sec.udp_threads,
+                                    sec.udp_workers)
             try:
                 await self.server.start()
             except OSError as exc:
@@ -129,7 +130,8 @@ class DnsComponent:
                                       f"{exc.strerror or exc}; set dns.listen or "
                                       "controller.dns to a free HOST:PORT") from exc
             key_event(log, "dns responder listening", zone=rt.zone, host=host,
-                      port=self.server.port, udp_threads=sec.udp_threads)
+                      port=self.server.port, udp_threads=sec.udp_threads,
+                      udp_workers=sec.udp_workers)
 
     def health(self) -> list[str]:
         """Problems for ``/healthz`` (degraded while any): Knot refusing our updates."""

@@ -59,7 +59,8 @@ class ServiceDnsOptions(Model):
 class DnsSection(Model):
     """``dns:`` — ``ttl_s`` for steered answers (default 5 s), ``static_ttl_s`` for the
     rest, ``listen`` (HOST:PORT; default: ``controller.dns``), ``udp_threads`` (UDP
-    fast-path threads sharing the port with SO_REUSEPORT), ``client_subnets``,
+    fast-path threads sharing the port with SO_REUSEPORT), ``udp_workers`` (extra UDP worker
+    processes on the same port, one GIL each: answering scales over cores), ``client_subnets``,
     ``anycast`` (global default), ``services`` (per-service options), ``knot``
     (optional external primary), ``enabled``."""
 
@@ -68,6 +69,7 @@ class DnsSection(Model):
     static_ttl_s: int = Field(default=60, ge=0, le=86_400)
     listen: str | None = None
     udp_threads: int = Field(default=1, ge=1, le=16)
+    udp_workers: int = Field(default=0, ge=0, le=64)
     client_subnets: list[ClientSubnet] = Field(default_factory=list)
     anycast: bool = False
     services: dict[str, ServiceDnsOptions] = Field(default_factory=dict)

@@ -24,6 +24,7 @@ Rules:
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 
@@ -32,6 +33,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
+from dns_compute.fastpath import FastTable, compile_fast, fast_answer, scope_of
 from dns_compute.models import ClientSubnet, RRset
 from dns_compute.wire import (
     ECS_CODE,
@@ -137,6 +139,8 @@ class WireZone:
     ents: set[bytes]
     soa: Part
     steering: dict[bytes, WireSteering] = field(default_factory=dict)
+    #: the fast path's template table (``fastpath.compile_fast``), built on first use
+    fast: FastTable | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def compile(cls, zone: Zone) -> WireZone:
@@ -159,7 +163,9 @@ class WireZone:
             nets = [_net(sub, st.subnets) for sub in st.subnets]
             answers = [_addr_parts(b) for b in st.buckets]
             steering[name_to_wire(name)] = WireSteering(nets, answers, _addr_parts(st.default))
-        return cls(origin, zone.serial, nodes, ents, soa, steering)
+        wz = cls(origin, zone.serial, nodes, ents, soa, steering)
+        wz.fast = compile_fast(wz)
+        return wz
 
 
 def _addr_parts(rrsets: dict[str, RRset]) -> dict[int, Part]:
@@ -177,18 +183,9 @@ def _net(sub: ClientSubnet, all_subs: tuple[ClientSubnet, ...]) -> _Net:
 
 def scope_for(addr: int, width: int, start: int, others: tuple[tuple[int, int], ...]) -> int:
     """RFC 7871 §7.2.1 scope: the shortest prefix length >= ``start`` whose block around
-    ``addr`` overlaps none of ``others`` (subnets that would get another answer)."""
-    for length in range(start, width + 1):
-        overlap = False
-        for net, plen in others:
-            m = min(length, plen)
-            shift = width - m
-            if (addr >> shift) == (net >> shift):
-                overlap = True
-                break
-        if not overlap:
-            return length
-    return width
+    ``addr`` overlaps none of ``others`` (subnets that would get another answer);
+    computed in closed form by ``fastpath.scope_of``."""
+    return scope_of(addr, width, start, others)
 
 
 def _header(qid: int, rd: bool, aa: bool, tc: bool, rcode: int, opcode: int,
@@ -226,13 +223,33 @@ class Responder:
 
     def __init__(self, zone: WireZone | None = None) -> None:
         self.zone = zone
+        #: called with each new zone after a swap (the server feeds its worker processes)
+        self.on_swap: list[Callable[[WireZone], None]] = []
 
     def swap(self, zone: WireZone) -> None:
         self.zone = zone  # one reference assignment: a query sees the old or the new zone
+        for listener in self.on_swap:
+            listener(zone)
 
     def respond(self, data: bytes, source: str = "127.0.0.1", tcp: bool = False,
                 zone: WireZone | None = None) -> tuple[bytes | None, int]:
-        """Answer ``data`` from ``source``; returns (wire or None, cache mode)."""
+        """Answer ``data`` from ``source``; returns (wire or None, cache mode).
+
+        UDP queries go through the template fast path first (``fastpath``); what it
+        does not take is parsed and answered in full here, with the same bytes."""
+        z = zone or self.zone
+        if z is not None and not tcp:
+            table = z.fast
+            if table is None:
+                table = z.fast = compile_fast(z)
+            hit = fast_answer(table, data, source)
+            if hit is not None:
+                return hit
+        return self.respond_full(data, source, tcp, z)
+
+    def respond_full(self, data: bytes, source: str = "127.0.0.1", tcp: bool = False,
+                     zone: WireZone | None = None) -> tuple[bytes | None, int]:
+        """``respond`` without the fast path: parse the query, then answer it."""
         q = parse_query(data)
         if isinstance(q, Reject):
             return reject_wire(q), CACHE_NONE

@@ -9,6 +9,13 @@ Rules:
   lookup and a concatenation. The cache belongs to one zone version and is dropped
   when the responder's zone changes; answers the responder marks uncacheable are not
   cached.
+- ``udp_workers`` extra worker processes (``worker.py``) bind the same port with
+  SO_REUSEPORT and answer from a copy of the zone the server pipes to them on start and
+  on every swap: the UDP threads share one GIL, the workers do not, so answering scales
+  over cores. A worker that dies is logged and dropped; ``stop()`` closes their pipes
+  (they exit at once) and waits for them by pid.
+- ``cache=False`` answers every query through the responder (fast path + full path):
+  ``cpn bench dns`` measures the uncached figure this way.
 - TCP (RFC 7766) runs on the asyncio loop: 2-octet length framing, pipelined queries,
   idle connections closed after ``TCP_IDLE_S``.
 - Before binding with SO_REUSEPORT, a plain bind probes the port so a second server
@@ -22,10 +29,13 @@ import asyncio
 import contextlib
 import logging
 import socket
+import subprocess
+import sys
 import threading
 
 from dns_compute.cache import AnswerCache
-from dns_compute.responder import Responder
+from dns_compute.responder import Responder, WireZone
+from dns_compute.worker import encode_zone
 
 log = logging.getLogger("cpn.dns")
 
@@ -84,15 +94,43 @@ def _udp_loop(sock: socket.socket, responder: Responder, stop: threading.Event,
         remember(data, addr[0], out, mode)
 
 
+def _udp_loop_uncached(sock: socket.socket, responder: Responder,
+                       stop: threading.Event) -> None:
+    recv = sock.recvfrom
+    send = sock.sendto
+    respond = responder.respond
+    while True:
+        try:
+            data, addr = recv(4096)
+        except OSError:
+            if stop.is_set():
+                return
+            continue
+        if stop.is_set():
+            return
+        try:
+            out, _ = respond(data, addr[0])
+        except Exception:  # never let one query kill the loop
+            log.exception("DNS responder failed on a %d-octet query", len(data))
+            continue
+        if out is not None:
+            with contextlib.suppress(OSError):
+                send(out, addr)
+
+
 class DnsServer:
     """UDP threads + asyncio TCP listener for one ``Responder`` on ``(host, port)``."""
 
     def __init__(self, responder: Responder, host: str, port: int,
-                 udp_threads: int = 1) -> None:
+                 udp_threads: int = 1, udp_workers: int = 0, cache: bool = True) -> None:
         self.responder = responder
         self.host = host
         self.port = port
         self.udp_threads = udp_threads
+        self.udp_workers = udp_workers
+        self.cache = cache
+        #: worker processes (``worker.py``) answering on the same port
+        self.workers: list[subprocess.Popen[bytes]] = []
         self._stop = threading.Event()
         self._socks: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
@@ -118,19 +156,78 @@ class DnsServer:
             if self.port == 0:
                 self.port = sock.getsockname()[1]
             self._socks.append(sock)
-            cache = AnswerCache()
-            self.caches.append(cache)
-            t = threading.Thread(target=_udp_loop,
-                                 args=(sock, self.responder, self._stop, cache),
-                                 name=f"cpn-dns-udp-{i}", daemon=True)
+            if self.cache:
+                cache = AnswerCache()
+                self.caches.append(cache)
+                t = threading.Thread(target=_udp_loop,
+                                     args=(sock, self.responder, self._stop, cache),
+                                     name=f"cpn-dns-udp-{i}", daemon=True)
+            else:
+                t = threading.Thread(target=_udp_loop_uncached,
+                                     args=(sock, self.responder, self._stop),
+                                     name=f"cpn-dns-udp-{i}", daemon=True)
             self._threads.append(t)
         self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port,
                                                reuse_port=True)
         for t in self._threads:
             t.start()
+        if self.udp_workers:
+            await asyncio.to_thread(self._start_workers)
+
+    def _start_workers(self) -> None:
+        zone = self.responder.zone
+        if zone is None:
+            raise RuntimeError("DNS worker processes need a zone: build it before start()")
+        frame = encode_zone(zone)
+        for _ in range(self.udp_workers):
+            proc = subprocess.Popen(  # our own module, fixed arguments
+                [sys.executable, "-m", "dns_compute.worker", self.host, str(self.port)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            self.workers.append(proc)
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(frame)
+            proc.stdin.flush()
+            line = proc.stdout.readline().decode(errors="replace").strip()
+            if not line.startswith("ready"):
+                raise RuntimeError(f"DNS worker process {proc.pid} did not start "
+                                   f"(exit {proc.poll()}); see its stderr above")
+        self.responder.on_swap.append(self._feed_workers)
+        log.info("dns: %d UDP worker processes on %s:%d (pids %s)", len(self.workers),
+                 self.host, self.port, ",".join(str(p.pid) for p in self.workers))
+
+    def _feed_workers(self, zone: WireZone) -> None:
+        frame = encode_zone(zone)
+        for proc in list(self.workers):
+            try:
+                assert proc.stdin is not None
+                proc.stdin.write(frame)
+                proc.stdin.flush()
+            except (OSError, ValueError):
+                log.error("dns: UDP worker process %d is gone (exit %s); serving without it",
+                          proc.pid, proc.poll())
+                self.workers.remove(proc)
+
+    def _stop_workers(self) -> None:
+        if self._feed_workers in self.responder.on_swap:
+            self.responder.on_swap.remove(self._feed_workers)
+        for proc in self.workers:
+            with contextlib.suppress(OSError, ValueError):
+                assert proc.stdin is not None
+                proc.stdin.close()
+        for proc in self.workers:
+            try:
+                proc.wait(2.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(2.0)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        self.workers.clear()
 
     async def stop(self) -> None:
         self._stop.set()
+        if self.workers:
+            await asyncio.to_thread(self._stop_workers)
         for sock in self._socks:
             with contextlib.suppress(OSError):
                 sock.sendto(b"", sock.getsockname())

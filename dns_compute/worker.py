@@ -1,0 +1,89 @@
+"""UDP worker processes of the embedded DNS server (one GIL each: scaling over cores).
+
+Rules:
+- ``python -m dns_compute.worker HOST PORT`` binds its own UDP socket to HOST:PORT with
+  SO_REUSEPORT (the kernel spreads client flows over the controller's sockets and the
+  workers') and answers with the same ``Responder`` + ``AnswerCache`` loop as the
+  controller's UDP threads (``server._udp_loop``).
+- Zones arrive on stdin as frames (4-octet big-endian length + pickled ``WireZone``,
+  template table included), written by the controller's ``DnsServer`` on start and on
+  every zone swap; a worker answers nothing before its first zone. The pipe is private
+  between the controller and the worker it started.
+- stdin closing (the controller stopped or died) ends the worker at once; so a worker
+  never outlives its controller. The worker prints ``ready PORT`` on stdout once bound.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import struct
+import sys
+import threading
+from typing import BinaryIO
+
+from dns_compute.cache import AnswerCache
+from dns_compute.responder import Responder, WireZone
+
+
+def encode_zone(zone: WireZone) -> bytes:
+    """One stdin frame carrying ``zone``."""
+    blob = pickle.dumps(zone, protocol=pickle.HIGHEST_PROTOCOL)
+    return struct.pack("!I", len(blob)) + blob
+
+
+def read_zone(stream: BinaryIO) -> WireZone | None:
+    """The next zone frame from ``stream``; None at end of stream."""
+    head = stream.read(4)
+    if len(head) < 4:
+        return None
+    (size,) = struct.unpack("!I", head)
+    blob = stream.read(size)
+    if len(blob) < size:
+        return None
+    zone = pickle.loads(blob)  # a private pipe from our controller
+    if not isinstance(zone, WireZone):
+        raise TypeError(f"zone frame holds a {type(zone).__name__}, not a WireZone")
+    return zone
+
+
+def _follow(stream: BinaryIO, responder: Responder) -> None:
+    while True:
+        zone = read_zone(stream)
+        if zone is None:
+            os._exit(0)  # the controller closed our stdin: stop serving now
+        responder.swap(zone)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m dns_compute.worker HOST PORT  (zones on stdin)",
+              file=sys.stderr)
+        return 2
+    from dns_compute.server import _udp_loop
+
+    host, port = argv[0], int(argv[1])
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    except OSError:
+        pass
+    sock.bind((host, port))
+    responder = Responder()
+    stdin = sys.stdin.buffer
+    first = read_zone(stdin)
+    if first is None:
+        return 0
+    responder.swap(first)
+    threading.Thread(target=_follow, args=(stdin, responder), daemon=True,
+                     name="cpn-dns-zone").start()
+    print(f"ready {sock.getsockname()[1]}", flush=True)
+    _udp_loop(sock, responder, threading.Event(), AnswerCache())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
