@@ -55,7 +55,12 @@ class Module:
 
     @property
     def text(self) -> str:
-        return self.path.read_text()
+        return _source(self.path)
+
+
+@cache
+def _source(path: Path) -> str:
+    return path.read_text()
 
 
 def _read(path: Path, implemented: bool, features: tuple[str, ...] = ()) -> Module:
