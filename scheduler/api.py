@@ -302,6 +302,15 @@ def plan_from_store(store: Store, body: PlacementBody, shared: dict[str, Any],
            "bound": plan.bound, "gap": plan.gap, "solver": plan.solver,
            "status": plan.status, "greedy_objective": plan.greedy_objective,
            "paths_engine": engine, "planned_at": time.time()}
+    from scheduler.decisions import flow_decisions
+
+    decs = flow_decisions(prob, plan.assign, plan.solver)
+    with store.transaction("scheduler", f"placement: {len(decs)} flow decision(s), "
+                           f"{len(plan.unplaced)} unplaced") as txn:
+        for d in decs:
+            old = txn.get(type(d), d.key)
+            if old is None or old.model_copy(update={"decided_at": d.decided_at}) != d:
+                txn.put(d)
     shared["placement_request"] = body.model_copy(update={"full": False})
     shared["placement"] = out
     return out

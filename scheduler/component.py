@@ -58,6 +58,7 @@ from controller.models.job import HOLDING, utcnow
 from scheduler.centres.dispatch import job_run, requeued
 from scheduler.centres.models import CentreStatus
 from scheduler.cycle import Running, Scheduler
+from scheduler.decisions import SchedulingDecision, SiteVerdict
 from scheduler.models import Decision, Task
 from scheduler.profiles import Profiles, SchedulerConfig
 from scheduler.queueing import QuotaTree, with_jobs
@@ -230,11 +231,17 @@ class SchedulerComponent:
 
     def _write(self, store: Store, job: Job, d: Decision) -> None:
         self.counters["attempts"] = self.counters.get("attempts", 0) + 1
-        reason = f"scheduler: {job.id} {d.explain()} | inputs {json.dumps(d.inputs, default=str)}"
-        with store.transaction("scheduler", reason[:2000]) as txn:
+        rec = decision_record(job, d)
+        reason = f"scheduler: {job.id} {d.code}" + (f" on {d.site}" if d.site else "") + \
+            f" (decision {rec.key})"
+        with store.transaction("scheduler", reason) as txn:
             cur = txn.get(Job, job.id)
             if cur is None or cur.state not in PENDING or cur.spec != job.spec:
                 return  # changed under us: next pass sees the new version
+            old = txn.get(SchedulingDecision, rec.key)
+            # a job that keeps waiting for the same reason is not re-journaled each pass
+            if d.ok or old is None or (old.code, old.reasons) != (rec.code, rec.reasons):
+                txn.put(rec)
             # preemption is committed when the task is placed or begins to wait (a
             # gang member), so victims are requeued whatever this decision's code
             for v in d.victims:
@@ -272,3 +279,26 @@ def _data_where(t: Task, sets: list[Dataset]) -> None:
     held = [d for d in sets if d.locations]
     if held:
         t.data_site = max(held, key=lambda d: d.size).locations[0]
+
+
+def decision_record(job: Job, d: Decision) -> SchedulingDecision:
+    """The stored form of a job's decision (``scheduler.decisions``): inputs kept as
+    fields, per-site verdicts from the cycle."""
+    spec = job.spec
+    req = spec.requirements
+    bounds = {k: v for k, v in (("max_latency_ms", req.max_latency_ms),
+                                ("bandwidth_mbps", req.bandwidth_mbps or None))
+              if v is not None}
+    inputs = {k: v for k, v in d.inputs.items() if k not in ("sites", "requests")}
+    origin = spec.params.get("origin")
+    if origin is not None:
+        inputs["origin"] = str(origin)
+    return SchedulingDecision(
+        subject_kind="job", subject=job.id, code=d.code, site=d.site, nodes=list(d.nodes),
+        reasons=list(d.reasons), scores=list(d.scores),
+        policy=str(d.inputs.get("profile") or spec.policy or "") or None,
+        requests={k: float(v) for k, v in (d.inputs.get("requests") or {}).items()
+                  if isinstance(v, int | float)},
+        bounds=bounds, inputs=json.loads(json.dumps(inputs, default=str)),
+        candidates=[SiteVerdict.model_validate(v) for v in d.inputs.get("sites", ())],
+        decided_by="scheduler")

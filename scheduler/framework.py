@@ -352,7 +352,9 @@ class Framework:
                     feasible = [nominated]
                     break
         if not feasible:
-            return self._no_fit(task, failed, len(snap.nodes)), None
+            d = self._no_fit(task, failed, len(snap.nodes))
+            return replace(d, inputs={**d.inputs, "sites": site_verdicts(
+                state, task, snap, filters, (), [], failed)}), None
         if rows is not None and len(rows) == len(feasible):
             best, ranked = self._score_batch(state, task, feasible, snap.table(), rows, skip)
         else:
@@ -365,7 +367,10 @@ class Framework:
                 undone = self._unreserve(state, task, best, prof.at("reserve")[: i + 1])
                 return self._fail(task, st if undone.ok else undone), None
         inputs = {"feasible": len(feasible), "filtered_out": nfailed,
-                  "profile": prof.name, "requests": task.requests}
+                  "profile": prof.name, "requests": task.requests,
+                  # {}: the same verdicts whether filtering ran per node or batched
+                  "sites": site_verdicts(state, task, snap, filters, feasible, ranked,
+                                         {}, best)}
         return Decision(task.id, Code.SUCCESS.value, (best.name,), best.site,
                         tuple(state.get("notes", ())), tuple(ranked[:3]), (), inputs), best
 
@@ -594,3 +599,89 @@ class Framework:
         parts = [f"{c} {k}" for k, c in sorted(counts.items(), key=lambda kv: -kv[1])[:5]]
         return Decision(task.id, code.value, reasons=(head, *parts))
 
+
+#: above this many sites a decision records no per-site verdicts (cost per decision)
+VERDICT_SITES = 64
+#: nodes of a site whose filters are run to say why the site was refused
+VERDICT_NODES = 4
+
+
+def site_verdicts(state: CycleState, task: Task, snap: Snapshot, filters: Sequence[Any],
+                  feasible: Sequence[NodeInfo], ranked: Sequence[tuple[str, float]],
+                  failed: dict[str, Status],
+                  best: NodeInfo | None = None) -> list[dict[str, Any]]:
+    """One verdict per site for the stored decision (``scheduler.decisions``): chosen,
+    feasible with its score, or the first filter that refused its nodes (constraint
+    family + the filter's words). Runs the filters on at most ``VERDICT_NODES`` nodes of
+    each site nothing is known about yet; none at all above ``VERDICT_SITES`` sites."""
+    from scheduler.decisions import classify
+
+    by_site: dict[str, list[NodeInfo]] = {}
+    for n in snap.nodes.values():
+        by_site.setdefault(n.site, []).append(n)
+    if len(by_site) > VERDICT_SITES:
+        return []
+    score = dict(ranked)
+    net = state.get("net") or {}
+
+    def figures(site: str) -> dict[str, float]:
+        n = by_site[site][0]
+        f = {"price_per_hour": n.price_per_hour, "energy_w": n.energy_w}
+        if n.l2 is not None:
+            f["l2"] = n.l2
+        for r in ("cpu", "memory", "gpu"):
+            if r in task.requests or r in n.capacity:
+                f[f"free_{r}"] = sum(x.capacity.get(r, 0.0) - x.used.get(r, 0.0)
+                                     for x in by_site[site])
+        v = net.get(site)
+        if v is not None:
+            for k in ("delay_ms", "loss_pct", "bandwidth_mbps"):
+                x = float(getattr(v, k))
+                if x != float("inf"):
+                    f[k] = x
+        return f
+
+    ok_sites: dict[str, str] = {}
+    for n in feasible:
+        ok_sites.setdefault(n.site, n.name)
+    out: list[dict[str, Any]] = []
+    for site, nodes in sorted(by_site.items()):
+        if best is not None and site == best.site:
+            out.append({"site": site, "constraint": "chosen", "node": best.name,
+                        "score": score.get(best.name), "figures": figures(site)})
+            continue
+        if site in ok_sites:
+            top = max((s for n, s in ranked if n.split("/", 1)[0] == site), default=None)
+            out.append({"site": site, "constraint": "score", "node": ok_sites[site],
+                        "score": top, "reason": "feasible" if top is not None else
+                        "feasible, outside the three best scores",
+                        "figures": figures(site)})
+            continue
+        seen = [(n.name, failed[n.name]) for n in nodes if n.name in failed]
+        passed = False
+        if not seen:
+            for n in nodes[:VERDICT_NODES]:
+                for p in filters:
+                    try:
+                        st = p.filter(state, task, n)
+                    except Exception as exc:  # reported, never raised from here
+                        st = Status(Code.ERROR, (f"filter raised {exc!r}",), p.name)
+                    if not st.ok:
+                        seen.append((n.name, st if st.plugin else
+                                     Status(st.code, st.reasons, p.name)))
+                        break
+                else:
+                    passed = True  # feasible: the cycle did not reach it
+                    break
+        if passed or not seen:
+            out.append({"site": site, "constraint": "not-evaluated",
+                        "reason": "filters pass here; the cycle stopped before this site "
+                                  "(percentage of nodes to score)",
+                        "figures": figures(site)})
+            continue
+        name, st = seen[0]
+        why = "; ".join(st.reasons) or st.code.value
+        out.append({"site": site, "constraint": classify(st.plugin, why), "node": name,
+                    "reason": f"{st.plugin}: {why}" if st.plugin else why,
+                    "figures": figures(site)})
+    return out

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from scheduler import decisions as _decisions  # noqa: F401  registers SchedulingDecision
+
 # imported for its side effect too: registers the SchedulerSettings kind before a store
 # loads, so a scheduling policy committed over NETCONF is loaded on restart
 from scheduler.profiles import SchedulerConfig
@@ -84,11 +86,12 @@ def components(rt: Runtime) -> list[Any]:
 
 def routers(rt: Runtime) -> list[Any]:
     from scheduler.api import metrics_router, placement_router, pool_router
+    from scheduler.why import why_router
 
     st = _shared(rt)
     _register_gauges(rt, st)
     return [pool_router(), metrics_router(st["recorder"], st["counters"]),
-            placement_router(st, _config(rt).cpsat_time_s)]
+            placement_router(st, _config(rt).cpsat_time_s), why_router()]
 
 
 def _register_gauges(rt: Runtime, st: dict[str, Any]) -> None:
@@ -134,6 +137,10 @@ def _register_gauges(rt: Runtime, st: dict[str, Any]) -> None:
 
 
 def register_cli(app: typer.Typer) -> None:
+    from scheduler.why import register_cli as why_cli
+
+    why_cli(app)
+
     @app.command("sim")
     def sim(workload: Annotated[Path, typer.Option("--workload", help="Workload YAML.")],
             json_only: Annotated[bool, typer.Option("--json", help="JSON lines only.")] = False,

@@ -2,63 +2,35 @@
 
 Rules:
 - Pure: dicts in, text out (``write`` is the only I/O).
-- Each job's decision is explained from its journal entries: the scheduler's entry
-  reason is ``scheduler: <id> <code> on <node>: <reasons> | scores a=x, b=y | inputs
-  {json}`` — scores (chosen + runners-up) and inputs are parsed from it, so the report
-  shows what the journal holds, nothing else.
+- Each job's decision is the scheduler's stored ``SchedulingDecision`` (read over REST,
+  ``/api/v1/scheduler/decisions/job:<id>``): scores (chosen + runners-up), policy,
+  requests and the verdict on every other site are its fields; the journal entry that
+  wrote it (actor, time, sequence) is shown beside it, so the report shows what the
+  store holds, nothing parsed back from text.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
-_SCORES = re.compile(r"\| scores (.*?)(?: \| inputs |$)")
-_INPUTS = re.compile(r"\| inputs (\{.*)$")
 
-
-def parse_scores(reason: str) -> list[tuple[str, float]]:
-    m = _SCORES.search(reason)
-    if m is None:
-        return []
-    out = []
-    for part in m.group(1).split(", "):
-        name, _, val = part.rpartition("=")
-        try:
-            out.append((name, float(val)))
-        except ValueError:
-            continue
-    return out
-
-
-def parse_inputs(reason: str) -> dict[str, Any] | None:
-    m = _INPUTS.search(reason)
-    if m is None:
-        return None
-    try:
-        val = json.loads(m.group(1))
-    except json.JSONDecodeError:  # reason truncated by the journal's length cap
-        return None
-    return val if isinstance(val, dict) else None
-
-
-def decision_entry(journal: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The journal entry that placed (or failed) the job: the last one whose value has
-    a site or a terminal/queued state written by someone other than the submitter."""
+def decision_entry(journal: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
+    """The journal entry that wrote the job's last decision (its reason names ``key``)."""
     for e in reversed(journal):
-        v = e.get("value") or {}
-        if v.get("state") in ("running", "failed") and e.get("actor") != "api:gba-lab":
+        if f"decision {key}" in (e.get("reason") or ""):
             found: dict[str, Any] = e
             return found
     return None
 
 
 def job_row(case: dict[str, Any], job: dict[str, Any], journal: list[dict[str, Any]],
-            expected: str | None, path: dict[str, Any]) -> dict[str, Any]:
-    dec = decision_entry(journal)
-    scores = parse_scores(dec["reason"]) if dec else []
+            decision: dict[str, Any] | None, expected: str | None,
+            path: dict[str, Any]) -> dict[str, Any]:
+    key = f"job:{job['id']}"
+    entry = decision_entry(journal, key) if decision else None
+    scores = [(str(n), float(s)) for n, s in (decision or {}).get("scores", [])]
     return {
         "job": job["id"], "name": case["name"], "policy": case["policy"],
         "why": case["why"], "state": job["state"], "site": job.get("site"),
@@ -67,9 +39,16 @@ def job_row(case: dict[str, Any], job: dict[str, Any], journal: list[dict[str, A
         "scores": [{"node": n, "score": s} for n, s in scores],
         "runners_up": [{"node": n, "score": s} for n, s in scores
                        if n.split("/", 1)[0] != job.get("site")],
-        "decision": ({"actor": dec["actor"], "ts": dec["ts"], "seq": dec["seq"],
-                      "reason": dec["reason"].split(" | inputs ", 1)[0],
-                      "inputs": parse_inputs(dec["reason"])} if dec else None),
+        "decision": ({"key": key, "code": decision["code"], "site": decision["site"],
+                      "nodes": decision["nodes"], "policy": decision["policy"],
+                      "requests": decision["requests"], "inputs": decision["inputs"],
+                      "not_chosen": [c for c in decision["candidates"]
+                                     if c["constraint"] != "chosen"],
+                      "decided_at": decision["decided_at"],
+                      "actor": entry["actor"] if entry else None,
+                      "ts": entry["ts"] if entry else None,
+                      "seq": entry["seq"] if entry else None}
+                     if decision else None),
         "journal": [{"seq": e["seq"], "ts": e["ts"], "actor": e["actor"],
                      "action": e["action"], "state": (e.get("value") or {}).get("state"),
                      "reason": e["reason"][:300]} for e in journal],
@@ -100,13 +79,22 @@ def markdown(rep: dict[str, Any]) -> str:
         lines.append(f"| {j['name']} `{j['job']}` | {j['policy']} | {j['site']} | "
                      f"{j['expected_site']} | {'yes' if j['as_expected'] else 'NO'} | "
                      f"{ru_s} | {seg} |")
-    lines += ["", "## Why each job went where it did (from the journal)", ""]
+    lines += ["", "## Why each job went where it did (stored decisions and the journal)", ""]
     for j in rep["jobs"]:
         lines.append(f"### {j['name']} — {j['policy']} → {j['site']}")
         lines.append(f"Expectation: {j['why']}.")
         if j["scores"]:
             lines.append("Scores: " + ", ".join(f"{s['node']}={s['score']:.1f}"
                                                 for s in j["scores"]))
+        d = j["decision"]
+        if d is not None:
+            lines.append(f"Decision `{d['key']}` ({d['code']}, policy {d['policy']}, "
+                         f"journal #{d['seq']}); not chosen:")
+            for c in d["not_chosen"]:
+                lines.append(f"- {c['site']}: {c['constraint']}"
+                             + (f" — {c['reason']}" if c.get("reason") else "")
+                             + (f" (score {c['score']:.1f})" if c.get("score") is not None
+                                else ""))
         for e in j["journal"]:
             lines.append(f"- #{e['seq']} {e['ts']} **{e['actor']}** {e['action']} "
                          f"→ {e['state']}: {e['reason']}")
@@ -120,7 +108,7 @@ def markdown(rep: dict[str, Any]) -> str:
     lines += _optical(rep.get("optical") or {})
     s = rep["summary"]
     lines += ["## Summary", "", f"- jobs placed as expected: {s['as_expected']}/{s['jobs']}",
-              f"- decisions with a journal entry: {s['journaled']}/{s['jobs']}",
+              f"- decisions stored and journaled: {s['journaled']}/{s['jobs']}",
               f"- distinct sites chosen: {s['distinct_sites']}", ""]
     return "\n".join(lines)
 

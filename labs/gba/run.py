@@ -180,10 +180,12 @@ def _run(ctl: Controller, olab: OpticalLab | None, place_timeout: float) -> dict
         for case, jid in submitted:
             job = wait_placed(c, jid, place_timeout)
             journal = _all(c, "/api/v1/events", kind="job", key=jid)
+            got = c.get(f"/api/v1/scheduler/decisions/job:{jid}")
+            decision = got.json() if got.status_code == 200 else None
             path = (steer(links, sites, S.CLIENT, job["site"]) if job.get("site")
                     else {"ok": False, "local": False, "reason": "not placed"})
             rows.append(R.job_row({"name": case.name, "policy": case.policy,
-                                   "why": case.why}, job, journal,
+                                   "why": case.why}, job, journal, decision,
                                   S.expected_site(case, doc, delays, ranks), path))
         metrics = _all(c, "/api/v1/metrics")
     kind = {s.name: s.kind.value for s in sites}
@@ -204,7 +206,8 @@ def _run(ctl: Controller, olab: OpticalLab | None, place_timeout: float) -> dict
         "optical": optical,
         "summary": {"jobs": len(rows),
                     "as_expected": sum(1 for r in rows if r["as_expected"]),
-                    "journaled": sum(1 for r in rows if r["decision"] is not None),
+                    "journaled": sum(1 for r in rows if r["decision"] is not None
+                                     and r["decision"]["seq"] is not None),
                     "distinct_sites": len({r["site"] for r in rows})},
     }
 

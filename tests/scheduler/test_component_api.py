@@ -17,6 +17,7 @@ from controller.models import ComputeResource, Job, JobSpec, JobState, Requireme
 from controller.runtime import Runtime
 from controller.store import JournalQuery
 from scheduler.component import SchedulerComponent
+from scheduler.decisions import SchedulingDecision
 from scheduler.registration import components
 from tests.conftest import example_runtime
 
@@ -57,7 +58,13 @@ def test_pass_places_fails_and_journals(rt: Runtime) -> None:
     assert got["quota"].state is JobState.QUEUED
     assert "tenant 'city-ops-drones'" in got["quota"].reason and "gpu" in got["quota"].reason
     entries = rt.store.journal(JournalQuery(key="ok", actor="scheduler"))
-    assert entries and "inputs" in entries[-1].reason and "feasible" in entries[-1].reason
+    assert entries and "decision job:ok" in entries[-1].reason
+    dec = rt.store.get(SchedulingDecision, "job:ok")
+    assert dec is not None and dec.site == got["ok"].site and dec.inputs["feasible"] >= 1
+    assert [c.site for c in dec.candidates if c.constraint == "chosen"] == [dec.site]
+    never = rt.store.get(SchedulingDecision, "job:never")
+    assert never is not None and never.code == "unschedulable-and-unresolvable"
+    assert never.candidates and all(c.constraint == "capacity" for c in never.candidates)
     # a second pass with nothing new writes nothing for the queued job
     seq = rt.store.last_seq()
     comp.run_pass(rt.store)
