@@ -94,6 +94,22 @@ def _udp_loop(sock: socket.socket, responder: Responder, stop: threading.Event,
         remember(data, addr[0], out, mode)
 
 
+def _free_port(family: int, host: str) -> int:
+    """A port free for both UDP and TCP on ``host`` (port 0 given): a UDP ephemeral port
+    may be held by a TCP socket, which made the TCP listener fail on a busy machine."""
+    for _ in range(50):
+        with socket.socket(family, socket.SOCK_DGRAM) as udp:
+            udp.bind((host, 0))
+            port: int = udp.getsockname()[1]
+            with socket.socket(family, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise OSError(f"no port free for both UDP and TCP on {host}")
+
+
 def _udp_loop_uncached(sock: socket.socket, responder: Responder,
                        stop: threading.Event) -> None:
     recv = sock.recvfrom
@@ -139,6 +155,8 @@ class DnsServer:
 
     async def start(self) -> None:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        if self.port == 0:
+            self.port = _free_port(family, self.host)
         if self.port:
             # SO_REUSEPORT would let a second server silently share the port with us;
             # a plain bind first proves nobody else holds it (UDP and TCP).

@@ -1,19 +1,29 @@
 """``cpn bench dns``: embedded responder vs Knot DNS, same zone, same queries, one run.
 
 Rules:
-- Both servers hold the same compute zone (Knot is fed by CPN's RFC 2136 publisher)
-  and run pinned to the same single core (``server_cpu``); dnsperf runs on another
-  core (``client_cpu``) when the machine has one. Knot runs with 1 UDP worker.
-- Queries: a fixed mix of steered A, SVCB, SRV, TXT, per-instance A and one NXDOMAIN
-  name. Each server gets ``duration_s`` of dnsperf (``clients``, ``outstanding``).
-  ``ecs_qps`` is an extra embedded run with an ECS option on every query.
-- Besides measured qps (which on a shared machine mostly reflects how much CPU the
-  server got), each server's CPU seconds during its run give ``cpu_us_per_query`` and
-  ``capacity_qps`` = answers per CPU-second: what one dedicated core would sustain.
+- Both servers hold the same compute zone (Knot is fed by CPN's RFC 2136 publisher);
+  Knot runs with 1 UDP worker. For the comparison both run pinned to the same core
+  (``server_cpu``) and dnsperf to another (``client_cpu``) when the machine has one.
+- Two query mixes, each run A/B alternated (CPN, Knot, CPN, Knot …, ``rounds`` each):
+  * ``uncached``: every line of the query file a distinct letter-case spelling of the
+    mix (steered A, SVCB, SRV, TXT, per-instance A, one NXDOMAIN name), an ECS option
+    on every query (a client subnet outside the configured ones: the scope is
+    computed), against a second embedded server on the same responder with its answer
+    cache switched off — so no answer of this mix comes from a cache;
+  * ``cached``: the lower-case mix without ECS against the controller's own server
+    (answer cache on), as a resolver farm asking the same names would.
+- Per run: answers per wall-second (dnsperf) and per CPU-second of the server process
+  (user + system, ``/proc`` for Knot, this process for the embedded server: its other
+  threads idle meanwhile and are charged to it). Reported: medians, min–max spread,
+  the ratio CPN/Knot of the medians per CPU-second and per wall-second.
+- Cores: the uncached server with 1 answerer (its UDP thread) vs 2 (plus one worker
+  process, ``udp_workers=1``), alternated, unpinned, dnsperf with 8 client sockets (the
+  kernel's SO_REUSEPORT hash spreads sockets, not queries); ``scaling`` is the ratio of
+  median wall-second rates. On a shared machine it is bounded by the CPU dnsperf and
+  the other tenants take: the load average is printed before and after.
 - Latency: a ComputeMetrics write flipping MEC-1 between overloaded and healthy, timed
-  until the embedded responder (ECS 10.0.0.0/24) / Knot return the other instance;
-  ``trials`` flips, p50 and max reported in ms, measured from before the store write
-  (``store_commit_latency`` is the part spent committing to SQLite).
+  until the embedded responder (ECS 10.0.0.0/24) / Knot return the other instance.
+- Final line: ``figure`` = uncached CPU-second ratio, ``goal``, ``met`` per goal.
 - Everything on 127.0.0.1 on free ports; every process started here is stopped by pid.
 """
 
@@ -39,10 +49,12 @@ QUERIES = [
     "nothing.cpn.example A",
 ]
 ECS_HEX = "00011800" + "0a0000"  # family 1, source /24, scope 0, 10.0.0.0
+ECS_UNCACHED_HEX = "00011800" + "0a0900"  # 10.9.0.0/24: no configured subnet (scope /16+)
+GOALS = {"uncached_cpu_ratio": 0.6, "cached_cpu_ratio": 1.0, "scaling_2_cores": 1.8}
 
 
 def _dnsperf(port: int, qfile: Path, duration_s: float, clients: int, outstanding: int,
-             cpu: int | None, extra: list[str] | None = None) -> dict[str, float]:
+             cpu: int | str | None, extra: list[str] | None = None) -> dict[str, float]:
     cmd = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(qfile), "-l",
            str(duration_s), "-c", str(clients), "-T", "1", "-q", str(outstanding), "-t", "2",
            *(extra or [])]
@@ -68,17 +80,41 @@ def _cpu_s(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _measured(fn: Any, pid: int | None, *args: Any) -> dict[str, float]:
-    """Run dnsperf; add the server's CPU cost per query and its CPU-bound capacity
-    (answers per CPU-second), which does not depend on how busy the machine is."""
-    c0 = _cpu_s(pid)
+def _measured(fn: Any, pids: list[int | None], *args: Any) -> dict[str, float]:
+    """Run dnsperf; add the servers' CPU seconds (``pids``, None = this process), the
+    CPU cost per answer and answers per CPU-second, which depends far less than qps on
+    how busy the machine is."""
+    c0 = sum(_cpu_s(p) for p in pids)
     res: dict[str, float] = fn(*args)
-    cpu = _cpu_s(pid) - c0
+    cpu = sum(_cpu_s(p) for p in pids) - c0
     answered = res["qps"] * args[2]
     res["server_cpu_s"] = round(cpu, 2)
     res["cpu_us_per_query"] = round(cpu / answered * 1e6, 2) if answered else -1.0
     res["capacity_qps"] = round(answered / cpu) if cpu > 0 else -1
     return res
+
+
+def _spread(runs: list[dict[str, float]], key: str) -> dict[str, float]:
+    vals = [r[key] for r in runs]
+    return {"median": round(statistics.median(vals)), "min": round(min(vals)),
+            "max": round(max(vals)), "n": len(vals)}
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b > 0 else 0.0
+
+
+def _uncached_queries(path: Path, lines: int, seed: int = 19) -> None:
+    """``lines`` queries of the mix, each name in its own random letter case."""
+    import random
+
+    rnd = random.Random(seed)
+    out = []
+    for i in range(lines):
+        name, rdtype = QUERIES[i % len(QUERIES)].split()
+        out.append("".join(c.upper() if rnd.random() < 0.5 else c for c in name)
+                   + " " + rdtype)
+    path.write_text("\n".join(out) + "\n")
 
 
 def _pct(values: list[float]) -> dict[str, float]:
@@ -89,7 +125,8 @@ def _pct(values: list[float]) -> dict[str, float]:
 
 
 async def _bench(duration_s: float, clients: int, outstanding: int, trials: int,
-                 server_cpu: int, client_cpu: int | None, work: Path) -> dict[str, Any]:
+                 server_cpu: int, client_cpu: int | None, rounds: int,
+                 work: Path) -> dict[str, Any]:
     import dns.edns
     import dns.message
     import dns.query
@@ -97,9 +134,11 @@ async def _bench(duration_s: float, clients: int, outstanding: int, trials: int,
     from controller.models import ComputeMetrics
     from controller.runtime import Runtime, Settings
     from dns_compute.component import DnsComponent
+    from dns_compute.server import DnsServer
     from labs.dns_sample import dns_section, entities, overloaded
     from labs.knot import KnotServer, free_port
 
+    load_before = [round(x, 2) for x in os.getloadavg()]
     qfile = work / "queries.txt"
     qfile.write_text("\n".join(QUERIES) + "\n")
     knot = KnotServer(work / "knot", free_port(), udp_workers=1)
@@ -124,14 +163,28 @@ async def _bench(duration_s: float, clients: int, outstanding: int, trials: int,
         if comp.publisher.last is None:
             raise RuntimeError(f"publishing to Knot failed: {comp.publisher.last_error}")
 
-        emb = await asyncio.to_thread(_measured, _dnsperf, None, port, qfile, duration_s,
-                                      clients, outstanding, client_cpu)
-        ecs = await asyncio.to_thread(_measured, _dnsperf, None, port, qfile, duration_s,
-                                      clients, outstanding, client_cpu,
-                                      ["-E", f"8:{ECS_HEX}"])
-        kn = await asyncio.to_thread(_measured, _dnsperf, knot.proc.pid,  # type: ignore[union-attr]
-                                     knot.port, qfile, duration_s, clients, outstanding,
-                                     client_cpu)
+        knot_pid: int = knot.proc.pid  # type: ignore[union-attr]
+        uq = work / "uncached.txt"
+        _uncached_queries(uq, 20_000)
+        plain = DnsServer(comp.keeper.responder, "127.0.0.1", 0, cache=False)  # type: ignore[union-attr]
+        await plain.start()
+        runs: dict[str, list[dict[str, float]]] = {k: [] for k in (
+            "cpn_uncached", "knot_uncached", "cpn_cached", "knot_cached")}
+        ecs_u = ["-E", f"8:{ECS_UNCACHED_HEX}"]
+        try:
+            for _ in range(rounds):
+                for mix, qf, extra, cpn_port in (("uncached", uq, ecs_u, plain.port),
+                                                 ("cached", qfile, [], port)):
+                    runs[f"cpn_{mix}"].append(await asyncio.to_thread(
+                        _measured, _dnsperf, [None], cpn_port, qf, duration_s, clients,
+                        outstanding, client_cpu, extra))
+                    runs[f"knot_{mix}"].append(await asyncio.to_thread(
+                        _measured, _dnsperf, [knot_pid], knot.port, qf, duration_s,
+                        clients, outstanding, client_cpu, extra))
+        finally:
+            await plain.stop()
+        scaling = await _scaling(comp.keeper.responder, uq, ecs_u, duration_s,  # type: ignore[union-attr]
+                                 outstanding, rounds)
 
         q_ecs = dns.message.make_query("video.svc.cpn.example", "A", use_edns=0, options=[
             dns.edns.ECSOption.from_text("10.0.0.0/24")])
@@ -172,35 +225,70 @@ async def _bench(duration_s: float, clients: int, outstanding: int, trials: int,
         await rt.stop()
         rt.store.close()
         knot.stop()
-    ratio = round(emb["qps"] / kn["qps"], 3) if kn["qps"] else 0.0
+    cap = {k: _spread(v, "capacity_qps") for k, v in runs.items()}
+    qps = {k: _spread(v, "qps") for k, v in runs.items()}
+    u_cpu = _ratio(cap["cpn_uncached"]["median"], cap["knot_uncached"]["median"])
+    c_cpu = _ratio(cap["cpn_cached"]["median"], cap["knot_cached"]["median"])
+    figures = {"uncached_cpu_ratio": u_cpu, "cached_cpu_ratio": c_cpu,
+               "scaling_2_cores": scaling["scaling"]}
     return {
         "bench": "dns",
-        "embedded_qps": emb["qps"], "knot_qps": kn["qps"], "ratio": ratio,
-        "embedded_ecs_qps": ecs["qps"],
-        "embedded_lost": emb["lost"], "knot_lost": kn["lost"],
-        "embedded_capacity_qps": emb["capacity_qps"], "knot_capacity_qps": kn["capacity_qps"],
-        "capacity_ratio": round(emb["capacity_qps"] / kn["capacity_qps"], 3)
-        if kn["capacity_qps"] > 0 else 0.0,
-        "embedded_cpu_us_per_query": emb["cpu_us_per_query"],
-        "knot_cpu_us_per_query": kn["cpu_us_per_query"],
-        "embedded_ecs_capacity_qps": ecs["capacity_qps"],
-        "embedded_avg_latency_ms": emb["avg_latency_ms"],
-        "knot_avg_latency_ms": kn["avg_latency_ms"],
+        "answers_per_cpu_s": cap, "answers_per_wall_s": qps,
+        "cpu_us_per_answer": {k: statistics.median(r["cpu_us_per_query"] for r in v)
+                              for k, v in runs.items()},
+        "lost": {k: sum(r["lost"] for r in v) for k, v in runs.items()},
+        "ratio_per_cpu_s": {"uncached": u_cpu, "cached": c_cpu},
+        "ratio_per_wall_s": {
+            "uncached": _ratio(qps["cpn_uncached"]["median"], qps["knot_uncached"]["median"]),
+            "cached": _ratio(qps["cpn_cached"]["median"], qps["knot_cached"]["median"])},
+        "cores": scaling,
         "change_latency_embedded": _pct(emb_ms), "change_latency_knot": _pct(knot_ms),
         "store_commit_latency": _pct(commit_ms),
-        "goal": {"qps": 50_000, "ratio": 0.25, "embedded_ms": 50, "knot_ms": 500},
-        "met": {"qps": emb["qps"] >= 50_000, "ratio": ratio >= 0.25,
-                "embedded_ms": bool(emb_ms) and max(emb_ms) <= 50,
-                "knot_ms": bool(knot_ms) and max(knot_ms) <= 500},
-        "setup": {"duration_s": duration_s, "clients": clients, "outstanding": outstanding,
-                  "server_cpu": server_cpu, "client_cpu": client_cpu, "trials": trials,
-                  "knot_udp_workers": 1, "cpus": os.cpu_count(),
-                  "loadavg_1m": round(os.getloadavg()[0], 2)},
+        "setup": {"duration_s": duration_s, "rounds": rounds, "clients": clients,
+                  "outstanding": outstanding, "server_cpu": server_cpu,
+                  "client_cpu": client_cpu, "trials": trials, "knot_udp_workers": 1,
+                  "cpus": os.cpu_count(), "loadavg_before": load_before,
+                  "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
+        "figure": u_cpu, "unit": "CPN/Knot answers per CPU-second, uncached mix",
+        "goal": GOALS,
+        "met": {k: figures[k] >= g for k, g in GOALS.items()},
     }
 
 
-def run(duration_s: float = 5.0, clients: int = 1, outstanding: int = 200, trials: int = 10,
-        server_cpu: int = 0, client_cpu: int | None = None, **_: Any) -> dict[str, Any]:
+async def _scaling(responder: Any, qfile: Path, extra: list[str], duration_s: float,
+                   outstanding: int, rounds: int) -> dict[str, Any]:
+    """Uncached answers per wall-second with 1 then 2 answerers, alternated, unpinned."""
+    from dns_compute.server import DnsServer
+
+    everywhere = set(range(os.cpu_count() or 1))
+    wall: dict[int, list[dict[str, float]]] = {1: [], 2: []}
+    for _ in range(rounds):
+        for answerers in (1, 2):
+            srv = DnsServer(responder, "127.0.0.1", 0, cache=False,
+                            udp_workers=answerers - 1)
+            await srv.start()
+            try:
+                for proc in srv.workers:
+                    os.sched_setaffinity(proc.pid, everywhere)
+                for t in srv._threads:
+                    if t.native_id is not None:
+                        os.sched_setaffinity(t.native_id, everywhere)
+                pids: list[int | None] = [None, *(p.pid for p in srv.workers)]
+                wall[answerers].append(await asyncio.to_thread(
+                    _measured, _dnsperf, pids, srv.port, qfile, duration_s, 8,
+                    outstanding, ",".join(map(str, sorted(everywhere))), extra))
+            finally:
+                await srv.stop()
+    one = _spread(wall[1], "qps")
+    two = _spread(wall[2], "qps")
+    return {"qps_1_answerer": one, "qps_2_answerers": two,
+            "cpu_per_s_2_answerers": _spread(wall[2], "capacity_qps"),
+            "scaling": _ratio(two["median"], one["median"])}
+
+
+def run(duration_s: float = 3.0, clients: int = 1, outstanding: int = 200, trials: int = 10,
+        server_cpu: int = 0, client_cpu: int | None = None, rounds: int = 3,
+        **_: Any) -> dict[str, Any]:
     """Run the bench (see module rules) and return its figures."""
     ncpu = os.cpu_count() or 1
     if client_cpu is None and ncpu > 1:
@@ -210,6 +298,6 @@ def run(duration_s: float = 5.0, clients: int = 1, outstanding: int = 200, trial
     try:
         with tempfile.TemporaryDirectory(prefix="cpn-bench-dns-") as tmp:
             return asyncio.run(_bench(duration_s, clients, outstanding, trials, server_cpu,
-                                      client_cpu, Path(tmp)))
+                                      client_cpu, rounds, Path(tmp)))
     finally:
         os.sched_setaffinity(0, before)
