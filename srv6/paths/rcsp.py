@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from srv6.paths.spf import INF, Path, distances
+from srv6.paths.spf import INF, Path, bidir_shortest_path, distances, path_cost
 
 try:  # a runtime dependency; a venv made before it was added still computes (slower)
     from scipy.sparse import csr_matrix  # type: ignore[import-untyped]
@@ -155,12 +155,18 @@ def delay_bounded(topo: Topology, metric: Sequence[float], delay: Sequence[float
     """``(path, lowest delay)``: the exact lowest-metric path within ``bound`` (None
     when even the lowest-delay path is slower, then the second item is its delay);
     raises ``LabelLimit`` past ``MAX_LABELS``."""
+    # The lowest-delay path by bidirectional search decides feasibility without a
+    # distance field over the whole graph, and its metric is the incumbent.
+    fast = bidir_shortest_path(topo, delay, src, dst, edge_ok=mask, banned_nodes=ban)
+    if fast is None:  # pragma: no cover - the caller found a path on the same graph
+        return None, INF
+    best_delay = path_cost(delay, fast[1])
+    if best_delay > bound + EPS:
+        return None, best_delay
+    incumbent = path_cost(metric, fast[1])
     hd = reverse_distances(topo, weight_array(topo, "delay"), dst, mask_np, ban, bound)
-    if hd[src] > bound + EPS:
-        if hd[src] == INF:
-            hd = reverse_distances(topo, weight_array(topo, "delay"), dst, mask_np, ban)
-        return None, float(hd[src])
-    hc = reverse_distances(topo, weight_array(topo, metric_name), dst, mask_np, ban)
+    hc = reverse_distances(topo, weight_array(topo, metric_name), dst, mask_np, ban,
+                           incumbent)
     hdl, hcl = hd.tolist(), hc.tolist()
     adj = topo.adj
     # label i: (node, metric, delay, parent label, edge)
@@ -178,7 +184,7 @@ def delay_bounded(topo: Topology, metric: Sequence[float], delay: Sequence[float
             continue
         u = lab_node[i]
         if u == dst:
-            return _labels_path(i, lab_node, lab_parent, lab_edge), float(hd[src])
+            return _labels_path(i, lab_node, lab_parent, lab_edge), best_delay
         cu, du = lab_cost[i], lab_delay[i]
         for v, e in adj[u]:
             if (mask is not None and not mask[e]) or v in ban:
@@ -187,6 +193,8 @@ def delay_bounded(topo: Topology, metric: Sequence[float], delay: Sequence[float
             if nd + hdl[v] > bound + EPS:
                 continue
             nc = cu + metric[e]
+            if nc + hcl[v] > incumbent + EPS:
+                continue
             others = at.get(v)
             if others is not None:
                 if any(lab_cost[j] <= nc and lab_delay[j] <= nd for j in others):
@@ -211,7 +219,7 @@ def delay_bounded(topo: Topology, metric: Sequence[float], delay: Sequence[float
             alive.append(True)
             others.append(k)
             heappush(heap, (nc + hcl[v], nd, k))
-    return None, float(hd[src])  # pragma: no cover - hd[src] <= bound means a path exists
+    return fast, best_delay  # pragma: no cover - hd[src] <= bound means a path exists
 
 
 class LabelLimit(Exception):

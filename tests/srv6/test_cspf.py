@@ -178,6 +178,12 @@ def test_bench_runs_small() -> None:
     routers_, links_ = random_topology(50, 150, seed=1)
     t = Topology.build(links_, routers_)
     assert len(t.edges) == 150 and t.n == 50
-    out = run(nodes=50, links=150, queries=10, side_queries=2)
-    assert sum(out["outcomes"].values()) == 10 and out["links"] == 150
+    out = run(sizes="50,100", queries=10, legacy_queries=4, rounds=3, side_queries=2)
+    assert sum(out["outcomes"].values()) == 10 and out["sizes"][0]["links"] == 200
     assert out["median_ms"] > 0 and out["disjoint_pairs_found"].endswith("/2")
+    assert [len(r["round_medians_ms"]) for r in out["sizes"]] == [3, 3]
+    assert isinstance(out["growth_exponent"], float) and out["met"] is False  # no goal
+    assert set(out["sizes"][1]["spf_engines_median_ms"]) == {
+        "python_dijkstra", "python_bidirectional", "scipy_csgraph"}
+    # the exact search is never worse than LARAC on the same queries
+    assert all(r["larac_worse_pct_max"] >= 0 for r in out["sizes"])
