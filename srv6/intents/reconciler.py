@@ -56,7 +56,7 @@ from controller.logs import key_event
 from controller.models import Link, LinkState, Router, Site
 from controller.models.job import utcnow
 from srv6.dataplane.mbb import execute, plan_switch
-from srv6.dataplane.programmer import PolicyProgrammer
+from srv6.dataplane.programmer import MemoryProgrammer, PolicyProgrammer
 from srv6.dataplane.state import NodeState, Route, Seg6LocalRoute, Seg6Route, SrPolicyRoute
 from srv6.intents.models import (
     IntentsSection,
@@ -143,6 +143,9 @@ class IntentReconciler:
     ``reconcile_once(store)`` (tests, benches)."""
 
     name = "srv6-intents"
+    #: programs the routers: in a cluster only the leader runs it (issue 16); it stops
+    #: and starts again as leadership comes and goes, tearing nothing down on stop
+    leader_only = True
 
     def __init__(self, sec: IntentsSection,
                  programmers: Mapping[str, PolicyProgrammer] | None = None) -> None:
@@ -174,12 +177,19 @@ class IntentReconciler:
         self._open_failed: set[str] = set()
         self._seen_at: dict[str, float] = {}  # node -> when it was last read
         self._ends: dict[tuple[str, str], bool] = {}
+        self._owned: set[str] = set()  # routers whose programmer this component opened
 
     # ------------------------------------------------------------------ component
     async def start(self, rt: Runtime) -> None:
         self.rt = rt
         rt.settings.extra["srv6-intents"] = self
-        self._register_metrics(rt)
+        if self._pool._shutdown:  # started again after a stop (leadership regained)
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="srv6-intents")
+            self._verify_pool = ThreadPoolExecutor(max_workers=1,
+                                                   thread_name_prefix="srv6-probe")
+            self._seen.clear()  # another leader may have changed the routers meanwhile
+        if not self._metrics:
+            self._register_metrics(rt)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._pool, self._open_programmers)
         self._unsub = rt.bus.on(StateChanged, self._on_change)
@@ -204,6 +214,7 @@ class IntentReconciler:
                 continue
             try:
                 self.programmers[node] = make_programmer(node, b)
+                self._owned.add(node)
             except (CpnError, OSError) as exc:
                 failed[node] = f"unreachable: {exc}"
                 if node not in self._open_failed:
@@ -265,9 +276,14 @@ class IntentReconciler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         loop = asyncio.get_running_loop()
-        for prog in self.programmers.values():
+        for node, prog in list(self.programmers.items()):
+            if isinstance(prog, MemoryProgrammer):
+                continue  # an in-memory programmer is the device itself: nothing to release
             with contextlib.suppress(Exception):
                 await loop.run_in_executor(self._pool, prog.close)
+            if node in self._owned:  # reopened by the next start (leadership regained)
+                del self.programmers[node]
+        self._owned.clear()
         self._pool.shutdown(wait=False)
         self._verify_pool.shutdown(wait=False)
 

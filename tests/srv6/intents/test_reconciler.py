@@ -270,3 +270,39 @@ def test_periodic_read_back_is_spread_over_slices_and_still_repairs_drift(net: N
     assert repaired == 1 and steering(net) == [route]
     reads.clear()
     assert net.rec.reconcile_once(net.store, full=False).ops == 0 and reads == []
+
+
+def test_leader_only_reconciler_stops_and_starts_again_without_teardown(net: Net) -> None:
+    """In a cluster the reconciler runs on the leader only (issue 16): it is stopped when
+    leadership is lost and started again when regained — same object, nothing torn down
+    on stop, a full read-back pass on the new start, metrics registered once."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry
+
+    from controller.cluster import leader_only
+
+    assert leader_only(net.rec)
+    net.put(intent())
+    listeners: list[Any] = []
+
+    def on(_kind: Any, fn: Any) -> Any:
+        listeners.append(fn)
+        return lambda: listeners.remove(fn)
+
+    rt = SimpleNamespace(store=net.store, settings=SimpleNamespace(extra={}),
+                         metrics=CollectorRegistry(), bus=SimpleNamespace(on=on))
+
+    async def cycle() -> None:
+        await net.rec.start(rt)  # type: ignore[arg-type]
+        programmed = net.kernel("R1")
+        assert steering(net) and net.status("R1~100~R3").state is IntentState.PROGRAMMED
+        await net.rec.stop()
+        assert net.kernel("R1") == programmed and not listeners  # nothing torn down
+        del net.progs["R1"].kernel[steering(net)[0].key]  # drift while not leading
+        await net.rec.start(rt)  # type: ignore[arg-type]  # leadership regained
+        assert net.kernel("R1") == programmed  # repaired by the first pass
+        await net.rec.stop()
+
+    asyncio.run(cycle())
