@@ -302,11 +302,16 @@ def plan_from_store(store: Store, body: PlacementBody, shared: dict[str, Any],
            "bound": plan.bound, "gap": plan.gap, "solver": plan.solver,
            "status": plan.status, "greedy_objective": plan.greedy_objective,
            "paths_engine": engine, "planned_at": time.time()}
-    from scheduler.decisions import flow_decisions
+    from scheduler.decisions import SchedulingDecision, flow_decisions
 
     decs = flow_decisions(prob, plan.assign, plan.solver)
     with store.transaction("scheduler", f"placement: {len(decs)} flow decision(s), "
                            f"{len(plan.unplaced)} unplaced") as txn:
+        now = {d.key for d in decs}
+        for gone in store.list(SchedulingDecision):  # flows no longer in the request
+            if gone.subject_kind == "flow" and gone.decided_by == "placement" and \
+                    gone.key not in now:
+                txn.delete(SchedulingDecision, gone.key)
         for d in decs:
             old = txn.get(type(d), d.key)
             if old is None or old.model_copy(update={"decided_at": d.decided_at}) != d:

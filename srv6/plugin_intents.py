@@ -25,9 +25,10 @@ def components(rt: Runtime) -> list[Any]:
     sec = rt.cfg.sections.get("intents") if rt.cfg else None
     if not isinstance(sec, IntentsSection) or not sec.enabled:
         return []
+    from srv6.intents.placements import PlacementIntents
     from srv6.intents.reconciler import IntentReconciler
 
-    return [IntentReconciler(sec)]
+    return [IntentReconciler(sec), PlacementIntents(sec)]
 
 
 def routers(rt: Runtime) -> list[Any]:

@@ -63,8 +63,7 @@ def _runtime(tmp: Path, bb: Backbone, backend: str, netns: dict[str, str] | None
 def _reconciler(rt: Runtime) -> IntentReconciler:
     from srv6.plugin_intents import components
 
-    [rec] = components(rt)
-    assert isinstance(rec, IntentReconciler)
+    rec = next(c for c in components(rt) if isinstance(c, IntentReconciler))
     return rec
 
 

@@ -163,7 +163,8 @@ class IntentsSection(Model):
     path with scapy when the headend and egress are namespaces); ``watch_links``
     (follow interface carrier on netlink nodes and write ``Link.state``); ``ifstate``
     (routers whose interface state is read over NETCONF, RFC 8343, every
-    ``ifstate_s``: ``srv6.intents.ifpoll``)."""
+    ``ifstate_s``: ``srv6.intents.ifpoll``); ``placement_color`` (colour of the intents
+    that carry placements' network parts: ``srv6.intents.placements``)."""
 
     enabled: bool = True
     nodes: dict[Name, NodeBinding] = Field(default_factory=dict)
@@ -176,3 +177,4 @@ class IntentsSection(Model):
     watch_links: bool = True
     ifstate: list[IfStateDevice] = Field(default_factory=list)
     ifstate_s: float = Field(default=1.0, gt=0, le=3600)
+    placement_color: int = Field(default=300, ge=1, le=2**32 - 1)

@@ -73,6 +73,12 @@ def test_flow_decision_names_delay_bound_and_capacity(rt: Runtime) -> None:
     seq = rt.store.last_seq()
     c.post("/api/v1/scheduler/placement", headers=OP, json={"flows": flows})
     assert rt.store.last_seq() == seq
+    # a flow left out of the next request: its decision goes (and its intent with it)
+    other = [{**flows[0], "id": "cam2"}]
+    assert c.post("/api/v1/scheduler/placement", headers=OP,
+                  json={"flows": other}).status_code == 200
+    assert rt.store.get(SchedulingDecision, "flow:cam") is None
+    assert rt.store.get(SchedulingDecision, "flow:cam2") is not None
 
 
 def test_intent_why_not_names_srlg_and_delay(rt: Runtime) -> None:
