@@ -36,7 +36,15 @@ def _srv6_k_paths(links: Sequence[Link], routers: Sequence[Router], sites: Seque
         from srv6.paths.topology import Topology
     except ImportError:
         return None
-    topo = Topology.build(links, routers, sites)
+    # A site attached through ``Router.site`` is joined to its router by a 0 ms
+    # attachment (as in ``network.graph_from`` and the fallback); its key never
+    # appears in a path, so a flow to such a site gets its candidate paths.
+    known = {r.name for r in routers} | {st.name for st in sites}
+    attach = [Link.model_construct(a=r.name, b=r.site, id=f"{r.name}@{r.site}",
+                                   delay_ms=0.0, igp_metric=1, srlgs=[])
+              for r in routers if r.site and r.site in known and r.site != r.name]
+    virtual = {ln.key for ln in attach}
+    topo = Topology.build([*links, *attach], routers, sites)
     weight = topo.weights("delay")
     out: dict[tuple[str, str], list[SitePath]] = {}
     for o, s in pairs:
@@ -47,10 +55,18 @@ def _srv6_k_paths(links: Sequence[Link], routers: Sequence[Router], sites: Seque
             out[(o, s)] = [SitePath((), 0.0, frozenset())]
             continue
         got = []
-        for _, edges in yen_paths(topo, weight, topo.index[o], topo.index[s], None, set(), k):
-            es = [topo.edges[e] for e in edges]
-            got.append(SitePath(tuple(e.key for e in es), sum(e.delay_ms for e in es),
-                                     frozenset(e.kind for e in es)))
+        seen: set[tuple[str, ...]] = set()
+        for _, edges in yen_paths(topo, weight, topo.index[o], topo.index[s], None, set(),
+                                  2 * k if virtual else k):
+            es = [topo.edges[e] for e in edges if topo.edges[e].key not in virtual]
+            keys = tuple(e.key for e in es)
+            if keys in seen:
+                continue
+            seen.add(keys)
+            got.append(SitePath(keys, sum(e.delay_ms for e in es),
+                                frozenset(e.kind for e in es)))
+            if len(got) == k:
+                break
         out[(o, s)] = got
     return out
 
