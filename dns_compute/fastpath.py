@@ -49,6 +49,7 @@ FastTable = tuple[dict[bytes, Entry], bytes, Template, Template]
 _OPT_HEAD = (b"\x00" + struct.pack("!HHI", 41, OUR_UDP_SIZE, 0),
              b"\x00" + struct.pack("!HHI", 41, OUR_UDP_SIZE, 0x8000))
 _EMPTY_RDLEN = b"\x00\x00"
+_IN_OPT = b"\x00\x01\x00\x00\x29"  # class IN, then an OPT RR: root owner, type 41
 
 
 def _template(aa: bool, rcode: int, answer: list[Part], authority: list[Part]) -> Template:
@@ -124,24 +125,33 @@ def fast_answer(table: FastTable, data: bytes, source: str) -> tuple[bytes, int]
     ar = data[11]
     if data[10] or ar > 1:
         return None
-    pos = 12
-    starts = []
-    while True:
-        if pos >= n:
+    names, origin, nx, refused = table
+    # Quick split: the question ends where the OPT RR starts (class IN, root owner,
+    # type 41) or at the end of the message. A name that is a key of the table is a
+    # valid wire name, so the label walk from offset 12 would end at the same place.
+    in_end = n if data[n - 2:] == b"\x00\x01" else 1
+    qend = data.find(_IN_OPT, 17) + 2 if ar else in_end
+    entry = names.get(data[12:qend - 4].lower()) if qend > 16 else None
+    starts: list[int] = []
+    if entry is None:  # walk the labels: NXDOMAIN / REFUSED need their offsets
+        pos = 12
+        while True:
+            if pos >= n:
+                return None
+            ln = data[pos]
+            if not ln:
+                break
+            if ln > 63:
+                return None
+            starts.append(pos)
+            pos += 1 + ln
+        if pos - 11 > 255:
             return None
-        ln = data[pos]
-        if not ln:
-            break
-        if ln > 63:
+        qend = pos + 5
+        if qend > n or data[pos + 3:qend] != b"\x00\x01":  # class IN
             return None
-        starts.append(pos)
-        pos += 1 + ln
-    if pos - 11 > 255:
-        return None
-    qend = pos + 5
-    if qend > n or data[pos + 3:qend] != b"\x00\x01":  # class IN
-        return None
-    qtype = data[pos + 1] << 8 | data[pos + 2]
+        entry = names.get(data[12:pos + 1].lower())
+    qtype = data[qend - 4] << 8 | data[qend - 3]
     rest = data[qend:]
     ecs = b""
     do = 0
@@ -172,13 +182,11 @@ def fast_answer(table: FastTable, data: bytes, source: str) -> tuple[bytes, int]
         return None
     if qtype == 255 or qtype == 251 or qtype == 252:
         return None
-    names, origin, nx, refused = table
-    qname = data[12:pos + 1].lower()
-    entry = names.get(qname)
     mode = MODE_ANY
     scope = 0
     if entry is None:
-        if qname.endswith(origin) and (pos + 1 - len(origin)) in starts:
+        qname = data[12:qend - 4].lower()
+        if qname.endswith(origin) and (qend - 4 - len(origin)) in starts:
             tpl = nx
         else:  # not ours: REFUSED, the OPT without DO or ECS (as ``reject_wire``)
             heads, body = refused

@@ -34,6 +34,7 @@ import sys
 import threading
 
 from dns_compute.cache import AnswerCache
+from dns_compute.fastpath import fast_answer
 from dns_compute.responder import Responder, WireZone
 from dns_compute.worker import encode_zone
 
@@ -124,8 +125,11 @@ def _udp_loop_uncached(sock: socket.socket, responder: Responder,
             continue
         if stop.is_set():
             return
+        z = responder.zone
         try:
-            out, _ = respond(data, addr[0])
+            # the template fast path straight from the loop, else the full responder
+            hit = fast_answer(z.fast, data, addr[0]) if z is not None and z.fast else None
+            out = hit[0] if hit is not None else respond(data, addr[0])[0]
         except Exception:  # never let one query kill the loop
             log.exception("DNS responder failed on a %d-octet query", len(data))
             continue
