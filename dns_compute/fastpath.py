@@ -49,6 +49,9 @@ FastTable = tuple[dict[bytes, Entry], bytes, Template, Template]
 _OPT_HEAD = (b"\x00" + struct.pack("!HHI", 41, OUR_UDP_SIZE, 0),
              b"\x00" + struct.pack("!HHI", 41, OUR_UDP_SIZE, 0x8000))
 _EMPTY_RDLEN = b"\x00\x00"
+_OPT_RR = struct.Struct("!BHHBBHH")  # owner, type, udp size, ext rcode, version, flags, rdlen
+_ECS_HEAD = struct.Struct("!HHHBB")  # option code, length, family, source, scope
+_BYTE = [bytes((i,)) for i in range(256)]
 _IN_OPT = b"\x00\x01\x00\x00\x29"  # class IN, then an OPT RR: root owner, type 41
 
 
@@ -152,35 +155,32 @@ def fast_answer(table: FastTable, data: bytes, source: str) -> tuple[bytes, int]
             return None
         entry = names.get(data[12:pos + 1].lower())
     qtype = data[qend - 4] << 8 | data[qend - 3]
-    rest = data[qend:]
-    ecs = b""
+    if qtype == 255 or qtype == 251 or qtype == 252:
+        return None
+    ecs = False
     do = 0
     limit = 512
     if ar:
         # OPT: root owner, type 41, udp size, ext-rcode, version 0, flags, rdlen
-        if len(rest) < 11 or rest[0:3] != b"\x00\x00\x29" or rest[6]:
+        if n < qend + 11:
             return None
-        rdlen = rest[9] << 8 | rest[10]
-        if len(rest) != 11 + rdlen:
+        owner, rtype, size, _ext, version, flags, rdlen = _OPT_RR.unpack_from(data, qend)
+        if owner or rtype != 41 or version or n != qend + 11 + rdlen:
             return None
-        limit = max(512, rest[3] << 8 | rest[4])
-        do = rest[7] & 0x80
+        limit = size if size > 512 else 512
+        do = flags & 0x8000
         if rdlen:
-            if rest[11:13] != b"\x00\x08" or (rest[13] << 8 | rest[14]) != rdlen - 4:
+            if rdlen < 8:
                 return None
-            ecs = rest[15:]
-            if len(ecs) < 4 or ecs[3] or ecs[0] or ecs[1] not in (1, 2):
+            code, olen, family, src, qscope = _ECS_HEAD.unpack_from(data, qend + 11)
+            if code != 8 or olen != rdlen - 4 or qscope or (family != 1 and family != 2):
                 return None
-            src = ecs[2]
-            width = 4 if ecs[1] == 1 else 16
-            nbytes = (src + 7) >> 3
-            if src > width * 8 or len(ecs) != 4 + nbytes:
+            if src > (32 if family == 1 else 128) or olen != 4 + ((src + 7) >> 3):
                 return None
-            if src & 7 and ecs[-1] & (0xFF >> (src & 7)):
+            if src & 7 and data[-1] & (0xFF >> (src & 7)):
                 return None
-    elif rest:
-        return None
-    if qtype == 255 or qtype == 251 or qtype == 252:
+            ecs = True
+    elif qend != n:
         return None
     mode = MODE_ANY
     scope = 0
@@ -196,14 +196,12 @@ def fast_answer(table: FastTable, data: bytes, source: str) -> tuple[bytes, int]
         types, nodata, steer = entry
         if steer is not None and (qtype == 1 or qtype == 28):
             if ecs:
-                src = ecs[2]
                 if src == 0:
                     tpl = steer[2][qtype]
                 else:
-                    v = 4 if ecs[1] == 1 else 6
-                    addr = int.from_bytes(ecs[4:], "big") << (8 * ((4 if v == 4 else 16)
-                                                                    - len(ecs) + 4))
-                    bucket, scope = _pick(steer, v, addr, src, True)
+                    width = 4 if family == 1 else 16
+                    addr = int.from_bytes(data[qend + 19:], "big") << (8 * (width - olen + 4))
+                    bucket, scope = _pick(steer, 4 if family == 1 else 6, addr, src, True)
                     tpl = bucket[qtype]
             else:
                 mode = MODE_SOURCE
@@ -218,12 +216,11 @@ def fast_answer(table: FastTable, data: bytes, source: str) -> tuple[bytes, int]
             tpl = types.get(qtype) or nodata
     heads, body = tpl
     if ar:
-        if ecs:
-            echo = ecs[:3] + bytes((scope,)) + ecs[4:]
-            opt = (_OPT_HEAD[1 if do else 0] + struct.pack("!HHH", len(echo) + 4, 8, len(echo))
-                   + echo)
-        else:
-            opt = _OPT_HEAD[1 if do else 0] + _EMPTY_RDLEN
+        # The echoed ECS option has the query's lengths and bytes, the scope spliced in
+        # (the query's scope is 0, so a scope-0 answer echoes the option unchanged).
+        opt = (_OPT_HEAD[1 if do else 0] + data[qend + 9:] if not scope else
+               _OPT_HEAD[1 if do else 0] + data[qend + 9:qend + 18] + _BYTE[scope]
+               + data[qend + 19:])
     else:
         opt = b""
     out = data[:2] + heads[(data[2] & 1) | (ar << 1)] + data[12:qend] + body + opt

@@ -59,8 +59,10 @@ def _udp_loop(sock: socket.socket, responder: Responder, stop: threading.Event,
             if stop.is_set():
                 return
             continue
-        if stop.is_set():
-            return
+        if not data:  # stop() wakes us with an empty datagram
+            if stop.is_set():
+                return
+            continue
         z = responder.zone
         if z is not zone:
             zone = z
@@ -123,8 +125,10 @@ def _udp_loop_uncached(sock: socket.socket, responder: Responder,
             if stop.is_set():
                 return
             continue
-        if stop.is_set():
-            return
+        if not data:  # stop() wakes us with an empty datagram
+            if stop.is_set():
+                return
+            continue
         z = responder.zone
         try:
             # the template fast path straight from the loop, else the full responder
