@@ -117,7 +117,7 @@ def _matrix(g: Csr, per_directed_edge: Arr) -> Any:
 def unique_prefix(topo: Topology, nodes: Sequence[int], cum: Sequence[float], i: int
                   ) -> int:
     """``spf.unique_prefix`` on IGP weights, with the distance field from the compiled
-    Dijkstra (limited to the rest of the path's cost): ``nodes[i..j]`` is the unique
+    Dijkstra (limited to a growing stretch of the path): ``nodes[i..j]`` is the unique
     shortest path iff every next path node is at its path distance and has exactly
     one tight incoming link (a second one, parallel links included, is an ECMP)."""
     g = csr(topo)
@@ -126,26 +126,33 @@ def unique_prefix(topo: Topology, nodes: Sequence[int], cum: Sequence[float], i:
         graph = topo.cache["m:igp"] = _matrix(g, weight_array(topo, "igp")[g.eid])
     last = len(nodes) - 1
     base = cum[i]
-    dist: Arr = dijkstra(graph, directed=True, indices=nodes[i],
-                         limit=cum[last] - base + EPS)
-    d = dist.tolist() if g.n <= 4 * len(nodes) else None
     w = topo.weights("igp")
     adj = topo.adj
     j = i
-    while j < last:
-        v = nodes[j + 1]
-        dv = float(dist[v]) if d is None else d[v]
-        if abs(dv - (cum[j + 1] - base)) > EPS * max(1.0, dv):
+    hops = 2
+    while True:
+        # The field only as far as the path nodes checked in this pass: a node's own
+        # distance and its tight neighbours (strictly closer, weights >= 1) are exact
+        # within the limit. Doubling the stretch keeps the work near that of the last
+        # pass, and a path that leaves the IGP early never pays for the whole ball.
+        end = min(last, i + hops)
+        dist: Arr = dijkstra(graph, directed=True, indices=nodes[i],
+                             limit=cum[end] - base + EPS)
+        while j < end:
+            v = nodes[j + 1]
+            dv = float(dist[v])
+            if abs(dv - (cum[j + 1] - base)) > EPS * max(1.0, dv):
+                return j
+            tight = 0
+            for u, e in adj[v]:
+                if abs(float(dist[u]) + w[e] - dv) <= EPS * max(1.0, dv):
+                    tight += 1
+            if tight != 1:
+                return j
+            j += 1
+        if end == last:
             return j
-        tight = 0
-        for u, e in adj[v]:
-            du = float(dist[u]) if d is None else d[u]
-            if abs(du + w[e] - dv) <= EPS * max(1.0, dv):
-                tight += 1
-        if tight != 1:
-            return j
-        j += 1
-    return j
+        hops *= 2
 
 
 def delay_bounded(topo: Topology, metric: Sequence[float], delay: Sequence[float],
