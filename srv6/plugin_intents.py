@@ -27,8 +27,9 @@ def components(rt: Runtime) -> list[Any]:
         return []
     from srv6.intents.placements import PlacementIntents
     from srv6.intents.reconciler import IntentReconciler
+    from srv6.slices_enforce import SliceEnforcer
 
-    return [IntentReconciler(sec), PlacementIntents(sec)]
+    return [IntentReconciler(sec), PlacementIntents(sec), SliceEnforcer(sec)]
 
 
 def routers(rt: Runtime) -> list[Any]:

@@ -80,3 +80,23 @@ async def reconcile_now(rt: RT, who: Operator) -> dict[str, Any]:
     rep = await rec.run_pass()
     return {"ops": rep.ops, "repairs": rep.repairs, "frozen": rep.frozen,
             "elapsed_ms": round(rep.elapsed_ms, 3), "changed": rep.changed}
+
+
+@router.get("/slice-status", summary="What the network does with every slice (HTB classes)")
+def list_slice_status(rt: RT, who: Caller, page: Paging) -> dict[str, Any]:
+    del who
+    from srv6.slices_enforce import SliceStatus
+
+    rows = sorted(rt.store.list(SliceStatus), key=lambda s: s.key)
+    return page.apply([s.to_json_dict() for s in rows])
+
+
+@router.get("/slice-status/{name}", summary="Status of one slice: state, constraint, classes")
+def get_slice_status(name: str, rt: RT, who: Caller) -> dict[str, Any]:
+    del who
+    from srv6.slices_enforce import SliceStatus
+
+    st = rt.store.get(SliceStatus, name)
+    if st is None:
+        raise NotFoundError(SliceStatus.KIND, name)
+    return st.to_json_dict()
