@@ -1,10 +1,12 @@
 """UDP worker processes of the embedded DNS server (one GIL each: scaling over cores).
 
 Rules:
-- ``python -m dns_compute.worker HOST PORT`` binds its own UDP socket to HOST:PORT with
+- ``python -m dns_compute.worker HOST PORT [--no-cache]`` binds its own UDP socket to HOST:PORT with
   SO_REUSEPORT (the kernel spreads client flows over the controller's sockets and the
   workers') and answers with the same ``Responder`` + ``AnswerCache`` loop as the
-  controller's UDP threads (``server._udp_loop``).
+  controller's UDP threads (``server._udp_loop``); ``--no-cache`` answers every query
+  through the responder (``cpn bench dns`` measures the uncached figure so, in a process
+  of its own).
 - Zones arrive on stdin as frames (4-octet big-endian length + pickled ``WireZone``,
   template table included), written by the controller's ``DnsServer`` on start and on
   every zone swap; a worker answers nothing before its first zone. The pipe is private
@@ -57,11 +59,13 @@ def _follow(stream: BinaryIO, responder: Responder) -> None:
 
 
 def main(argv: list[str]) -> int:
+    cached = "--no-cache" not in argv
+    argv = [a for a in argv if a != "--no-cache"]
     if len(argv) != 2:
-        print("usage: python -m dns_compute.worker HOST PORT  (zones on stdin)",
+        print("usage: python -m dns_compute.worker HOST PORT [--no-cache]  (zones on stdin)",
               file=sys.stderr)
         return 2
-    from dns_compute.server import _udp_loop
+    from dns_compute.server import _udp_loop, _udp_loop_uncached
 
     host, port = argv[0], int(argv[1])
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -81,7 +85,10 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=_follow, args=(stdin, responder), daemon=True,
                      name="cpn-dns-zone").start()
     print(f"ready {sock.getsockname()[1]}", flush=True)
-    _udp_loop(sock, responder, threading.Event(), AnswerCache())
+    if cached:
+        _udp_loop(sock, responder, threading.Event(), AnswerCache())
+    else:
+        _udp_loop_uncached(sock, responder, threading.Event())
     return 0
 
 

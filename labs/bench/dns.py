@@ -12,12 +12,14 @@ Rules:
     cache switched off — so no answer of this mix comes from a cache;
   * ``cached``: the lower-case mix without ECS against the controller's own server
     (answer cache on), as a resolver farm asking the same names would.
+- The embedded responder is measured as a UDP worker process (``dns_compute.worker``,
+  what ``dns.udp_workers`` starts; ``--no-cache`` for the uncached mix) holding the
+  controller's zone, so its process CPU time is the responder's alone, as Knot's is.
 - Per run: answers per wall-second (dnsperf) and per CPU-second of the server process
-  (user + system, ``/proc`` for Knot, this process for the embedded server: its other
-  threads idle meanwhile and are charged to it). Reported: medians, min–max spread,
-  the ratio CPN/Knot of the medians per CPU-second and per wall-second.
-- Cores: the uncached server with 1 answerer (its UDP thread) vs 2 (plus one worker
-  process, ``udp_workers=1``), alternated, unpinned, dnsperf with 8 client sockets (the
+  (user + system from ``/proc``). Reported: medians, min–max spread, the ratio
+  CPN/Knot of the medians per CPU-second and per wall-second.
+- Cores: uncached worker processes, 1 vs 2 on the same port (SO_REUSEPORT), alternated,
+  unpinned, dnsperf with 8 client sockets (the
   kernel's SO_REUSEPORT hash spreads sockets, not queries); ``scaling`` is the ratio of
   median wall-second rates. On a shared machine it is bounded by the CPU dnsperf and
   the other tenants take: the load average is printed before and after.
@@ -134,7 +136,6 @@ async def _bench(duration_s: float, clients: int, outstanding: int, trials: int,
     from controller.models import ComputeMetrics
     from controller.runtime import Runtime, Settings
     from dns_compute.component import DnsComponent
-    from dns_compute.server import DnsServer
     from labs.dns_sample import dns_section, entities, overloaded
     from labs.knot import KnotServer, free_port
 
@@ -166,25 +167,28 @@ async def _bench(duration_s: float, clients: int, outstanding: int, trials: int,
         knot_pid: int = knot.proc.pid  # type: ignore[union-attr]
         uq = work / "uncached.txt"
         _uncached_queries(uq, 20_000)
-        plain = DnsServer(comp.keeper.responder, "127.0.0.1", 0, cache=False)  # type: ignore[union-attr]
-        await plain.start()
+        zone = comp.keeper.responder.zone  # type: ignore[union-attr]
+        assert zone is not None
+        cached_w = _workers(zone, 1, True, {server_cpu})
+        plain_w = _workers(zone, 1, False, {server_cpu})
         runs: dict[str, list[dict[str, float]]] = {k: [] for k in (
             "cpn_uncached", "knot_uncached", "cpn_cached", "knot_cached")}
         ecs_u = ["-E", f"8:{ECS_UNCACHED_HEX}"]
         try:
             for _ in range(rounds):
-                for mix, qf, extra, cpn_port in (("uncached", uq, ecs_u, plain.port),
-                                                 ("cached", qfile, [], port)):
+                for mix, qf, extra, w in (("uncached", uq, ecs_u, plain_w),
+                                          ("cached", qfile, [], cached_w)):
                     runs[f"cpn_{mix}"].append(await asyncio.to_thread(
-                        _measured, _dnsperf, [None], cpn_port, qf, duration_s, clients,
+                        _measured, _dnsperf, w[1], w[0], qf, duration_s, clients,
                         outstanding, client_cpu, extra))
                     runs[f"knot_{mix}"].append(await asyncio.to_thread(
                         _measured, _dnsperf, [knot_pid], knot.port, qf, duration_s,
                         clients, outstanding, client_cpu, extra))
         finally:
-            await plain.stop()
-        scaling = await _scaling(comp.keeper.responder, uq, ecs_u, duration_s,  # type: ignore[union-attr]
-                                 outstanding, rounds)
+            _stop_workers(cached_w)
+            _stop_workers(plain_w)
+        scaling = await asyncio.to_thread(_scaling, zone, uq, ecs_u, duration_s,
+                                          outstanding, rounds)
 
         q_ecs = dns.message.make_query("video.svc.cpn.example", "A", use_edns=0, options=[
             dns.edns.ECSOption.from_text("10.0.0.0/24")])
@@ -255,30 +259,67 @@ async def _bench(duration_s: float, clients: int, outstanding: int, trials: int,
     }
 
 
-async def _scaling(responder: Any, qfile: Path, extra: list[str], duration_s: float,
-                   outstanding: int, rounds: int) -> dict[str, Any]:
-    """Uncached answers per wall-second with 1 then 2 answerers, alternated, unpinned."""
-    from dns_compute.server import DnsServer
+Workers = tuple[int, list[int | None], list[subprocess.Popen[bytes]]]
 
+
+def _workers(zone: Any, n: int, cached: bool, cpus: set[int]) -> Workers:
+    """``n`` responder worker processes on one free port, holding ``zone``, on ``cpus``:
+    (port, their pids, the processes)."""
+    import sys
+
+    from dns_compute.worker import encode_zone
+    from labs.knot import free_port
+
+    port = free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(n):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "dns_compute.worker", "127.0.0.1", str(port),
+                 *([] if cached else ["--no-cache"])],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            procs.append(proc)
+            assert proc.stdin is not None and proc.stdout is not None
+            os.sched_setaffinity(proc.pid, cpus)
+            proc.stdin.write(encode_zone(zone))
+            proc.stdin.flush()
+            if not proc.stdout.readline().startswith(b"ready"):
+                raise RuntimeError(f"DNS worker {proc.pid} did not start")
+    except BaseException:
+        _stop_workers((port, [], procs))
+        raise
+    return port, [p.pid for p in procs], procs
+
+
+def _stop_workers(w: Workers) -> None:
+    for proc in w[2]:
+        if proc.stdin is not None:
+            proc.stdin.close()  # the worker exits when its zone pipe closes
+    for proc in w[2]:
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _scaling(zone: Any, qfile: Path, extra: list[str], duration_s: float,
+             outstanding: int, rounds: int) -> dict[str, Any]:
+    """Uncached answers per wall-second with 1 then 2 worker processes, alternated,
+    unpinned (dnsperf too)."""
     everywhere = set(range(os.cpu_count() or 1))
     wall: dict[int, list[dict[str, float]]] = {1: [], 2: []}
     for _ in range(rounds):
         for answerers in (1, 2):
-            srv = DnsServer(responder, "127.0.0.1", 0, cache=False,
-                            udp_workers=answerers - 1)
-            await srv.start()
+            w = _workers(zone, answerers, False, everywhere)
             try:
-                for proc in srv.workers:
-                    os.sched_setaffinity(proc.pid, everywhere)
-                for t in srv._threads:
-                    if t.native_id is not None:
-                        os.sched_setaffinity(t.native_id, everywhere)
-                pids: list[int | None] = [None, *(p.pid for p in srv.workers)]
-                wall[answerers].append(await asyncio.to_thread(
-                    _measured, _dnsperf, pids, srv.port, qfile, duration_s, 8,
-                    outstanding, ",".join(map(str, sorted(everywhere))), extra))
+                wall[answerers].append(_measured(
+                    _dnsperf, w[1], w[0], qfile, duration_s, 8, outstanding,
+                    ",".join(map(str, sorted(everywhere))), extra))
             finally:
-                await srv.stop()
+                _stop_workers(w)
     one = _spread(wall[1], "qps")
     two = _spread(wall[2], "qps")
     return {"qps_1_answerer": one, "qps_2_answerers": two,

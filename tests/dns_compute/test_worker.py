@@ -75,3 +75,40 @@ def test_workers_answer_follow_swaps_and_stop_with_the_server() -> None:
         assert all(p.returncode is not None for p in procs)
 
     asyncio.run(main())
+
+
+def test_uncached_worker_answers_every_spelling_from_the_responder() -> None:
+    """``--no-cache`` (what ``cpn bench dns`` measures): answers still exact."""
+    import subprocess
+    import sys
+
+    from labs.knot import free_port
+
+    keeper = ZoneKeeper(ZONE, dns_section(), responder=Responder())
+    keeper.load(entities())
+    keeper.rebuild()
+    assert keeper.responder.zone is not None
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "dns_compute.worker", "127.0.0.1",
+                             str(port), "--no-cache"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(encode_zone(keeper.responder.zone))
+        proc.stdin.flush()
+        assert proc.stdout.readline().startswith(b"ready")
+        for name in ("Video.SVC.cpn.example", "vIDEO.svc.CPN.example"):
+            q = dns.message.make_query(name, "A", use_edns=0,
+                                       options=[dns.edns.ECSOption.from_text("10.0.1.0/24")])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(3)
+                s.sendto(q.to_wire(), ("127.0.0.1", port))
+                r = dns.message.from_wire(s.recv(4096))
+            assert str(r.answer[0][0]) == "10.0.2.10"  # 10.0.1.0/24 sits behind R3
+            assert r.question[0].name.to_text() == name + "."
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
