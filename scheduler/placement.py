@@ -18,6 +18,13 @@ Rules:
   CP-SAT failure or timeout without a better solution returns the greedy plan.
 - Options per flow are pruned to the ``max_options`` cheapest (the current option is
   always kept); the bound reported is the bound of that pruned model.
+- ``mode``: ``"lp-guided"`` (default) fixes the flows the LP relaxation makes integral
+  on models above ``SMALL_MODEL_VARS`` option variables and gives CP-SAT the rest;
+  while the gap to the whole model's bound is above ``gap_limit`` and budget remains,
+  CP-SAT then runs on the whole model, hinted with the best plan so far. ``"exact"``
+  gives CP-SAT the whole model from the start. The bound is always of the whole model
+  (LP bound or CP-SAT bound of the whole model); ``status`` starts with ``optimal``
+  only when the objective equals that bound, else ``feasible, gap …``.
 """
 
 from __future__ import annotations
@@ -346,8 +353,10 @@ def _to_plan(p: PlacementProblem, chosen: Mapping[str, Option | None], obj: int,
 
 def solve(p: PlacementProblem, *, time_limit_s: float = 10.0, workers: int = 2,
           gap_limit: float = 0.005, fixed: set[str] | None = None,
-          use_cpsat: bool = True) -> PlacementPlan:
+          use_cpsat: bool = True, mode: str = "lp-guided") -> PlacementPlan:
     """Greedy, then CP-SAT from the greedy hint (see module rules)."""
+    if mode not in ("lp-guided", "exact"):
+        raise ValueError(f"placement mode {mode!r}: use 'lp-guided' or 'exact'")
     t0 = time.perf_counter()
     options, penalty = build_options(p, fixed)
     g_choice, g_obj = greedy(p, fixed, (options, penalty))
@@ -361,7 +370,7 @@ def solve(p: PlacementProblem, *, time_limit_s: float = 10.0, workers: int = 2,
     t1 = time.perf_counter()
     try:
         better = _lp_guided(p, options, penalty, g_choice, fixed, time_limit_s, workers,
-                            gap_limit)
+                            gap_limit, mode == "exact")
     except Exception as exc:  # never no plan: fall back to greedy
         plan.status = f"cp-sat failed ({type(exc).__name__}: {exc}); greedy plan"
         plan.solve_s = time.perf_counter() - t1
@@ -375,7 +384,11 @@ def solve(p: PlacementProblem, *, time_limit_s: float = 10.0, workers: int = 2,
     bound = max(bound, trivial_bound)  # both are valid lower bounds
     if obj > g_obj:
         choice, obj = g_choice, g_obj
-        status += " (greedy kept: better)"
+        status += "; greedy kept: better"
+    # What was proven, of the whole model: optimal only when nothing lies below.
+    proven = ("optimal" if obj <= bound else
+              f"feasible, gap {(obj - bound) / max(1, abs(obj)):.2%} to the whole model's bound")
+    status = f"{proven}; CP-SAT: {status}"
     out = _to_plan(p, choice, obj, bound, "cp-sat", status)
     out.greedy_objective, out.greedy_s, out.solve_s = g_obj / SCALE, t_greedy, solve_s
     return out
@@ -383,7 +396,8 @@ def solve(p: PlacementProblem, *, time_limit_s: float = 10.0, workers: int = 2,
 
 def _lp_guided(p: PlacementProblem, options: dict[str, list[Option]],
                penalty: dict[str, int], hint: Mapping[str, Option | None],
-               fixed: set[str] | None, time_limit_s: float, workers: int, gap_limit: float
+               fixed: set[str] | None, time_limit_s: float, workers: int, gap_limit: float,
+               exact: bool = False
                ) -> tuple[dict[str, Option | None], int, int, str] | None:
     """Fixed flows (incremental re-plan, sticky) are decided first and charged to the
     capacities. A small model goes to CP-SAT whole (its bound is then exact); a large
@@ -406,7 +420,8 @@ def _lp_guided(p: PlacementProblem, options: dict[str, list[Option]],
     n_vars = sum(len(options[f.id]) for f in rest)
     note = f"CP-SAT on all {len(rest)} free flows"
     lp_val: float | None = None
-    if n_vars > SMALL_MODEL_VARS:
+    whole_rhs = dict(rhs)
+    if n_vars > SMALL_MODEL_VARS and not exact:
         lp_val, integral = lp_bound(p, rest, options, penalty, rhs)
         for f in rest:
             i = integral[f.id]
@@ -427,7 +442,23 @@ def _lp_guided(p: PlacementProblem, options: dict[str, list[Option]],
     # With LP fixing, CP-SAT's bound holds only for the LP-restricted model; the LP
     # bound (plus the cost of flows fixed by the problem itself) is the valid one.
     bound = math.ceil(lp_val - 1e-6) + forced if lp_val is not None else bound + fixed_cost
-    return choice, obj + fixed_cost, bound, f"{status} ({note})"
+    obj += fixed_cost
+    status = f"{status} on the restricted model ({note})" if lp_val is not None else \
+        f"{status} ({note})"
+    left = time_limit_s - (time.perf_counter() - t0)
+    if lp_val is not None and obj - bound > gap_limit * max(1, abs(obj)) and left > 0.2:
+        # Gap above target and budget left: the whole model, hinted with the best plan.
+        whole = cpsat_exact(p, rest, options, penalty, whole_rhs, choice, left, workers,
+                            gap_limit)
+        if whole is not None:
+            w_choice, w_obj, w_bound, w_status = whole
+            bound = max(bound, w_bound + forced)
+            status += f"; then {w_status} on all {len(rest)} free flows"
+            if w_obj + forced < obj:
+                w_choice.update({f: o for f, o in decided.items()
+                                 if fixed is not None and f in fixed})
+                choice, obj = w_choice, w_obj + forced
+    return choice, obj, bound, status
 
 
 #: Models up to this many option variables are solved by CP-SAT whole.

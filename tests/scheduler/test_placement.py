@@ -137,3 +137,38 @@ def test_property_plans_respect_bounds_and_replan_moves_nothing(
     again = replan(p, {f.id: f for f in flows}, time_limit_s=2, use_cpsat=cpsat)
     assert again.moved == [] and check_plan(p, again) == []
     assert {f: a for f, a in again.assign.items() if a} == p.current
+
+
+def _contended() -> PlacementProblem:
+    flows = [PFlow(f"f{i}", o, {"cpu": c}, bandwidth_mbps=bw)
+             for i, (o, c, bw) in enumerate([("A", 3, 40), ("B", 5, 30), ("C", 4, 60),
+                                             ("D", 2, 20), ("A", 6, 50), ("B", 3, 70),
+                                             ("C", 5, 10), ("A", 4, 45)])]
+    return problem(flows, caps={"A": 6.0, "B": 8.0, "C": 6.0, "D": 10.0})
+
+
+def test_reported_bound_is_of_the_whole_model_and_status_says_what_was_proven(
+        monkeypatch: object) -> None:
+    """Issue #19: "optimal" was reported with a gap, against the bound of the LP-restricted
+    model. Forced through the LP-guided path, the bound must stay below the whole model's
+    proven optimum, and the status may say optimal only when objective = bound."""
+    import pytest
+
+    import scheduler.placement as placement
+
+    exact = solve(_contended(), time_limit_s=10, mode="exact")
+    assert exact.status.startswith("optimal") and exact.objective == exact.bound
+    monkeypatch.setattr(placement, "SMALL_MODEL_VARS", 0)  # type: ignore[attr-defined]
+    guided = solve(_contended(), time_limit_s=10, mode="lp-guided")
+    assert guided.solver == "cp-sat"
+    assert guided.bound <= exact.objective + 1e-9  # a valid bound of the whole model
+    assert guided.bound <= guided.objective + 1e-9
+    assert guided.objective >= exact.objective - 1e-9
+    want_gap = (guided.objective - guided.bound) / max(1e-9, abs(guided.objective))
+    assert abs(guided.gap - max(0.0, want_gap)) < 1e-6
+    if guided.objective > guided.bound + 1e-9:
+        assert guided.status.startswith("feasible, gap"), guided.status
+    else:
+        assert guided.status.startswith("optimal"), guided.status
+    with pytest.raises(ValueError, match="lp-guided"):
+        solve(_contended(), mode="fast")
