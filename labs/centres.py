@@ -225,8 +225,8 @@ def run_lab(work: Path) -> dict[str, Any]:
                         [_ok(c.get(f"/api/v1/jobs/{i}"), "get job") for i in ids]}
             waiting_at_a = [i for i, j in snapshot.items() if j["state"] == "dispatched"
                             and j["site"] == "DC-A"]
-            stopped_wall = time.time()
-            a.stop_controller()
+            a.stop_controller()  # returns once slurmctld has exited (it may start a
+            stopped_wall = time.time()  # waiting job while shutting down)
             stopped_at = time.monotonic()
             # each either moves, or had started at DC-A before its scheduler stopped
             wait_jobs(c, waiting_at_a, lambda js: all(
