@@ -172,6 +172,7 @@ class SchedulerComponent:
     # ------------------------------------------------------------ one pass
     def run_pass(self, store: Store) -> list[Decision]:
         jobs = store.list(Job)
+        _drop_orphans(store, {j.id for j in jobs})
         pending = [j for j in jobs if j.state in PENDING]
         if not pending:
             return []
@@ -302,3 +303,14 @@ def decision_record(job: Job, d: Decision) -> SchedulingDecision:
         bounds=bounds, inputs=json.loads(json.dumps(inputs, default=str)),
         candidates=[SiteVerdict.model_validate(v) for v in d.inputs.get("sites", ())],
         decided_by="scheduler")
+
+
+def _drop_orphans(store: Store, ids: set[str]) -> None:
+    """Delete the decisions of jobs that no longer exist (one transaction, if any)."""
+    gone = [d.key for d in store.list(SchedulingDecision)
+            if d.subject_kind == "job" and d.subject not in ids]
+    if gone:
+        with store.transaction("scheduler", f"scheduler: {len(gone)} decision(s) of "
+                               "deleted jobs dropped") as txn:
+            for key in gone:
+                txn.delete(SchedulingDecision, key)

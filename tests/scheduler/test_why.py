@@ -53,6 +53,11 @@ def test_job_decision_is_stored_with_per_site_verdicts(rt: Runtime) -> None:
     assert any("not HUB-GZ" in line and "capacity" in line for line in render(ans))
     assert c.get("/api/v1/why/job/nope", headers=OP).status_code == 404
     assert c.get("/api/v1/scheduler/decisions/job:big", headers=OP).json()["site"] == "HUB-SZ"
+    # the job is deleted: its decision goes with it at the next pass
+    with rt.store.transaction("test", "delete") as txn:
+        txn.delete(Job, "big")
+    SchedulerComponent().run_pass(rt.store)
+    assert rt.store.get(SchedulingDecision, "job:big") is None
 
 
 def test_flow_decision_names_delay_bound_and_capacity(rt: Runtime) -> None:
