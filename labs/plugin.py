@@ -44,6 +44,9 @@ BENCHES: dict[str, tuple[str, str]] = {
     "intent": ("labs.bench.intent",
                "SR policy intents: created → programmed and read back (p50/p99 over 200 "
                "intents, 20 routers; goal p99 ≤ 100 ms) and 1,000 from cold (goal ≤ 5 s)."),
+    "sdwan-failover": ("labs.bench.sdwan_failover",
+                       "SD-WAN SLA breach (nftables loss) → app traffic on the other "
+                       "underlay, 100 ms probes, median/p99 over 20 rounds (goal ≤ 1 s)."),
     "repath": ("labs.bench.repath",
                "Link down → new path programmed (goal ≤ 100 ms) and the stream gap with the "
                "backup pre-installed (goal ≤ 20 ms, kernel SRv6)."),

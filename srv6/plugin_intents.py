@@ -18,18 +18,32 @@ if TYPE_CHECKING:
     from controller.netconf.extension import NetconfExtension
     from controller.runtime import Runtime
 
-CONFIG_SECTIONS = {"intents": IntentsSection}
+CONFIG_SECTIONS: dict[str, Any] = {"intents": IntentsSection}
+
+
+def _sdwan_section() -> Any:
+    from srv6.sdwan_edge import SdwanEdgesSection
+
+    return SdwanEdgesSection
+
+
+CONFIG_SECTIONS["sdwan_edges"] = _sdwan_section()
 
 
 def components(rt: Runtime) -> list[Any]:
+    from srv6.sdwan_edge import SdwanEdges, SdwanEdgesSection
+
+    edges = rt.cfg.sections.get("sdwan_edges") if rt.cfg else None
+    out: list[Any] = [SdwanEdges(edges)] if isinstance(edges, SdwanEdgesSection) and \
+        edges.edges else []
     sec = rt.cfg.sections.get("intents") if rt.cfg else None
     if not isinstance(sec, IntentsSection) or not sec.enabled:
-        return []
+        return out
     from srv6.intents.placements import PlacementIntents
     from srv6.intents.reconciler import IntentReconciler
     from srv6.slices_enforce import SliceEnforcer
 
-    return [IntentReconciler(sec), PlacementIntents(sec), SliceEnforcer(sec)]
+    return [*out, IntentReconciler(sec), PlacementIntents(sec), SliceEnforcer(sec)]
 
 
 def routers(rt: Runtime) -> list[Any]:
