@@ -21,8 +21,9 @@ Rules:
 - ``SliceEnforcer`` (leader-only) applies the plan on netlink nodes (in their
   namespace) on every slice or link change and every ``readback_s``; a device that
   refuses leaves its slices ``degraded`` naming it; the status is written only when it
-  changed. ``memory`` nodes are planned, not applied (state ``programmed`` says so in
-  the reason).
+  changed. ``memory`` nodes are planned, not applied (the reason says so); a slice
+  crossing a node the controller cannot shape (``agent``, ``bgp-sr-policy``) is
+  ``degraded`` naming it.
 """
 
 from __future__ import annotations
@@ -186,6 +187,20 @@ class SliceEnforcer:
         for (node, dev), (cap, classes) in sorted(devices.items()):
             b = self.sec.nodes[node]
             if b.programmer != "netlink":
+                for c in classes:
+                    st = status[c.slice]
+                    if b.programmer == "memory":  # dry-run node: planned, nothing to apply
+                        if "not applied" not in st.reason:
+                            status[c.slice] = st.model_copy(update={
+                                "reason": f"{st.reason}; classes on {node} planned, not "
+                                          "applied (memory node)"})
+                        continue
+                    status[c.slice] = st.model_copy(update={
+                        "state": IntentState.DEGRADED, "device": node,
+                        "reason": f"{node} ({b.programmer}) cannot be shaped by the "
+                                  "controller: the slice's class there is not installed",
+                        "fix": f"make {node} a netlink node (intents.nodes.{node}) or shape "
+                               "it by its own means"})
                 continue
             try:
                 apply(dev, cap, classes, netns=b.netns)

@@ -66,6 +66,22 @@ def test_over_capacity_slice_fails_whole_and_the_others_keep_their_classes() -> 
     assert "intents.nodes.R2.devs" in st["gold"].fix and devices == {}
 
 
+def test_slice_over_a_node_the_controller_cannot_shape_is_degraded(
+        store: SqliteStore) -> None:
+    with store.transaction("test", "topology") as txn:
+        for obj in [*routers(), *LINKS, sl("gold", 0x20, 8, 46)]:
+            txn.put(obj)
+    nodes = {**NODES, "R2": NodeBinding(programmer="agent", url="https://r2:7443",
+                                        cert="c", key="k", ca="a",
+                                        devs={"R1~R2": "e21", "R2~R3": "e23"}),
+             "R1": NodeBinding(programmer="memory", devs={"R1~R2": "e12"})}
+    st = SliceEnforcer(IntentsSection(nodes=nodes)).sync(store)["gold"]
+    assert st.state is IntentState.DEGRADED and st.device == "R2"
+    assert "netlink" in st.fix
+    got = store.get(SliceStatus, "gold")
+    assert got is not None and got.state is IntentState.DEGRADED
+
+
 def test_slice_status_over_rest(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
