@@ -81,7 +81,16 @@ class _Component:
 
 
 def components(rt: Runtime) -> list[Any]:
-    return [_Component(rt)]
+    from srv6.intents.models import IntentsSection
+
+    out: list[Any] = [_Component(rt)]
+    sec = rt.cfg.sections.get("intents") if rt.cfg else None
+    if isinstance(sec, IntentsSection) and sec.enabled:
+        # a placement's network part is an SR policy intent the reconciler programs
+        from scheduler.placement_intents import PlacementIntents
+
+        out.append(PlacementIntents(sec))
+    return out
 
 
 def routers(rt: Runtime) -> list[Any]:

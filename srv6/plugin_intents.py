@@ -39,11 +39,10 @@ def components(rt: Runtime) -> list[Any]:
     sec = rt.cfg.sections.get("intents") if rt.cfg else None
     if not isinstance(sec, IntentsSection) or not sec.enabled:
         return out
-    from srv6.intents.placements import PlacementIntents
     from srv6.intents.reconciler import IntentReconciler
     from srv6.slices_enforce import SliceEnforcer
 
-    return [*out, IntentReconciler(sec), PlacementIntents(sec), SliceEnforcer(sec)]
+    return [*out, IntentReconciler(sec), SliceEnforcer(sec)]
 
 
 def routers(rt: Runtime) -> list[Any]:

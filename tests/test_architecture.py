@@ -96,7 +96,6 @@ def test_plugin_packages_form_no_cycle() -> None:
 
 #: product modules nothing reachable from ``cpn`` uses yet, each with why it stays
 NOT_YET_WIRED = {
-    "srv6.shaping": "slice shaping (HTB); wired by the slices reconciler",
     "srv6.steering.linux": "policy routing steering; wired by the slices reconciler",
     "srv6.dataplane.render": "RFC 9256 policy -> routes renderer used by labs/srv6lab.py",
 }

@@ -164,7 +164,7 @@ class IntentsSection(Model):
     (follow interface carrier on netlink nodes and write ``Link.state``); ``ifstate``
     (routers whose interface state is read over NETCONF, RFC 8343, every
     ``ifstate_s``: ``srv6.intents.ifpoll``); ``placement_color`` (colour of the intents
-    that carry placements' network parts: ``srv6.intents.placements``)."""
+    that carry placements' network parts: ``scheduler.placement_intents``)."""
 
     enabled: bool = True
     nodes: dict[Name, NodeBinding] = Field(default_factory=dict)

@@ -14,7 +14,8 @@ Rules:
   endpoint linked to it (first by name). A decision that needs an intent but has no
   programmable headend or endpoint gets a ``problems`` line naming the fix, never a
   half-made intent.
-- ``PlacementIntents`` (a leader-only component registered with the reconciler) applies
+- ``PlacementIntents`` (a leader-only component, started by ``scheduler.registration``
+  when the config has an enabled ``intents:`` section) applies
   ``desired`` on every decision or job change in one transaction: new and changed
   intents put, ``place:*`` intents no decision needs any more deleted (released), the
   decision's ``intent`` field set.

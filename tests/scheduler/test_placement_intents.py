@@ -11,8 +11,8 @@ from controller.models import Job, JobSpec, JobState, Link, Requirements
 from controller.runtime import Runtime
 from scheduler.component import SchedulerComponent
 from scheduler.decisions import SchedulingDecision
+from scheduler.placement_intents import PlacementIntents, desired, serving
 from srv6.intents.models import EndpointBinding, IntentsSection, NodeBinding
-from srv6.intents.placements import PlacementIntents, desired, serving
 from srv6.models import SrPolicyIntent
 from tests.conftest import example_runtime
 
