@@ -16,12 +16,14 @@ Rules:
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import dataclass
 
 from labs.mn import MininetTopo
 from labs.netns import Lab, LabError, Ns
 from srv6.dataplane.netlink import NetlinkProgrammer
-from srv6.dataplane.state import Seg6LocalRoute, Seg6Route
+from srv6.dataplane.state import Seg6LocalRoute, Seg6Route, route_from_dict
 
 RTPROT_STATIC = 4  # rtnetlink.h: a route an administrator made
 
@@ -90,13 +92,28 @@ def build(lab: Lab, of_port: int) -> Topology:
 
 def static_srv6(node: Ns, *routes: Seg6Route | Seg6LocalRoute) -> None:
     """Hand-made SRv6 routes (``proto static``: CPN's programmer leaves them alone), in
-    whichever kernel dataplane the node has (seg6 lwtunnels or eBPF, ``seg6bpf``)."""
-    prog = NetlinkProgrammer(node.name, netns=node.name, protocol=RTPROT_STATIC)
+    whichever kernel dataplane the node has (seg6 lwtunnels or eBPF, ``seg6bpf``).
+
+    Programmed by a short child process started inside the node (``ip netns exec``):
+    pyroute2's own namespace switching, used from this long-lived process on a second
+    Mininet run, was seen to open a namespace without the node's devices ("no interface
+    'eth0'") — the child needs none."""
+    payload = json.dumps([r.to_dict() for r in routes])
+    res = node.run([sys.executable, "-m", "labs.security_video.topology"], input=payload,
+                   check=False)
+    if res.returncode != 0:
+        raise LabError(f"[{node.name}] static SRv6 routes refused: "
+                       f"{(res.stderr or res.stdout).strip()}")
+
+
+def _program_here(payload: str) -> str:
+    """Child side of ``static_srv6``: program the routes in this namespace; '' or why not."""
+    routes = [route_from_dict(d) for d in json.loads(payload)]
+    prog = NetlinkProgrammer("static", protocol=RTPROT_STATIC)
     try:
         prog.load(prog.read_actual().merged(routes))
         res = prog.commit()
-        if res.failed:
-            raise LabError(f"[{node.name}] static SRv6 routes refused: {res.error}")
+        return res.error if res.failed else ""
     finally:
         prog.close()
 
@@ -104,3 +121,9 @@ def static_srv6(node: Ns, *routes: Seg6Route | Seg6LocalRoute) -> None:
 def steering_route(r1: Ns) -> str:
     """R1's current route to the service anycast (text), '' if none."""
     return r1.run(f"ip route show {ANYCAST}/32", check=False).stdout.strip()
+
+
+if __name__ == "__main__":  # static_srv6's child, inside the node's namespace
+    why = _program_here(sys.stdin.read())
+    if why:
+        sys.exit(why)
