@@ -18,6 +18,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
@@ -256,6 +257,18 @@ class _Duty:
 
     async def stop(self) -> None:
         await self._stop()
+
+
+async def stop_loop(unsub: Callable[[], None] | None,
+                    task: asyncio.Task[None] | None) -> None:
+    """The usual end of a component's ``stop``: drop its bus subscription, cancel its
+    loop task and wait for it to finish."""
+    if unsub is not None:
+        unsub()
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _has_loop() -> bool:

@@ -55,6 +55,7 @@ from controller.models import (
     Tenant,
 )
 from controller.models.job import HOLDING, utcnow
+from controller.runtime import stop_loop
 from scheduler.centres.dispatch import job_run, requeued
 from scheduler.centres.models import CentreStatus
 from scheduler.cycle import Running, Scheduler
@@ -124,12 +125,7 @@ class SchedulerComponent:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._unsub is not None:
-            self._unsub()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_loop(self._unsub, self._task)
 
     def _on_change(self, ev: StateChanged) -> None:
         kinds = ev.kinds()

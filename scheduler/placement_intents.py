@@ -33,6 +33,7 @@ from controller.events import StateChanged
 from controller.logs import key_event
 from controller.models import Job, Link
 from controller.models.job import HOLDING
+from controller.runtime import stop_loop
 from scheduler.decisions import SchedulingDecision
 from srv6.models import Constraints, SrPolicyIntent
 
@@ -133,12 +134,7 @@ class PlacementIntents:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._unsub is not None:
-            self._unsub()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_loop(self._unsub, self._task)
 
     def _on_change(self, ev: StateChanged) -> None:
         if ev.kinds() & WATCH and ev.actor != "placements":

@@ -36,7 +36,6 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -53,7 +52,7 @@ from controller.models import ComputeMetrics, Link, Router, Service, Site
 from controller.models.base import Entity, Model, Name, register
 from controller.models.job import utcnow
 from controller.models.service import AffinityMode
-from controller.runtime import Runtime
+from controller.runtime import Runtime, stop_loop
 from srv6.models import SrPolicyIntent
 
 log = logging.getLogger("cpn.flows")
@@ -309,12 +308,7 @@ class FlowController:
         self._task = asyncio.create_task(self._loop(), name="flows")
 
     async def stop(self) -> None:
-        if self._unsub is not None:
-            self._unsub()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_loop(self._unsub, self._task)
 
     def _on_change(self, ev: StateChanged) -> None:
         if any(c.kind in (ComputeMetrics.KIND, Service.KIND) for c in ev.changes):

@@ -40,6 +40,7 @@ from controller.events import StateChanged
 from controller.logs import key_event
 from controller.models.base import Entity, Model, register
 from controller.models.job import utcnow
+from controller.runtime import stop_loop
 from srv6.intents.models import IntentState, NodeBinding
 from srv6.models import HtbClass, Slice
 from srv6.paths import Topology
@@ -245,12 +246,7 @@ class SliceEnforcer:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._unsub is not None:
-            self._unsub()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_loop(self._unsub, self._task)
 
     def _on_change(self, ev: StateChanged) -> None:
         if ev.kinds() & WATCH:

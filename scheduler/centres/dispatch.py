@@ -46,6 +46,7 @@ from controller.events import StateChanged
 from controller.logs import key_event
 from controller.models import Job, JobRun, JobState
 from controller.models.job import HOLDING, utcnow
+from controller.runtime import stop_loop
 from scheduler.centres.base import (
     CentreAdapter,
     CentreError,
@@ -142,12 +143,7 @@ class Dispatcher:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._unsub is not None:
-            self._unsub()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_loop(self._unsub, self._task)
         for a in self.adapters.values():
             await a.close()
 
