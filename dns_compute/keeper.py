@@ -8,6 +8,10 @@ Rules:
   listeners called). Otherwise the SOA serial goes up by one, the wire zone is compiled
   and swapped into the responder in one reference assignment, then listeners
   (publisher, subscriptions) get a ``ZoneVersion``.
+- Placements (issue 14): scheduling decisions are mirrored as the ``Placement`` they
+  pin (``dns_compute.ranking.placement_of``), and jobs only as the set of those holding
+  their place (running / dispatched): a decision or job change rebuilds the zone only
+  when what DNS follows changed, so a busy scheduler does not rebuild it per job.
 - The serial starts at the current Unix time so a restarted controller never goes
   backwards (RFC 1982 arithmetic is not needed for ~68 years).
 """
@@ -23,21 +27,27 @@ from controller.models import (
     ComputeMetrics,
     ComputeResource,
     Entity,
+    Job,
     Link,
     Router,
     Service,
     Site,
 )
+from controller.models.job import HOLDING
 from controller.store.base import Change
-from dns_compute.models import DnsSection
+from dns_compute.models import DnsSection, Placement
+from dns_compute.ranking import placement_of
 from dns_compute.responder import Responder, WireZone
 from dns_compute.zone import Zone, ZoneInput, build_zone
+from scheduler.decisions import SchedulingDecision
 
 log = logging.getLogger("cpn.dns")
 
-RELEVANT: tuple[type[Entity], ...] = (Site, Router, Link, Service, ComputeMetrics,
-                                      ComputeResource)
-_KINDS = {cls.KIND: cls for cls in RELEVANT}
+_MIRRORED: tuple[type[Entity], ...] = (Site, Router, Link, Service, ComputeMetrics,
+                                       ComputeResource)
+#: every kind the zone depends on (the component loads these at start)
+RELEVANT: tuple[type[Entity], ...] = (*_MIRRORED, SchedulingDecision, Job)
+_KINDS = {cls.KIND: cls for cls in _MIRRORED}
 
 
 @dataclass(frozen=True)
@@ -64,16 +74,51 @@ class ZoneKeeper:
         self.serial = int(time.time())
         self.listeners: list[Callable[[ZoneVersion], None]] = []
         self.rebuilds = 0
+        self.placed: dict[str, Placement] = {}  # decision key -> what DNS follows
+        self.holding: set[str] = set()  # ids of jobs holding their place
 
     def load(self, objects: Iterable[Entity]) -> None:
         for obj in objects:
             if obj.KIND in self.state:
                 self.state[obj.KIND][obj.key] = obj
+            else:
+                self._follow(obj.KIND, obj.key, obj)
+
+    def _follow(self, kind: str, key: str, obj: Entity | None) -> bool:
+        """Mirror a decision or job; True when what DNS follows changed."""
+        if kind == SchedulingDecision.KIND:
+            p = placement_of(obj) if isinstance(obj, SchedulingDecision) else None
+            if self.placed.get(key) == p:
+                return False
+            if p is None:
+                self.placed.pop(key, None)
+            else:
+                self.placed[key] = p
+            return True
+        if kind == Job.KIND:
+            held = isinstance(obj, Job) and obj.state in HOLDING
+            if held == (key in self.holding):
+                return False
+            if held:
+                self.holding.add(key)
+            else:
+                self.holding.discard(key)
+            return f"job:{key}" in self.placed
+        return False
+
+    def placements(self) -> list[Placement]:
+        """What DNS follows now: flow placements, and job placements while the job
+        holds its place."""
+        return [p for p in self.placed.values()
+                if p.subject_kind != "job" or p.subject in self.holding]
 
     def apply(self, changes: Iterable[Change]) -> bool:
         """Patch the mirror; True when a relevant kind changed."""
         touched = False
         for ch in changes:
+            if ch.kind in (SchedulingDecision.KIND, Job.KIND):
+                touched = self._follow(ch.kind, ch.key, ch.value) or touched
+                continue
             bucket = self.state.get(ch.kind)
             if bucket is None:
                 continue
@@ -94,7 +139,7 @@ class ZoneKeeper:
             links=self._of(Link), services=self._of(Service),  # type: ignore[arg-type]
             metrics=self._of(ComputeMetrics),  # type: ignore[arg-type]
             resources=self._of(ComputeResource),  # type: ignore[arg-type]
-            ns_address=self.ns_address)
+            ns_address=self.ns_address, placements=self.placements())
 
     def rebuild(self) -> ZoneVersion | None:
         """Build; when the content changed, bump the serial, swap, tell listeners."""

@@ -6,6 +6,9 @@ Rules:
   source address) to a topology node and/or region; the most specific prefix wins.
 - ``anycast`` (global) or ``services.<name>.anycast`` answers the service's anycast
   address instead of a chosen instance: the network then does the choosing.
+- A ``Placement`` (a scheduling decision that put a flow or job of a service at a site,
+  from an origin) overrides the ranking for the client subnets whose ``node`` is the
+  origin, and gets a name of its own (``dns_compute.ranking``, ``dns_compute.zone``).
 - Record values are plain data (``RRset``) so the zone model stays pure and can be
   diffed, rendered to wire format and published.
 """
@@ -85,3 +88,22 @@ class RRset:
     rdtype: str
     ttl: int
     rdatas: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """A placement DNS follows: ``subject_kind`` (``flow``/``job``) and ``subject``,
+    ``service`` (name), ``origin`` (router/site the clients sit behind), ``site`` (where
+    it was placed), ``decided_at`` (Unix time; the latest wins when two placements of a
+    service share an origin)."""
+
+    subject_kind: str
+    subject: str
+    service: str
+    origin: str
+    site: str
+    decided_at: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return f"{self.subject_kind}:{self.subject}"

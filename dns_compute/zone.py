@@ -10,7 +10,15 @@ Rules:
   RFC 9460), one ServiceMode record per instance, priority = rank for a client with
   no known location; ``<site>.<svc>.svc.Z`` A/AAAA (the instance's unicast address)
   and TXT with DNS-SD-style keys (draft-liu-cats-dns-service-discovery);
-  ``_<svc>._<proto>.svc.Z`` SRV; ``_compute.<site>.Z`` TXT describing the site.
+  ``_<svc>._<proto>.svc.Z`` SRV; ``_compute.<site>.Z`` TXT describing the site;
+  ``<subject>.<flow|job>.place.Z`` A/AAAA = the placed site's instance of the
+  placement's service (one name per placement whose subject is a DNS label).
+- Placements (``ZoneInput.placements``) override the ranking: the ``<svc>.svc.Z``
+  answer of every client subnet whose ``node`` is a placement's origin is the placed
+  site's instance (the latest placement of that service and origin wins; anycast mode
+  does not apply to a pinned subnet). The ``why`` of the subnet shows the placed
+  instances first with a ``placed by <decision>`` term. The answer for clients with no
+  known location (and so Knot's) stays the ranking's.
 - Compute attributes ride in private-use SvcParamKeys (RFC 9460 §14.3.2, 65280–65534),
   table ``SVC_KEYS``; values are decimal text.
 - The SOA serial is not decided here: the caller passes it and bumps it whenever the
@@ -20,6 +28,7 @@ Rules:
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -33,8 +42,8 @@ from controller.models import (
     Site,
 )
 from controller.models.metrics import metrics_by_site
-from dns_compute.models import ClientSubnet, DnsSection, RRset
-from dns_compute.ranking import Candidate, rank
+from dns_compute.models import ClientSubnet, DnsSection, Placement, RRset
+from dns_compute.ranking import Candidate, placed_first, rank
 
 #: Private-use SvcParamKeys carrying compute attributes: key → (name, source).
 #: Sources are ``l2`` (ComputeMetrics.l2) or an ``l0`` key.
@@ -68,6 +77,7 @@ class ZoneInput:
     metrics: Sequence[ComputeMetrics] = ()
     resources: Sequence[ComputeResource] = ()
     ns_address: str = "127.0.0.1"
+    placements: Sequence[Placement] = ()
 
 
 @dataclass(frozen=True)
@@ -190,10 +200,31 @@ def _service_records(inp: ZoneInput, svc: Service, out: dict[tuple[str, str], RR
     default = _choose(svc, default_rank, anycast, base, ttl)
     buckets = []
     subnets = _ordered_subnets(inp.dns.client_subnets)
+    pins: dict[str, Placement] = {}  # origin -> latest placement of this service
+    for p in inp.placements:
+        if p.service == svc.name:
+            old = pins.get(p.origin)
+            if old is None or (p.decided_at, p.key) > (old.decided_at, old.key):
+                pins[p.origin] = p
     for sub in subnets:
         r = ranked_for(sub.node, sub.region)
+        pin = pins.get(sub.node) if sub.node else None
+        if pin is not None and any(c.site == pin.site for c in r):
+            r = placed_first(r, pin.site, pin.key)
+            buckets.append(_choose(svc, r, False, base, ttl))
+        else:
+            buckets.append(_choose(svc, r, anycast, base, ttl))
         svc_why[str(sub.prefix)] = r
-        buckets.append(_choose(svc, r, anycast, base, ttl))
+    for p in inp.placements:
+        if p.service != svc.name or not _LABEL.fullmatch(p.subject):
+            continue
+        at_site = [c for c in placed_first(ranked_for(p.origin, None), p.site, p.key)
+                   if c.site == p.site]
+        if at_site:
+            name = f"{label(p.subject)}.{p.subject_kind}.place.{origin}"
+            svc_why[f"placement {p.key}"] = at_site
+            for rr in _choose(svc, at_site, False, name, ttl).values():
+                out[(name, rr.rdtype)] = rr
     why[svc.name] = svc_why
     steering[base] = Steering(tuple(subnets), tuple(buckets), default)
     for rdtype, rrset in default.items():
@@ -229,6 +260,9 @@ def _service_records(inp: ZoneInput, svc: Service, out: dict[tuple[str, str], RR
         proto = "tcp" if svc.protocol.value == "tcp" else "udp"
         srv_name = f"_{label(svc.name)}._{proto}.svc.{origin}"
         out[(srv_name, "SRV")] = RRset(srv_name, "SRV", ttl, tuple(sorted(srv)))
+
+
+_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
 def _merge(out: dict[tuple[str, str], RRset], rr: RRset) -> None:
@@ -282,7 +316,8 @@ def build_zone(inp: ZoneInput, serial: int = 1) -> Zone:
                     sorted(inp.links, key=lambda lk: lk.key),
                     sorted(inp.services, key=lambda s: s.name),
                     sorted(inp.metrics, key=lambda m: m.key),
-                    sorted(inp.resources, key=lambda r: r.key), inp.ns_address)
+                    sorted(inp.resources, key=lambda r: r.key), inp.ns_address,
+                    sorted(inp.placements, key=lambda p: p.key))
     static_ttl = inp.dns.static_ttl_s
     out: dict[tuple[str, str], RRset] = {
         (origin, "NS"): RRset(origin, "NS", static_ttl, (f"ns.{origin}",)),

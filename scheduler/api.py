@@ -231,10 +231,12 @@ def metrics_router(recorder: UtilisationRecorder, counters: dict[str, int]) -> A
 class FlowBody(_B):
     """One flow/service/job to place: ``id``, ``origin`` (router or site), ``cpu``,
     ``memory_gib``, ``gpu``, ``bandwidth_mbps``, ``max_delay_ms``, ``slice``,
-    ``allowed_sites``, ``sticky``."""
+    ``allowed_sites``, ``sticky``, ``service`` (the service it reaches: its DNS answers
+    from the origin follow the placement)."""
 
     id: str = Field(min_length=1, max_length=128)
     origin: str
+    service: str | None = Field(default=None, min_length=1, max_length=63)
     cpu: float = Field(default=0, ge=0)
     memory_gib: float = Field(default=0, ge=0)
     gpu: float = Field(default=0, ge=0)
@@ -304,7 +306,9 @@ def plan_from_store(store: Store, body: PlacementBody, shared: dict[str, Any],
            "paths_engine": engine, "planned_at": time.time()}
     from scheduler.decisions import SchedulingDecision, flow_decisions
 
-    decs = flow_decisions(prob, plan.assign, plan.solver)
+    services = {f.id: f.service for f in body.flows}
+    decs = [d.model_copy(update={"service": services.get(d.subject)})
+            for d in flow_decisions(prob, plan.assign, plan.solver)]
     with store.transaction("scheduler", f"placement: {len(decs)} flow decision(s), "
                            f"{len(plan.unplaced)} unplaced") as txn:
         now = {d.key for d in decs}
@@ -314,6 +318,8 @@ def plan_from_store(store: Store, body: PlacementBody, shared: dict[str, Any],
                 txn.delete(SchedulingDecision, gone.key)
         for d in decs:
             old = txn.get(type(d), d.key)
+            if old is not None and old.site == d.site:  # same place: its intent stays
+                d = d.model_copy(update={"intent": old.intent, "network": old.network})
             if old is None or old.model_copy(update={"decided_at": d.decided_at}) != d:
                 txn.put(d)
     shared["placement_request"] = body.model_copy(update={"full": False})
@@ -328,6 +334,11 @@ def placement_router(shared: dict[str, Any], time_limit_s: float) -> APIRouter:
     def placement(rt: RT, who: Operator, body: PlacementBody) -> dict[str, Any]:
         return plan_from_store(rt.store, body, shared, time_limit_s)
 
+    @r.delete("/placement/{flow_id}",
+              summary="A flow ends: its decision, intent and DNS pin are released")
+    def release(flow_id: str, rt: RT, who: Operator) -> dict[str, Any]:
+        return release_flow(rt.store, flow_id, shared, time_limit_s, who.name)
+
     @r.get("/placement", summary="The current plan (re-planned on topology events)")
     def current(rt: RT, who: Caller) -> dict[str, Any]:
         got: dict[str, Any] | None = shared.get("placement")
@@ -336,3 +347,33 @@ def placement_router(shared: dict[str, Any], time_limit_s: float) -> APIRouter:
         return got
 
     return r
+
+
+def release_flow(store: Store, flow_id: str, shared: dict[str, Any], time_limit_s: float,
+                 actor: str = "scheduler") -> dict[str, Any]:
+    """The flow ``flow_id`` ended: drop it from the placement request and delete its
+    decision (the placement-intents component then releases its SR policy intent and
+    DNS stops following it); the other flows are re-planned incrementally (unchanged
+    input moves nothing)."""
+    from scheduler.decisions import SchedulingDecision
+
+    key = f"flow:{flow_id}"
+    body: PlacementBody | None = shared.get("placement_request")
+    known = body is not None and any(f.id == flow_id for f in body.flows)
+    if not known and store.get(SchedulingDecision, key) is None:
+        raise NotFoundError("flow", flow_id)
+    rest = [f for f in body.flows if f.id != flow_id] if body is not None else []
+    if store.get(SchedulingDecision, key) is not None:
+        with store.transaction(actor, f"placement: flow {flow_id} ended, released") as txn:
+            txn.delete(SchedulingDecision, key)
+    if rest and body is not None:
+        out = plan_from_store(store, body.model_copy(update={"flows": rest}), shared,
+                              time_limit_s)
+        return {"released": flow_id, "flows": len(rest), "plan": out}
+    shared.pop("placement_request", None)
+    shared.pop("placement", None)
+    planner = shared.get("planner")
+    if planner is not None:
+        planner.current.pop(flow_id, None)
+        planner.previous.pop(flow_id, None)
+    return {"released": flow_id, "flows": 0, "plan": None}

@@ -298,6 +298,7 @@ def decision_record(job: Job, d: Decision) -> SchedulingDecision:
                   if isinstance(v, int | float)},
         bounds=bounds, inputs=json.loads(json.dumps(inputs, default=str)),
         candidates=[SiteVerdict.model_validate(v) for v in d.inputs.get("sites", ())],
+        service=str(spec.params["service"]) if spec.params.get("service") else None,
         decided_by="scheduler")
 
 

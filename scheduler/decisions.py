@@ -18,7 +18,13 @@ Rules:
   percentage-of-nodes-to-score).
 - ``why_not`` is pure: a stored decision in, one line per other site out.
 - ``intent``: the SR policy intent that carries the decision's network part, when one
-  was created (its status is the reconciler's).
+  was created (its status is the reconciler's). ``network`` mirrors that status
+  (``scheduler.placement_intents`` writes it): ``failed`` — with the constraint, or the
+  reason no intent could be made — means nothing of the network part is programmed and
+  DNS does not follow the placement.
+- ``service``: the service the placed flow or job serves (the flow's ``service``, the
+  job's ``params.service``); DNS answers for it follow the placement
+  (``dns_compute.ranking.placements``).
 """
 
 from __future__ import annotations
@@ -49,6 +55,17 @@ class SiteVerdict(Model):
     figures: dict[str, float] = Field(default_factory=dict)
 
 
+class NetworkPart(Model):
+    """The decision's network part as the network carries it: ``state`` (the intent's
+    state: pending, programmed, verified, degraded, failed), ``constraint`` (what
+    failed, e.g. ``max_delay_ms``), ``reason`` and ``fix`` (for a person)."""
+
+    state: str
+    constraint: str | None = None
+    reason: str = ""
+    fix: str = ""
+
+
 @register
 class SchedulingDecision(Entity):
     """A placement and what it was decided from (see the module rules)."""
@@ -67,6 +84,8 @@ class SchedulingDecision(Entity):
     candidates: list[SiteVerdict] = Field(default_factory=list)
     inputs: dict[str, Any] = Field(default_factory=dict)
     intent: str | None = None
+    network: NetworkPart | None = None
+    service: str | None = None
     decided_by: str = "scheduler"
     decided_at: datetime = Field(default_factory=utcnow)
 
@@ -110,6 +129,8 @@ def why_not(dec: SchedulingDecision) -> dict[str, Any]:
               + "; ".join(dec.reasons))
     return {"decision": dec.key, "code": dec.code, "site": dec.site, "summary": chosen,
             "policy": dec.policy, "intent": dec.intent, "bounds": dec.bounds,
+            "service": dec.service,
+            "network_part": dec.network.model_dump() if dec.network else None,
             "decided_at": dec.decided_at.isoformat(), "not_chosen": lines}
 
 

@@ -19,6 +19,11 @@ Rules:
   ``desired`` on every decision or job change in one transaction: new and changed
   intents put, ``place:*`` intents no decision needs any more deleted (released), the
   decision's ``intent`` field set.
+- The decision's ``network`` field mirrors its intent's status (state, constraint,
+  reason, fix) at every pass (it also wakes on intent status changes), and is
+  ``failed`` naming the fix when no intent can be made (``problems``): a placement
+  whose network part is infeasible says so on the decision, and DNS does not follow
+  it (nothing half-applied: the reconciler programs nothing of a failed intent).
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from controller.logs import key_event
 from controller.models import Job, Link
 from controller.models.job import HOLDING
 from controller.runtime import stop_loop
-from scheduler.decisions import SchedulingDecision
+from scheduler.decisions import NetworkPart, SchedulingDecision
+from srv6.intents.models import SrPolicyIntentStatus
 from srv6.models import Constraints, SrPolicyIntent
 
 if TYPE_CHECKING:
@@ -44,7 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cpn.srv6.placements")
 PREFIX = "place:"
-WATCH = frozenset({SchedulingDecision.KIND, "job", "link"})
+WATCH = frozenset({SchedulingDecision.KIND, "job", "link", SrPolicyIntentStatus.KIND})
 
 
 def serving(site: str, endpoints: Iterable[str], links: Iterable[Link]) -> str | None:
@@ -74,12 +80,12 @@ def desired(decisions: Iterable[SchedulingDecision], holding: set[str],
         bw = d.bounds.get("bandwidth_mbps", 0.0)
         end = serving(d.site, eps, lks)
         if origin not in heads:
-            problems[d.key] = (f"origin {origin} is not a node the intent reconciler "
-                               "programs; add it under intents.nodes")
+            problems[d.key] = (f"headend: origin {origin} is not a node the intent "
+                               "reconciler programs; add it under intents.nodes")
             continue
         if end is None:
-            problems[d.key] = (f"no intent endpoint serves site {d.site}; add the site's "
-                               "router under intents.endpoints")
+            problems[d.key] = (f"endpoint: no intent endpoint serves site {d.site}; add "
+                               "the site's router under intents.endpoints")
             continue
         if end == origin:
             continue  # placed at the origin: no network part
@@ -87,6 +93,23 @@ def desired(decisions: Iterable[SchedulingDecision], holding: set[str],
             headend=str(origin), endpoint=end, color=color, name=f"{PREFIX}{d.key}",
             constraints=Constraints(max_delay_ms=delay, min_bandwidth_mbps=bw))
     return out, problems
+
+
+def network_part(intent: str | None, statuses: dict[str, SrPolicyIntentStatus],
+                 problem: str | None) -> NetworkPart | None:
+    """The decision's ``network`` field: its intent's status, ``failed`` with the
+    problem when no intent could be made, None when it needs no network part."""
+    if problem is not None:
+        what, _, why = problem.partition(": ")
+        text, _, fix = why.partition("; ")
+        return NetworkPart(state="failed", constraint=what, reason=text, fix=fix)
+    if intent is None:
+        return None
+    st = statuses.get(intent)
+    if st is None:
+        return NetworkPart(state="pending", reason="the reconciler has not seen it yet")
+    return NetworkPart(state=st.state.value, constraint=st.constraint, reason=st.reason,
+                       fix=st.fix)
 
 
 class PlacementIntents:
@@ -112,8 +135,15 @@ class PlacementIntents:
                 if i.name.startswith(PREFIX)}
         put = [it for k, it in want.items() if have.get(k) != it]
         gone = [it for k, it in have.items() if k not in want or want[k].key != it.key]
-        marks = [d.model_copy(update={"intent": want[d.key].key if d.key in want else None})
-                 for d in decs if d.intent != (want[d.key].key if d.key in want else None)]
+        statuses = {s.key: s for s in store.list(SrPolicyIntentStatus)}
+        marks = []
+        for d in decs:
+            it = want.get(d.key)
+            upd = {"intent": it.key if it else None,
+                   "network": network_part(it.key if it else None, statuses,
+                                           self.problems.get(d.key))}
+            if (d.intent, d.network) != (upd["intent"], upd["network"]):
+                marks.append(d.model_copy(update=upd))
         if put or gone or marks:
             with store.transaction("placements", f"placement intents: {len(put)} put, "
                                    f"{len(gone)} released") as txn:

@@ -9,10 +9,17 @@ import pytest
 
 from controller.models import Job, JobSpec, JobState, Link, Requirements
 from controller.runtime import Runtime
+from dns_compute.ranking import placement_of
 from scheduler.component import SchedulerComponent
-from scheduler.decisions import SchedulingDecision
-from scheduler.placement_intents import PlacementIntents, desired, serving
-from srv6.intents.models import EndpointBinding, IntentsSection, NodeBinding
+from scheduler.decisions import NetworkPart, SchedulingDecision, why_not
+from scheduler.placement_intents import PREFIX, PlacementIntents, desired, serving
+from srv6.intents.models import (
+    EndpointBinding,
+    IntentsSection,
+    IntentState,
+    NodeBinding,
+    SrPolicyIntentStatus,
+)
 from srv6.models import SrPolicyIntent
 from tests.conftest import example_runtime
 
@@ -76,3 +83,77 @@ def test_unprogrammable_origin_is_named_not_half_made() -> None:
     # no network requirement: no intent
     assert desired([dec.model_copy(update={"bounds": {}})], set(), ["CAMPUS"],
                    ["HUB-SZ"], [], 300) == ({}, {})
+
+
+def test_flow_with_service_then_released_over_rest(tmp_path: Path) -> None:
+    """A flow placed through REST carries its service; DELETE ends it: decision gone,
+    intent released at the next pass; an unknown flow is a 404 naming it."""
+    from fastapi.testclient import TestClient
+
+    from controller.api.app import create_app
+
+    op = {"Authorization": "Bearer op-token-0123456789"}
+    with example_runtime(tmp_path, "gba.yaml",
+                         ("op-token-0123456789", "ops", "operator", None)) as rt:
+        c = TestClient(create_app(rt))
+        flows = [{"id": "cam-1", "origin": "MEC-GZ1", "service": "video", "cpu": 4,
+                  "bandwidth_mbps": 50, "max_delay_ms": 5},
+                 {"id": "cam-2", "origin": "MEC-GZ1", "cpu": 2}]
+        r = c.post("/api/v1/scheduler/placement", headers=op, json={"flows": flows})
+        assert r.status_code == 200, r.text
+        dec = rt.store.get(SchedulingDecision, "flow:cam-1")
+        assert dec is not None and dec.service == "video" and dec.site
+        comp = PlacementIntents(section())
+        assert comp.sync(rt.store)["put"] == 1
+        dec = rt.store.get(SchedulingDecision, "flow:cam-1")
+        assert dec is not None and dec.intent and dec.network is not None
+        assert dec.network.state == "pending"  # the reconciler has not written a status
+        # re-posting the same flows keeps the decision's intent and network part
+        c.post("/api/v1/scheduler/placement", headers=op, json={"flows": flows})
+        again = rt.store.get(SchedulingDecision, "flow:cam-1")
+        assert again is not None and again.intent == dec.intent
+        assert again.network == dec.network
+        r = c.delete("/api/v1/scheduler/placement/cam-1", headers=op)
+        assert r.status_code == 200, r.text
+        assert r.json()["released"] == "cam-1" and r.json()["flows"] == 1
+        assert rt.store.get(SchedulingDecision, "flow:cam-1") is None
+        assert rt.store.get(SchedulingDecision, "flow:cam-2") is not None
+        assert comp.sync(rt.store)["released"] == 1
+        assert not [i for i in rt.store.list(SrPolicyIntent) if i.name.startswith(PREFIX)]
+        gone = c.delete("/api/v1/scheduler/placement/cam-1", headers=op)
+        assert gone.status_code == 404 and "cam-1" in gone.text
+        assert c.delete("/api/v1/scheduler/placement/cam-2", headers=op).json()["flows"] == 0
+        assert rt.store.get(SchedulingDecision, "flow:cam-2") is None
+
+
+def test_network_part_mirrors_intent_status_and_names_failure(rt: Runtime) -> None:
+    """Bad input: a placement whose network part is infeasible → the decision's network
+    part is failed naming the constraint; without an endpoint, failed naming the fix."""
+    dec = SchedulingDecision(subject_kind="flow", subject="cam", code="success",
+                             site="HUB-SZ", service="video",
+                             bounds={"max_delay_ms": 0.01, "bandwidth_mbps": 10},
+                             inputs={"origin": "MEC-GZ1"})
+    rt.writer.put(dec, actor="test", reason="placed")
+    comp = PlacementIntents(section())
+    comp.sync(rt.store)
+    [it] = [i for i in rt.store.list(SrPolicyIntent) if i.name == "place:flow:cam"]
+    st = SrPolicyIntentStatus(intent=it.key, state=IntentState.FAILED,
+                              constraint="max_delay_ms", reason="no path within 0.01 ms",
+                              fix="raise max_delay_ms")
+    rt.writer.put(st, actor="srv6-intents", reason="status")
+    comp.sync(rt.store)
+    got = rt.store.get(SchedulingDecision, "flow:cam")
+    assert got is not None and got.network == NetworkPart(
+        state="failed", constraint="max_delay_ms", reason="no path within 0.01 ms",
+        fix="raise max_delay_ms")
+    assert placement_of(got) is None  # DNS does not follow a failed network part
+    assert why_not(got)["network_part"]["constraint"] == "max_delay_ms"
+    # no endpoint serves the site: failed naming the fix, and no intent at all
+    moved = got.model_copy(update={"site": "SITE-X"})
+    rt.writer.put(moved, actor="test", reason="moved")
+    comp.sync(rt.store)
+    got = rt.store.get(SchedulingDecision, "flow:cam")
+    assert got is not None and got.intent is None and got.network is not None
+    assert got.network.state == "failed" and got.network.constraint == "endpoint"
+    assert "intents.endpoints" in got.network.fix
+    assert not [i for i in rt.store.list(SrPolicyIntent) if i.name.startswith(PREFIX)]
