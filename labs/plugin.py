@@ -110,6 +110,22 @@ def register_cli(app: typer.Typer) -> None:
 
         raise typer.Exit(run_intents(report, rate, seconds))
 
+    @lab.command("placement")
+    def placement(
+        report: Annotated[Path, typer.Option("--report", help="Report directory.")]
+        = Path("var/placement-report"),
+    ) -> None:
+        """A flow with a bandwidth and delay requirement placed through REST becomes a
+        programmed SR path (read back from the kernel, probed, carrying a UDP stream) and
+        a DNS answer; both follow it when it moves and are released when it ends. Real
+        kernel SRv6 routers in namespaces; prints and writes a report.
+
+        Example:  sudo cpn lab placement --report var/placement-report
+        """
+        from labs.intents.placement import run_cli as run_placement
+
+        raise typer.Exit(run_placement(report))
+
     @lab.command("centres")
     def centres(report: Annotated[Path | None, typer.Option(
             "--report", help="Also write report.json into this directory.")] = None) -> None:

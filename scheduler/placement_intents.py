@@ -11,7 +11,8 @@ Rules:
   reconciler computes, programs and verifies it like any other intent and writes its
   status; ``cpn why intent KEY`` leads back to the decision.
 - The router serving a site is the site itself when it is an intent endpoint, else the
-  endpoint linked to it (first by name). A decision that needs an intent but has no
+  endpoint router that belongs to it (``Router.site``), else the endpoint linked to it
+  (first by name). A decision that needs an intent but has no
   programmable headend or endpoint gets a ``problems`` line naming the fix, never a
   half-made intent.
 - ``PlacementIntents`` (a leader-only component, started by ``scheduler.registration``
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.events import StateChanged
 from controller.logs import key_event
-from controller.models import Job, Link
+from controller.models import Job, Link, Router
 from controller.models.job import HOLDING
 from controller.runtime import stop_loop
 from scheduler.decisions import NetworkPart, SchedulingDecision
@@ -50,14 +51,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cpn.srv6.placements")
 PREFIX = "place:"
-WATCH = frozenset({SchedulingDecision.KIND, "job", "link", SrPolicyIntentStatus.KIND})
+WATCH = frozenset({SchedulingDecision.KIND, "job", "link", "router",
+                   SrPolicyIntentStatus.KIND})
 
 
-def serving(site: str, endpoints: Iterable[str], links: Iterable[Link]) -> str | None:
-    """The intent endpoint that serves ``site`` (itself, else a linked endpoint)."""
+def serving(site: str, endpoints: Iterable[str], links: Iterable[Link],
+            routers: Iterable[Router] = ()) -> str | None:
+    """The intent endpoint that serves ``site`` (itself, else its own router, else a
+    linked endpoint)."""
     eps = set(endpoints)
     if site in eps:
         return site
+    own = sorted(r.name for r in routers if r.site == site and r.name in eps)
+    if own:
+        return own[0]
     near = sorted({ln.b if ln.a == site else ln.a for ln in links
                    if site in (ln.a, ln.b)} & eps)
     return near[0] if near else None
@@ -65,9 +72,10 @@ def serving(site: str, endpoints: Iterable[str], links: Iterable[Link]) -> str |
 
 def desired(decisions: Iterable[SchedulingDecision], holding: set[str],
             headends: Iterable[str], endpoints: Iterable[str], links: Iterable[Link],
-            color: int) -> tuple[dict[str, SrPolicyIntent], dict[str, str]]:
+            color: int, routers: Iterable[Router] = ()
+            ) -> tuple[dict[str, SrPolicyIntent], dict[str, str]]:
     """(decision key → intent, decision key → why it has none though it needs one)."""
-    heads, eps, lks = set(headends), list(endpoints), list(links)
+    heads, eps, lks, rts = set(headends), list(endpoints), list(links), list(routers)
     out: dict[str, SrPolicyIntent] = {}
     problems: dict[str, str] = {}
     for d in decisions:
@@ -78,7 +86,7 @@ def desired(decisions: Iterable[SchedulingDecision], holding: set[str],
             continue
         delay = d.bounds.get("max_delay_ms", d.bounds.get("max_latency_ms"))
         bw = d.bounds.get("bandwidth_mbps", 0.0)
-        end = serving(d.site, eps, lks)
+        end = serving(d.site, eps, lks, rts)
         if origin not in heads:
             problems[d.key] = (f"headend: origin {origin} is not a node the intent "
                                "reconciler programs; add it under intents.nodes")
@@ -130,7 +138,8 @@ class PlacementIntents:
         decs = store.list(SchedulingDecision)
         holding = {j.id for j in store.list(Job) if j.state in HOLDING}
         want, self.problems = desired(decs, holding, self.sec.nodes, self.sec.endpoints,
-                                      store.list(Link), self.sec.placement_color)
+                                      store.list(Link), self.sec.placement_color,
+                                      store.list(Router))
         have = {i.name.removeprefix(PREFIX): i for i in store.list(SrPolicyIntent)
                 if i.name.startswith(PREFIX)}
         put = [it for k, it in want.items() if have.get(k) != it]

@@ -77,6 +77,9 @@ def test_unprogrammable_origin_is_named_not_half_made() -> None:
     links = [Link(a="R9", b="SITE-X"), Link(a="R1", b="R9")]
     assert serving("SITE-X", ["R9", "R1"], links) == "R9"
     assert serving("SITE-X", ["R1"], links) is None
+    # a site whose own router is an endpoint (Router.site): that router
+    from controller.models import Router
+    assert serving("SITE-X", ["R1", "GW"], links, [Router(name="GW", site="SITE-X")]) == "GW"
     dec2 = dec.model_copy(update={"site": "SITE-X", "inputs": {"origin": "R1"}})
     want, problems = desired([dec2], set(), ["R1"], ["R1"], links, 300)
     assert not want and "no intent endpoint serves site SITE-X" in problems["flow:cam"]
