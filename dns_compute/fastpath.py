@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 from dns_compute.wire import RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_REFUSED
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from dns_compute.responder import Part, WireSteering, WireZone
 
 MODE_ANY = 1  # = responder.CACHE_ANY
@@ -120,8 +122,11 @@ def _pick(steer: Steer, version: int, addr: int, src_len: int, ecs: bool
     return default, scope_of(addr, width, 0, alls[0 if version == 4 else 1]) if ecs else 0
 
 
-def fast_answer(table: FastTable, data: bytes, source: str) -> tuple[bytes, int] | None:
-    """The UDP answer to ``data`` and its cache mode, or None (use the full path)."""
+def fast_answer(table: FastTable, data: bytes, source: str | Callable[[], str]
+                ) -> tuple[bytes, int] | None:
+    """The UDP answer to ``data`` and its cache mode, or None (use the full path).
+    ``source`` is the client's address, or a function returning it (called only when
+    the answer depends on it: a steered name asked without ECS)."""
     n = len(data)
     if n < 17 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00":
         return None
@@ -206,7 +211,7 @@ def fast_answer(table: FastTable, data: bytes, source: str) -> tuple[bytes, int]
             else:
                 mode = MODE_SOURCE
                 try:
-                    ip = ip_address(source)
+                    ip = ip_address(source if isinstance(source, str) else source())
                 except ValueError:
                     tpl = steer[2][qtype]
                 else:

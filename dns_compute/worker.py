@@ -17,6 +17,7 @@ Rules:
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import socket
@@ -25,6 +26,7 @@ import sys
 import threading
 from typing import BinaryIO
 
+from dns_compute import mmsg
 from dns_compute.cache import AnswerCache
 from dns_compute.responder import Responder, WireZone
 
@@ -60,12 +62,13 @@ def _follow(stream: BinaryIO, responder: Responder) -> None:
 
 def main(argv: list[str]) -> int:
     cached = "--no-cache" not in argv
-    argv = [a for a in argv if a != "--no-cache"]
+    batched = "--no-batch" not in argv and mmsg.available()
+    argv = [a for a in argv if a not in ("--no-cache", "--no-batch")]
     if len(argv) != 2:
-        print("usage: python -m dns_compute.worker HOST PORT [--no-cache]  (zones on stdin)",
-              file=sys.stderr)
+        print("usage: python -m dns_compute.worker HOST PORT [--no-cache] [--no-batch]"
+              "  (zones on stdin)", file=sys.stderr)
         return 2
-    from dns_compute.server import _udp_loop, _udp_loop_uncached
+    from dns_compute.server import _udp_loop, _udp_loop_batched, _udp_loop_uncached
 
     host, port = argv[0], int(argv[1])
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -85,7 +88,10 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=_follow, args=(stdin, responder), daemon=True,
                      name="cpn-dns-zone").start()
     print(f"ready {sock.getsockname()[1]}", flush=True)
-    if cached:
+    gc.freeze()  # the zone and the loop's buffers live for the whole process
+    if batched:
+        _udp_loop_batched(sock, responder, threading.Event(), AnswerCache() if cached else None)
+    elif cached:
         _udp_loop(sock, responder, threading.Event(), AnswerCache())
     else:
         _udp_loop_uncached(sock, responder, threading.Event())

@@ -1,0 +1,204 @@
+"""Batched UDP I/O for the responder's loops: many datagrams per system call (Linux).
+
+Rules:
+- ``Batch(sock, size)`` owns preallocated C arrays for ``recvmmsg(2)`` / ``sendmmsg(2)``
+  (called through ``ctypes`` on the C library; no compiled code of our own): ``size``
+  receive slots of ``SLOT`` octets, one source address per slot, ``size`` send slots.
+  ``recv()`` blocks for the first datagram (``MSG_WAITFORONE``) and returns how many
+  arrived (up to ``size``); ``data(i)`` is datagram ``i`` as ``bytes``; ``put(i, out)``
+  queues ``out`` as the answer to datagram ``i`` (to its source address, which stays
+  in C memory: no address object is built per query); ``flush()`` sends every queued
+  answer with one ``sendmmsg`` (retrying the rest on a partial send) and empties the
+  queue. ``source(i)`` is datagram ``i``'s source address as a string, built only when
+  asked (steered names asked without ECS, the full path).
+- The per-datagram work left in Python is a memoryview read (length), one slice copy
+  (the query), one slice store (the answer) and two integer stores (its length and
+  address pointer) — the ~3 µs of ``recvfrom`` + ``sendto`` per datagram become one
+  system call per batch.
+- ``available()`` says whether this machine has ``recvmmsg``/``sendmmsg`` (Linux with a
+  glibc/musl exposing them, LP64); the server falls back to ``recvfrom``/``sendto``
+  loops when it has not.
+- Errors: ``recv()`` raises ``OSError`` with the C errno (the socket was closed under
+  the loop: ``EBADF``; the caller checks its stop flag); ``EINTR`` is retried.
+  An answer longer than ``SLOT`` octets is sent with ``sendto`` on its own.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import socket
+import struct
+import sys
+
+SLOT = 4096  # octets per receive/send slot (a UDP query or answer we send: ≤ 1232)
+MSG_WAITFORONE = 0x10000
+MSG_DONTWAIT = 0x40
+
+
+class _IOVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+class _MsgHdr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
+                ("iov", ctypes.c_void_p), ("iovlen", ctypes.c_size_t),
+                ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                ("flags", ctypes.c_int)]
+
+
+class _MMsgHdr(ctypes.Structure):
+    _fields_ = [("hdr", _MsgHdr), ("len", ctypes.c_uint)]
+
+
+_MSTRIDE = ctypes.sizeof(_MMsgHdr)
+_LEN_OFF = _MMsgHdr.len.offset
+_LIBC: ctypes.CDLL | None = None
+
+
+def _libc() -> ctypes.CDLL | None:
+    global _LIBC
+    if _LIBC is None and sys.platform.startswith("linux") and ctypes.sizeof(ctypes.c_void_p) == 8:
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            lib.recvmmsg  # noqa: B018 - presence check
+            lib.sendmmsg  # noqa: B018
+        except (OSError, AttributeError):
+            return None
+        for fn in (lib.recvmmsg, lib.sendmmsg):
+            fn.restype = ctypes.c_int
+        lib.recvmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int,
+                                 ctypes.c_void_p]
+        lib.sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
+        _LIBC = lib
+    return _LIBC
+
+
+def available() -> bool:
+    """True when batched UDP I/O works on this machine (see module rules)."""
+    return _libc() is not None
+
+
+class Batch:
+    """Preallocated ``recvmmsg``/``sendmmsg`` buffers for one UDP socket."""
+
+    def __init__(self, sock: socket.socket, size: int = 64) -> None:
+        lib = _libc()
+        if lib is None:
+            raise OSError("recvmmsg/sendmmsg are not available on this machine")
+        self.sock = sock
+        self.size = size
+        self.family = sock.family
+        self._namelen = 28 if sock.family == socket.AF_INET6 else 16
+        self._fd = sock.fileno()
+        self._recvmmsg = lib.recvmmsg
+        self._sendmmsg = lib.sendmmsg
+        self._rbuf = (ctypes.c_char * (SLOT * size))()
+        self._sbuf = (ctypes.c_char * (SLOT * size))()
+        self._names = (ctypes.c_char * (self._namelen * size))()
+        self._riov = (_IOVec * size)()
+        self._siov = (_IOVec * size)()
+        self._rmsg = (_MMsgHdr * size)()
+        self._smsg = (_MMsgHdr * size)()
+        rbase = ctypes.addressof(self._rbuf)
+        sbase = ctypes.addressof(self._sbuf)
+        self._nbase = ctypes.addressof(self._names)
+        for i in range(size):
+            self._riov[i].base = rbase + i * SLOT
+            self._riov[i].len = SLOT
+            self._siov[i].base = sbase + i * SLOT
+            for msgs, iov in ((self._rmsg, self._riov), (self._smsg, self._siov)):
+                h = msgs[i].hdr
+                h.name = self._nbase + i * self._namelen
+                h.namelen = self._namelen
+                h.iov = ctypes.addressof(iov) + i * ctypes.sizeof(_IOVec)
+                h.iovlen = 1
+        self._raddr = ctypes.addressof(self._rmsg)
+        self._saddr = ctypes.addressof(self._smsg)
+        # The loop reads and writes these views in place (see ``server._udp_loop_batched``):
+        #: the receive slots (datagram i at ``i * SLOT``) and the send slots
+        self.rview = memoryview(self._rbuf).cast("B")
+        self.sview = memoryview(self._sbuf).cast("B")
+        self._nview = memoryview(self._names).cast("B")
+        #: the receive lengths: datagram i's length is ``lens[len_index[i]]``
+        self.lens = memoryview(self._rmsg).cast("B").cast("I")
+        self.len_index = [(i * _MSTRIDE + _LEN_OFF) // 4 for i in range(size)]
+        #: send slot j's iovec as uint64s: its length is ``siov[2 * j + 1]``
+        self.siov = memoryview(self._siov).cast("B").cast("Q")
+        #: send message j's address pointer is ``smsg[j * stride64]``; datagram i's source
+        #: address lives at ``name_ptr[i]``
+        self.smsg = memoryview(self._smsg).cast("B").cast("Q")
+        self.stride64 = _MSTRIDE // 8
+        self.name_ptr = [self._nbase + i * self._namelen for i in range(size)]
+        self.queued = 0
+        #: totals for status: batches received, datagrams received
+        self.batches = self.datagrams = 0
+
+    def recv(self) -> int:
+        """Block until at least one datagram is there; how many arrived (≥ 1)."""
+        while True:
+            k: int = self._recvmmsg(self._fd, self._raddr, self.size, MSG_WAITFORONE, None)
+            if k >= 0:
+                self.batches += 1
+                self.datagrams += k
+                return k
+            err = ctypes.get_errno()
+            if err != errno.EINTR:
+                raise OSError(err, os.strerror(err))
+
+    def length(self, i: int) -> int:
+        """Length of datagram ``i`` of the last ``recv``."""
+        return self.lens[self.len_index[i]]
+
+    def data(self, i: int) -> bytes:
+        """Datagram ``i`` of the last ``recv``."""
+        off = i * SLOT
+        return bytes(self.rview[off:off + self.lens[self.len_index[i]]])
+
+    def source(self, i: int) -> str:
+        """Source address of datagram ``i`` (textual IP)."""
+        off = i * self._namelen
+        if self.family == socket.AF_INET6:
+            return socket.inet_ntop(socket.AF_INET6, bytes(self._nview[off + 8:off + 24]))
+        return socket.inet_ntop(socket.AF_INET, bytes(self._nview[off + 4:off + 8]))
+
+    def source_port(self, i: int) -> int:
+        """Source port of datagram ``i``."""
+        off = i * self._namelen
+        port: int = struct.unpack_from("!H", self._nview, off + 2)[0]
+        return port
+
+    def put(self, i: int, out: bytes) -> None:
+        """Queue ``out`` as the answer to datagram ``i``."""
+        n = len(out)
+        if n > SLOT:
+            self.sock.sendto(out, self._address(i))
+            return
+        j = self.queued
+        off = j * SLOT
+        self.sview[off:off + n] = out
+        self.siov[j * 2 + 1] = n
+        self.smsg[j * self.stride64] = self.name_ptr[i]
+        self.queued = j + 1
+
+    def _address(self, i: int) -> tuple[str, int]:
+        return self.source(i), self.source_port(i)
+
+    def flush(self) -> int:
+        """Send every queued answer; how many the kernel took (send errors are dropped,
+        as a ``sendto`` loop drops them: UDP answers are best effort)."""
+        q = self.queued
+        self.queued = 0
+        sent = 0
+        while sent < q:
+            k: int = self._sendmmsg(self._fd, self._saddr + sent * _MSTRIDE, q - sent, 0)
+            if k <= 0:
+                if k < 0 and ctypes.get_errno() == errno.EINTR:
+                    continue
+                # the datagram at the head failed (e.g. unreachable): skip it
+                sent += 1
+                continue
+            sent += k
+        return q
