@@ -33,7 +33,8 @@ def backup(
                                               "[$CPN_STORE]")] = None,
 ) -> None:
     """Take a consistent online snapshot of the state store (objects, journal, meta,
-    tokens) while the controllers keep running.
+    tokens, quarantined rows) while the controllers keep running. Quarantined rows (ones
+    the store refused to load) are kept verbatim and restored as quarantined.
 
     Example:  cpn backup var/backup-$(date +%F).json --store etcd://127.0.0.1:2379
     """
@@ -54,7 +55,8 @@ def backup(
         st.close()
     c = header["counts"]
     typer.echo(f"backup {file}: {c['objects']} objects, journal to seq {header['last_seq']} "
-               f"({c['journal']} entries), {c['tokens']} tokens, sha256 "
+               f"({c['journal']} entries), {c['tokens']} tokens, "
+               f"{c['quarantined']} quarantined rows, sha256 "
                f"{header['sha256'][:16]}… from {header['source']['url']}")
 
 
@@ -89,8 +91,11 @@ def restore(
         fail(f"{exc}\nnothing restored")
     finally:
         st.close()
+    n_q = len(body.get("quarantine", []))
     typer.echo(f"restored {file} ({header['counts']['objects']} objects, journal to seq "
-               f"{header['last_seq']}) into {st.url}")
+               f"{header['last_seq']}) into {st.url}"
+               + (f"; {n_q} quarantined rows kept as quarantined (cpn quarantine list)"
+                  if n_q else ""))
 
 
 def cluster_status_cmd(

@@ -3,7 +3,11 @@
 Rules:
 - One JSON document: ``format`` ("cpn-backup"), ``version``, ``created``, ``source``
   (backend and URL it came from), ``counts``, ``sha256`` (of the canonical JSON of
-  ``body``) and ``body`` (``Store.dump()``: objects, journal, meta, tokens).
+  ``body``) and ``body`` (``Store.dump()``: objects, journal, meta, tokens, quarantine).
+- Quarantined rows (rows the store refused to load, #15) are in the backup verbatim
+  and come back *as quarantined* (never as objects: they do not validate), so a
+  restore loses nothing; the header counts them and ``cpn backup`` says so. Version 1
+  files (written before quarantine was kept) are still read.
 - Written to a temp file in the same directory, fsynced, then renamed: a crash never
   leaves a half-written backup under the final name. Mode 0600 (token hashes inside).
 - ``read_backup`` refuses, naming what is wrong and the fix: a file that is not JSON
@@ -29,7 +33,11 @@ from controller.models.base import ENTITY_KINDS
 from controller.store.base import Store, StoreDump
 
 FORMAT = "cpn-backup"
-VERSION = 1
+VERSION = 2
+#: versions this controller restores (1: no ``quarantine`` in the body)
+READABLE = (1, 2)
+_QROW = (("id", int), ("kind", str), ("key", str), ("value", str), ("error", str),
+         ("ts", str))
 
 
 def _canonical(body: StoreDump) -> bytes:
@@ -43,7 +51,8 @@ def write_backup(store: Store, path: Path) -> dict[str, Any]:
         "format": FORMAT, "version": VERSION, "created": datetime.now(UTC).isoformat(),
         "source": {"backend": store.backend, "url": store.url},
         "counts": {"objects": len(body["objects"]), "journal": len(body["journal"]),
-                   "meta": len(body["meta"]), "tokens": len(body["tokens"])},
+                   "meta": len(body["meta"]), "tokens": len(body["tokens"]),
+                   "quarantined": len(body.get("quarantine", []))},
         "last_seq": body["journal"][-1]["seq"] if body["journal"] else 0,
         "sha256": hashlib.sha256(_canonical(body)).hexdigest(),
     }
@@ -81,9 +90,9 @@ def read_backup(path: Path) -> tuple[dict[str, Any], StoreDump]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise _refuse(path, "not a CPN backup (no 'format: cpn-backup' header)",
                       "give a file written by 'cpn backup FILE'")
-    if doc.get("version") != VERSION:
+    if doc.get("version") not in READABLE:
         raise _refuse(path, f"backup format version {doc.get('version')!r} is not "
-                      f"supported (this controller reads version {VERSION})",
+                      f"supported (this controller reads versions {', '.join(map(str, READABLE))})",
                       "restore with the controller version that wrote it")
     body = doc.get("body")
     if not isinstance(body, dict) or not all(
@@ -120,6 +129,19 @@ def read_backup(path: Path) -> tuple[dict[str, Any], StoreDump]:
         if obj.key != key:
             issues.append(Issue(f"body.objects[{i}]", f"{kind} stored under {key!r} has "
                                 f"key {obj.key!r}", "use an intact copy of the backup"))
+    quarantine = body.get("quarantine", [])
+    if not isinstance(quarantine, list):
+        issues.append(Issue("body.quarantine", "not a list of quarantined rows",
+                            "use an intact copy of the backup"))
+        quarantine = []
+    for i, q in enumerate(quarantine):
+        if not (isinstance(q, dict) and all(isinstance(q.get(f), t) for f, t in _QROW)):
+            issues.append(Issue(f"body.quarantine[{i}]", "not a quarantined row (id, kind, "
+                                "key, value, error, ts)", "use an intact copy of the backup"))
+    ids = [q["id"] for q in quarantine if isinstance(q, dict) and isinstance(q.get("id"), int)]
+    if len(ids) != len(set(ids)):
+        issues.append(Issue("body.quarantine", "quarantined row ids repeat",
+                            "use an intact copy of the backup"))
     seqs: list[int] = [e["seq"] for e in body["journal"]
                        if isinstance(e, dict) and isinstance(e.get("seq"), int)]
     if len(seqs) != len(body["journal"]) or seqs != sorted(set(seqs)):

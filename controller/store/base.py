@@ -166,7 +166,9 @@ Listener = Callable[[builtins.list[Change]], None]
 
 #: A consistent copy of everything a store holds (``dump``/``load_dump``, backups):
 #: ``objects`` [[kind, key, json]], ``journal`` [JournalEntry.to_json_dict()],
-#: ``meta`` {k: v}, ``tokens`` [{sha256, name, role, tenant, created, revoked}].
+#: ``meta`` {k: v}, ``tokens`` [{sha256, name, role, tenant, created, revoked}],
+#: ``quarantine`` [QuarantinedRow.to_json_dict()] (rows set aside at load, verbatim: a
+#: restore brings them back as quarantined, so nothing is lost).
 StoreDump = dict[str, Any]
 
 

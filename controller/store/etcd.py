@@ -1,13 +1,15 @@
 """Replicated state store on etcd v3 (issue 16): every controller replica holds an
-in-memory index of the current objects, driven by one watch on the cluster prefix.
+in-memory index of the current objects, driven by one watch on the cluster prefix
+(``controller.store.etcd_index``; RPC plumbing in ``controller.store.etcd_rpc``).
 
 Rules:
 - Layout under the prefix ``P`` (default ``/cpn``): ``P/o/<kind>/<key>`` objects (JSON),
   ``P/j/<seq>`` journal entries (seq zero-padded, so key order is seq order),
   ``P/seq`` the last ``seq txid``, ``P/m/<k>`` meta, ``P/t/<sha256>`` and
-  ``P/tn/<name>`` tokens, ``P/leader`` + ``P/epoch`` leadership, ``P/members/<name>``
-  replica heartbeats (``controller.cluster``).
-- A transaction commits as ONE etcd txn: object puts/deletes, the journal entries and
+  ``P/tn/<name>`` tokens, ``P/q/<id>`` quarantined rows, ``P/leader`` + ``P/epoch``
+  leadership, ``P/members/<name>`` replica heartbeats (``controller.cluster``).
+- A transaction stages its writes like every backend (``controller.store.staging``)
+  and commits as ONE etcd txn: object puts/deletes, the journal entries and
   the new ``P/seq``. It compares the ``mod_revision`` of every object it read or wrote
   with the one it saw (0 = absent) and that of ``P/seq``: two writers never lose an
   update, and sequence numbers have no gap and no duplicate. When only ``P/seq`` moved
@@ -18,20 +20,7 @@ Rules:
 - A call whose outcome is unknown (etcd leader lost mid-call) is resolved by reading
   the first journal key it would have written: the entry carries a random commit id,
   so the write is neither lost nor applied twice.
-- The watch starts at the revision the index was loaded at + 1; a broken watch is
-  re-created at the last seen revision + 1 (etcd replays what was missed); a
-  compacted one reloads everything and announces the difference. Writes committed by
-  other replicas reach listeners in commit order, on the loop given to ``bind_loop``.
-- aetcd 1.0 is the client (asyncio, grpc.aio): its channel and stubs carry every
-  call; requests are built from its protobuf messages because the high-level calls
-  hide what this store needs (the txn's commit revision, ranges at a revision,
-  one watch response per revision). All etcd I/O runs on a private event loop in a
-  thread, so the ``Store`` API stays synchronous like the SQLite backend.
-- A row that no longer validates against its model is quarantined as on SQLite (#15):
-  moved to ``P/q/<id>`` verbatim with the error and journaled as a delete by
-  ``store:quarantine``, in one guarded txn (one replica does it); never fatal.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -39,21 +28,15 @@ import builtins
 import concurrent.futures
 import json
 import logging
-import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from ipaddress import ip_address
 from typing import Any, TypeVar
 
-import pydantic
-
-from controller.errors import NotFoundError
-from controller.models.base import ENTITY_KINDS, Entity
+from controller.models.base import Entity
 from controller.store.base import (
     Action,
     Change,
@@ -67,97 +50,33 @@ from controller.store.base import (
     StoreFenced,
     StoreUnavailable,
 )
+from controller.store.etcd_index import SEQ_RETRIES, EtcdIndex, _loads
+from controller.store.etcd_rpc import PAGE, Endpoints, _range_end
+from controller.store.staging import StagedWrites
+
+__all__ = ["Endpoints", "EtcdStore"]
 
 E = TypeVar("E", bound=Entity)
-T = TypeVar("T")
 log = logging.getLogger("cpn.store.etcd")
 
-PAGE = 1000
-QUARANTINE_ACTOR = "store:quarantine"
-#: attempts when only ``P/seq`` moved under a commit (other writers' objects)
-SEQ_RETRIES = 200
 
-
-@dataclass(frozen=True, slots=True)
-class Endpoints:
-    """Parsed ``etcd://h:p,h:p/prefix``: ``hosts`` [(ip, port)], ``prefix``."""
-
-    hosts: tuple[tuple[str, int], ...]
-    prefix: str
-
-    @classmethod
-    def parse(cls, url: str) -> Endpoints:
-        rest = url.removeprefix("etcd://")
-        hostpart, _, prefix = rest.partition("/")
-        hosts: list[tuple[str, int]] = []
-        for item in filter(None, hostpart.split(",")):
-            host, sep, port = item.rpartition(":")
-            if not sep or not host or not port.isdigit():
-                raise StoreError(f"store URL {url!r}: {item!r} is not HOST:PORT; use "
-                                 "etcd://127.0.0.1:2379,127.0.0.1:22379")
-            host = host.strip("[]")
-            try:
-                ip_address(host)
-            except ValueError:
-                try:
-                    host = str(socket.getaddrinfo(host, None, socket.AF_INET)[0][4][0])
-                except OSError as exc:
-                    raise StoreError(f"store URL {url!r}: cannot resolve {host!r}: "
-                                     f"{exc}") from exc
-            hosts.append((host, int(port)))
-        if not hosts:
-            raise StoreError(f"store URL {url!r} names no etcd member; use "
-                             "etcd://127.0.0.1:2379")
-        prefix = "/" + prefix.strip("/") if prefix.strip("/") else "/cpn"
-        return cls(tuple(hosts), prefix)
-
-    def target(self) -> tuple[str, int]:
-        """A gRPC multi-address target (``ipv4:a:p,b:p,c`` + port of the last): the
-        channel fails over between members by itself."""
-        v6 = any(":" in h for h, _ in self.hosts)
-        *head, (last_host, last_port) = self.hosts
-        parts = [f"[{h}]:{p}" if v6 else f"{h}:{p}" for h, p in head]
-        parts.append(f"[{last_host}]" if v6 else last_host)
-        return f"{'ipv6' if v6 else 'ipv4'}:{','.join(parts)}", last_port
-
-    def url(self) -> str:
-        return "etcd://" + ",".join(f"{h}:{p}" for h, p in self.hosts) + self.prefix
-
-
-def _range_end(prefix: bytes) -> bytes:
-    return prefix[:-1] + bytes([prefix[-1] + 1])
-
-
-class _Txn:
+class _Txn(StagedWrites):
     """Staged writes of one transaction; remembers what it read (for the compare)."""
 
     def __init__(self, store: EtcdStore) -> None:
+        super().__init__()
         self._store = store
-        self._staged: dict[tuple[str, str], Entity | None] = {}
         #: (kind, key) -> mod revision of the value this transaction read (0: absent)
         self.reads: dict[tuple[str, str], int] = {}
 
-    def get(self, kind: type[E], key: str) -> E | None:
-        ident = (kind.KIND, key)
-        if ident in self._staged:
-            return self._staged[ident]  # type: ignore[return-value]
+    def _read(self, kind: type[E], key: str) -> E | None:
         st = self._store
         if st._raw:
             st._adopt(kind.KIND)
         with st._cache_lock:  # value and revision from the same instant
             value = st._cache.get(kind.KIND, {}).get(key)
-            self.reads.setdefault(ident, st._rev.get(ident, 0))
+            self.reads.setdefault((kind.KIND, key), st._rev.get((kind.KIND, key), 0))
         return value  # type: ignore[return-value]
-
-    def put(self, obj: Entity) -> None:
-        if not obj.KIND:
-            raise TypeError(f"{type(obj).__name__} is not a storable entity")
-        self._staged[(obj.KIND, obj.key)] = obj
-
-    def delete(self, kind: type[Entity], key: str) -> None:
-        if self.get(kind, key) is None:
-            raise NotFoundError(kind.KIND, key)
-        self._staged[(kind.KIND, key)] = None
 
     def changes(self) -> builtins.list[Change]:
         return self.snapshot()[0]
@@ -169,31 +88,16 @@ class _Txn:
         at different instants let a blind write journal a second "create" for an
         object another replica had just created.)"""
         st = self._store
-        for kind, _ in self._staged:
+        for kind in self.kinds():
             st._adopt(kind)
-        out: builtins.list[Change] = []
-        revs: dict[tuple[str, str], int] = {}
-        prevs: builtins.list[str | None] = []
         with st._cache_lock:
-            for (kind, key), value in self._staged.items():
-                previous = st._cache.get(kind, {}).get(key)
-                if value is None:
-                    if previous is None:
-                        continue
-                    ch = Change(Action.DELETE, kind, key, None, previous)
-                elif previous is None:
-                    ch = Change(Action.CREATE, kind, key, value, None)
-                elif previous != value:
-                    ch = Change(Action.UPDATE, kind, key, value, previous)
-                else:
-                    continue
-                out.append(ch)
-                revs[(kind, key)] = st._rev.get((kind, key), 0)
-                prevs.append(st._json.get(kind, {}).get(key))
+            out = list(self.changes_of(lambda kind, key: st._cache.get(kind, {}).get(key)))
+            revs = {(c.kind, c.key): st._rev.get((c.kind, c.key), 0) for c in out}
+            prevs = [st._json.get(c.kind, {}).get(c.key) for c in out]
         return out, revs, prevs
 
 
-class EtcdStore:
+class EtcdStore(EtcdIndex):
     """etcd-backed ``Store`` (one replica's view). Open with ``from_url``."""
 
     backend = "etcd"
@@ -255,383 +159,6 @@ class EtcdStore:
     def from_url(cls, url: str, *, member: str = "") -> EtcdStore:
         return cls(Endpoints.parse(url), member=member)
 
-    # -- the private loop ------------------------------------------------------------
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coro`` on the store's loop and wait for it (never from that loop)."""
-        if threading.current_thread() is self._thread:
-            coro.close()
-            raise RuntimeError("EtcdStore.run called from its own loop")
-        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            return fut.result(timeout if timeout is not None else self.timeout_s + 1)
-        except TimeoutError as exc:
-            fut.cancel()
-            raise StoreUnavailable(f"etcd {self.url} did not answer in time; check the "
-                                   "members are up and have quorum") from exc
-
-    def key(self, *parts: str) -> bytes:
-        return self._p + b"/" + "/".join(parts).encode()
-
-    async def call(self, stub: str, method: str, request: Any,
-                   timeout: float | None = None, *, retry: bool = False) -> Any:
-        """One unary RPC; connection errors become ``StoreUnavailable``. ``retry``: an
-        idempotent request is sent again while etcd says UNAVAILABLE (a member lost, an
-        etcd leader change), until ``timeout`` has passed."""
-        from aetcd import rpc
-
-        await self.client.connect()
-        fn = getattr(getattr(self.client, stub), method)
-        budget = timeout or self.timeout_s
-        end = time.monotonic() + budget
-        pause = 0.05
-        while True:
-            try:
-                return await fn(request, timeout=max(0.05, end - time.monotonic()),
-                                metadata=self.client.metadata)
-            except rpc.AioRpcError as exc:
-                if (retry and exc.code() is rpc.StatusCode.UNAVAILABLE
-                        and time.monotonic() + pause < end):
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, 0.5)
-                    continue
-                raise self._error(exc) from exc
-
-    def _error(self, exc: Any) -> StoreError:
-        """Our error for a gRPC failure: a refusal names the fix, the rest is
-        ``StoreUnavailable`` (retry later)."""
-        from aetcd import rpc
-
-        if exc.code() in (rpc.StatusCode.INVALID_ARGUMENT, rpc.StatusCode.OUT_OF_RANGE,
-                          rpc.StatusCode.RESOURCE_EXHAUSTED, rpc.StatusCode.FAILED_PRECONDITION):
-            hint = ("; a transaction of N changes needs about 2N+1 etcd operations: raise "
-                    "--max-txn-ops (default 128) on every member, e.g. 4096"
-                    if "too many operations" in (exc.details() or "") else "")
-            return StoreError(f"etcd {self.url} refused the request: {exc.details()}{hint}")
-        return StoreUnavailable(f"etcd {self.url}: {exc.code().name}: {exc.details()}; "
-                                "check the members are up and have quorum")
-
-    async def range(self, key: bytes, end: bytes | None = None, *, revision: int = 0,
-                    limit: int = 0, descend: bool = False, timeout: float | None = None
-                    ) -> Any:
-        from aetcd import rpc
-
-        req = rpc.RangeRequest(key=key, range_end=end or b"", revision=revision, limit=limit)
-        if descend:
-            req.sort_order = rpc.RangeRequest.DESCEND
-            req.sort_target = rpc.RangeRequest.KEY
-        resp = await self.call("kvstub", "Range", req, timeout, retry=True)
-        self.cluster_rev = max(self.cluster_rev, resp.header.revision)
-        return resp
-
-    async def scan(self, prefix: bytes, revision: int) -> list[Any]:
-        """Every kv under ``prefix`` at ``revision`` (paged)."""
-        out: list[Any] = []
-        start, end = prefix, _range_end(prefix)
-        while True:
-            resp = await self.range(start, end, revision=revision, limit=PAGE)
-            out.extend(resp.kvs)
-            if not resp.more or not resp.kvs:
-                return out
-            start = resp.kvs[-1].key + b"\x00"
-
-    async def txn(self, compare: list[Any], success: list[Any], failure: list[Any],
-                  *, timeout: float | None = None, idempotent: bool = False) -> Any:
-        """One etcd txn. ``idempotent`` (applying it twice changes nothing more): sent
-        again while etcd is UNAVAILABLE; otherwise the caller resolves the outcome."""
-        from aetcd import rpc
-
-        req = rpc.TxnRequest(compare=[c.build_message() for c in compare],
-                             success=self.client._ops_to_requests(success),
-                             failure=self.client._ops_to_requests(failure))
-        resp = await self.call("kvstub", "Txn", req, timeout, retry=idempotent)
-        self.cluster_rev = max(self.cluster_rev, resp.header.revision)
-        return resp
-
-    # -- loading and the watch -------------------------------------------------------
-    async def _connect_and_load(self) -> None:
-        first = await self.range(self.key("seq"))
-        rev = first.header.revision
-        await self._load_at(rev, announce=False)
-
-    async def _load_at(self, rev: int, *, announce: bool) -> None:
-        kvs = await self.scan(self._p + b"/o/", rev)
-        seq_kvs = await self.range(self.key("seq"), revision=rev)
-        leader = await self.range(self.key("leader"), revision=rev)
-        qrows = [_qrow(kv.value) for kv in await self.scan(self._p + b"/q/", rev)]
-        raw: dict[str, dict[str, str]] = {}
-        revs: dict[tuple[str, str], int] = {}
-        plen = len(self._p) + 3
-        for kv in kvs:
-            kind, _, key = kv.key[plen:].decode().partition("/")
-            raw.setdefault(kind, {})[key] = kv.value.decode()
-            revs[(kind, key)] = kv.mod_revision
-        before = {(k, key): v for k, b in self._json.items() for key, v in b.items()}
-        for k, b in self._raw.items():
-            before.update({(k, key): v for key, v in b.items()})
-        with self._cache_lock:
-            self._cache.clear()
-            self._json.clear()
-            self._raw = raw
-            self._rev = revs
-            self._last = dict(revs)
-            if seq_kvs.kvs:
-                kv = seq_kvs.kvs[0]
-                seq, txid = kv.value.decode().split()
-                self._seq, self._txid, self._seq_rev = int(seq), int(txid), kv.mod_revision
-            self._q_rows = {q.id: q for q in qrows}
-            self.leader_raw = leader.kvs[0].value if leader.kvs else None
-            self.leader_create_rev = leader.kvs[0].create_revision if leader.kvs else 0
-            self.applied_rev = rev
-        for kind in list(self._raw):
-            self._adopt(kind)
-        if announce:
-            after = {(k, key): v for k, b in self._json.items() for key, v in b.items()}
-            for k, b in self._raw.items():
-                after.update({(k, key): v for key, v in b.items()})
-            changes = [self._change_from_json(ident, before.get(ident), after.get(ident))
-                       for ident in sorted(set(before) | set(after))
-                       if before.get(ident) != after.get(ident)]
-            found = [c for c in changes if c is not None]
-            if found:
-                self._dispatch(found, "etcd", "resynchronised after a compacted watch")
-
-    def _change_from_json(self, ident: tuple[str, str], old: str | None, new: str | None
-                          ) -> Change | None:
-        cls = ENTITY_KINDS.get(ident[0])
-        if cls is None:
-            return None
-        try:
-            prev = cls.model_validate_json(old) if old is not None else None
-            value = cls.model_validate_json(new) if new is not None else None
-        except pydantic.ValidationError:
-            return None
-        action = (Action.CREATE if prev is None else Action.DELETE if value is None
-                  else Action.UPDATE)
-        return Change(action, ident[0], ident[1], value, prev)
-
-    async def _watch_forever(self) -> None:
-        from aetcd import rpc
-
-        backoff = 0.05
-        while not self._closed:
-            queue: asyncio.Queue[Any] = asyncio.Queue()
-            req = rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
-                key=self._p + b"/", range_end=_range_end(self._p + b"/"),
-                start_revision=self.applied_rev + 1, progress_notify=True))
-            await queue.put(req)
-
-            async def requests(q: asyncio.Queue[Any] = queue) -> Any:
-                while True:
-                    item = await q.get()
-                    if item is None:
-                        return
-                    yield item
-            try:
-                await self.client.connect()
-                stream = rpc.WatchStub(self.client.channel).Watch(
-                    requests(), metadata=self.client.metadata)
-                async for resp in stream:
-                    backoff = 0.05
-                    if resp.compact_revision:
-                        log.warning("etcd watch compacted at %d; reloading the index",
-                                    resp.compact_revision)
-                        await self._load_at((await self.range(self.key("seq"))).header.revision,
-                                            announce=True)
-                        break
-                    if resp.canceled:
-                        break
-                    self._apply_watch(resp)
-            except asyncio.CancelledError:
-                await queue.put(None)
-                raise
-            except Exception as exc:  # member lost: re-create at the last revision + 1
-                if not self._closed:
-                    log.info("etcd watch broke (%s); re-creating from revision %d",
-                             type(exc).__name__, self.applied_rev + 1)
-            await queue.put(None)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 1.0)
-
-    def _apply_watch(self, resp: Any) -> None:
-        by_rev: dict[int, list[Any]] = {}
-        for ev in resp.events:
-            by_rev.setdefault(ev.kv.mod_revision, []).append(ev)
-        plen = len(self._p)
-        for rev in sorted(by_rev):
-            journal: list[dict[str, Any]] = []
-            for ev in by_rev[rev]:
-                sub = ev.kv.key[plen + 1:]
-                deleted = ev.type == 1
-                if sub.startswith(b"o/"):
-                    kind, _, key = sub[2:].decode().partition("/")
-                    self._apply_object(kind, key, None if deleted else ev.kv.value.decode(), rev)
-                elif sub.startswith(b"j/") and not deleted:
-                    journal.append(json.loads(ev.kv.value))
-                elif sub.startswith(b"q/"):
-                    with self._cache_lock:
-                        if deleted:
-                            self._q_rows.pop(int(sub[2:]), None)
-                        else:
-                            q = _qrow(ev.kv.value)
-                            self._q_rows[q.id] = q
-                elif sub == b"seq" and not deleted:
-                    seq, txid = ev.kv.value.decode().split()
-                    with self._cache_lock:
-                        if rev > self._seq_rev:
-                            self._seq, self._txid, self._seq_rev = int(seq), int(txid), rev
-                elif sub == b"leader":
-                    with self._cache_lock:
-                        self.leader_raw = None if deleted else ev.kv.value
-                        self.leader_create_rev = 0 if deleted else ev.kv.create_revision
-                for hook in list(self.watch_hooks):
-                    hook(sub, None if deleted else ev.kv.value, rev)
-            self.applied_rev = max(self.applied_rev, rev)
-            if journal and journal[0].get("cid") not in self._own_cids:
-                self._announce(journal)
-            elif journal:
-                self._own_cids.discard(journal[0]["cid"])
-        if not resp.events and not resp.created:
-            # a progress notification: every event up to the header revision was sent
-            # (a response carrying events may have a header ahead of them: not used)
-            self.applied_rev = max(self.applied_rev, resp.header.revision)
-        self.cluster_rev = max(self.cluster_rev, resp.header.revision)
-
-    def _apply_object(self, kind: str, key: str, value: str | None, rev: int) -> None:
-        with self._cache_lock:
-            if self._last.get((kind, key), -1) >= rev:
-                return  # this replica already applied it (its own commit) or newer
-            self._last[(kind, key)] = rev
-            self._rev[(kind, key)] = 0 if value is None else rev
-            if value is None:
-                self._cache.get(kind, {}).pop(key, None)
-                self._json.get(kind, {}).pop(key, None)
-                self._raw.get(kind, {}).pop(key, None)
-                return
-            cls = ENTITY_KINDS.get(kind)
-            if cls is None or kind in self._raw:
-                self._raw.setdefault(kind, {})[key] = value
-                return
-            self._store_decoded(cls, kind, key, value)
-
-    def _store_decoded(self, cls: type[Entity], kind: str, key: str, value: str) -> None:
-        try:
-            obj = cls.model_validate_json(value)
-        except pydantic.ValidationError as exc:
-            error = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(whole object)'}: {e['msg']}"
-                for e in exc.errors())
-            self._q_pending[(kind, key)] = (value, error)
-            self._cache.get(kind, {}).pop(key, None)
-            self._json.get(kind, {}).pop(key, None)
-            self._loop.call_soon_threadsafe(self._kick_quarantine)
-            return
-        self._cache.setdefault(kind, {})[key] = obj
-        self._json.setdefault(kind, {})[key] = value
-
-    def _announce(self, entries: list[dict[str, Any]]) -> None:
-        changes: list[Change] = []
-        for e in sorted(entries, key=lambda e: e["seq"]):
-            ch = self._change_from_json((e["kind"], e["key"]), _dumps(e["previous"]),
-                                        _dumps(e["value"]))
-            if ch is not None:
-                changes.append(Change(Action(e["action"]), ch.kind, ch.key, ch.value,
-                                      ch.previous))
-        if changes:
-            self._dispatch(changes, entries[0]["actor"], entries[0]["reason"])
-
-    def _dispatch(self, changes: list[Change], actor: str, reason: str) -> None:
-        loop = self._notify_loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._notify, changes, actor, reason)
-        else:
-            self._notify(changes, actor, reason)
-
-    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Deliver other replicas' commits to listeners on ``loop`` (the runtime's)."""
-        self._notify_loop = loop
-
-    def _adopt(self, kind: str) -> None:
-        if kind not in self._raw:
-            return
-        cls = ENTITY_KINDS.get(kind)
-        if cls is None:
-            return
-        with self._cache_lock:
-            rows = self._raw.pop(kind, None)
-            if rows is None:
-                return
-            for key, value in rows.items():
-                self._store_decoded(cls, kind, key, value)
-
-    # -- quarantine (#15): a row that no longer validates is set aside, not fatal --------
-    def _kick_quarantine(self) -> None:
-        if self._q_pending and not self._closed:
-            self._loop.create_task(self._quarantine_pending())
-
-    async def _quarantine_pending(self) -> None:
-        """Move each pending row to ``P/q/<seq>`` and journal its removal as a delete by
-        ``store:quarantine``, in one txn guarded like a commit: if another replica did
-        it first (or the row changed) the compare fails and this one lets it be."""
-        from aetcd.transactions import Delete, Get, Mod, Put
-
-        for (kind, key), (value, error) in list(self._q_pending.items()):
-            okey = self.key("o", kind, key)
-            for _ in range(SEQ_RETRIES):
-                with self._cache_lock:
-                    rev = self._rev.get((kind, key), 0)
-                    seq, txid, seq_rev = self._seq + 1, self._txid + 1, self._seq_rev
-                try:
-                    previous = json.loads(value)
-                except ValueError:
-                    previous = None
-                ts = datetime.now(UTC).isoformat()
-                entry = {"seq": seq, "txid": txid, "ts": ts, "actor": QUARANTINE_ACTOR,
-                         "reason": f"quarantined: {error}"[:1000], "action": "delete",
-                         "kind": kind, "key": key, "value": None, "previous": previous,
-                         "epoch": 0, "member": self.member, "cid": uuid.uuid4().hex}
-                row = {"id": seq, "kind": kind, "key": key, "value": value, "error": error,
-                       "ts": ts}
-                try:
-                    resp = await self.txn(
-                        [Mod(okey) == rev, Mod(self.key("seq")) == seq_rev],
-                        [Delete(okey), Put(self.key("q", f"{seq:016d}"), json.dumps(row)
-                                           .encode()),
-                         Put(self.key("j", f"{seq:016d}"), json.dumps(entry).encode()),
-                         Put(self.key("seq"), f"{seq} {txid}".encode())],
-                        [Get(self.key("seq")), Get(okey)])
-                except StoreError:
-                    await asyncio.sleep(0.5)
-                    continue
-                if resp.succeeded:
-                    log.error("stored %s %r no longer matches its model and was quarantined "
-                              "(id %d): %s. Everything else loaded. Fix: re-create it with "
-                              "valid values, then 'cpn quarantine drop %d'.", kind, key,
-                              seq, error, seq)
-                    break
-                seq_r, obj_r = (r.response_range for r in resp.responses)
-                with self._cache_lock:
-                    if seq_r.kvs and seq_r.kvs[0].mod_revision > self._seq_rev:
-                        s, t = seq_r.kvs[0].value.decode().split()
-                        self._seq, self._txid = int(s), int(t)
-                        self._seq_rev = seq_r.kvs[0].mod_revision
-                if (obj_r.kvs[0].mod_revision if obj_r.kvs else 0) != rev:
-                    break  # set aside by another replica, or rewritten: not ours to move
-            self._q_pending.pop((kind, key), None)
-
-    def quarantined(self) -> builtins.list[QuarantinedRow]:
-        """Rows set aside because they no longer validated, oldest first (from the
-        index: ``/healthz`` asks on every probe, also when etcd is out of reach)."""
-        with self._cache_lock:
-            return [self._q_rows[i] for i in sorted(self._q_rows)]
-
-    def drop_quarantined(self, row_id: int) -> bool:
-        """Forget a quarantined row (the operator re-created or discarded it)."""
-        from aetcd import rpc
-
-        resp = self.run(self.call("kvstub", "DeleteRange", rpc.DeleteRangeRequest(
-            key=self.key("q", f"{row_id:016d}"))))
-        return bool(resp.deleted)
-
     # -- reading ---------------------------------------------------------------------
     def get(self, kind: type[E], key: str) -> E | None:
         if self._raw:
@@ -652,15 +179,6 @@ class EtcdStore:
 
     def last_seq(self) -> int:
         return self._seq
-
-    def wait_applied(self, revision: int, timeout: float = 5.0) -> bool:
-        """Block until the index reflects ``revision`` (read-your-writes across replicas)."""
-        end = time.monotonic() + timeout
-        while self.applied_rev < revision:
-            if time.monotonic() > end:
-                return False
-            time.sleep(0.005)
-        return True
 
     # -- writing ---------------------------------------------------------------------
     @contextmanager
@@ -911,17 +429,21 @@ class EtcdStore:
             meta = {kv.key[plen + 2:].decode(): kv.value.decode()
                     for kv in await self.scan(self._p + b"/m/", rev)}
             tokens = [json.loads(kv.value) for kv in await self.scan(self._p + b"/t/", rev)]
+            quarantine = [json.loads(kv.value)
+                          for kv in await self.scan(self._p + b"/q/", rev)]
             return {"objects": objects, "journal": journal, "meta": meta,
-                    "tokens": sorted(tokens, key=lambda t: t["name"])}
+                    "tokens": sorted(tokens, key=lambda t: t["name"]),
+                    "quarantine": quarantine}
         return self.run(go(), timeout=self.timeout_s * 12)
 
     def load_dump(self, dump: StoreDump) -> None:
         """Write a snapshot in batched txns guarded by ``P/seq`` staying absent until
-        the last batch; refused unless the prefix holds no objects, journal or tokens."""
+        the last batch; refused unless the prefix holds no objects, journal, tokens or
+        quarantined rows."""
         from aetcd.transactions import Create, Put
 
         async def go() -> None:
-            for sub in (b"/o/", b"/j/", b"/t/"):
+            for sub in (b"/o/", b"/j/", b"/t/", b"/q/"):
                 r = await self.range(self._p + sub, _range_end(self._p + sub), limit=1)
                 if r.kvs:
                     raise StoreError(f"etcd prefix {self.endpoints.prefix} on {self.url} is "
@@ -936,6 +458,8 @@ class EtcdStore:
             for t in dump["tokens"]:
                 ops.append(Put(self.key("t", t["sha256"]), json.dumps(t).encode()))
                 ops.append(Put(self.key("tn", t["name"]), t["sha256"].encode()))
+            ops += [Put(self.key("q", f"{q['id']:016d}"), json.dumps(q).encode())
+                    for q in dump.get("quarantine", [])]
             last = dump["journal"][-1] if dump["journal"] else {"seq": 0, "txid": 0}
             for i in range(0, len(ops), 100):  # etcd's default --max-txn-ops is 128
                 resp = await self.txn([Create(self.key("seq")) == 0], ops[i:i + 100], [])
@@ -967,20 +491,6 @@ class EtcdStore:
             pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(3.0)
-
-
-def _qrow(raw: bytes) -> QuarantinedRow:
-    r = json.loads(raw)
-    return QuarantinedRow(r["id"], r["kind"], r["key"], r["value"], r["error"],
-                          datetime.fromisoformat(r["ts"]))
-
-
-def _loads(value: str | None) -> Any:
-    return json.loads(value) if value is not None else None
-
-
-def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
 
 
 def _entry(e: dict[str, Any]) -> JournalEntry:

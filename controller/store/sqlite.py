@@ -39,7 +39,6 @@ from typing import Any, TypeVar
 
 import pydantic
 
-from controller.errors import NotFoundError
 from controller.models.base import ENTITY_KINDS, Entity
 from controller.store.base import (
     Action,
@@ -51,6 +50,7 @@ from controller.store.base import (
     StoreDump,
     StoreError,
 )
+from controller.store.staging import StagedWrites
 
 E = TypeVar("E", bound=Entity)
 log = logging.getLogger("cpn.store")
@@ -98,45 +98,21 @@ CREATE TABLE IF NOT EXISTS quarantine (
 """
 
 
-class _Txn:
+class _Txn(StagedWrites):
     """Staged writes of one transaction (see ``Transaction`` Protocol)."""
 
     def __init__(self, store: SqliteStore) -> None:
+        super().__init__()
         self._store = store
-        # (kind, key) -> new value or None for delete; insertion order kept
-        self._staged: dict[tuple[str, str], Entity | None] = {}
 
-    def get(self, kind: type[E], key: str) -> E | None:
-        ident = (kind.KIND, key)
-        if ident in self._staged:
-            return self._staged[ident]  # type: ignore[return-value]
+    def _read(self, kind: type[E], key: str) -> E | None:
         return self._store.get(kind, key)
 
-    def put(self, obj: Entity) -> None:
-        if not obj.KIND:
-            raise TypeError(f"{type(obj).__name__} is not a storable entity")
-        self._staged[(obj.KIND, obj.key)] = obj
-
-    def delete(self, kind: type[Entity], key: str) -> None:
-        if self.get(kind, key) is None:
-            raise NotFoundError(kind.KIND, key)
-        self._staged[(kind.KIND, key)] = None
-
     def changes(self) -> builtins.list[Change]:
-        out: builtins.list[Change] = []
-        cache = self._store._cache
-        for (kind, key), value in self._staged.items():
+        for kind in self.kinds():
             self._store._adopt(kind)
-            previous = cache.get(kind, {}).get(key)
-            if value is None:
-                if previous is None:
-                    continue
-                out.append(Change(Action.DELETE, kind, key, None, previous))
-            elif previous is None:
-                out.append(Change(Action.CREATE, kind, key, value, None))
-            elif previous != value:
-                out.append(Change(Action.UPDATE, kind, key, value, previous))
-        return out
+        cache = self._store._cache
+        return list(self.changes_of(lambda kind, key: cache.get(kind, {}).get(key)))
 
 
 class SqliteStore:
@@ -463,16 +439,22 @@ class SqliteStore:
                                    r, strict=True))
                           for r in db.execute("SELECT sha256, name, role, tenant, created, "
                                               "revoked FROM tokens ORDER BY name")]
+                quarantine = [dict(zip(("id", "kind", "key", "value", "error", "ts"), r,
+                                       strict=True))
+                              for r in db.execute("SELECT id, kind, key, value, error, ts "
+                                                  "FROM quarantine ORDER BY id")]
             finally:
                 db.execute("COMMIT")
-        return {"objects": objects, "journal": journal, "meta": meta, "tokens": tokens}
+        return {"objects": objects, "journal": journal, "meta": meta, "tokens": tokens,
+                "quarantine": quarantine}
 
     def load_dump(self, dump: StoreDump) -> None:
         """Write a snapshot into this store in one transaction; refused unless empty."""
         with self._lock:
             db = self._db
             (n,) = db.execute("SELECT (SELECT COUNT(*) FROM objects) + (SELECT COUNT(*) FROM "
-                              "journal) + (SELECT COUNT(*) FROM tokens)").fetchone()
+                              "journal) + (SELECT COUNT(*) FROM tokens) + (SELECT COUNT(*) "
+                              "FROM quarantine)").fetchone()
             if n:
                 raise StoreError(f"state store {self.path} is not empty ({n} rows); restore "
                                  "only into an empty state directory")
@@ -494,6 +476,11 @@ class SqliteStore:
                     "VALUES (?,?,?,?,?,?)",
                     [(t["sha256"], t["name"], t["role"], t["tenant"], t["created"],
                       int(t["revoked"])) for t in dump["tokens"]])
+                db.executemany(
+                    "INSERT INTO quarantine(id, kind, key, value, error, ts) "
+                    "VALUES (?,?,?,?,?,?)",
+                    [(q["id"], q["kind"], q["key"], q["value"], q["error"], q["ts"])
+                     for q in dump.get("quarantine", [])])
                 db.execute("COMMIT")
             except BaseException as exc:
                 if db.in_transaction:

@@ -62,7 +62,7 @@ def test_backup_and_restore_round_trip_through_the_cli(source: Path, tmp_path: P
     (lambda raw: raw[: len(raw) // 2], "corrupt or truncated"),
     (lambda raw: raw.replace(b'"north"', b'"south"'), "checksum mismatch"),
     (lambda raw: json.dumps({"hello": "world"}).encode(), "not a CPN backup"),
-    (lambda raw: raw.replace(b'"version":1', b'"version":99'), "version 99"),
+    (lambda raw: raw.replace(b'"version":2', b'"version":99'), "version 99"),
 ])
 def test_damaged_or_foreign_files_are_refused_and_nothing_written(
         source: Path, tmp_path: Path, damage: object, message: str) -> None:
@@ -162,3 +162,79 @@ def test_a_damaged_real_backup_is_refused_never_half_read(
     # a flip that keeps the document valid and the checksum right can only be in the
     # header's free-form fields (created, source, counts): the body is intact
     assert body == read_backup(f)[1]
+
+
+def _poisoned_source(tmp_path: Path) -> Path:
+    """A state directory with one row the store refuses to load (quarantined at open)."""
+    import sqlite3
+
+    src = tmp_path / "poisoned"
+    s = SqliteStore(src / "state.db")
+    seed(s)
+    s.close()
+    con = sqlite3.connect(src / "state.db")
+    with con:
+        con.execute("INSERT INTO objects(kind, key, value) VALUES ('site', 'broken', "
+                    "'{not json')")
+    con.close()
+    SqliteStore(src / "state.db").close()  # opening sets it aside
+    return src
+
+
+def test_backups_omitted_quarantined_rows_now_they_come_back_quarantined(
+        tmp_path: Path) -> None:
+    """A backup used to carry objects, journal, meta and tokens only: a row the store
+    had quarantined was lost by backup + restore. It is now in the backup verbatim and
+    restored as quarantined (SQLite → SQLite, and SQLite → etcd when etcd is here)."""
+    src = _poisoned_source(tmp_path)
+    a = SqliteStore(src / "state.db")
+    want = [(q.id, q.kind, q.key, q.value, q.error) for q in a.quarantined()]
+    a.close()
+    assert [w[1:4] for w in want] == [("site", "broken", "{not json")]
+    f = tmp_path / "q.json"
+    r = runner.invoke(app, ["backup", str(f), "--state", str(src)])
+    assert r.exit_code == 0, r.output
+    assert "1 quarantined rows" in r.output
+    assert json.loads(f.read_bytes())["counts"]["quarantined"] == 1
+    r = runner.invoke(app, ["restore", str(f), "--state", str(tmp_path / "back")])
+    assert r.exit_code == 0, r.output
+    assert "1 quarantined rows kept as quarantined" in r.output
+    b = SqliteStore(tmp_path / "back" / "state.db")
+    try:
+        assert [(q.id, q.kind, q.key, q.value, q.error) for q in b.quarantined()] == want
+        assert b.get(Site, "broken") is None and [s.name for s in b.list(Site)] == ["A"]
+    finally:
+        b.close()
+    if have_etcd():
+        with EtcdCluster(1) as cluster:
+            url = cluster.url("/q")
+            r = runner.invoke(app, ["restore", str(f), "--store", url])
+            assert r.exit_code == 0, r.output
+            e = open_store(url)
+            try:
+                assert [(q.id, q.kind, q.key, q.value, q.error)
+                        for q in e.quarantined()] == want
+                assert e.dump()["quarantine"] == SqliteStore(src / "state.db").dump()[
+                    "quarantine"]
+            finally:
+                e.close()
+
+
+def test_a_version_1_backup_without_quarantine_still_restores(source: Path,
+                                                              tmp_path: Path) -> None:
+    import hashlib
+
+    f = tmp_path / "b.json"
+    assert runner.invoke(app, ["backup", str(f), "--state", str(source)]).exit_code == 0
+    doc = json.loads(f.read_bytes())
+    body = {k: v for k, v in doc["body"].items() if k != "quarantine"}
+    canon = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    doc.update(version=1, body=body, sha256=hashlib.sha256(canon).hexdigest())
+    f.write_text(json.dumps(doc))
+    r = runner.invoke(app, ["restore", str(f), "--state", str(tmp_path / "v1")])
+    assert r.exit_code == 0, r.output
+    s = SqliteStore(tmp_path / "v1" / "state.db")
+    try:
+        assert [x.name for x in s.list(Site)] == ["A"] and s.quarantined() == []
+    finally:
+        s.close()
