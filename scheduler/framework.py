@@ -58,7 +58,9 @@ from scheduler.interface import POINTS, CycleState, points_of
 from scheduler.models import Decision, NodeInfo, Snapshot, Task
 
 if TYPE_CHECKING:
-    from scheduler.table import I64, NodeTable
+    from collections.abc import Hashable
+
+    from scheduler.table import I64, Bools, CachedColumn, NodeTable
 
 
 class Code(StrEnum):
@@ -201,6 +203,9 @@ class Framework:
         self.profile = profile
         self.percentage = percentage
         self.vectorise = vectorise
+        #: row-wise plug-in results cached per table (``batch_key``); off = every
+        #: task recomputes its columns (the variant before; benches compare both)
+        self.column_cache = True
         self._next = 0
         self._static: dict[str, dict[str, float]] = {}
         self._static_snap: int | None = None
@@ -443,6 +448,16 @@ class Framework:
         chunk = max(2 * want, 256)
         picked: list[I64] = []
         found = visited = 0
+        # Row-wise filters (``batch_key``): one cached column over every node, kept
+        # current by the table; the others run on each segment.
+        full: Bools | None = None
+        live: list[Any] = []
+        for p in filters:
+            col = self._column(p, "filter_batch", state, task, tab)
+            if col is None:
+                live.append(p)
+            else:
+                full = col.values if full is None else full & col.values
         while visited < total and found < want:
             a, b = start + visited, min(start + visited + chunk, start + total)
             if b <= total:
@@ -451,8 +466,8 @@ class Framework:
                 seg = order[a - total:b - total]
             else:
                 seg = np.concatenate((order[a:], order[:b - total]))
-            mask = np.ones(len(seg), dtype=np.bool_)
-            for p in filters:
+            mask = full[seg] if full is not None else np.ones(len(seg), dtype=np.bool_)
+            for p in live:
                 try:
                     mask &= p.filter_batch(state, task, tab, seg)
                 except Exception as exc:
@@ -480,16 +495,24 @@ class Framework:
         import numpy as np
 
         prof = self.profile
-        totals = np.zeros(len(rows), dtype=np.float64)
-        for p in prof.at("score"):
-            if p.name in skip:
-                continue
-            w = prof.weights.get(p.name, 1.0)
-            if w == 0:
-                continue
+        plan = [(p, w) for p in prof.at("score") if p.name not in skip
+                and (w := prof.weights.get(p.name, 1.0)) != 0]
+        summed = self._summed(plan, state, task, tab)
+        if summed is not None:  # every score row-wise and in range: one cached column
+            totals = summed[rows]
+            plan = []
+        else:
+            totals = np.zeros(len(rows), dtype=np.float64)
+        for p, w in plan:
             point = "score"
+            col = self._column(p, "score_batch", state, task, tab)
             try:
-                if hasattr(p, "score_batch"):
+                if col is not None:
+                    raw = col.values[rows]
+                    if col.in_range is None:
+                        v = col.values
+                        col.in_range = bool(((v >= 0.0) & (v <= 100.0)).all())
+                elif hasattr(p, "score_batch"):
                     raw = np.asarray(p.score_batch(state, task, tab, rows), dtype=np.float64)
                 else:
                     raw = np.array(self._raw(p, state, task, feasible), dtype=np.float64)
@@ -505,8 +528,9 @@ class Framework:
                         raw = np.array([scores[n.name] for n in feasible], dtype=np.float64)
             except Exception as exc:
                 raise PluginFailed(_raised(p.name, point, exc)) from exc
-            bad_mask = ~((raw >= 0.0) & (raw <= 100.0))  # NaN fails both
-            if bad_mask.any():
+            if point == "score" and col is not None and col.in_range:
+                pass  # every node's value is within 0-100: so is this subset
+            elif (bad_mask := ~((raw >= 0.0) & (raw <= 100.0))).any():  # NaN fails both
                 i = int(np.flatnonzero(bad_mask)[0])
                 return Status.error(f"score {float(raw[i])!r} for {feasible[i].name} "
                                     "outside 0-100", plugin=p.name), []
@@ -521,6 +545,65 @@ class Framework:
         top = cand[np.lexsort((tab.rank[rows[cand]], -totals[cand]))[:3]].tolist()
         ranked = [(feasible[i].name, float(totals[i])) for i in top]
         return feasible[top[0]], ranked
+
+    def _key(self, p: Any, point: str, state: CycleState, task: Task) -> Hashable | None:
+        """The plug-in's ``batch_key`` for this task (None: not row-wise, or no
+        ``point``)."""
+        keyfn = getattr(p, "batch_key", None)
+        if keyfn is None or not hasattr(p, point) or not self.column_cache:
+            return None
+        try:
+            key: Hashable | None = keyfn(state, task)
+        except Exception as exc:
+            raise PluginFailed(_raised(p.name, point, exc)) from exc
+        return key
+
+    def _column(self, p: Any, point: str, state: CycleState, task: Task,
+                tab: NodeTable, key: Hashable | None = None) -> CachedColumn | None:
+        """The plug-in's ``point`` (``filter_batch``/``score_batch``) over every node,
+        cached on the table, when the plug-in declares it row-wise for this task
+        (``batch_key`` not None); else None."""
+        key = key if key is not None else self._key(p, point, state, task)
+        if key is None:
+            return None
+        fn = getattr(p, point)
+        try:
+            return tab.column((point, p, key), lambda idx: fn(state, task, tab, idx))
+        except Exception as exc:
+            raise PluginFailed(_raised(p.name, point, exc)) from exc
+
+    def _summed(self, plan: Sequence[tuple[Any, float]], state: CycleState, task: Task,
+                tab: NodeTable) -> Any:
+        """The weighted score total over every node as one cached column, when every
+        scoring plug-in is row-wise, does not normalise, and scores every node within
+        0–100 (so no subset can fail the range check); else None. Summed in the
+        profile's order from 0.0, as the per-task loop does: the very same floats."""
+        import numpy as np
+
+        if not plan or any(hasattr(p, "normalize") for p, _ in plan):
+            return None
+        keys = [self._key(p, "score_batch", state, task) for p, _ in plan]
+        if any(k is None for k in keys):
+            return None
+        cols = []
+        for (p, _), k in zip(plan, keys, strict=True):
+            col = self._column(p, "score_batch", state, task, tab, k)
+            assert col is not None
+            if col.in_range is None:
+                v = col.values
+                col.in_range = bool(((v >= 0.0) & (v <= 100.0)).all())
+            if not col.in_range:
+                return None
+            cols.append(col)
+
+        def total(idx: I64) -> Any:
+            t = np.zeros(len(idx), dtype=np.float64)
+            for (_, w), c in zip(plan, cols, strict=True):
+                t = t + w * c.values[idx]
+            return t
+
+        key = ("summed", tuple((p, w, k) for (p, w), k in zip(plan, keys, strict=True)))
+        return tab.column(key, total).values
 
     def _raw(self, p: Any, state: CycleState, task: Task,
              feasible: Sequence[NodeInfo]) -> list[float]:
@@ -616,13 +699,13 @@ def site_verdicts(state: CycleState, task: Task, snap: Snapshot, filters: Sequen
     each site nothing is known about yet; none at all above ``VERDICT_SITES`` sites."""
     from scheduler.decisions import classify
 
-    by_site: dict[str, list[NodeInfo]] = {}
-    for n in snap.nodes.values():
-        by_site.setdefault(n.site, []).append(n)
-    if len(by_site) > VERDICT_SITES:
+    tab = snap.table()
+    if len(tab.sites) > VERDICT_SITES:  # before any per-node work: O(1) per decision
         return []
+    by_site = tab.by_site()
     score = dict(ranked)
     net = state.get("net") or {}
+    free_of: dict[str, Any] = {}
 
     def figures(site: str) -> dict[str, float]:
         n = by_site[site][0]
@@ -631,8 +714,10 @@ def site_verdicts(state: CycleState, task: Task, snap: Snapshot, filters: Sequen
             f["l2"] = n.l2
         for r in ("cpu", "memory", "gpu"):
             if r in task.requests or r in n.capacity:
-                f[f"free_{r}"] = sum(x.capacity.get(r, 0.0) - x.used.get(r, 0.0)
-                                     for x in by_site[site])
+                col = free_of.get(r)
+                if col is None:  # per site, summed over the table's columns
+                    col = free_of[r] = tab.site_free(r)
+                f[f"free_{r}"] = float(col[tab.site_code[site]])
         v = net.get(site)
         if v is not None:
             for k in ("delay_ms", "loss_pct", "bandwidth_mbps"):

@@ -17,11 +17,17 @@ Rules:
   snapshot then builds a fresh table. In-place edits of a node's dicts are not seen.
 - A resource seen for the first time (e.g. ``bandwidth`` added to ``used``) gets a
   zero column; a resource no node has reads as 0 capacity / 0 used.
+- ``column(key, fn)``: a plug-in's batch result over EVERY row, kept current — each
+  ``sync`` logs its row in ``changed``, and a cached column recomputes only the rows
+  logged since it was last read (all rows again past ``size / 8`` of them). Valid only
+  for results that are row-wise (a row's value depends on that row and the key, never
+  on which other rows were asked): the plug-in's ``batch_key`` promises it. Columns
+  take at most ``COLUMN_BYTES`` per table (least recently used dropped first).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +41,22 @@ if TYPE_CHECKING:
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
+
+
+#: memory for cached plug-in columns per table (64 MB = 400 float columns at 20k nodes)
+COLUMN_BYTES = 64 << 20
+
+
+class CachedColumn:
+    """One plug-in result over every row: ``values``; ``pos`` (how much of the table's
+    ``changed`` log it has absorbed); ``in_range`` (score columns: True = every value
+    is within 0–100, None = not checked, False = some is not)."""
+
+    __slots__ = ("in_range", "pos", "values")
+
+    def __init__(self, values: npt.NDArray[Any], pos: int) -> None:
+        self.values, self.pos = values, pos
+        self.in_range: bool | None = None
 
 
 class NodeTable:
@@ -96,6 +118,11 @@ class NodeTable:
                     if c:
                         self._group_rows.setdefault(g, set()).add(i)
         self._cands: dict[int, tuple[list[str], I64]] = {}
+        self.all_rows: I64 = np.arange(size, dtype=np.int64)
+        self.changed: list[int] = []  # rows synced, in order (see ``column``)
+        self._columns: dict[Hashable, CachedColumn] = {}
+        self._snap_nodes = snap.nodes
+        self._by_site: dict[str, list[NodeInfo]] | None = None
         self.stale = False
         for i, node in enumerate(self.nodes):
             node._watch.append((self, i))
@@ -155,12 +182,56 @@ class NodeTable:
             return np.zeros(len(idx), dtype=np.bool_)
         return np.isin(self.site[idx], np.array(codes, dtype=np.int64))
 
+    def column(self, key: Hashable, fn: Callable[[I64], npt.NDArray[Any]]) -> CachedColumn:
+        """``fn(rows)`` over every row, cached under ``key`` and brought up to date
+        with the rows changed since (see module rules)."""
+        cols, log = self._columns, self.changed
+        col = cols.pop(key, None)
+        if col is None:
+            if len(cols) >= max(16, COLUMN_BYTES // (8 * max(1, self.size))):
+                del cols[next(iter(cols))]
+            col = CachedColumn(np.array(fn(self.all_rows)), len(log))
+        elif col.pos < len(log):
+            if (len(log) - col.pos) * 8 > self.size:
+                col.values, col.in_range = np.array(fn(self.all_rows)), None
+            else:
+                rows = np.array(log[col.pos:], dtype=np.int64)  # repeats are harmless
+                fresh = np.asarray(fn(rows))
+                col.values[rows] = fresh
+                if col.in_range and not bool(((fresh >= 0.0) & (fresh <= 100.0)).all()):
+                    col.in_range = False
+            col.pos = len(log)
+        cols[key] = col  # most recently used last
+        return col
+
+    def by_site(self) -> dict[str, list[NodeInfo]]:
+        """Site name → its nodes in the snapshot's ``nodes`` order (built once: a
+        node's site never changes while the table lives)."""
+        if self._by_site is None:
+            out: dict[str, list[NodeInfo]] = {}
+            for n in self._snap_nodes.values():
+                out.setdefault(n.site, []).append(n)
+            self._by_site = out
+        return self._by_site
+
+    def site_free(self, r: str) -> F64:
+        """Free ``r`` (capacity − used) summed per site code (one C pass)."""
+        cap = self.cap.get(r)
+        if cap is None:
+            return np.zeros(len(self.sites), dtype=np.float64)
+        used = self.used.get(r)
+        free = cap - used if used is not None else cap
+        out: F64 = np.bincount(self.site, weights=free, minlength=len(self.sites)).astype(
+            np.float64, copy=False)
+        return out
+
     # -------------------------------------------------------------------- sync
     def sync(self, row: int, node: NodeInfo, resources: Iterable[str],
              group: str | None) -> None:
         """Copy ``node``'s used values (and group membership) into ``row``."""
         if self.nodes[row] is not node:  # a copy of a watched node: not ours
             return
+        self.changed.append(row)
         for r in resources:
             self._col(self.used, r)[row] = node.used.get(r, 0.0)
         if group is not None:

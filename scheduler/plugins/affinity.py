@@ -111,6 +111,11 @@ class AntiAffinity:
             return Status.unschedulable(f"group {g} already on node", plugin=self.name)
         return Status.success()
 
+    def batch_key(self, state: CycleState, task: Task) -> str | None:
+        # node scope is row-wise (the node's own group column); site scope reads the
+        # cycle state (sites already holding the group): not cacheable
+        return None if self.a.scope == "site" or task.group is None else task.group
+
     def filter_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> Bools:
         import numpy as np
 

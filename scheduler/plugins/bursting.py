@@ -36,6 +36,9 @@ class CloudBursting:
             return Status.unresolvable("cloud bursting not allowed", plugin=self.name)
         return Status.success()
 
+    def batch_key(self, state: CycleState, task: Task) -> tuple[()]:
+        return ()  # node-only (site kind) and this plug-in's own arguments
+
     def filter_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> Bools:
         import numpy as np
 

@@ -62,6 +62,10 @@ class NodeResourcesFit:
                                        plugin=self.name)
         return Status.unschedulable(f"insufficient {short}", plugin=self.name)
 
+    def batch_key(self, state: CycleState, task: Task) -> tuple[tuple[str, float], ...]:
+        # row-wise: a node passes or not by its own columns and the request alone
+        return tuple(task.requests.items())
+
     def filter_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> Bools:
         import numpy as np
 
@@ -84,6 +88,9 @@ class NodeReady:
         if node.overloaded:
             return Status.unschedulable("node overloaded", plugin=self.name)
         return Status.success()
+
+    def batch_key(self, state: CycleState, task: Task) -> tuple[()]:
+        return ()
 
     def filter_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> Bools:
         return ~tab.overloaded[idx]
@@ -141,6 +148,10 @@ class LeastLoaded:
                 n += 1
         return 100.0 * total / n if n else 0.0
 
+    def batch_key(self, state: CycleState, task: Task) -> tuple[tuple[str, float], ...]:
+        # row-wise; the request's order is kept (it is the order of the float sum)
+        return tuple(task.requests.items())
+
     def score_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> F64:
         import numpy as np
 
@@ -169,6 +180,9 @@ class PreferAwake:
 
     def score(self, state: CycleState, task: Task, node: NodeInfo) -> float:
         return 100.0 if node.awake else 0.0
+
+    def batch_key(self, state: CycleState, task: Task) -> tuple[()]:
+        return ()
 
     def score_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> F64:
         import numpy as np
