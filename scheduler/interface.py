@@ -14,6 +14,11 @@ Rules (kube-scheduler's ``framework/interface.go`` is the model):
 - ``inactive``: points a plug-in's configuration turns into no-ops (not called).
 - The ``*_batch`` variants are optional speed-ups over the snapshot's ``NodeTable``
   columns; the per-node method stays the reference and must give the same result.
+- ``batch_key(state, task) -> Hashable | None`` (optional, with a ``*_batch`` method):
+  "my batch result is row-wise — a node's value depends only on that node's table
+  row and this key". The framework then keeps one column over every node per key,
+  refreshed only on the rows Reserve/Unreserve changed (``NodeTable.column``).
+  Return None when the result reads anything else (cycle state, other nodes).
 """
 
 from __future__ import annotations
