@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Iterable
@@ -232,6 +233,7 @@ class Runtime:
         assert self.stopping is not None
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopping.set)
+        _forget_signals_in_forked_children()
         key_event(log, "controller running", api=f"{self.settings.api[0]}:"
                   f"{self.settings.api[1]}", state=str(self.settings.state))
         try:
@@ -240,6 +242,30 @@ class Runtime:
             key_event(log, "controller stopping")
             await self.stop()
             self.store.close()
+
+
+_AT_FORK_REGISTERED = False
+
+
+def _forget_signals_in_forked_children() -> None:
+    """A process forked from the controller (pyroute2 forks a helper to open a netlink
+    socket inside a namespace) inherits the loop's signal wake-up socket: the SIGTERM
+    pyroute2 sends that helper when closing it was written to the shared socket and
+    read by the controller as its own — a leader opening its routers' programmers
+    stopped itself (seen in ``cpn lab ha-video``). The child drops the wake-up fd and
+    takes the default handlers, so a signal meant for it stays its own."""
+    global _AT_FORK_REGISTERED
+    if _AT_FORK_REGISTERED:
+        return
+    _AT_FORK_REGISTERED = True
+
+    def child() -> None:
+        with contextlib.suppress(ValueError, OSError):  # not the main thread: nothing set
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    os.register_at_fork(after_in_child=child)
 
 
 class _Duty:

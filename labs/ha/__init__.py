@@ -30,3 +30,18 @@ def register(lab_app: typer.Typer) -> None:
         from labs.ha.run import run_cli
 
         raise typer.Exit(run_cli(report, seed))
+
+    @lab_app.command("ha-video")
+    def ha_video(report: Annotated[Path, typer.Option("--report", help="Report directory.")]
+                 = Path("var/ha-video-report")) -> None:
+        """A steered video flow (the security-video data plane in namespaces, kernel
+        SRv6) under three controllers on a three-member etcd: the leader is killed
+        (kill -9) while the camera streams; the routes stay while nobody leads, the new
+        leader's first pass changes nothing and no frame is lost; then the new leader
+        moves the flow to MEC-2 (make-before-break) when MEC-1 is overloaded (root).
+
+        Example:  sudo cpn lab ha-video --report var/ha-video-report
+        """
+        from labs.ha.video import run_cli
+
+        raise typer.Exit(run_cli(report))
