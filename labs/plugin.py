@@ -126,6 +126,20 @@ def register_cli(app: typer.Typer) -> None:
 
         raise typer.Exit(run_placement(report))
 
+    @lab.command("crosslayer")
+    def crosslayer(report: Annotated[Path, typer.Option("--report", help="Report directory.")]
+                   = Path("var/crosslayer-report")) -> None:
+        """An SR policy intent between two hubs over an OTN link (GBA-5.2): the OTN path
+        is provisioned on netconfd NEs and read back before the SRv6 path is programmed,
+        traffic flows, the intent is deleted, the routes go and the OTN path is released
+        on the NEs; prints one JSON line with the timings, writes the full report.
+
+        Example:  sudo cpn lab crosslayer --report var/crosslayer-report
+        """
+        from labs.crosslayer import run_cli as run_crosslayer
+
+        raise typer.Exit(run_crosslayer(report))
+
     @lab.command("centres")
     def centres(report: Annotated[Path | None, typer.Option(
             "--report", help="Also write report.json into this directory.")] = None) -> None:

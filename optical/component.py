@@ -5,6 +5,9 @@ Rules:
 - Cross-layer (GBA-6.4.2e): an IP ``Link`` riding on an optical path gets that path's
   state and SRLGs through the store (one transaction per change, actor ``optical``).
 - Paths are stored and journaled (``optical.persist``) and resumed on start.
+- With ``otn_links``, the SR policy reconciler's transport provider
+  (``optical.transport.OtnTransport``) is registered as
+  ``rt.settings.extra["srv6-transport"]`` once the NEs are attached, and removed on stop.
 """
 
 from __future__ import annotations
@@ -51,6 +54,19 @@ class OpticalComponent:
             log.info("optical: %d stored path(s) resumed: %s", len(stored),
                      ", ".join(p.id for p in stored))
         await self.ctl.start(stored)
+        if s.otn_links:
+            import asyncio
+
+            from optical.transport import OtnTransport
+
+            unknown = sorted(k for k in s.otn_links if rt.store.get(Link, k) is None)
+            if unknown:
+                log.error("optical.otn_links names unknown IP link(s) %s; fix: use the "
+                          "keys GET /api/v1/links lists (a~b or the link's id)",
+                          ", ".join(unknown))
+            # the SR policy reconciler's extension point (srv6.intents.crosslayer)
+            rt.settings.extra["srv6-transport"] = OtnTransport(
+                self.ctl, s.otn_links, asyncio.get_running_loop(), s.otn_wait_s)
 
     def _store_path(self, path: OpticalPath, event: str | None) -> None:
         """Journal the path's event (or its deletion) in the store (``optical.persist``)."""
@@ -77,5 +93,7 @@ class OpticalComponent:
                 txn.put(new)
 
     async def stop(self) -> None:
+        if self.rt is not None:
+            self.rt.settings.extra.pop("srv6-transport", None)
         if self.ctl is not None:
             await self.ctl.stop()

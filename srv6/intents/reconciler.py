@@ -42,7 +42,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -58,6 +58,7 @@ from controller.models.job import utcnow
 from srv6.dataplane.mbb import execute, plan_switch
 from srv6.dataplane.programmer import MemoryProgrammer, PolicyProgrammer
 from srv6.dataplane.state import NodeState, Route, Seg6LocalRoute, Seg6Route, SrPolicyRoute
+from srv6.intents.crosslayer import TRANSPORT_KEY, CrossLayer, Transport
 from srv6.intents.models import (
     IntentsSection,
     IntentState,
@@ -178,6 +179,10 @@ class IntentReconciler:
         self._seen_at: dict[str, float] = {}  # node -> when it was last read
         self._ends: dict[tuple[str, str], bool] = {}
         self._owned: set[str] = set()  # routers whose programmer this component opened
+        #: the optical layer's on-demand links (set here, or registered by the optical
+        #: plug-in as rt.settings.extra[TRANSPORT_KEY]); see srv6.intents.crosslayer
+        self.transport: Transport | None = None
+        self.crosslayer: CrossLayer | None = None
 
     # ------------------------------------------------------------------ component
     async def start(self, rt: Runtime) -> None:
@@ -351,7 +356,7 @@ class IntentReconciler:
             m["state"].labels(st.value).set(sum(1 for s in states.values() if s is st))
 
     # ------------------------------------------------------------------ inputs
-    def _topology(self, store: Store) -> Topology:
+    def _topology(self, store: Store, down: Collection[str] = ()) -> Topology:
         links = []
         h = self.sec.hysteresis_pct / 100.0
         used: dict[str, Link] = {}
@@ -366,6 +371,8 @@ class IntentReconciler:
                 if upd:
                     link = link.model_copy(update=upd)
             used[link.key] = link
+            if link.key in down:  # unavailable for this plan only (srv6.intents.crosslayer)
+                link = link.model_copy(update={"state": LinkState.DOWN})
             links.append(link)
         self._used_links = used
         return Topology.build(links, store.list(Router), store.list(Site),
@@ -424,8 +431,10 @@ class IntentReconciler:
             if u is not None:
                 topo.node_sids[u] = IPv6Address(sid)
 
-    def plan(self, store: Store) -> tuple[Plan, list[SrPolicyIntent]]:
-        topo = self._topology(store)
+    def plan(self, store: Store, down: Collection[str] = ()
+             ) -> tuple[Plan, list[SrPolicyIntent]]:
+        """The plan for the stored intents; ``down`` links are planned as down."""
+        topo = self._topology(store, down)
         egress, errors = self._allocate(store, topo)
         binding = Binding({n: dict(b.devs) for n, b in self.sec.nodes.items()}, egress,
                           errors, routers=tuple(sorted(
@@ -456,6 +465,9 @@ class IntentReconciler:
         t0 = time.perf_counter()
         rep = PassReport()
         plan, intents = self.plan(store)
+        xl = self._crosslayer()
+        if xl is not None:  # on-demand OTN links up (read back) before steering onto them
+            plan = xl.before(plan, lambda down: self.plan(store, down)[0])
         rep.plan_ms = (time.perf_counter() - t0) * 1e3
         actual: dict[str, NodeState] = {}
         if self.rt is not None:  # a router that could not be opened: try again
@@ -509,6 +521,8 @@ class IntentReconciler:
         self._seen = {n: st for n, st in actual.items() if n not in rep.frozen}
         rep.elapsed_ms = (time.perf_counter() - t0) * 1e3
         states = self._write_status(store, plan, intents, actual, held, rep)
+        if xl is not None:  # OTN paths no routed intent needs any more are released
+            xl.after(plan, settled=not rep.frozen and not held)
         if self.passes == 0:
             self.first = rep
             key_event(log, "first intent pass after start", ops=rep.ops,
@@ -525,6 +539,18 @@ class IntentReconciler:
             self._verify_pool.submit(self._verify_bg, store)
         self._observe(rep, states)
         return rep
+
+    def _crosslayer(self) -> CrossLayer | None:
+        """The cross-layer step, once a ``Transport`` is set or the optical plug-in has
+        registered one (``srv6.intents.crosslayer``)."""
+        t = self.transport
+        if t is None and self.rt is not None:
+            t = self.rt.settings.extra.get(TRANSPORT_KEY)
+        if not isinstance(t, Transport):
+            return None
+        if self.crosslayer is None or self.crosslayer.transport is not t:
+            self.crosslayer = CrossLayer(t)
+        return self.crosslayer
 
     # ------------------------------------------------------------------ verification
     def _probeable(self, node: str) -> bool:
