@@ -9,12 +9,14 @@ Rules:
   queues ``out`` as the answer to datagram ``i`` (to its source address, which stays
   in C memory: no address object is built per query); ``flush()`` sends every queued
   answer with one ``sendmmsg`` (retrying the rest on a partial send) and empties the
-  queue. ``source(i)`` is datagram ``i``'s source address as a string, built only when
-  asked (steered names asked without ECS, the full path).
+  queue. Send message j points at datagram j's source address unless an earlier
+  datagram of the batch got no answer (then ``put`` re-points it and ``flush`` restores
+  it), so the common case stores only the answer and its length. ``source(i)`` is
+  datagram ``i``'s source address as a string, built only when asked (steered names
+  asked without ECS, the full path).
 - The per-datagram work left in Python is a memoryview read (length), one slice copy
-  (the query), one slice store (the answer) and two integer stores (its length and
-  address pointer) — the ~3 µs of ``recvfrom`` + ``sendto`` per datagram become one
-  system call per batch.
+  (the query), one slice store (the answer) and one integer store (its length) — the
+  ~3 µs of ``recvfrom`` + ``sendto`` per datagram become one system call per batch.
 - ``available()`` says whether this machine has ``recvmmsg``/``sendmmsg`` (Linux with a
   glibc/musl exposing them, LP64); the server falls back to ``recvfrom``/``sendto``
   loops when it has not.
@@ -133,6 +135,9 @@ class Batch:
         self.stride64 = _MSTRIDE // 8
         self.name_ptr = [self._nbase + i * self._namelen for i in range(size)]
         self.queued = 0
+        #: some queued answer j goes to another datagram's source than j's (after a
+        #: dropped query): ``flush`` restores the identity mapping once sent
+        self.skewed = False
         #: totals for status: batches received, datagrams received
         self.batches = self.datagrams = 0
 
@@ -180,17 +185,29 @@ class Batch:
         off = j * SLOT
         self.sview[off:off + n] = out
         self.siov[j * 2 + 1] = n
-        self.smsg[j * self.stride64] = self.name_ptr[i]
+        if j != i:
+            self.smsg[j * self.stride64] = self.name_ptr[i]
+            self.skewed = True
         self.queued = j + 1
 
     def _address(self, i: int) -> tuple[str, int]:
         return self.source(i), self.source_port(i)
 
     def flush(self) -> int:
-        """Send every queued answer; how many the kernel took (send errors are dropped,
-        as a ``sendto`` loop drops them: UDP answers are best effort)."""
+        """Send every queued answer; returns how many were queued (a datagram the kernel
+        refuses is dropped, as a ``sendto`` loop drops it: UDP answers are best effort)."""
         q = self.queued
         self.queued = 0
+        try:
+            self._send(q)
+        finally:
+            if self.skewed:  # answer j goes to datagram j's source again
+                self.skewed = False
+                for j in range(q):
+                    self.smsg[j * self.stride64] = self.name_ptr[j]
+        return q
+
+    def _send(self, q: int) -> None:
         sent = 0
         while sent < q:
             k: int = self._sendmmsg(self._fd, self._saddr + sent * _MSTRIDE, q - sent, 0)
@@ -201,4 +218,3 @@ class Batch:
                 sent += 1
                 continue
             sent += k
-        return q

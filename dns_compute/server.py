@@ -160,10 +160,14 @@ def _udp_loop_batched(sock: socket.socket, responder: Responder, stop: threading
     lazy_src = [functools.partial(source_of, i) for i in range(size)]
     rview, lens, sview, siov, smsg = (batch.rview, batch.lens, batch.sview, batch.siov,
                                       batch.smsg)
-    # per slot i: (i, buffer offset, index of its length, index of its send length,
-    # index of its send address pointer, its address pointer)
-    slots = [(i, i * SLOT, batch.len_index[i], 2 * i + 1, i * batch.stride64,
-              batch.name_ptr[i]) for i in range(size)]
+    # per slot i: (i, buffer offset, index of its length, index of its send length)
+    slots = [(i, i * SLOT, batch.len_index[i], 2 * i + 1) for i in range(size)]
+    # Answer j goes out from send slot j. While no query of the batch was dropped, j == i
+    # and send message j already points at datagram i's address (set up by ``Batch``);
+    # after a drop, answers shift and carry their address pointer (``batch.skewed``:
+    # ``flush`` puts the pointers back).
+    pointer_idx = [i * batch.stride64 for i in range(size)]
+    name_ptr = batch.name_ptr
     respond = responder.respond
     zone: WireZone | None = None
     table: FastTable | None = None
@@ -189,7 +193,7 @@ def _udp_loop_batched(sock: socket.socket, responder: Responder, stop: threading
             if cache is not None:
                 cache.clear()
         j = 0  # answers queued so far (send slot of the next one)
-        for i, off, li, _, _, nptr in slots[:k]:
+        for i, off, li, sl in slots[:k]:
             data = bytes(rview[off:off + lens[li]])
             out: bytes | None = None
             if cached:
@@ -234,10 +238,15 @@ def _udp_loop_batched(sock: socket.socket, responder: Responder, stop: threading
                 with contextlib.suppress(OSError):
                     sock.sendto(out, (source_of(i), batch.source_port(i)))
                 continue
-            _, so, _, sl, sp, _ = slots[j]
-            sview[so:so + n] = out
-            siov[sl] = n
-            smsg[sp] = nptr
+            if j == i:
+                sview[off:off + n] = out
+                siov[sl] = n
+            else:
+                so = j * SLOT
+                sview[so:so + n] = out
+                siov[2 * j + 1] = n
+                smsg[pointer_idx[j]] = name_ptr[i]
+                batch.skewed = True
             j += 1
         if j:
             batch.queued = j

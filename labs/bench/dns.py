@@ -19,10 +19,12 @@ Rules:
   (user + system from ``/proc``). Reported: medians, min–max spread, the ratio
   CPN/Knot of the medians per CPU-second and per wall-second.
 - Cores: uncached worker processes, 1 vs 2 on the same port (SO_REUSEPORT), alternated,
-  unpinned, dnsperf with 8 client sockets (the
-  kernel's SO_REUSEPORT hash spreads sockets, not queries); ``scaling`` is the ratio of
-  median wall-second rates. On a shared machine it is bounded by the CPU dnsperf and
-  the other tenants take: the load average is printed before and after.
+  worker n pinned to core n, dnsperf unpinned with 32 client sockets (the kernel's
+  SO_REUSEPORT hash spreads sockets, not queries); ``scaling`` is the ratio of median
+  wall-second rates. dnsperf's own CPU per query (``RUSAGE_CHILDREN``) is measured:
+  with the client on the same 2 cores, 2 workers can gain at most 2·S/(S + C) over one
+  (S, C = server, client CPU per query), printed as the ceiling. Other tenants take
+  their share too: the load average is printed before and after.
 - Latency: a ComputeMetrics write flipping MEC-1 between overloaded and healthy, timed
   until the embedded responder (ECS 10.0.0.0/24) / Knot return the other instance.
 - Final line: ``figure`` = uncached CPU-second ratio, ``goal``, ``met`` per goal.
@@ -34,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -262,9 +265,9 @@ async def _bench(duration_s: float, clients: int, outstanding: int, trials: int,
 Workers = tuple[int, list[int | None], list[subprocess.Popen[bytes]]]
 
 
-def _workers(zone: Any, n: int, cached: bool, cpus: set[int]) -> Workers:
-    """``n`` responder worker processes on one free port, holding ``zone``, on ``cpus``:
-    (port, their pids, the processes)."""
+def _workers(zone: Any, n: int, cached: bool, cpus: set[int] | list[set[int]]) -> Workers:
+    """``n`` responder worker processes on one free port, holding ``zone``, on ``cpus``
+    (one set for all, or one set per worker): (port, their pids, the processes)."""
     import sys
 
     from dns_compute.worker import encode_zone
@@ -273,14 +276,14 @@ def _workers(zone: Any, n: int, cached: bool, cpus: set[int]) -> Workers:
     port = free_port()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        for _ in range(n):
+        for k in range(n):
             proc = subprocess.Popen(
                 [sys.executable, "-m", "dns_compute.worker", "127.0.0.1", str(port),
                  *([] if cached else ["--no-cache"])],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             procs.append(proc)
             assert proc.stdin is not None and proc.stdout is not None
-            os.sched_setaffinity(proc.pid, cpus)
+            os.sched_setaffinity(proc.pid, cpus[k] if isinstance(cpus, list) else cpus)
             proc.stdin.write(encode_zone(zone))
             proc.stdin.flush()
             if not proc.stdout.readline().startswith(b"ready"):
@@ -305,26 +308,49 @@ def _stop_workers(w: Workers) -> None:
             proc.stdout.close()
 
 
+def _client_cpu_s() -> float:
+    """CPU seconds used so far by this process's waited-for children (dnsperf)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def _scaling(zone: Any, qfile: Path, extra: list[str], duration_s: float,
              outstanding: int, rounds: int) -> dict[str, Any]:
-    """Uncached answers per wall-second with 1 then 2 worker processes, alternated,
-    unpinned (dnsperf too)."""
-    everywhere = set(range(os.cpu_count() or 1))
+    """Uncached answers per wall-second with 1 then 2 worker processes, alternated;
+    worker n pinned to core n, dnsperf (32 client sockets, so SO_REUSEPORT's hash
+    spreads them evenly) free to run on every core. dnsperf's own CPU per query is
+    measured too: on a machine whose cores it shares with the workers, 2 workers can
+    gain at most ``ceiling`` = 2·S/(S + C) over 1 (S server, C client µs per query)."""
+    ncpu = os.cpu_count() or 1
+    everywhere = ",".join(map(str, range(ncpu)))
     wall: dict[int, list[dict[str, float]]] = {1: [], 2: []}
     for _ in range(rounds):
         for answerers in (1, 2):
-            w = _workers(zone, answerers, False, everywhere)
+            w = _workers(zone, answerers, False, [{n % ncpu} for n in range(answerers)])
             try:
-                wall[answerers].append(_measured(
-                    _dnsperf, w[1], w[0], qfile, duration_s, 8, outstanding,
-                    ",".join(map(str, sorted(everywhere))), extra))
+                c0 = _client_cpu_s()
+                res = _measured(_dnsperf, w[1], w[0], qfile, duration_s, 32, outstanding,
+                                everywhere, extra)
+                answered = res["qps"] * duration_s
+                res["client_cpu_us_per_query"] = (
+                    round((_client_cpu_s() - c0) / answered * 1e6, 2) if answered else -1.0)
+                wall[answerers].append(res)
             finally:
                 _stop_workers(w)
     one = _spread(wall[1], "qps")
     two = _spread(wall[2], "qps")
+    server_us = statistics.median(r["cpu_us_per_query"] for r in wall[1])
+    client_us = statistics.median(r["client_cpu_us_per_query"] for r in wall[1] + wall[2])
+    ceiling = (round(min(ncpu, 2) * server_us / (server_us + client_us), 3)
+               if server_us > 0 and client_us > 0 else 0.0)
+    scaling = _ratio(two["median"], one["median"])
     return {"qps_1_answerer": one, "qps_2_answerers": two,
+            "cpu_per_s_1_answerer": _spread(wall[1], "capacity_qps"),
             "cpu_per_s_2_answerers": _spread(wall[2], "capacity_qps"),
-            "scaling": _ratio(two["median"], one["median"])}
+            "server_cpu_us_per_answer": server_us, "client_cpu_us_per_query": client_us,
+            "ceiling_with_client_on_the_same_cores": ceiling,
+            "pinning": "worker n on core n; dnsperf (32 sockets) unpinned",
+            "scaling": scaling}
 
 
 def run(duration_s: float = 3.0, clients: int = 1, outstanding: int = 200, trials: int = 10,
