@@ -28,7 +28,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 import yaml
@@ -77,7 +77,11 @@ class ControllerSection(Model):
     ``api_tls`` (cert/key: REST over HTTPS — needed beyond loopback);
     ``store`` where objects and journal live (unset: the SQLite file in ``state``;
     ``etcd://HOST:PORT,HOST:PORT[/prefix]`` for a cluster of controllers, issue 16);
-    ``member`` this controller's name in the cluster (default: host name + API port)."""
+    ``member`` this controller's name in the cluster (default: host name + API port);
+    ``store_sync`` the SQLite file's durability: ``full`` (default: every commit is
+    fsynced before it is acknowledged, so a power loss loses nothing acknowledged) or
+    ``normal`` (no fsync per commit: a process crash loses nothing, a power loss or
+    kernel crash can roll back the last ~0.5 s of commits; docs/operations.md)."""
 
     api: str = "127.0.0.1:8080"
     dns: str = "127.0.0.1:5353"
@@ -86,6 +90,7 @@ class ControllerSection(Model):
     api_tls: ApiTls | None = None
     store: str | None = Field(default=None, pattern=r"^(etcd|sqlite)://.+$")
     member: str = Field(default="", pattern=r"^[A-Za-z0-9_.:-]{0,63}$")
+    store_sync: Literal["full", "normal"] = "full"
 
 
 class TokenSpec(Model):

@@ -56,6 +56,8 @@ class Settings:
     state: Path = Path("./var")
     store: str | None = None
     member: str = ""
+    #: durability of the SQLite store: "full" (every commit fsynced) or "normal"
+    store_sync: str = "full"
     log_level: str = "info"
     #: (certificate chain, private key) PEM paths: REST over HTTPS when set
     api_tls: tuple[Path, Path] | None = None
@@ -82,7 +84,8 @@ class Runtime:
         self.settings = settings
         self.store: Store = store or open_store(settings.store or str(settings.state /
                                                                       "state.db"),
-                                                member=settings.member)
+                                                member=settings.member,
+                                                sync=settings.store_sync)
         self.bus = EventBus()
         self.writer = StateWriter(self.store)
         self.metrics = CollectorRegistry()

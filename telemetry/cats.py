@@ -28,6 +28,7 @@ Rules:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -145,36 +146,74 @@ def check_l0(l0: dict[str, float], where: str = "l0") -> None:
 
 
 def normalise(value: float, spec: MetricSpec) -> float:
-    """One L0 value → 0–1 where 1 is best, per ``spec`` (monotone in ``direction``)."""
+    """One L0 value → 0–1 where 1 is best, per ``spec`` (monotone in ``direction``):
+    min-max, sigmoid, or a z-score mapped through the standard normal CDF."""
+    return compile_spec(spec)(value)
+
+
+def compile_spec(spec: MetricSpec) -> Callable[[float], float]:
+    """The normalisation of one fixed ``spec`` as a closure: the spec's enum tests and
+    constants are taken once, since the ingest path runs it for every L0 key."""
+    lower = spec.direction is not Direction.HIGHER_IS_BETTER
     if spec.fn is NormFn.MINMAX:
-        x = (min(max(value, spec.lo), spec.hi) - spec.lo) / (spec.hi - spec.lo)
-    elif spec.fn is NormFn.SIGMOID:
-        z = (value - spec.mid) / spec.scale
-        x = 1.0 / (1.0 + math.exp(-max(min(z, 500.0), -500.0)))
-    else:  # z-score mapped through the standard normal CDF so it lands in 0–1
-        x = 0.5 * (1.0 + math.erf((value - spec.mean) / (spec.std * math.sqrt(2.0))))
-    x = min(max(x, 0.0), 1.0)
-    return x if spec.direction is Direction.HIGHER_IS_BETTER else 1.0 - x
+        lo, hi, span = spec.lo, spec.hi, spec.hi - spec.lo
+
+        def minmax(value: float) -> float:
+            x = min(max((min(max(value, lo), hi) - lo) / span, 0.0), 1.0)
+            return 1.0 - x if lower else x
+        return minmax
+    if spec.fn is NormFn.SIGMOID:
+        mid, scale = spec.mid, spec.scale
+
+        def sigmoid(value: float) -> float:
+            z = (value - mid) / scale
+            x = min(max(1.0 / (1.0 + math.exp(-max(min(z, 500.0), -500.0))), 0.0), 1.0)
+            return 1.0 - x if lower else x
+        return sigmoid
+    mean, denom = spec.mean, spec.std * math.sqrt(2.0)
+
+    def zscore(value: float) -> float:
+        x = min(max(0.5 * (1.0 + math.erf((value - mean) / denom)), 0.0), 1.0)
+        return 1.0 - x if lower else x
+    return zscore
 
 
-def l1_scores(l0: dict[str, float], cfg: CatsConfig) -> dict[str, float]:
-    """L0 → L1 categories present in the input (each 0–1, 1 = best)."""
+#: L0 key → (category, weight, compiled normalisation); see ``compile_table``
+SpecTable = dict[str, tuple[str, float, Callable[[float], float]]]
+
+
+def compile_table(cfg: CatsConfig) -> SpecTable:
+    """Every spec of ``cfg`` compiled once (``compile_spec``), keyed by L0 key."""
+    return {key: (spec.category.value, spec.weight, compile_spec(spec))
+            for key, spec in cfg.metrics.items()}
+
+
+def l1_scores(l0: dict[str, float], cfg: CatsConfig,
+              table: SpecTable | None = None) -> dict[str, float]:
+    """L0 → L1 categories present in the input (each 0–1, 1 = best). ``table``: the
+    compiled specs of ``cfg`` (``compile_table``) when the caller keeps them."""
+    specs = table if table is not None else compile_table(cfg)
     acc: dict[str, list[float]] = {}
     for key, value in l0.items():
-        spec = cfg.metrics.get(key)
-        if spec is None:
+        entry = specs.get(key)
+        if entry is None:
             continue
-        tot = acc.setdefault(spec.category.value, [0.0, 0.0])
-        tot[0] += spec.weight * normalise(value, spec)
-        tot[1] += spec.weight
+        cat, weight, fn = entry
+        tot = acc.get(cat)
+        if tot is None:
+            acc[cat] = [weight * fn(value), weight]
+        else:
+            tot[0] += weight * fn(value)
+            tot[1] += weight
     return {cat: min(max(s / w, 0.0), 1.0) for cat, (s, w) in acc.items() if w > 0}
 
 
 def l2_score(l1: dict[str, float], cfg: CatsConfig) -> float:
     """L1 → L2 one score 0–10 (10 best); no usable category ⇒ 0."""
     num = den = 0.0
+    weights = cfg.weights  # keyed by Category, a StrEnum: its members hash as their text
     for cat, value in l1.items():
-        w = cfg.weights.get(Category(cat), 0.0) if cat in CATEGORIES else 0.0
+        w = weights.get(cat, 0.0) if cat in CATEGORIES else 0.0  # type: ignore[call-overload]
         num += w * min(max(value, 0.0), 1.0)
         den += w
     if den <= 0:
@@ -279,10 +318,13 @@ class Staleness:
 
 
 class MetricsTracker:
-    """The per-(site, service) pipeline: smooth L0 → L1 → L2 → damp, plus hysteresis."""
+    """The per-(site, service) pipeline: smooth L0 → L1 → L2 → damp, plus hysteresis.
+    ``table``: the compiled specs of ``cfg`` (``compile_table``), shared by trackers."""
 
-    def __init__(self, cfg: CatsConfig, smooth: bool = True) -> None:
+    def __init__(self, cfg: CatsConfig, smooth: bool = True,
+                 table: SpecTable | None = None) -> None:
         self.cfg = cfg
+        self.table = table if table is not None else compile_table(cfg)
         self.smoother = MetricSmoother(cfg.window_s) if smooth else None
         self.damper = ScoreDamper(cfg.min_change, cfg.hold_down_s)
         self.hysteresis = Hysteresis(cfg.overload_on_pct, cfg.overload_off_pct)
@@ -294,7 +336,7 @@ class MetricsTracker:
         sig = overload_signal(l0, self.cfg)
         overloaded = self.hysteresis.update(sig) if sig is not None else self.hysteresis.state
         values = self.smoother.update(l0, now) if self.smoother else l0
-        l1 = l1_scores(values, self.cfg)
+        l1 = l1_scores(values, self.cfg, self.table)
         return l1, self.damper.update(l2_score(l1, self.cfg), now), overloaded
 
 

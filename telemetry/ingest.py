@@ -52,6 +52,7 @@ from telemetry.models import (
     TelemetrySection,
 )
 from telemetry.pki import Trust, compute_id
+from telemetry.records import construct, replace
 from telemetry.source import commit
 
 log = logging.getLogger("cpn.telemetry.ingest")
@@ -95,6 +96,7 @@ class IngestCore:
                  stale_after_periods: float = 3.0) -> None:
         self.store = store
         self.cfg = cats_cfg or cats.CatsConfig()
+        self._table = cats.compile_table(self.cfg)
         self.stale_after = stale_after_periods
         self.staged: dict[tuple[str, str], Entity] = {}
         self.trackers: dict[str, cats.MetricsTracker] = {}
@@ -119,15 +121,16 @@ class IngestCore:
 
     def _on_commit(self, changes: list[Change]) -> None:
         # keep caches coherent with writes made by others (config apply, REST, BGP)
+        caches: dict[str, dict[str, Any]] = {
+            ComputeResource.KIND: self.resources, ComputeMetrics.KIND: self.metrics,
+            ComputeLifecycle.KIND: self.lifecycle}
         for ch in changes:
             if ch.kind == Site.KIND:
                 (self.sites.add if ch.value is not None else self.sites.discard)(ch.key)
-            elif ch.kind in (ComputeResource.KIND, ComputeMetrics.KIND,
-                             ComputeLifecycle.KIND):
-                caches: dict[str, dict[str, Any]] = {
-                    ComputeResource.KIND: self.resources, ComputeMetrics.KIND: self.metrics,
-                    ComputeLifecycle.KIND: self.lifecycle}
-                cache = caches[ch.kind]
+            else:
+                cache = caches.get(ch.kind)
+                if cache is None:
+                    continue
                 if ch.value is None:
                     cache.pop(ch.key, None)
                 else:
@@ -167,7 +170,8 @@ class IngestCore:
             key = f"{report.site}/{service}"
             tracker = self.trackers.get(key)
             if tracker is None:
-                tracker = self.trackers[key] = cats.MetricsTracker(self.cfg, smooth=False)
+                tracker = self.trackers[key] = cats.MetricsTracker(self.cfg, smooth=False,
+                                                                   table=self._table)
                 old = self.metrics.get(key)
                 if old is not None:
                     tracker.hysteresis.state = old.overloaded
@@ -177,10 +181,10 @@ class IngestCore:
                 adm.flips.append((service, over))
                 adm.urgent = True
             # the agent's own observation; precedence with BGP applies at commit
-            m = ComputeMetrics.model_construct(
-                site=report.site, service=service, l0=l0, l1=l1, l2=l2, overloaded=over,
-                available=up, stale=False, source="agent", period_s=report.interval_s,
-                window_s=self.cfg.window_s, updated_at=ts)
+            m = construct(
+                ComputeMetrics, site=report.site, service=service, l0=l0, l1=l1, l2=l2,
+                overloaded=over, available=up, stale=False, source="agent",
+                period_s=report.interval_s, window_s=self.cfg.window_s, updated_at=ts)
             self.metrics[key] = m
             self._stage(m)
             adm.updates += 1
@@ -214,9 +218,9 @@ class IngestCore:
                                       extended=sample.extended, compute_id=cid)
             else:
                 # fields were validated when the record was made; only value/ids change
-                res = ComputeResource.model_construct(**{
-                    **res.__dict__, "value": sample.value, "compute_id": cid,
-                    "extended": {**res.extended, **sample.extended}})
+                res = replace(res, value=sample.value, compute_id=cid,
+                              extended={**res.extended, **sample.extended}
+                              if sample.extended else res.extended)
             self.resources[key] = res
             self._stage(res)
             adm.updates += 1

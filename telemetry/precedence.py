@@ -40,6 +40,7 @@ from collections.abc import Collection
 
 from controller.models import ComputeMetrics, Link
 from controller.models.base import Entity
+from telemetry.records import replace
 
 #: what a link probe measures; the rest of a ``Link`` is configuration
 MEASURED_LINK_FIELDS = ("delay_ms", "jitter_ms", "loss_pct")
@@ -75,7 +76,8 @@ def combine(current: ComputeMetrics | None, incoming: ComputeMetrics,
     available = all(l0.get(f, 1.0) == 1.0 for f in FLAG.values())
     if flag is None:  # a source without its own flag says available/unavailable directly
         available = available and incoming.available
-    return base.model_copy(update={"l0": l0, "available": available})
+    # both records were validated; only the merged L0 and availability change
+    return replace(base, l0=l0, available=available)
 
 
 def merge(current: Entity | None, incoming: Entity, retract: Collection[str] = ()

@@ -70,6 +70,10 @@ def run(
     store: StoreOpt = None,
     member: Annotated[str | None, typer.Option(
         help="This controller's name in a cluster [host name:API port].")] = None,
+    store_sync: Annotated[str | None, typer.Option(
+        help="SQLite durability: full (every commit fsynced before it is acknowledged; "
+        "the default) or normal (faster; a power loss can roll back the last ~0.5 s of "
+        "commits) [the config's controller.store_sync, else full].")] = None,
 ) -> None:
     """Run the controller: apply the config, serve REST (and the other components)
     until Ctrl-C.
@@ -100,6 +104,7 @@ def run(
         if sec is not None and sec.api_tls is not None else None,
         store=store or os.environ.get("CPN_STORE") or (sec.store if sec else None),
         member=member or (sec.member if sec else ""),
+        store_sync=store_sync or (sec.store_sync if sec else "full"),
     )
     logs.setup(settings.log_level, settings.state, json_stderr=log_json, process_name="cpn-run")
     try:

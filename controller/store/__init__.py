@@ -42,12 +42,14 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, member: str = "") -> Store:
+def open_store(url: str, *, member: str = "", sync: str = "full") -> Store:
     """The store at ``url``: ``etcd://HOST:PORT,HOST:PORT[/prefix]`` for a cluster,
-    else a SQLite file path (``sqlite:///path`` or a plain path)."""
+    else a SQLite file path (``sqlite:///path`` or a plain path). ``sync`` is the SQLite
+    file's durability (``full``: every commit fsynced before it returns; ``normal``: see
+    ``controller.store.sqlite``); an etcd commit is durable on a quorum either way."""
     if url.startswith("etcd://"):
         from controller.store.etcd import EtcdStore
 
         return EtcdStore.from_url(url, member=member)
     path = url.removeprefix("sqlite://")
-    return SqliteStore(path, member=member)
+    return SqliteStore(path, member=member, sync=sync)

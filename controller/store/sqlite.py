@@ -9,9 +9,21 @@ Rules:
 - A transaction stages its writes in memory, then writes objects and journal
   rows inside one SQLite transaction (``BEGIN IMMEDIATE``). The cache is updated
   only after SQLite committed, so a failed commit leaves both untouched.
-- WAL with ``synchronous=NORMAL``: a committed transaction survives a process
-  crash; on power loss the last few transactions may roll back (documented
-  trade-off; set ``durable=True`` for ``synchronous=FULL``).
+- Acknowledged means durable by default (``sync="full"``, SQLite WAL with
+  ``synchronous=FULL``): the WAL is fsynced before a transaction returns, so a commit
+  survives a process crash, a kernel crash and a power loss. ``sync="normal"``
+  (``synchronous=NORMAL``, opt-in, see ``docs/operations.md``) skips that fsync: a
+  process crash still loses nothing, but a power loss or kernel crash can roll back
+  the transactions committed since the last checkpoint (at most about
+  ``CHECKPOINT_INTERVAL_S`` of commits, or ``WAL_CAP_PAGES`` pages of WAL); the file
+  stays consistent either way. ``SYNC_MODES`` lists the modes.
+- Checkpoints (copying the WAL back into the database file, with its fsyncs) run on a
+  background thread with its own connection every ``CHECKPOINT_INTERVAL_S`` after a
+  commit, never on the writer's path; the writer's own automatic checkpoint stays as a
+  safety cap (``WAL_CAP_PAGES``) should that thread fall behind.
+- One serialisation per object: a staged value is encoded to JSON once; that text is
+  compared with the stored text to drop no-op writes, written to ``objects`` and the
+  journal, and kept as the next change's ``previous``.
 - One writer at a time (a lock); readers never block.
 - A row that no longer validates against its model is quarantined, not fatal: moved
   in one SQLite transaction from ``objects`` to ``quarantine`` (verbatim, with the
@@ -55,6 +67,22 @@ from controller.store.staging import StagedWrites
 E = TypeVar("E", bound=Entity)
 log = logging.getLogger("cpn.store")
 QUARANTINE_ACTOR = "store:quarantine"
+#: ``sync`` modes → SQLite ``synchronous`` (see the module rules for what each keeps)
+SYNC_MODES = {"full": "FULL", "normal": "NORMAL"}
+#: the background checkpointer's cadence (seconds after a commit)
+CHECKPOINT_INTERVAL_S = 0.5
+#: the writer checkpoints by itself only once the WAL holds this many pages (~40 MB)
+WAL_CAP_PAGES = 10_000
+
+# enum members and their values looked up once (attribute access on an Enum class costs
+# a descriptor call per use on the commit path)
+_CREATE, _UPDATE, _DEL = Action.CREATE, Action.UPDATE, Action.DELETE
+_ACTION_TEXT = {a: a.value for a in Action}
+_UPSERT = ("INSERT INTO objects(kind, key, value) VALUES (?, ?, ?) "
+           "ON CONFLICT(kind, key) DO UPDATE SET value = excluded.value")
+_DELETE = "DELETE FROM objects WHERE kind = ? AND key = ?"
+_JOURNAL = ("INSERT INTO journal(seq, txid, ts, actor, reason, action, kind, key, value,"
+            " previous, epoch, member) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -114,15 +142,47 @@ class _Txn(StagedWrites):
         cache = self._store._cache
         return list(self.changes_of(lambda kind, key: cache.get(kind, {}).get(key)))
 
+    def plan(self) -> tuple[builtins.list[Change], builtins.list[str | None]]:
+        """The changes and each new value's JSON (None for a delete), every staged
+        value encoded once. A write whose JSON equals the stored JSON is a no-op."""
+        out: builtins.list[Change] = []
+        encoded: builtins.list[str | None] = []
+        store = self._store
+        cache, texts = store._cache, store._json
+        for (kind, key), value in self._staged.items():
+            if store._raw:
+                store._adopt(kind)
+            previous = cache.get(kind, {}).get(key)
+            if value is None:
+                if previous is None:
+                    continue
+                out.append(Change(_DEL, kind, key, None, previous))
+                encoded.append(None)
+                continue
+            text = value.model_dump_json()
+            if previous is None:
+                out.append(Change(_CREATE, kind, key, value, None))
+            elif text != texts.get(kind, {}).get(key):
+                out.append(Change(_UPDATE, kind, key, value, previous))
+            else:
+                continue
+            encoded.append(text)
+        return out, encoded
+
 
 class SqliteStore:
     """SQLite-backed ``Store``. ``path=':memory:'`` for tests."""
 
     backend = "sqlite"
 
-    def __init__(self, path: str | Path, *, durable: bool = False, member: str = "") -> None:
+    def __init__(self, path: str | Path, *, sync: str = "full", member: str = "") -> None:
+        if sync not in SYNC_MODES:
+            raise StoreError(f"state store sync mode {sync!r} is not one of "
+                             f"{', '.join(SYNC_MODES)}; fix: use 'full' (every commit "
+                             f"fsynced, the default) or 'normal'")
         self.path = str(path)
         self.url = self.path
+        self.sync = sync
         self.member = member
         self.fence: Fence | None = None
         if self.path != ":memory:":
@@ -132,7 +192,8 @@ class SqliteStore:
                 self.path, isolation_level=None, check_same_thread=False, timeout=10.0
             )
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._db.execute(f"PRAGMA synchronous={SYNC_MODES[sync]}")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_CAP_PAGES}")
             self._db.executescript(SCHEMA)
             cols = {r[1] for r in self._db.execute("PRAGMA table_info(journal)")}
             if "epoch" not in cols:  # a file written before HA (issue 16)
@@ -152,6 +213,8 @@ class SqliteStore:
         self._seq = 0
         self._txid = 0
         self._load()
+        self._checkpointer = (None if self.path == ":memory:" else
+                              _Checkpointer(self.path, SYNC_MODES[sync], lambda: self._seq))
 
     # -- reading -------------------------------------------------------------------
     def _load(self) -> None:
@@ -267,13 +330,14 @@ class SqliteStore:
         with self._lock:
             txn = _Txn(self)
             yield txn
-            changes = txn.changes()
+            changes, encoded = txn.plan()
             if changes:
-                self._commit(changes, actor, reason)
+                self._commit(changes, encoded, actor, reason)
         if changes:
             self._notify(changes, actor, reason)
 
-    def _commit(self, changes: builtins.list[Change], actor: str, reason: str) -> None:
+    def _commit(self, changes: builtins.list[Change], encoded: builtins.list[str | None],
+                actor: str, reason: str) -> None:
         ts = datetime.now(UTC).isoformat()
         txid = self._txid + 1
         seq = self._seq
@@ -282,36 +346,31 @@ class SqliteStore:
         obj_rows: builtins.list[tuple[str, str, str]] = []
         del_rows: builtins.list[tuple[str, str]] = []
         journal_rows: builtins.list[tuple[Any, ...]] = []
-        encoded: builtins.list[str | None] = []
-        for ch in changes:
+        texts = self._json
+        for ch, value_json in zip(changes, encoded, strict=True):
             seq += 1
-            value_json = ch.value.model_dump_json() if ch.value is not None else None
-            prev_json = self._json.get(ch.kind, {}).get(ch.key)
-            encoded.append(value_json)
+            kind, key = ch.kind, ch.key
+            prev_json = texts.get(kind, {}).get(key)
             if value_json is None:
-                del_rows.append((ch.kind, ch.key))
+                del_rows.append((kind, key))
             else:
-                obj_rows.append((ch.kind, ch.key, value_json))
-            journal_rows.append(
-                (seq, txid, ts, actor, reason, ch.action.value, ch.kind, ch.key, value_json,
-                 prev_json, epoch, member)
-            )
+                obj_rows.append((kind, key, value_json))
+            journal_rows.append((seq, txid, ts, actor, reason, _ACTION_TEXT[ch.action], kind, key,
+                                 value_json, prev_json, epoch, member))
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
-            if obj_rows:
-                db.executemany(
-                    "INSERT INTO objects(kind, key, value) VALUES (?, ?, ?) "
-                    "ON CONFLICT(kind, key) DO UPDATE SET value = excluded.value",
-                    obj_rows,
-                )
+            # one row: execute (executemany's per-call set-up costs more than the row)
+            if len(obj_rows) == 1:
+                db.execute(_UPSERT, obj_rows[0])
+            elif obj_rows:
+                db.executemany(_UPSERT, obj_rows)
             if del_rows:
-                db.executemany("DELETE FROM objects WHERE kind = ? AND key = ?", del_rows)
-            db.executemany(
-                "INSERT INTO journal(seq, txid, ts, actor, reason, action, kind, key, value,"
-                " previous, epoch, member) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                journal_rows,
-            )
+                db.executemany(_DELETE, del_rows)
+            if len(journal_rows) == 1:
+                db.execute(_JOURNAL, journal_rows[0])
+            else:
+                db.executemany(_JOURNAL, journal_rows)
             db.execute("COMMIT")
         except BaseException as exc:
             if db.in_transaction:
@@ -320,6 +379,8 @@ class SqliteStore:
                 raise StoreError(f"state store write failed, nothing applied: {exc}") from exc
             raise
         self._seq, self._txid = seq, txid
+        if self._checkpointer is not None:
+            self._checkpointer.wake()
         for ch, value_json in zip(changes, encoded, strict=True):
             bucket = self._cache.setdefault(ch.kind, {})
             jbucket = self._json.setdefault(ch.kind, {})
@@ -495,8 +556,65 @@ class SqliteStore:
             self._load()
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self._lock:
             self._db.close()
+
+
+class _Checkpointer:
+    """Copies the WAL back into the database file off the writer's path: a daemon
+    thread with its own connection runs a PASSIVE checkpoint (never blocks the writer
+    or readers) ``CHECKPOINT_INTERVAL_S`` after a commit woke it."""
+
+    def __init__(self, path: str, synchronous: str, last_seq: Callable[[], int]) -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._last_seq = last_seq
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpn-store-checkpoint",
+                                        daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        try:
+            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False,
+                                 timeout=10.0)
+        except sqlite3.Error as exc:  # the writer's own cap still bounds the WAL
+            log.warning("state store %s: background checkpointer could not open the file "
+                        "(%s); the writer checkpoints every %d WAL pages instead",
+                        self._path, exc, WAL_CAP_PAGES)
+            return
+        done = -1
+        try:
+            db.execute(f"PRAGMA synchronous={self._synchronous}")
+            while True:
+                self._wake.wait()
+                # let a burst of commits pile up; a close ends the wait at once
+                if self._stopping.wait(CHECKPOINT_INTERVAL_S):
+                    return
+                self._wake.clear()
+                seq = self._last_seq()
+                if seq == done:
+                    continue
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    done = seq
+                except sqlite3.Error as exc:
+                    log.warning("state store %s: background checkpoint failed (%s); "
+                                "retrying after the next commit", self._path, exc)
+        finally:
+            db.close()
 
 
 def _json_or_none(value: Any) -> str | None:
