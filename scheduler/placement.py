@@ -13,36 +13,44 @@ Rules:
 - Sticky flows (``AffinityMode.sticky``) whose current option is still feasible are
   fixed. ``replan`` is incremental: flows whose input is unchanged keep their
   assignment when still feasible, so re-planning unchanged input moves nothing.
-- Greedy answers instantly and is the CP-SAT hint; CP-SAT (``workers`` threads,
-  ``time_limit_s``) improves it and reports objective, proven bound and gap. A
-  CP-SAT failure or timeout without a better solution returns the greedy plan.
-- Options per flow are pruned to the ``max_options`` cheapest (the current option is
-  always kept); the bound reported is the bound of that pruned model.
-- ``mode``: ``"lp-guided"`` (default) fixes the flows the LP relaxation makes integral
-  on models above ``SMALL_MODEL_VARS`` option variables and gives CP-SAT the rest;
-  while the gap to the whole model's bound is above ``gap_limit`` and budget remains,
-  CP-SAT then runs on the whole model, hinted with the best plan so far. ``"exact"``
-  gives CP-SAT the whole model from the start. The bound is always of the whole model
-  (LP bound or CP-SAT bound of the whole model); ``status`` starts with ``optimal``
-  only when the objective equals that bound, else ``feasible, gap …``.
+- The FULL model is every flow × every (site, candidate path) within its bounds
+  (``scheduler.fullmodel``). Greedy and CP-SAT work on restricted options per flow
+  (the ``max_options`` cheapest, the best path of each site first, plus the current
+  one, plus every column LP pricing brought in); every bound reported is a bound of
+  the full model, never of the restricted one.
+- ``time_limit_s`` covers everything: options, greedy, LP bound, CP-SAT. Greedy
+  answers at once and is the hint; a solver failure returns the greedy plan.
+- Bound: the LP relaxation of the full model by column generation (HiGHS on the
+  restricted columns, every other column priced by its reduced cost; the Lagrangian
+  bound of each round is valid). ``mode``: ``"lp-guided"`` (default) — above
+  ``SMALL_MODEL_VARS`` option variables, keep the flows the LP places integrally and
+  give CP-SAT the fractional rest; ``"exact"`` skips that step. Then, while the gap is
+  above ``gap_limit``: CP-SAT on every column within the gap in Lagrangian reduced
+  cost when they are few enough (that model holds every plan as good as the best
+  known, so its CP-SAT bound is the full model's too), else on the restricted
+  options (improvement only; that bound is not reported).
+- ``status`` says what was proven: ``optimal (proven for the full model …)`` only when
+  the objective equals the full model's bound, else ``feasible, gap X % to the full
+  model's bound B``, followed by what was run.
 """
 
 from __future__ import annotations
 
 import gc
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from typing import NamedTuple
 
-from controller.models import InterconnectKind, SiteKind, interconnect_preference
+import numpy as np
+
+from controller.models import SiteKind
+from scheduler import fullmodel
+from scheduler.fullmodel import SCALE, FullModel
 from scheduler.models import Resources
 from scheduler.paths import SitePath
 
 _new = tuple.__new__
-SCALE = 100  # cost units per objective unit (CP-SAT needs integers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,138 +138,80 @@ class PlacementPlan:
         return sorted(f for f, a in self.assign.items() if a is None)
 
 
-@cache
-def _ic_rank(kind: SiteKind, kinds: frozenset[str]) -> int:
-    """GBA-5.2 rank (0 = preferred) of the worst interconnect kind on a path."""
-    pref = interconnect_preference(kind)
-    return max((pref.index(InterconnectKind(k)) for k in kinds if k), default=0)
-
-
 def build_options(p: PlacementProblem, fixed: set[str] | None = None
                   ) -> tuple[dict[str, list[Option]], dict[str, int]]:
-    """See ``_build_options``; the cyclic GC is paused meanwhile (tens of thousands of
-    acyclic tuples would otherwise trigger repeated generation-0/1 scans)."""
+    """The restricted options per flow and the unplaced penalty per flow."""
+    m = build_model(p, fixed)
+    return m.options, m.penalty
+
+
+@dataclass(slots=True)
+class Model:
+    """``fm`` (the full model, ``scheduler.fullmodel``), ``options`` (the restricted
+    options per flow: the ``max_options`` cheapest — the best path of each site first —
+    plus the current one), ``penalty`` (unplaced, per flow), ``qs`` (global path index
+    of each option, parallel to ``options``)."""
+
+    fm: FullModel
+    options: dict[str, list[Option]]
+    penalty: dict[str, int]
+    qs: dict[str, list[int]]
+
+    def add(self, cf: Sequence[int], cq: Sequence[int]) -> int:
+        """Add columns (flow index, path index) to the restricted options; returns how
+        many were new."""
+        fm, n = self.fm, 0
+        seen: dict[str, set[int]] = {}
+        for f, q in zip(cf, cq, strict=True):
+            fid = fm.flows[f].id
+            have = seen.get(fid)
+            if have is None:
+                have = seen[fid] = set(self.qs[fid])
+            if q in have:
+                continue
+            have.add(q)
+            self.qs[fid].append(q)
+            self.options[fid].append(_new(Option, (fm.sites[int(fm.path_site[q])],
+                                                   fm.paths[q], fm.cost(f, q))))
+            n += 1
+        return n
+
+
+def build_model(p: PlacementProblem, fixed: set[str] | None = None) -> Model:
+    """The full model and the restricted options (the cyclic GC is paused meanwhile:
+    tens of thousands of acyclic tuples would trigger repeated generation scans)."""
     was = gc.isenabled()
     gc.disable()
     try:
-        return _build_options(p, fixed)
+        fm = fullmodel.build(p)
+        options: dict[str, list[Option]] = {}
+        penalty: dict[str, int] = {}
+        qs: dict[str, list[int]] = {}
+        site_of = [fm.sites[i] for i in fm.path_site.tolist()]
+        paths = fm.paths
+        cur_l = fm.cur_q.tolist()
+        pen = fm.penalty.tolist()
+        for g in fm.groups:
+            picks = fullmodel.cheapest(fm, g, p.max_options)
+            costs = g.cost.tolist()
+            for r, fi in enumerate(g.flows.tolist()):
+                f = fm.flows[fi]
+                js = [j + g.path0 for j in picks[r]]
+                c = cur_l[fi]
+                if c >= 0 and c not in js:
+                    js.append(c)
+                if fixed is not None and f.id in fixed and c >= 0:
+                    js = [c]
+                row = costs[r]
+                # tuple.__new__ skips the NamedTuple's Python-level __new__
+                options[f.id] = [_new(Option, (site_of[q], paths[q], row[q - g.path0]))
+                                 for q in js]
+                qs[f.id] = js
+                penalty[f.id] = pen[fi]
+        return Model(fm, options, penalty, qs)
     finally:
         if was:
             gc.enable()
-
-
-def _build_options(p: PlacementProblem, fixed: set[str] | None = None
-                   ) -> tuple[dict[str, list[Option]], dict[str, int]]:
-    """Cheapest options per flow and the unplaced penalty per flow.
-
-    Vectorised with numpy: flows are grouped by origin; per origin the (site, path)
-    table is built once and the group's costs are one (flows x options) matrix."""
-    import numpy as np
-
-    w = p.weights
-    sites = list(p.sites)
-    res_names = sorted({r for s in sites for r in s.capacity})
-    cap = np.array([[s.capacity.get(r, 0.0) for r in res_names] for s in sites])
-    used = np.array([[s.used.get(r, 0.0) for r in res_names] for s in sites])
-    price = np.array([s.price for s in sites])
-    energy = np.array([s.energy_w for s in sites])
-    has_cap = cap > 0
-    inv_cap = np.where(has_cap, 1.0 / np.where(has_cap, cap, 1.0), 0.0)  # S x R
-    n_cap = np.maximum(has_cap.sum(axis=1), 1)
-    u0 = (used * inv_cap).sum(axis=1)  # S
-    site_index = {s.name: i for i, s in enumerate(sites)}
-    names = [s.name for s in sites]
-    groups: dict[str, list[PFlow]] = {}
-    for f in p.flows:
-        groups.setdefault(f.origin, []).append(f)
-    options: dict[str, list[Option]] = {}
-    penalty: dict[str, int] = {}
-    k = p.max_options
-    for origin, flows in groups.items():
-        idx: list[int] = []
-        dl: list[float] = []
-        ic: list[float] = []
-        plist: list[SitePath] = []
-        for i, st in enumerate(sites):
-            for path in p.paths.get((origin, st.name), ()):
-                idx.append(i)
-                dl.append(path.delay_ms)
-                ic.append(_ic_rank(st.kind, path.kinds))
-                plist.append(path)
-        if not plist:
-            for f in flows:
-                options[f.id], penalty[f.id] = [], 100 * SCALE
-            continue
-        sidx = np.array(idx, dtype=np.int64)
-        delay = np.array(dl)
-        net = w.delay * delay + w.interconnect * np.array(ic)  # P
-        dem = np.array([[f.demand.get(r, 0.0) for r in res_names] for f in flows])  # F x R
-        unknown = np.array([any(r not in res_names for r in f.demand) for f in flows])
-        size = np.array([sum(f.demand.values()) for f in flows])  # F
-        fits = np.all(dem[:, None, :] <= cap[None, :, :] + 1e-9, axis=2)  # F x S
-        fits &= ~unknown[:, None]
-        util = (u0[None, :] + dem @ inv_cap.T) / n_cap[None, :]  # F x S
-        base = (size[:, None] * (w.price * price + w.energy * energy / 100.0)[None, :]
-                + w.load * util)
-        cost = base[:, sidx] + net[None, :]  # F x P
-        ok = fits[:, sidx]
-        bounds = np.array([f.max_delay_ms if f.max_delay_ms is not None else np.inf
-                           for f in flows])
-        ok &= delay[None, :] <= bounds[:, None]
-        for fi, f in enumerate(flows):
-            if f.allowed_sites is not None:
-                allowed = np.array([st.name in f.allowed_sites for st in sites])
-                ok[fi] &= allowed[sidx]
-        cur_i = np.full(len(flows), -1)
-        has_cur = np.array([f.id in p.current for f in flows])
-        for fi, f in enumerate(flows):
-            cur = p.current.get(f.id)
-            if cur is None:
-                continue
-            ci = site_index.get(cur[0], -1)
-            for j in np.nonzero(ok[fi] & (sidx == ci))[0]:
-                if plist[j].links == cur[1]:
-                    cur_i[fi] = j
-        cost = cost + np.where(has_cur, w.migration, 0.0)[:, None]
-        rows = np.nonzero(cur_i >= 0)[0]
-        cost[rows, cur_i[rows]] -= w.migration
-        icost = np.rint(cost * SCALE).astype(np.int64)
-        # Selection key: the best path of each site first (diverse sites), then the
-        # sites' second paths, and so on; within a tier by cost.
-        tiers = [0] * len(idx)
-        for t in range(1, len(idx)):
-            if idx[t] == idx[t - 1]:
-                tiers[t] = tiers[t - 1] + 1
-        tier = np.array(tiers, dtype=np.int64)
-        big = np.int64(2**40)
-        masked = np.where(ok, icost + tier[None, :] * big, np.iinfo(np.int64).max)
-        n_opt = masked.shape[1]
-        if n_opt > k:
-            top = np.argpartition(masked, k - 1, axis=1)[:, :k]
-        else:
-            top = np.broadcast_to(np.arange(n_opt), (len(flows), n_opt))
-        top_cost = np.take_along_axis(masked, top, axis=1)
-        order = np.argsort(top_cost, axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        top_l = top.tolist()
-        ok_l = np.take_along_axis(ok, top, axis=1).tolist()
-        cost_l = icost.tolist()
-        cur_l = cur_i.tolist()
-        site_of = [names[i] for i in idx]
-        for fi, f in enumerate(flows):
-            js = [j for j, good in zip(top_l[fi], ok_l[fi], strict=True) if good]
-            c = cur_l[fi]
-            if c >= 0 and c not in js:
-                js.append(c)
-            if fixed is not None and f.id in fixed and c >= 0:
-                js = [c]
-            row = cost_l[fi]
-            # tuple.__new__ skips the NamedTuple's Python-level __new__ (24k per plan)
-            keep = [_new(Option, (site_of[j], plist[j], row[j])) for j in js]
-            options[f.id] = keep
-            worst = max((row[j] for j in js), default=0)
-            penalty[f.id] = 2 * worst + 100 * SCALE
-    return options, penalty
 
 
 class _Usage:
@@ -354,114 +304,59 @@ def _to_plan(p: PlacementProblem, chosen: Mapping[str, Option | None], obj: int,
 def solve(p: PlacementProblem, *, time_limit_s: float = 10.0, workers: int = 2,
           gap_limit: float = 0.005, fixed: set[str] | None = None,
           use_cpsat: bool = True, mode: str = "lp-guided") -> PlacementPlan:
-    """Greedy, then CP-SAT from the greedy hint (see module rules)."""
+    """Greedy, then the full-model bound and CP-SAT within ``time_limit_s`` in all
+    (see module rules)."""
     if mode not in ("lp-guided", "exact"):
         raise ValueError(f"placement mode {mode!r}: use 'lp-guided' or 'exact'")
     t0 = time.perf_counter()
-    options, penalty = build_options(p, fixed)
+    model = build_model(p, fixed)
+    options, penalty = model.options, model.penalty
     g_choice, g_obj = greedy(p, fixed, (options, penalty))
     t_greedy = time.perf_counter() - t0
-    trivial_bound = sum(min((o.cost for o in options[f.id]), default=penalty[f.id])
-                        for f in p.flows)
-    plan = _to_plan(p, g_choice, g_obj, trivial_bound, "greedy", "feasible")
+    # L(0): every flow at its cheapest full-model option — a bound of the full model
+    fm = model.fm
+    m0 = fm.penalty.copy()
+    for g in fm.groups:
+        if g.npaths:
+            m0[g.flows] = np.minimum(m0[g.flows], np.where(g.ok, g.cost, m0[g.flows][:, None])
+                                     .min(axis=1))
+    trivial_bound = sum(options[f.id][0].cost if fixed is not None and f.id in fixed
+                        and len(options[f.id]) == 1 else int(m0[i])
+                        for i, f in enumerate(fm.flows))
+    plan = _to_plan(p, g_choice, g_obj, trivial_bound, "greedy",
+                    f"feasible (greedy), bound of the full model: every flow at its "
+                    f"cheapest option, {trivial_bound / SCALE:.2f}")
     plan.greedy_objective, plan.greedy_s = g_obj / SCALE, t_greedy
     if not use_cpsat or not p.flows:
         return plan
+    from scheduler import solver
+
     t1 = time.perf_counter()
     try:
-        better = _lp_guided(p, options, penalty, g_choice, fixed, time_limit_s, workers,
-                            gap_limit, mode == "exact")
+        better = solver.optimise(p, model, g_choice, g_obj, fixed, t0 + time_limit_s,
+                                 workers, gap_limit, mode == "exact", SMALL_MODEL_VARS)
     except Exception as exc:  # never no plan: fall back to greedy
         plan.status = f"cp-sat failed ({type(exc).__name__}: {exc}); greedy plan"
         plan.solve_s = time.perf_counter() - t1
         return plan
     solve_s = time.perf_counter() - t1
-    if better is None:
-        plan.status = "cp-sat found nothing in time; greedy plan"
-        plan.solve_s = solve_s
-        return plan
-    choice, obj, bound, status = better
-    bound = max(bound, trivial_bound)  # both are valid lower bounds
+    choice, obj, bound, detail = better
+    bound = max(bound, trivial_bound)  # both are valid lower bounds of the full model
     if obj > g_obj:
         choice, obj = g_choice, g_obj
-        status += "; greedy kept: better"
-    # What was proven, of the whole model: optimal only when nothing lies below.
-    proven = ("optimal" if obj <= bound else
-              f"feasible, gap {(obj - bound) / max(1, abs(obj)):.2%} to the whole model's bound")
-    status = f"{proven}; CP-SAT: {status}"
-    out = _to_plan(p, choice, obj, bound, "cp-sat", status)
+        detail += "; greedy kept: better"
+    n_opts = int(sum(int(g.ok.sum()) for g in fm.groups))
+    # What was proven, of the full model: optimal only when nothing lies below.
+    proven = (f"optimal (proven for the full model: {len(fm.flows)} flows, {n_opts} "
+              f"options)" if obj <= bound else
+              f"feasible, gap {(obj - bound) / max(1, abs(obj)):.2%} to the full model's "
+              f"bound {bound / SCALE:.2f} ({len(fm.flows)} flows, {n_opts} options)")
+    out = _to_plan(p, choice, obj, bound, "cp-sat", f"{proven}; {detail}")
     out.greedy_objective, out.greedy_s, out.solve_s = g_obj / SCALE, t_greedy, solve_s
     return out
 
 
-def _lp_guided(p: PlacementProblem, options: dict[str, list[Option]],
-               penalty: dict[str, int], hint: Mapping[str, Option | None],
-               fixed: set[str] | None, time_limit_s: float, workers: int, gap_limit: float,
-               exact: bool = False
-               ) -> tuple[dict[str, Option | None], int, int, str] | None:
-    """Fixed flows (incremental re-plan, sticky) are decided first and charged to the
-    capacities. A small model goes to CP-SAT whole (its bound is then exact); a large
-    one is LP-guided (see ``scheduler.solver``)."""
-    from scheduler.solver import base_rhs, cpsat_exact, lp_bound, option_rows
-
-    t0 = time.perf_counter()
-    rhs = base_rhs(p)
-    decided: dict[str, Option | None] = {}
-
-    def charge(f: PFlow, o: Option) -> None:
-        decided[f.id] = o
-        for key, coef in option_rows(f, o, p.slices):
-            rhs[key] = rhs.get(key, 0.0) - coef
-
-    for f in p.flows:
-        if fixed is not None and f.id in fixed and len(options[f.id]) == 1:
-            charge(f, options[f.id][0])
-    rest = [f for f in p.flows if f.id not in decided]
-    n_vars = sum(len(options[f.id]) for f in rest)
-    note = f"CP-SAT on all {len(rest)} free flows"
-    lp_val: float | None = None
-    whole_rhs = dict(rhs)
-    if n_vars > SMALL_MODEL_VARS and not exact:
-        lp_val, integral = lp_bound(p, rest, options, penalty, rhs)
-        for f in rest:
-            i = integral[f.id]
-            if i is not None:
-                charge(f, options[f.id][i])
-        note = (f"CP-SAT on the {len(p.flows) - len(decided)} LP-fractional flows, "
-                f"{len(rest) - (len(p.flows) - len(decided))} LP-integral kept")
-    free = [f for f in p.flows if f.id not in decided]
-    fixed_cost = sum(o.cost for o in decided.values() if o is not None)
-    left = time_limit_s - (time.perf_counter() - t0)
-    got = cpsat_exact(p, free, options, penalty, rhs, hint, left, workers, gap_limit)
-    if got is None:
-        return None
-    choice, obj, bound, status = got
-    choice.update(decided)
-    forced = sum(o.cost for f, o in decided.items()
-                 if o is not None and fixed is not None and f in fixed)
-    # With LP fixing, CP-SAT's bound holds only for the LP-restricted model; the LP
-    # bound (plus the cost of flows fixed by the problem itself) is the valid one.
-    bound = math.ceil(lp_val - 1e-6) + forced if lp_val is not None else bound + fixed_cost
-    obj += fixed_cost
-    status = f"{status} on the restricted model ({note})" if lp_val is not None else \
-        f"{status} ({note})"
-    left = time_limit_s - (time.perf_counter() - t0)
-    if lp_val is not None and obj - bound > gap_limit * max(1, abs(obj)) and left > 0.2:
-        # Gap above target and budget left: the whole model, hinted with the best plan.
-        whole = cpsat_exact(p, rest, options, penalty, whole_rhs, choice, left, workers,
-                            gap_limit)
-        if whole is not None:
-            w_choice, w_obj, w_bound, w_status = whole
-            bound = max(bound, w_bound + forced)
-            status += f"; then {w_status} on all {len(rest)} free flows"
-            if w_obj + forced < obj:
-                w_choice.update({f: o for f, o in decided.items()
-                                 if fixed is not None and f in fixed})
-                choice, obj = w_choice, w_obj + forced
-    return choice, obj, bound, status
-
-
-#: Models up to this many option variables are solved by CP-SAT whole.
+#: Free models up to this many option variables go to CP-SAT whole (no LP fixing).
 SMALL_MODEL_VARS = 5000
 
 

@@ -101,8 +101,12 @@ def test_cpsat_failure_falls_back_to_greedy(monkeypatch: object) -> None:
         raise RuntimeError("solver crashed")
 
     monkeypatch.setattr(solver_mod, "cpsat_exact", boom)  # type: ignore[attr-defined]
-    flows = [PFlow("f", "A", {"cpu": 1})]
-    plan = solve(problem(flows))
+    p = _contended()  # greedy is not provably optimal here: CP-SAT must run
+    plan = solve(p, time_limit_s=5)
+    assert plan.solver == "greedy" and "solver crashed" in plan.status
+    assert check_plan(p, plan) == [] and plan.bound <= plan.objective
+    monkeypatch.setattr(solver_mod, "column_generation", boom)  # type: ignore[attr-defined]
+    plan = solve(problem([PFlow("f", "A", {"cpu": 1})]))
     assert plan.solver == "greedy" and "solver crashed" in plan.status
     assert plan.assign["f"] is not None
 
@@ -172,3 +176,49 @@ def test_reported_bound_is_of_the_whole_model_and_status_says_what_was_proven(
         assert guided.status.startswith("optimal"), guided.status
     with pytest.raises(ValueError, match="lp-guided"):
         solve(_contended(), mode="fast")
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(flow_st, min_size=2, max_size=9, unique_by=lambda f: f.id),
+       st.sampled_from([1, 2]))
+def test_bound_is_of_the_full_model_not_of_the_pruned_options(
+        flows: list[PFlow], max_options: int) -> None:
+    """Issue #19: the bound was of the model pruned to ``max_options`` per flow. With
+    pruning forced hard, the reported bound must stay below the full model's proven
+    optimum (every option, CP-SAT exact), and "optimal" must mean that optimum."""
+    full = problem(flows, caps={"A": 6.0, "B": 5.0, "C": 7.0, "D": 4.0})
+    full.max_options = 1000
+    truth = solve(full, time_limit_s=10, mode="exact", gap_limit=0.0)
+    assert truth.status.startswith("optimal"), truth.status
+    pruned = problem(flows, caps={"A": 6.0, "B": 5.0, "C": 7.0, "D": 4.0})
+    pruned.max_options = max_options
+    plan = solve(pruned, time_limit_s=5)
+    assert plan.bound <= truth.objective + 1e-9
+    assert check_plan(pruned, plan) == []
+    if plan.status.startswith("optimal"):
+        assert abs(plan.objective - truth.objective) < 1e-9
+
+
+def test_full_model_rows_match_the_option_rows() -> None:
+    """The array model (``scheduler.fullmodel``) charges exactly the rows the CP-SAT model
+    does, and L(0) is every flow at its cheapest option."""
+    import numpy as np
+
+    from scheduler import fullmodel
+    from scheduler.placement import build_model
+    from scheduler.solver import option_rows
+
+    flows = [PFlow(f"f{i}", o, {"cpu": c}, bandwidth_mbps=bw, slice="gold" if i % 2 else None)
+             for i, (o, c, bw) in enumerate([("A", 3, 40), ("B", 5, 30), ("C", 4, 60)])]
+    p = problem(flows, slices={"gold": 20.0})
+    m = build_model(p)
+    fm = m.fm
+    for f in flows:
+        for o, q in zip(m.options[f.id], m.qs[f.id], strict=True):
+            r, _, v = fullmodel.entries(fm, np.array([fm.index[f.id]]), np.array([q]))
+            got = sorted((fm.row_key(int(i)), float(x)) for i, x in zip(r, v, strict=True))
+            assert got == sorted(option_rows(f, o, p.slices))
+            assert fm.cost(fm.index[f.id], q) == o.cost
+    active = np.ones(len(flows), dtype=bool)
+    low, mins, _ = fullmodel.lagrangian(fm, np.zeros(fm.nrows), active, fm.rhs)
+    assert low == sum(min(o.cost for o in m.options[f.id]) for f in flows) == mins.sum()
