@@ -377,3 +377,118 @@ def describe(fm: FullModel) -> Mapping[str, Any]:
     """Size of the full model (for status and benches)."""
     n_opts = int(sum(int(g.ok.sum()) for g in fm.groups))
     return {"flows": len(fm.flows), "options": n_opts, "rows": fm.nrows}
+
+
+#: grid cells per resource for the per-site knapsacks of ``knapsack_bound``
+KNAP_GRID = 256
+
+
+def knapsack_bound(fm: FullModel, y: F64, pi: F64, active: Bools, rhs: F64,
+                   upper: float | None = None, deadline: float | None = None) -> float:
+    """A bound of the full model at least as strong as the LP's at LP-optimal (π, y):
+    the Lagrangian of the assignment rows (π) and the network rows (y ≥ 0) that KEEPS
+    each site's capacity rows — one small 0/1 knapsack per site (up to two resources,
+    the most binding by their multipliers; demands floored onto a grid of at most
+    ``KNAP_GRID`` cells, which only loosens the knapsack, so the bound stays valid):
+    L(π) = Σ_f π_f + Σ_f min(0, penalty_f − π_f) − y_net·b_net + Σ_s K_s(π).
+    With ``upper`` (a known plan's cost) and ``deadline``, π is then improved by
+    subgradient steps (Polyak step towards ``upper``); the best L(π) is returned —
+    every one is valid."""
+    import time
+
+    R = len(fm.res)
+    ns = len(fm.sites)
+    nsr = ns * R
+    y = np.maximum(y, 0.0)
+    ysite = y[:nsr].reshape(ns, R).copy()
+    ynet = y.copy()
+    ynet[:nsr] = 0.0
+    total_d, per_slice = _path_duals(fm, ynet)
+    act = np.flatnonzero(active)
+    const = float(-(ynet @ rhs))
+    # per group: flows × sites of the best network-adjusted cost (π-free part)
+    parts: list[tuple[Group, I64, F64]] = []
+    for g in fm.groups:
+        if not g.npaths:
+            continue
+        adj = adjusted(fm, ynet, g, total_d, per_slice)
+        psite = fm.path_site[g.path0:g.path0 + g.npaths]
+        starts = np.flatnonzero(np.r_[True, psite[1:] != psite[:-1]])
+        parts.append((g, psite[starts], np.minimum.reduceat(adj, starts, axis=1)))
+    dims_of = [[int(r) for r in np.argsort(-ysite[s], kind="stable")[:2]] for s in range(ns)]
+    caps_of = [[max(0.0, float(rhs[s * R + r])) for r in dims_of[s]] for s in range(ns)]
+    scale_of = [[1.0 if c <= KNAP_GRID else KNAP_GRID / c for c in caps_of[s]]
+                for s in range(ns)]
+    size_of = [[int(np.floor(c * sc + 1e-9)) + 1 for c, sc in
+                zip(caps_of[s], scale_of[s], strict=True)] for s in range(ns)]
+    wgrid = [np.floor(fm.dem[:, dims_of[s]] * np.array(scale_of[s]) + 1e-9).astype(np.int64)
+             for s in range(ns)]
+
+    def evaluate(pi: F64) -> tuple[float, F64]:
+        """L(π) and its subgradient (1 − times each flow is taken)."""
+        taken = np.zeros(len(fm.flows))
+        out = const + float(pi[act].sum())
+        unpl = fm.penalty[act] - pi[act]
+        out += float(np.minimum(0.0, unpl).sum())
+        taken[act[unpl < 0]] += 1
+        items: list[list[tuple[int, float]]] = [[] for _ in range(ns)]
+        for g, sites, best in parts:
+            val = best - pi[g.flows][:, None]
+            val[~active[g.flows]] = np.inf
+            rr, cc = np.nonzero(val < 0)
+            for r_, c_ in zip(rr.tolist(), cc.tolist(), strict=True):
+                items[int(sites[c_])].append((int(g.flows[r_]), float(val[r_, c_])))
+        for s in range(ns):
+            its = items[s]
+            if not its:
+                continue
+            size = size_of[s]
+            table = np.zeros(size)
+            keep: list[tuple[int, list[int], Any]] = []
+            for f, v in its:
+                w = wgrid[s][f].tolist()
+                if any(wi >= si for wi, si in zip(w, size, strict=True)):
+                    continue  # cannot fit even alone
+                if len(w) == 1:
+                    a = w[0]
+                    cand = table[:size[0] - a] + v
+                    took = cand < table[a:]
+                    table[a:] = np.where(took, cand, table[a:])
+                else:
+                    a, b = w
+                    cand = table[:size[0] - a, :size[1] - b] + v
+                    took = cand < table[a:, b:]
+                    table[a:, b:] = np.where(took, cand, table[a:, b:])
+                keep.append((f, w, took))
+            out += float(table.reshape(-1)[-1])
+            at = [si - 1 for si in size]  # walk back: which items the optimum took
+            for f, w, took in reversed(keep):
+                rel = [x - wi for x, wi in zip(at, w, strict=True)]
+                if min(rel) < 0:
+                    continue
+                if bool(took[tuple(rel)]):
+                    taken[f] += 1
+                    at = rel
+        return out, 1.0 - taken
+
+    lower, grad = evaluate(pi)
+    if upper is None or deadline is None:
+        return lower
+    best = lower
+    pi = pi.copy()
+    step = 1.0
+    for _ in range(60):
+        if time.perf_counter() > deadline or upper <= best:
+            break
+        sg = grad.copy()
+        sg[~active] = 0.0
+        norm = float(sg @ sg)
+        if norm == 0:
+            break
+        pi = pi + step * (upper - lower) / norm * sg
+        lower, grad = evaluate(pi)
+        if lower > best:
+            best = lower
+        else:
+            step *= 0.7
+    return best

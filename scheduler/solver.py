@@ -27,7 +27,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from scheduler.fullmodel import F64, I64, Bools, FullModel, entries, lagrangian, within
+from scheduler.fullmodel import (
+    F64,
+    I64,
+    Bools,
+    FullModel,
+    entries,
+    knapsack_bound,
+    lagrangian,
+    within,
+)
 
 if TYPE_CHECKING:
     from scheduler.placement import Model, Option, PFlow, PlacementProblem
@@ -75,6 +84,7 @@ class LpResult:
     rounds: int
     converged: bool
     y: F64
+    pi: F64
     m: F64
     adjs: list[F64]
     cf: I64
@@ -133,7 +143,7 @@ def column_generation(fm: FullModel, active: Bools, rhs: F64, cf: I64, cq: I64,
         lp_val, x, y, pi = _lp(fm, active, rhs, cf, cq)
         bound, m, adjs = lagrangian(fm, y, active, rhs)
         if best is None or bound > best.bound:
-            best = LpResult(bound, lp_val, rounds, False, y, m, adjs, cf, cq, x)
+            best = LpResult(bound, lp_val, rounds, False, y, pi, m, adjs, cf, cq, x)
         # columns pricing out below the flow's dual: the restricted LP can improve
         new_f: list[I64] = []
         new_q: list[I64] = []
@@ -286,6 +296,22 @@ def optimise(p: PlacementProblem, model: Model, hint: Mapping[str, Option | None
     def bound_int() -> int:
         return math.ceil(lower - 1e-7 * max(1.0, abs(lower)))
 
+    def knapsacks(share: float) -> None:
+        """Raise ``lower`` by the site-knapsack Lagrangian (subgradient on π for up to
+        ``share`` of the time left)."""
+        nonlocal lower
+        if ub - bound_int() <= gap_limit * max(1, abs(ub)):
+            return
+        now = time.perf_counter()
+        try:  # site knapsacks kept: at least the LP bound at LP-optimal multipliers
+            knap = knapsack_bound(fm, lp.y, lp.pi, active, rhs, float(ub - forced),
+                                  now + share * max(0.0, deadline - now))
+        except Exception:  # the LP bound stands
+            return
+        if knap + forced > lower:
+            notes.append(f"site-knapsack Lagrangian bound {(knap + forced) / 100:.2f} "
+                         f"({time.perf_counter() - now:.2f} s)")
+            lower = knap + forced
     notes.append(f"full-model LP bound by pricing every option: {lp.rounds} LP rounds, "
                  f"{lp.added} columns priced in, "
                  f"{'converged' if lp.converged else 'stopped at its time share'} "
@@ -362,11 +388,13 @@ def optimise(p: PlacementProblem, model: Model, hint: Mapping[str, Option | None
                          f"({len(keep)} LP-integral kept)")
     if open_gap() and (tried or not complete()):
         hinted = {f.id: best.get(f.id) for f in free}
-        got = cpsat_exact(p, free, options, penalty, rhs_all, hinted, cp_time(), workers,
-                          gap_limit)
+        # a share of the time stays for the site-knapsack bound after it
+        got = cpsat_exact(p, free, options, penalty, rhs_all, hinted, 0.75 * cp_time(),
+                          workers, gap_limit)
         if got is not None:
             if got[1] + forced < ub:
                 best, ub = {**decided, **got[0]}, got[1] + forced
             notes.append(f"CP-SAT {got[3]} on {n_vars} restricted options (their bound "
                          f"is not the full model's: not used)")
+    knapsacks(0.9)
     return best, ub, bound_int(), "; ".join(notes)
