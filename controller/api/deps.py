@@ -42,7 +42,13 @@ INT64_MAX = 2**63 - 1
 MAX_OFFSET = 1_000_000_000
 
 
-def runtime(request: Request) -> Runtime:
+# The dependencies below are ``async def`` on purpose: none of them waits on anything
+# (the token check is a dict hit, a store lookup at most every few seconds), and FastAPI
+# runs a plain ``def`` dependency in a worker thread — a thread hop per dependency per
+# request, the largest cost of a small GET (issue #19).
+
+
+async def runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.rt
     return rt
 
@@ -50,8 +56,8 @@ def runtime(request: Request) -> Runtime:
 RT = Annotated[Runtime, Depends(runtime)]
 
 
-def principal(request: Request,
-              authorization: Annotated[str | None, Header()] = None) -> Principal:
+async def principal(request: Request,
+                    authorization: Annotated[str | None, Header()] = None) -> Principal:
     rt: Runtime = request.app.state.rt
     return rt.tokens.authenticate(authorization)
 
@@ -59,7 +65,7 @@ def principal(request: Request,
 Caller = Annotated[Principal, Depends(principal)]
 
 
-def operator(who: Caller) -> Principal:
+async def operator(who: Caller) -> Principal:
     who.require_write()
     return who
 
@@ -82,7 +88,12 @@ class Page:
                 "offset": self.offset, "next_offset": nxt if nxt < len(items) else None}
 
 
-Paging = Annotated[Page, Depends(Page)]
+async def paging(limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                 offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> Page:
+    return Page(limit, offset)
+
+
+Paging = Annotated[Page, Depends(paging)]
 
 
 class ErrorIssue(Strict):

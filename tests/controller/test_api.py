@@ -203,3 +203,24 @@ def test_quarantined_rows_show_in_healthz_and_are_listed(client: TestClient,
     assert client.delete(f"/api/v1/quarantine/{row['id']}",
                          headers=h("operator")).status_code == 404
     assert client.get("/healthz").json()["status"] == "ok"
+
+
+def test_prefix_guards_answer_as_full_route_matching_did(rt: Runtime) -> None:
+    """Included routers refuse paths outside their common prefix before trying their
+    routes (issue #19: route matching was a third of a small GET's CPU); every route
+    still answers, a wrong method is still 405 and an unknown path 404."""
+    from starlette.routing import Match
+
+    app = create_app(rt)
+    client = TestClient(app)
+    assert sum("matches" in vars(r) for r in app.router.routes) >= 20  # guarded
+    assert client.get("/api/v1/whoami", headers=h("viewer")).status_code == 200
+    assert client.get("/api/v1/sites", headers=h("viewer")).status_code == 200
+    assert client.get("/api/v1/srv6/intents", headers=h("viewer")).status_code == 200
+    assert client.delete("/api/v1/whoami", headers=h("operator")).status_code == 405
+    assert client.get("/api/v1/no-such-thing", headers=h("viewer")).status_code == 404
+    sites = next(r for r in app.router.routes
+                 if getattr(getattr(r, "original_router", None), "prefix", "") ==
+                 "/api/v1/sites")
+    scope = {"type": "http", "path": "/api/v1/links", "method": "GET", "root_path": ""}
+    assert sites.matches(scope)[0] is Match.NONE
