@@ -36,6 +36,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -53,12 +54,15 @@ from controller.models.base import Entity, Model, Name, register
 from controller.models.job import utcnow
 from controller.models.service import AffinityMode
 from controller.runtime import Runtime, stop_loop
+from srv6.intents.models import SrPolicyIntentStatus
 from srv6.models import SrPolicyIntent
 
 log = logging.getLogger("cpn.flows")
 
 #: colour of a service's intents when ``flows.colors`` does not name it
 DEFAULT_COLOR = 100
+#: the intent reconciler's status kind, whose commits end ``_program``'s wait
+_STATUS_KIND = SrPolicyIntentStatus.KIND
 
 
 # ----------------------------------------------------------------------------- config
@@ -218,6 +222,8 @@ class FlowController:
         self.rt: Runtime | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        #: set when an intent status was committed (``_program`` waits on it, no polling)
+        self._status = asyncio.Event()
         self._log_path: str | None = None
         self._unsub: Any = None
         self._access_applied: list[dict[str, Any]] | None = None
@@ -253,7 +259,7 @@ class FlowController:
     async def _program(self, service: str, site: str) -> tuple[bool, str, list[str], float]:
         """Swap ``service``'s intent to ``site``; wait for its status. Returns (ok, error,
         segments, ms)."""
-        from srv6.intents.models import IntentState, SrPolicyIntentStatus
+        from srv6.intents.models import IntentState
         from srv6.intents.reconciler import spec_digest
 
         assert self.rt is not None
@@ -272,12 +278,18 @@ class FlowController:
         digest = spec_digest(new)
         deadline = t0 + self.cfg.program_timeout_s
         st = None
-        while time.perf_counter() < deadline:
+        while True:
+            # cleared before the read: a status committed after it sets the event again
+            self._status.clear()
             st = store.get(SrPolicyIntentStatus, new.key)
             if st is not None and st.spec_digest == digest and \
                     st.state is not IntentState.PENDING:
                 break
-            await asyncio.sleep(0.002)
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._status.wait(), left)
         ms = (time.perf_counter() - t0) * 1e3
         if st is not None and st.spec_digest == digest and st.state in (
                 IntentState.PROGRAMMED, IntentState.VERIFIED) and st.active is not None:
@@ -311,7 +323,10 @@ class FlowController:
         await stop_loop(self._unsub, self._task)
 
     def _on_change(self, ev: StateChanged) -> None:
-        if any(c.kind in (ComputeMetrics.KIND, Service.KIND) for c in ev.changes):
+        kinds = {c.kind for c in ev.changes}
+        if _STATUS_KIND in kinds:
+            self._status.set()
+        if ComputeMetrics.KIND in kinds or Service.KIND in kinds:
             self._wake.set()
 
     async def _loop(self) -> None:
