@@ -7,6 +7,10 @@ Rules:
   requests and the verdict on every other site are its fields; the journal entry that
   wrote it (actor, time, sequence) is shown beside it, so the report shows what the
   store holds, nothing parsed back from text.
+- A placement's programmed path (``programmed``, from ``labs.gba.run.programmed_path``)
+  is the stored decision's ``intent`` and ``network`` fields and the SR policy intent's
+  status entity (state, hops, segments), with the route read back from the headend's
+  kernel beside it.
 """
 
 from __future__ import annotations
@@ -105,12 +109,45 @@ def markdown(rep: dict[str, Any]) -> str:
                          f"{' > '.join(p['hops'])}, {p['delay_ms']} ms, "
                          f"SIDs {', '.join(p['segment_list'])}")
         lines.append("")
+    lines += _programmed(rep)
     lines += _optical(rep.get("optical") or {})
     s = rep["summary"]
     lines += ["## Summary", "", f"- jobs placed as expected: {s['as_expected']}/{s['jobs']}",
               f"- decisions stored and journaled: {s['journaled']}/{s['jobs']}",
               f"- distinct sites chosen: {s['distinct_sites']}", ""]
     return "\n".join(lines)
+
+
+def _programmed(rep: dict[str, Any]) -> list[str]:
+    out = ["## Programmed paths of the placements (SR policy intents)", ""]
+    dp = rep.get("dataplane") or {}
+    if not dp.get("used"):
+        return [*out, f"No dataplane: {dp.get('why', 'not run')}.", ""]
+    out += [f"Sites as kernel SRv6 routers in namespaces ({dp['programmer']}); a placement "
+            "with a delay or bandwidth requirement is an SR policy intent "
+            "`place:job:<id>`.", "",
+            "| job | site | intent | state | hops (links) | segments | kernel route at "
+            "headend |", "|---|---|---|---|---|---|---|"]
+    for j in rep["jobs"]:
+        p = j.get("programmed")
+        if not p or not p.get("needed"):
+            continue
+        if not p.get("intent"):
+            net = p.get("network") or {}
+            out.append(f"| {j['name']} | {j['site']} | - | {net.get('state', '-')} "
+                       f"({net.get('constraint')}: {net.get('reason')}) | | | |")
+            continue
+        k = p.get("kernel_route")
+        kern = ("same segments" if p.get("kernel_equals_status") else
+                f"DIFFERS: {k['segments']}") if k else "none"
+        out.append(f"| {j['name']} | {j['site']} | `{p['intent']}` | {p['state']} | "
+                   f"{' > '.join(p['hops'])} ({', '.join(p.get('links', []))}) | "
+                   f"{', '.join(p['segments'])} | {kern} |")
+    others = [j["name"] for j in rep["jobs"]
+              if not (j.get("programmed") or {}).get("needed")]
+    if others:
+        out += ["", f"No network requirement (no path programmed): {', '.join(others)}."]
+    return [*out, ""]
 
 
 def _optical(o: dict[str, Any]) -> list[str]:

@@ -10,7 +10,15 @@ Rules:
   (``POST /api/v1/jobs``), waits for the scheduler component to place each one, reads
   each job's journal (``GET /api/v1/events?kind=job&key=<id>``), computes the SR path
   from the client to the chosen site (``labs.gba.steer``, on links/sites read through
-  REST) and returns the report dict. Nothing is programmed in a dataplane.
+  REST) and returns the report dict.
+- Where namespaces and kernel SRv6 are available (root), every site is a kernel SRv6
+  router in a namespace (``labs.gba.dataplane``) and the controller gets an
+  ``intents:`` section: a job placed with a network requirement (the ``network`` jobs'
+  delay bound, from the client ``MEC-GZ1``) becomes a ``place:job:<id>`` SR policy intent
+  the reconciler programs and verifies; the report shows each placement's programmed
+  path from the stored entities (the decision's ``intent`` and ``network`` part, the
+  intent's status: state, hops, segments) and the route read back from the headend's
+  kernel. Otherwise the report says why no dataplane ran.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from controller.models import Link, Site
 from labs.gba import report as R
 from labs.gba import scenario as S
 from labs.gba.steer import delays_from, steer
-from labs.netns import LabError, free_port
+from labs.netns import Lab, LabError, free_port
 from labs.optical.fixture import OpticalLab
 
 
@@ -138,23 +146,78 @@ def wait_placed(c: httpx.Client, job_id: str, timeout: float) -> dict[str, Any]:
 
 
 def run_lab(workdir: Path, place_timeout: float = 20.0,
-            optical: bool | None = None) -> dict[str, Any]:
+            optical: bool | None = None, dataplane: bool | None = None) -> dict[str, Any]:
     """Run the lab once in ``workdir``; returns the report dict. ``optical``: carry the
-    hubs' OTN links on lab NETCONF NEs (default: when netconfd is installed)."""
+    hubs' OTN links on lab NETCONF NEs (default: when netconfd is installed);
+    ``dataplane``: program the placements' paths on namespace routers (default: when
+    root with kernel SRv6)."""
+    from controller.config import load_config
+    from labs.gba import dataplane as D
     from labs.gba import otn
 
     workdir.mkdir(parents=True, exist_ok=True)
     # a fresh controller state each run: jobs and metrics of an earlier run must not leak
     shutil.rmtree(workdir / "state", ignore_errors=True)
     use_optical = otn.available() if optical is None else optical
+    why_no_dp = D.available() if dataplane is not False else "not asked for"
     with contextlib.ExitStack() as stack:
         olab = stack.enter_context(OpticalLab(6)) if use_optical else None
-        ctl = Controller(workdir, {"optical": otn.section(olab)} if olab else None)
+        extra: dict[str, Any] = {"optical": otn.section(olab)} if olab else {}
+        wired = None
+        if why_no_dp is None:
+            ents = load_config(S.EXAMPLE).entities
+            lab = stack.enter_context(Lab("gbad", workdir=workdir))
+            wired = D.build(lab, [e for e in ents if isinstance(e, Site)],
+                            [e for e in ents if isinstance(e, Link)])
+            extra["intents"] = D.section(wired)
+        elif dataplane:
+            raise LabError(f"the SRv6 dataplane cannot run here: {why_no_dp}")
+        ctl = Controller(workdir, extra or None)
         stack.callback(ctl.stop)
-        return _run(ctl, olab, place_timeout)
+        rep = _run(ctl, olab, place_timeout, wired)
+        rep["dataplane"] = ({"used": True, "sites": sorted(wired.ns),
+                             "programmer": "netlink (kernel SRv6 in namespaces)"}
+                            if wired is not None else {"used": False, "why": why_no_dp})
+        return rep
 
 
-def _run(ctl: Controller, olab: OpticalLab | None, place_timeout: float) -> dict[str, Any]:
+def programmed_path(c: httpx.Client, wired: Any, key: str,
+                    timeout: float) -> dict[str, Any]:
+    """The placement ``key``'s network part as stored: the decision's ``intent`` and
+    ``network`` fields, the intent's status (state, hops, segments), and the steering
+    route read back from the headend's kernel. Waits until the intent is verified or
+    failed (a programmed one is taken at the timeout)."""
+    from labs.gba import dataplane as D
+
+    deadline = time.monotonic() + timeout
+    while True:
+        d = _ok(c.get(f"/api/v1/scheduler/decisions/{key}"), f"GET decision {key}")
+        net = d.get("network") or {}
+        if not d.get("bounds"):
+            return {"needed": False, "why": "no delay or bandwidth requirement"}
+        done = net.get("state") in ("verified", "failed")
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    out: dict[str, Any] = {"needed": True, "intent": d.get("intent"), "network": net}
+    if d.get("intent"):
+        st = _ok(c.get(f"/api/v1/srv6/intents/{d['intent']}"), "GET intent")["status"]
+        act = st.get("active") or {}
+        out.update({"state": st["state"], "hops": act.get("hops", []),
+                    "links": act.get("links", []),
+                    "segments": act.get("segments", []), "delay_ms": act.get("delay_ms"),
+                    "reason": st.get("reason", "")})
+        head, _, end = d["intent"].split("~")
+        if wired is not None and end in wired.prefix:
+            kern = D.read_back(wired, head, wired.prefix[end])
+            out["kernel_route"] = kern
+            out["kernel_equals_status"] = kern is not None and \
+                kern["segments"] == out["segments"]
+    return out
+
+
+def _run(ctl: Controller, olab: OpticalLab | None, place_timeout: float,
+         wired: Any = None) -> dict[str, Any]:
     from labs.gba import otn
 
     workdir = ctl.dir
@@ -187,6 +250,9 @@ def _run(ctl: Controller, olab: OpticalLab | None, place_timeout: float) -> dict
             rows.append(R.job_row({"name": case.name, "policy": case.policy,
                                    "why": case.why}, job, journal, decision,
                                   S.expected_site(case, doc, delays, ranks), path))
+        for r in rows:
+            r["programmed"] = (programmed_path(c, wired, f"job:{r['job']}", 30.0)
+                               if wired is not None and r["decision"] is not None else None)
         metrics = _all(c, "/api/v1/metrics")
     kind = {s.name: s.kind.value for s in sites}
     return {
@@ -196,7 +262,8 @@ def _run(ctl: Controller, olab: OpticalLab | None, place_timeout: float) -> dict
                         "controller, "
                         "profiles from the scheduler: section; jobs only submitted via REST",
         "flows_by": f"SRv6 CSPF (srv6.paths.compute_path) from {S.CLIENT}, GBA-5.2 "
-                    "interconnect tiers; computed only, not programmed into a dataplane",
+                    "interconnect tiers (computed); placements with a network requirement "
+                    "are programmed as SR policy intents (see programmed)",
         "client": S.CLIENT,
         "delays_from_client_ms": delays,
         "gba52_rank_from_client": ranks,

@@ -87,7 +87,7 @@ CASES: tuple[JobCase, ...] = (
     JobCase("price", "price-aware", "lowest seeded price_per_hour wins",
             {"kind": "big-data", "requirements": {"cpu_cores": 16}}),
     JobCase("data-big", "data-aware", "20 TiB at the data site: run next to the data",
-            {"kind": "big-data", "requirements": {"cpu_cores": 16},
+            {"kind": "big-data", "requirements": {"cpu_cores": 16, "bandwidth_mbps": 1000},
              "data_site": BIG_DATA_SITE, "data_gib": 20_000}),
     JobCase("data-small", "data-aware", "1 GiB of data moves to the cheapest centre",
             {"kind": "big-data", "requirements": {"cpu_cores": 16},
@@ -99,7 +99,7 @@ CASES: tuple[JobCase, ...] = (
             "reached without OTN",
             {"kind": "video", "requirements": {"cpu_cores": 48, "max_latency_ms": 5}}),
     JobCase("manual", "manual", "operator names the site (GBA-6.5f-1)",
-            {"kind": "ai-training", "requirements": {"cpu_cores": 16},
+            {"kind": "ai-training", "requirements": {"cpu_cores": 16, "bandwidth_mbps": 400},
              "site": MANUAL_SITE}),
 )
 

@@ -152,3 +152,31 @@ def test_controller_that_fails_to_start_is_named(tmp_path: Path,
     finally:
         ctl.stop()
     assert ctl.proc is not None and ctl.proc.poll() is not None
+
+
+def test_placements_with_network_requirement_are_programmed_paths(
+        rep: dict[str, Any]) -> None:
+    """Issue 14: a job placed with a delay or bandwidth requirement is an SR policy
+    intent programmed on the sites' kernel SRv6 routers; the report shows its path from
+    the stored entities (decision + intent status) and the headend's kernel agrees."""
+    from labs.gba.dataplane import available
+
+    why = available()
+    if why is not None:
+        pytest.skip(why)
+    assert rep["dataplane"]["used"]
+    needed = [j for j in rep["jobs"] if (j["programmed"] or {}).get("needed")]
+    assert {j["name"] for j in needed} >= {"network", "network-ic", "data-big", "manual"}
+    for j in needed:
+        p = j["programmed"]
+        assert p["intent"] == f"{S.CLIENT}~300~{j['site']}", p
+        assert p["state"] == "verified" and p["network"]["state"] == "verified", p
+        assert p["hops"][0] == S.CLIENT and p["hops"][-1] == j["site"]
+        assert p["kernel_equals_status"] and p["kernel_route"]["segments"] == p["segments"]
+    for j in rep["jobs"]:
+        if j not in needed:
+            assert j["programmed"] == {"needed": False,
+                                       "why": "no delay or bandwidth requirement"}
+    md = R.markdown(rep)
+    assert "## Programmed paths of the placements" in md
+    assert f"`{S.CLIENT}~300~HUB-GZ` | verified" in md
