@@ -37,7 +37,7 @@ from typing import Any
 import h11
 import pydantic
 
-from controller.errors import Issue, ValidationError, issues_from_pydantic
+from controller.errors import CpnError, Issue, ValidationError, issues_from_pydantic
 from controller.logs import key_event
 from controller.models import ComputeMetrics, ComputeResource, Site
 from controller.models.base import Entity
@@ -253,8 +253,15 @@ class IngestCore:
         returns how many were written."""
         if not self.staged:
             return 0
-        objs, self.staged = list(self.staged.values()), {}
-        return len(commit(self.store, actor or self.actor, "site agent reports", objs))
+        staged, self.staged = self.staged, {}
+        try:
+            return len(commit(self.store, actor or self.actor, "site agent reports",
+                              list(staged.values())))
+        except CpnError as exc:  # kept for the next flush; newer observations win
+            self.staged = {**staged, **self.staged}
+            log.warning("committing %d agent records failed (%s); kept for the next "
+                        "flush", len(staged), exc)
+            return 0
 
     def check_stale(self, now: float | None = None) -> list[str]:
         """Mark agent metrics stale after ``stale_after`` declared periods (R14)."""

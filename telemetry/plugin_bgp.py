@@ -7,7 +7,15 @@ Rules:
   Per-peer sessions, updates, rejects and routes are on ``/metrics``
   (``telemetry.bgp.metrics``).
   Store writes are flushed by one task every ``flush_ms``, in batches of
-  ``batch`` records with a loop yield between batches (flood safety).
+  ``batch`` records with a loop yield between batches (flood safety); a commit that
+  failed is retried a second later (the records stay staged).
+- In a cluster (issue 16) every controller with a ``bgp:`` section runs its speaker and
+  keeps its sessions and Adj-RIB-In (warm standby), but only the leader commits: BGP
+  has no timestamps of its own, so two replicas committing the same announce/withdraw
+  sequence interleaved could bring a withdrawn route back. A follower's derived
+  records wait staged (coalesced per key, so bounded); on election they are committed
+  at once through source precedence; on step-down the replica stops committing.
+  While nobody leads, the stored BGP state stays as it was (headless).
 - Cheap to import: heavy modules are imported inside functions.
 """
 
@@ -48,6 +56,8 @@ class BgpComponent:
         self._flusher: asyncio.Task[None] | None = None
         self._unsub: Any = None
         self._collector: Any = None
+        #: commits to the store (always on one controller; the leader's in a cluster)
+        self.committing = True
 
     async def start(self, rt: Runtime) -> None:
         from controller.events import StateChanged
@@ -57,6 +67,7 @@ class BgpComponent:
         from telemetry.bgp.speaker import ExaBgpSpeaker
 
         self._rt = rt
+        self.join_cluster(rt)
         self.decoder = ExaBgpDecoder(codec_by_name(self.cfg.codec))
         self.core = BgpIngestCore(self.cfg, rt.store)
         if self._collector is None:
@@ -113,15 +124,37 @@ class BgpComponent:
             self.core.speaker_gone(f"exabgp exited ({rc})")
             self._dirty.set()
 
+    def join_cluster(self, rt: Any) -> None:
+        """In a cluster: commit only while this replica leads (module rules)."""
+        if rt.leadership.elected:
+            self.committing = False
+            rt.when_leading("bgp-ingest", self._lead, self._follow)
+
+    async def _lead(self) -> None:
+        """Elected: commit what this replica's sessions derived (at once), then on."""
+        from controller.logs import key_event
+
+        self.committing = True
+        key_event(log, "bgp ingest committing", backlog=self.core.backlog() if self.core
+                  else 0)
+        self._dirty.set()
+
+    async def _follow(self) -> None:
+        self.committing = False
+
     async def _flush_loop(self) -> None:
         assert self.core is not None
         while True:
             await self._dirty.wait()
             self._dirty.clear()
+            if not self.committing:
+                continue  # a follower: records stay staged until it leads
             if self.cfg.flush_ms:
                 await asyncio.sleep(self.cfg.flush_ms / 1000)
-            while self.core.flush():
+            while self.committing and self.core.flush():
                 await asyncio.sleep(0)  # let the loop breathe between batches
+            if self.committing and self.core.backlog():  # a commit failed: retry soon
+                asyncio.get_running_loop().call_later(1.0, self._dirty.set)
 
     async def stop(self) -> None:
         if self.speaker is not None:
@@ -130,7 +163,7 @@ class BgpComponent:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
-        if self.core is not None:
+        if self.core is not None and self.committing:
             while self.core.flush():
                 pass
         if self._unsub is not None:

@@ -32,6 +32,11 @@ store out):
   metric set); they are dropped from the current record instead of lingering.
 - ``stale`` comes with the scores: each writer marks only its own records stale (a BGP
   session going down does not make the agent's fresh measurement stale).
+- In a cluster every controller admits the agent reports sent to it: an agent record
+  older (``updated_at``) than the stored agent record of the same key is not written,
+  so commits from several replicas in any order end at the newest observation (a
+  staleness mark carries the record's own time and still applies). BGP records have a
+  single writer, the leader (``telemetry.plugin_bgp``).
 """
 
 from __future__ import annotations
@@ -48,6 +53,11 @@ MEASURED_LINK_FIELDS = ("delay_ms", "jitter_ms", "loss_pct")
 LINK_EPSILON = 0.01
 
 FLAG = {"bgp": "route_up", "agent": "service_up"}
+#: sources whose records any controller of a cluster may commit (each receives the
+#: reports sent to it): ordered by observation time, so an older observation committed
+#: late never replaces a newer one and the commit order does not matter (issue 16).
+#: BGP is not among them: only the leader commits it, in the order its session heard.
+ORDERED = frozenset({"agent"})
 _RANK = {"bgp": 1}
 
 
@@ -85,6 +95,10 @@ def merge(current: Entity | None, incoming: Entity, retract: Collection[str] = (
     """The record to store when a metric source observed ``incoming`` while ``current``
     is stored (None: write nothing); ``retract`` as for ``combine``."""
     if isinstance(incoming, ComputeMetrics):
+        if (isinstance(current, ComputeMetrics) and incoming.source in ORDERED
+                and current.source == incoming.source
+                and incoming.updated_at < current.updated_at):
+            return None  # an older observation of the same source (another replica's)
         return combine(current if isinstance(current, ComputeMetrics) else None, incoming,
                        retract)
     if isinstance(incoming, Link):

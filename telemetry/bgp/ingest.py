@@ -365,10 +365,12 @@ class BgpIngestCore:
             # the agent may have written these keys since: source precedence at commit
             written = commit(self.store, self.actor, "bgp update", recs, retract)
         except Exception as exc:  # keep the last good state; say which records
-            log.error("bgp commit of %d records failed (%s); first %s", len(recs), exc,
-                      recs[0].key)
+            log.error("bgp commit of %d records failed (%s); first %s; kept for the next "
+                      "flush", len(recs), exc, recs[0].key)
             for k, r in retract.items():
                 self._retract[k] = self._retract.get(k, set()) | r
+            for rec in recs:  # newer ones staged meanwhile win
+                self.pending.setdefault(rec.key, rec)
             return 0
         for out in written:
             assert isinstance(out, ComputeMetrics)

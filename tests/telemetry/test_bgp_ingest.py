@@ -304,3 +304,45 @@ def test_rejection_flood_does_not_flood_the_log(core: BgpIngestCore,
     assert core.stats["rejected"] == 51
     assert sum(t.startswith("bgp input rejected") for t in texts) == 21
     assert "bgp: 30 further rejections not logged" in texts
+
+
+def test_in_a_cluster_only_the_leader_commits_bgp_followers_stay_warm(
+        core: BgpIngestCore, store: SqliteStore) -> None:
+    """Issue 16: every controller keeps its BGP sessions and RIB, only the leader
+    commits (BGP has no timestamps: two replicas committing one announce/withdraw
+    sequence interleaved could bring a withdrawn route back). On election the replica
+    commits what its sessions derived at once; on step-down it stops."""
+    import asyncio
+    from types import SimpleNamespace
+    from typing import Any
+
+    from telemetry.plugin_bgp import BgpComponent
+
+    duties: list[tuple[str, Any, Any]] = []
+    rt = SimpleNamespace(leadership=SimpleNamespace(elected=True),
+                         when_leading=lambda n, a, b: duties.append((n, a, b)))
+    comp = BgpComponent(CFG.model_copy(update={"flush_ms": 0.0}))
+    comp.core = core
+
+    async def main() -> None:
+        comp.join_cluster(rt)  # what start() does about leadership (no ExaBGP here)
+        comp._dirty = asyncio.Event()
+        task = asyncio.create_task(comp._flush_loop())
+        core.handle([PeerUp(peer="10.0.0.2"), _ann("10.0.0.2", l2=8.0)])
+        comp._dirty.set()
+        await asyncio.sleep(0.05)
+        assert store.get(ComputeMetrics, "MEC-1/video") is None, "a follower committed"
+        assert core.backlog() == 1
+        name, lead, follow = duties[0]
+        assert name == "bgp-ingest"
+        await lead()
+        await asyncio.sleep(0.05)
+        assert _get(store, "MEC-1/video").l2 == 8.0 and core.backlog() == 0
+        await follow()
+        core.handle([RouteWithdrawn(peer="10.0.0.2", prefix=VIDEO)])
+        comp._dirty.set()
+        await asyncio.sleep(0.05)
+        assert _get(store, "MEC-1/video").available, "stepped down, yet committed"
+        task.cancel()
+
+    asyncio.run(main())

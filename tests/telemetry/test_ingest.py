@@ -197,3 +197,55 @@ def test_agent_sessions_go_up_on_reports_and_down_when_stale(core: IngestCore,
     cond = rt.sessions.conditions()
     assert [c.type for c in cond] == ["telemetry-session-down"]
     assert "MEC-1" in cond[0].text
+
+
+def test_a_failed_commit_keeps_the_records_for_the_next_flush(core: IngestCore,
+                                                              store: SqliteStore) -> None:
+    """A commit that failed (etcd out of reach, leadership lost mid-write) used to drop
+    what the agents had reported; the records now stay staged, newer ones winning."""
+    from controller.store import StoreUnavailable
+
+    core.admit(_body(util=10), "MEC-1", FP)
+    real = store.transaction
+
+    def down(actor: str, reason: str = "") -> object:
+        raise StoreUnavailable("etcd: UNAVAILABLE")
+
+    store.transaction = down  # type: ignore[method-assign]
+    assert core.flush() == 0 and core.backlog() == 4
+    core.admit(_body(seq=2, util=20), "MEC-1", FP)
+    store.transaction = real  # type: ignore[method-assign]
+    assert core.flush() >= 3 and core.backlog() == 0
+    m = store.get(ComputeMetrics, "MEC-1/video")
+    assert m is not None and m.l0["util_pct"] == 20
+
+
+def test_two_controllers_admitting_one_sites_reports_end_at_the_newest(
+        tmp_path: Path) -> None:
+    """Issue 16, on a real etcd: each controller admits the reports sent to it. The
+    older report, committed last by the other replica, must not replace the newer."""
+    from controller.store.etcd import EtcdStore
+    from labs.etcd import EtcdCluster, have_etcd
+
+    if not have_etcd():
+        pytest.skip("needs etcd-server (bootstrap.sh)")
+    with EtcdCluster(1, root=tmp_path / "etcd") as cluster:
+        url = cluster.url("/ingest")
+        a, b = EtcdStore.from_url(url, member="c1"), EtcdStore.from_url(url, member="c2")
+        try:
+            with a.transaction("test", "seed") as txn:
+                txn.put(Site(name="MEC-1", kind=SiteKind.MEC, region="r"))
+            assert b.wait_applied(a.cluster_rev)
+            ca, cb = IngestCore(a), IngestCore(b)
+            ca.admit(_body(seq=1, util=10), "MEC-1", FP, now=time.time() - 1)
+            cb.admit(_body(seq=2, util=90), "MEC-1", FP, now=time.time())
+            assert cb.flush() >= 3        # the newer report lands first ...
+            assert a.wait_applied(b.cluster_rev)
+            ca.flush()                    # ... the older one, late, changes nothing
+            for st in (a, b):
+                assert st.wait_applied(max(a.cluster_rev, b.cluster_rev))
+                m = st.get(ComputeMetrics, "MEC-1/video")
+                assert m is not None and m.l0["util_pct"] == 90
+        finally:
+            a.close()
+            b.close()

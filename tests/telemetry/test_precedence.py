@@ -45,3 +45,24 @@ def test_agent_down_is_its_own_flag_and_a_stale_record_has_no_say() -> None:
     out = combine(stale, _bgp())
     assert out.source == "bgp" and not out.overloaded and not out.stale
     assert "queue_depth" not in out.l0 and out.available
+
+
+def test_an_older_agent_observation_committed_late_never_replaces_a_newer_one() -> None:
+    """Issue 16: every controller of a cluster admits the agent reports sent to it, so
+    two replicas may commit one site's records in either order; the newest observation
+    must win whatever the commit order. A staleness mark (same time) still applies."""
+    from datetime import timedelta
+
+    from telemetry.precedence import merge
+
+    old, new = _agent(30.0), _agent(80.0, over=True)
+    new = new.model_copy(update={"updated_at": old.updated_at + timedelta(seconds=1)})
+    assert merge(new, old) is None
+    assert merge(old, new) == combine(old, new)
+    stale = new.model_copy(update={"stale": True})
+    out = merge(new, stale)
+    assert isinstance(out, ComputeMetrics) and out.stale
+    # BGP has one writer (the leader), in the order its session heard: not ordered here
+    b1, b2 = _bgp(util=10.0), _bgp(util=50.0, up=False)
+    b1 = b1.model_copy(update={"updated_at": b2.updated_at + timedelta(seconds=1)})
+    assert merge(b1, b2) is not None

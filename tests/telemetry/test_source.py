@@ -202,3 +202,35 @@ def test_a_probe_never_creates_a_link_nor_rewrites_an_unmoved_one(store: SqliteS
     moved = merge(link.model_copy(update={"capacity_mbps": 10.0}),
                   link.model_copy(update={"delay_ms": 7.0}))
     assert isinstance(moved, Link) and moved.delay_ms == 7.0 and moved.capacity_mbps == 10.0
+
+
+def test_a_commit_conflicting_with_another_controller_is_merged_again(
+        store: SqliteStore) -> None:
+    """Issue 16: on etcd a commit fails with StoreConflict when another controller wrote
+    one of its records between read and commit; it is merged again against the newer
+    value (never dropped, never overwriting it)."""
+    from datetime import timedelta
+
+    from controller.store import StoreConflict
+    from telemetry.source import commit
+
+    with store.transaction("test", "seed") as txn:
+        txn.put(Site(name="MEC-1", kind=SiteKind.MEC, region="r"))
+    mine = ComputeMetrics(site="MEC-1", service="video", source="agent", l2=5.0,
+                          l0={"util_pct": 50.0})
+    theirs = mine.model_copy(update={"l2": 2.0, "l0": {"util_pct": 80.0},
+                                     "updated_at": mine.updated_at + timedelta(seconds=1)})
+    real = store.transaction
+    calls = []
+
+    def racing(actor: str, reason: str = "") -> object:
+        calls.append(actor)
+        if len(calls) == 1:  # the other controller commits first: our txn conflicts
+            with real("telemetry-ingest@c2", "site agent reports") as txn:
+                txn.put(theirs)
+            raise StoreConflict("metrics 'MEC-1/video' changed under this write")
+        return real(actor, reason)
+
+    store.transaction = racing  # type: ignore[method-assign]
+    assert commit(store, "telemetry-ingest", "site agent reports", [mine]) == []
+    assert len(calls) == 2 and store.get(ComputeMetrics, "MEC-1/video") == theirs
