@@ -12,7 +12,9 @@ Rules:
   controller it starts in its place like any other; in a cluster (etcd store) it
   starts when this replica is elected and stops when it steps down, before the
   lease a successor waits for can expire (``controller.cluster``). Every other
-  component runs on every replica.
+  component runs on every replica. A leader-only component may offer
+  ``standby(rt)``: run on every follower (at start and after stepping down) to get
+  ready to lead without touching the network (its ``stop()`` releases that too).
 """
 
 from __future__ import annotations
@@ -122,6 +124,8 @@ class Runtime:
         #: leader-only components waiting for (or running under) this replica's lead
         self.leader_components: list[Component] = []
         self.leading: list[Component] = []
+        #: leader-only components a follower got ready to lead (``standby``)
+        self._prepared: set[Component] = set()
         self._role_lock: asyncio.Lock | None = None
         self._role_tasks: set[asyncio.Task[None]] = set()
 
@@ -173,6 +177,7 @@ class Runtime:
             bind = getattr(self.store, "bind_loop", None)
             if bind is not None:
                 bind(loop)
+            await self._standby()
             await self.leadership.start(self._role_changed)
 
     def when_leading(self, name: str, start: Callable[[], Awaitable[None]],
@@ -202,10 +207,27 @@ class Runtime:
                         log.error("leader component %s failed to start: %s", comp.name, exc)
                         continue
                     self.leading.append(comp)
+                    self._prepared.discard(comp)
                     log.info("leader component %s started (epoch %d)", comp.name,
                              self.leadership.role.epoch)
             elif not leader:
                 await self._stop_leading()
+                await self._standby()
+
+    async def _standby(self) -> None:
+        """Followers ready to take over: a leader-only component with
+        ``standby(rt)`` prepares what it can without touching the network (e.g. opens
+        its device sessions), so an election costs only its first pass (issue 16)."""
+        for comp in self.leader_components:
+            prepare = getattr(comp, "standby", None)
+            if prepare is None or comp in self.leading:
+                continue
+            try:
+                await prepare(self)
+            except Exception as exc:  # it will try again when it starts
+                log.warning("leader component %s could not get ready to lead: %s",
+                            comp.name, exc)
+            self._prepared.add(comp)
 
     async def _stop_leading(self) -> None:
         while self.leading:
@@ -220,6 +242,10 @@ class Runtime:
         if self._role_lock is not None:
             async with self._role_lock:
                 await self._stop_leading()
+                for comp in [c for c in self.leader_components if c in self._prepared]:
+                    with contextlib.suppress(Exception):  # releases what standby opened
+                        await comp.stop()
+                self._prepared.clear()
         await self.leadership.stop()
         while self.started:
             comp = self.started.pop()

@@ -25,6 +25,8 @@ Rules:
 - Drift: a pass whose plan equals the last applied plan but finds ops to do repaired
   drift (a route deleted or altered by hand restored, a stale one removed); each
   repaired op counts in ``cpn_srv6_intent_repairs_total``.
+- In a cluster (issue 16) a follower opens its netlink / node-agent programmers ahead
+  of an election (``standby``), so taking over costs the first pass only.
 - Restart: SIDs are persisted (``srv6.sid``) and planning is deterministic, so the first
   pass after a restart finds the network already right and changes nothing.
 - Status (``SrPolicyIntentStatus``) is written only when it changes; statuses of deleted
@@ -75,6 +77,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cpn.srv6.intents")
 
+#: programmers a follower opens ahead of an election (no effect visible to the router)
+STANDBY_PROGRAMMERS = frozenset({"netlink", "agent"})
 WATCHED = {SrPolicyIntent.KIND, Link.KIND, Router.KIND, Site.KIND, Locator.KIND,
            LocalSid.KIND, LinkAffinity.KIND}
 DX4_OWNER, DX6_OWNER = "dx4:{}", "dx6:{}"
@@ -185,14 +189,27 @@ class IntentReconciler:
         self.crosslayer: CrossLayer | None = None
 
     # ------------------------------------------------------------------ component
-    async def start(self, rt: Runtime) -> None:
-        self.rt = rt
-        rt.settings.extra["srv6-intents"] = self
+    def _fresh_pools(self) -> None:
         if self._pool._shutdown:  # started again after a stop (leadership regained)
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="srv6-intents")
             self._verify_pool = ThreadPoolExecutor(max_workers=1,
                                                    thread_name_prefix="srv6-probe")
-            self._seen.clear()  # another leader may have changed the routers meanwhile
+
+    async def standby(self, rt: Runtime) -> None:
+        """A follower of a cluster gets ready to lead (issue 16): it opens the netlink
+        and node-agent programmers now — sockets and sessions only, nothing is read
+        into a plan or written — so an election costs the first pass, not opening every
+        router (seconds on a loaded host). BGP SR Policy sessions are opened only when
+        leading (a session is itself visible to the router)."""
+        self._fresh_pools()
+        await asyncio.get_running_loop().run_in_executor(
+            self._pool, self._open_programmers, STANDBY_PROGRAMMERS)
+
+    async def start(self, rt: Runtime) -> None:
+        self.rt = rt
+        rt.settings.extra["srv6-intents"] = self
+        self._fresh_pools()
+        self._seen.clear()  # another leader may have changed the routers meanwhile
         if not self._metrics:
             self._register_metrics(rt)
         loop = asyncio.get_running_loop()
@@ -209,13 +226,14 @@ class IntentReconciler:
         await self.run_pass()
         self._task = asyncio.create_task(self._loop(), name="srv6-intents")
 
-    def _open_programmers(self) -> dict[str, str]:
-        """Open the backend of every bound router not open yet; a router that cannot be
-        opened (namespace missing, agent down) is reported (→ frozen for this pass) and
-        retried at the next pass — it never stops the controller from starting."""
+    def _open_programmers(self, kinds: frozenset[str] | None = None) -> dict[str, str]:
+        """Open the backend of every bound router not open yet (only those of ``kinds``
+        when given); a router that cannot be opened (namespace missing, agent down) is
+        reported (→ frozen for this pass) and retried at the next pass — it never stops
+        the controller from starting."""
         failed: dict[str, str] = {}
         for node, b in self.sec.nodes.items():
-            if node in self.programmers:
+            if node in self.programmers or (kinds is not None and b.programmer not in kinds):
                 continue
             try:
                 self.programmers[node] = make_programmer(node, b)

@@ -5,6 +5,7 @@ changes nothing, infeasible intents fail naming the constraint."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -306,3 +307,33 @@ def test_leader_only_reconciler_stops_and_starts_again_without_teardown(net: Net
         await net.rec.stop()
 
     asyncio.run(cycle())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces)")
+def test_a_follower_opens_its_netlink_programmers_ahead_and_writes_nothing() -> None:
+    """Issue 16: taking over after the leader died cost ~2.4 s of opening every router's
+    netlink programmer on a loaded host (cpn lab ha-video). A follower now opens them
+    ahead (``standby``): sockets only — no route written, no BGP session; the election
+    then reuses them, and ``stop`` releases them."""
+    import asyncio
+
+    from labs.netns import Lab
+
+    with Lab("stby") as lab:
+        ns = lab.ns("r1")
+        sec = IntentsSection(nodes={
+            "R1": NodeBinding(programmer="netlink", netns=ns.name),
+            "R2": NodeBinding(programmer="memory")}, readback_s=60)
+        rec = IntentReconciler(sec)
+
+        async def cycle() -> None:
+            await rec.standby(None)  # type: ignore[arg-type]
+            assert set(rec.programmers) == {"R1"}
+            assert ns.run("ip route show table all proto 200").stdout.strip() == ""
+            assert ns.run("ip -6 route show table all proto 200").stdout.strip() == ""
+            opened = rec.programmers["R1"]
+            assert rec._open_programmers() == {} and rec.programmers["R1"] is opened
+            await rec.stop()
+            assert "R1" not in rec.programmers  # released (memory ones are kept)
+
+        asyncio.run(cycle())
