@@ -244,15 +244,20 @@ class _Usage:
                     return False
         return True
 
-    def take(self, f: PFlow, o: Option) -> None:
+    def take(self, f: PFlow, o: Option, sign: float = 1.0) -> None:
         free = self.site_free[o.site]
         for r, v in f.demand.items():
-            free[r] = free.get(r, 0.0) - v
+            free[r] = free.get(r, 0.0) - sign * v
+        b = sign * f.bandwidth_mbps
         for ln in o.path.links:
-            self.link_free[ln] = self.link_free.get(ln, 0.0) - f.bandwidth_mbps
+            self.link_free[ln] = self.link_free.get(ln, 0.0) - b
             if f.slice in self.slice_use:
                 u = self.slice_use[f.slice]
-                u[ln] = u.get(ln, 0.0) + f.bandwidth_mbps
+                u[ln] = u.get(ln, 0.0) + b
+
+    def give(self, f: PFlow, o: Option) -> None:
+        """Undo ``take``."""
+        self.take(f, o, -1.0)
 
 
 Built = tuple[dict[str, list[Option]], dict[str, int]]
@@ -260,19 +265,86 @@ Built = tuple[dict[str, list[Option]], dict[str, int]]
 
 def greedy(p: PlacementProblem, fixed: set[str] | None = None, built: Built | None = None
            ) -> tuple[dict[str, Option | None], int]:
+    """The instant answer: first-fit in the order of costs with site prices
+    (``_site_prices``), then the local search (``_improve``) on the true costs."""
     options, penalty = built if built is not None else build_options(p, fixed)
+    return _first_fit(p, options, penalty, _priced_order(p, options))
+
+
+#: subgradient rounds for the site prices of greedy
+PRICE_ROUNDS = 25
+
+
+def _priced_order(p: PlacementProblem, options: Mapping[str, list[Option]]
+                  ) -> dict[str, list[tuple[float, Option]]]:
+    """Each flow's options with their priced cost, cheapest first. Site prices (cost
+    units per resource unit) come from a few subgradient rounds: every flow takes its
+    cheapest priced option, over-subscribed sites get dearer. They steer first-fit away
+    from the sites every flow wants first (a Lagrangian heuristic for the capacities)."""
+    sites = [s.name for s in p.sites]
+    sidx = {n: i for i, n in enumerate(sites)}
+    res = sorted({r for s in p.sites for r in s.capacity})
+    flows = [f for f in p.flows if options[f.id]]
+    out: dict[str, list[tuple[float, Option]]] = {
+        f.id: [] for f in p.flows if not options[f.id]}
+    if not flows:
+        return out
+    free = np.array([[s.capacity.get(r, 0.0) - s.used.get(r, 0.0) for r in res]
+                     for s in p.sites]).reshape(len(sites), len(res))
+    counts = np.array([len(options[f.id]) for f in flows])
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    o_site = np.array([sidx[o.site] for f in flows for o in options[f.id]])
+    o_cost = np.array([o.cost for f in flows for o in options[f.id]], dtype=np.float64)
+    dem = np.array([[f.demand.get(r, 0.0) for r in res] for f in flows]).reshape(
+        len(flows), len(res))
+    o_dem = np.repeat(dem, counts, axis=0)
+    flow_of = np.repeat(np.arange(len(flows)), counts)
+    lam = np.zeros_like(free)
+    unit = float(np.median(o_cost[starts]) / max(1e-9, float(dem.sum(axis=1).mean())))
+    step = 0.5 * unit
+    adj = o_cost
+    for _ in range(PRICE_ROUNDS if len(res) else 0):
+        low = np.minimum.reduceat(adj, starts)
+        pick = np.zeros(len(flows), dtype=np.int64)
+        hit = np.flatnonzero(adj <= low[flow_of])
+        pick[flow_of[hit[::-1]]] = hit[::-1]  # first cheapest option of each flow
+        load = np.zeros_like(free)
+        np.add.at(load, o_site[pick], dem)
+        lam = np.maximum(0.0, lam + step * (load - free) / np.maximum(free, 1e-9))
+        step *= 0.85
+        adj = o_cost + (o_dem * lam[o_site]).sum(axis=1)
+    order = np.lexsort((adj, flow_of))  # by flow, then priced cost (stable on ties)
+    adj_l = adj[order].tolist()
+    # map the sorted positions back to each flow's own options
+    pos = order - np.repeat(starts, counts)
+    pos_l = pos.tolist()
+    k = 0
+    for f in flows:
+        opts = options[f.id]
+        n = len(opts)
+        out[f.id] = list(zip(adj_l[k:k + n], [opts[j] for j in pos_l[k:k + n]],
+                             strict=True))
+        k += n
+    return out
+
+
+def _first_fit(p: PlacementProblem, options: Mapping[str, list[Option]],
+               penalty: Mapping[str, int], ranked: Mapping[str, list[tuple[float, Option]]]
+               ) -> tuple[dict[str, Option | None], int]:
     use = _Usage(p)
     out: dict[str, Option | None] = {}
     by_id = {f.id: f for f in p.flows}
     cur_first = [f for f in p.flows if f.id in p.current]
+    srt = {fid: [o for _, o in r] for fid, r in ranked.items()}
+
     def regret(f: PFlow) -> tuple[int, float, str]:
         # Serve first the flows that lose most if their best option is taken.
-        o = options[f.id]
-        if len(o) < 2:
+        r = ranked[f.id]
+        if len(r) < 2:
             return (0, -float("inf"), f.id)
         # delay-bound flows with few options first, then by regret per unit of demand
-        return (0 if len(o) < p.max_options // 2 else 1,
-                -(o[1].cost - o[0].cost) / max(1e-9, sum(f.demand.values())), f.id)
+        return (0 if len(r) < p.max_options // 2 else 1,
+                -(r[1][0] - r[0][0]) / max(1e-9, sum(f.demand.values())), f.id)
 
     rest = sorted((f for f in p.flows if f.id not in p.current), key=regret)
     for f in cur_first:  # keep current assignments first: migration-free start
@@ -282,13 +354,100 @@ def greedy(p: PlacementProblem, fixed: set[str] | None = None, built: Built | No
             use.take(f, o)
             out[f.id] = o
     for f in [x for x in cur_first if x.id not in out] + rest:
-        choice = next((o for o in options[f.id] if use.fits(f, o)), None)
+        choice = next((o for o in srt[f.id] if use.fits(f, o)), None)
         if choice is not None:
             use.take(f, choice)
         out[f.id] = choice
+    by_cost = {fid: sorted(opts, key=_cost) for fid, opts in options.items()}
+    _improve(by_id, by_cost, penalty, out, use)
     obj = sum(o.cost if o is not None else penalty[fid] for fid, o in out.items())
     assert set(out) == set(by_id)
     return out, obj
+
+
+def _cost(o: Option) -> int:
+    return o.cost
+
+
+#: local-search passes after greedy (each: every flow once, plus the unplaced repair)
+IMPROVE_PASSES = 3
+
+
+def _improve(by_id: Mapping[str, PFlow], srt: Mapping[str, list[Option]],
+             penalty: Mapping[str, int], out: dict[str, Option | None], use: _Usage) -> None:
+    """Local search on the greedy plan, cheapest moves only, never a violation:
+    (1) each flow moves to its cheapest option that fits once its own share is given
+    back, when cheaper; (2) an unplaced flow takes an option whose site is full by
+    moving one flow already there to that flow's cheapest other option that fits,
+    when the sum gets lower."""
+    def cost(fid: str, o: Option | None) -> int:
+        return o.cost if o is not None else penalty[fid]
+
+    at_site: dict[str, set[str]] = {}
+    for fid, o in out.items():
+        if o is not None:
+            at_site.setdefault(o.site, set()).add(fid)
+
+    def move(fid: str, new: Option | None) -> None:
+        old = out[fid]
+        f = by_id[fid]
+        if old is not None:
+            use.give(f, old)
+            at_site[old.site].discard(fid)
+        if new is not None:
+            use.take(f, new)
+            at_site.setdefault(new.site, set()).add(fid)
+        out[fid] = new
+
+    def cheapest_fit(fid: str, below: int, avoid: str | None = None) -> Option | None:
+        f = by_id[fid]
+        for o in srt[fid]:
+            if o.cost >= below:
+                return None
+            if o.site != avoid and use.fits(f, o):
+                return o
+        return None
+
+    for _ in range(IMPROVE_PASSES):
+        better = False
+        # largest possible saving first
+        order = sorted(out, key=lambda x: (srt[x][0].cost - cost(x, out[x])
+                                           if srt[x] else 0, x))
+        for fid in order:
+            cur = out[fid]
+            now = cost(fid, cur)
+            if not srt[fid] or srt[fid][0].cost >= now:
+                continue
+            f = by_id[fid]
+            if cur is not None:
+                use.give(f, cur)
+            o = cheapest_fit(fid, now)
+            if cur is not None:
+                use.take(f, cur)
+            if o is not None:
+                move(fid, o)
+                better = True
+        for fid in [x for x, o in out.items() if o is None]:
+            f = by_id[fid]
+            for o in srt[fid][:8]:
+                for gid in sorted(at_site.get(o.site, ())):
+                    g_old = out[gid]
+                    assert g_old is not None
+                    move(gid, None)
+                    if use.fits(f, o):
+                        move(fid, o)
+                        g_new = cheapest_fit(gid, 1 << 62, avoid=o.site)
+                        if g_new is not None and (o.cost + g_new.cost
+                                                  < penalty[fid] + g_old.cost):
+                            move(gid, g_new)
+                            better = True
+                            break
+                        move(fid, None)
+                    move(gid, g_old)
+                if out[fid] is not None:
+                    break
+        if not better:
+            break
 
 
 def _to_plan(p: PlacementProblem, chosen: Mapping[str, Option | None], obj: int, bound: int,
