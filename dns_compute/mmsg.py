@@ -9,11 +9,13 @@ Rules:
   queues ``out`` as the answer to datagram ``i`` (to its source address, which stays
   in C memory: no address object is built per query); ``flush()`` sends every queued
   answer with one ``sendmmsg`` (retrying the rest on a partial send) and empties the
-  queue. Send message j points at datagram j's source address unless an earlier
-  datagram of the batch got no answer (then ``put`` re-points it and ``flush`` restores
-  it), so the common case stores only the answer and its length. ``source(i)`` is
-  datagram ``i``'s source address as a string, built only when asked (steered names
-  asked without ECS, the full path).
+  queue. An answer's first two octets are sent from the query's own buffer (a DNS
+  answer echoes the query's id), so a cached answer (everything after the id) is
+  stored as it is, with no concatenation. Send message j points at datagram j's
+  source address and id unless an earlier datagram of the batch got no answer (then
+  ``put`` re-points it and ``flush`` restores it). ``source(i)`` is datagram ``i``'s
+  source address as a string, built only when asked (steered names asked without
+  ECS, the full path) and memoised by its octets.
 - The per-datagram work left in Python is a memoryview read (length), one slice copy
   (the query), one slice store (the answer) and one integer store (its length) — the
   ~3 µs of ``recvfrom`` + ``sendto`` per datagram become one system call per batch.
@@ -101,34 +103,42 @@ class Batch:
         self._sbuf = (ctypes.c_char * (SLOT * size))()
         self._names = (ctypes.c_char * (self._namelen * size))()
         self._riov = (_IOVec * size)()
-        self._siov = (_IOVec * size)()
+        # send message j: two iovecs, the id (2 octets) straight from receive slot j and
+        # the rest of the answer from send slot j (whose first 2 octets are not sent)
+        self._siov = (_IOVec * (2 * size))()
         self._rmsg = (_MMsgHdr * size)()
         self._smsg = (_MMsgHdr * size)()
         rbase = ctypes.addressof(self._rbuf)
         sbase = ctypes.addressof(self._sbuf)
         self._nbase = ctypes.addressof(self._names)
+        iov_size = ctypes.sizeof(_IOVec)
         for i in range(size):
             self._riov[i].base = rbase + i * SLOT
             self._riov[i].len = SLOT
-            self._siov[i].base = sbase + i * SLOT
-            for msgs, iov in ((self._rmsg, self._riov), (self._smsg, self._siov)):
+            self._siov[2 * i].base = rbase + i * SLOT
+            self._siov[2 * i].len = 2
+            self._siov[2 * i + 1].base = sbase + i * SLOT + 2
+            for msgs, iov, per in ((self._rmsg, self._riov, 1), (self._smsg, self._siov, 2)):
                 h = msgs[i].hdr
                 h.name = self._nbase + i * self._namelen
                 h.namelen = self._namelen
-                h.iov = ctypes.addressof(iov) + i * ctypes.sizeof(_IOVec)
-                h.iovlen = 1
+                h.iov = ctypes.addressof(iov) + i * per * iov_size
+                h.iovlen = per
         self._raddr = ctypes.addressof(self._rmsg)
         self._saddr = ctypes.addressof(self._smsg)
         # The loop reads and writes these views in place (see ``server._udp_loop_batched``):
-        #: the receive slots (datagram i at ``i * SLOT``) and the send slots
+        #: the receive slots (datagram i at ``i * SLOT``) and the send slots (answer j
+        #: at ``j * SLOT``, its octets 0–1 not sent: the id goes out from receive slot j)
         self.rview = memoryview(self._rbuf).cast("B")
         self.sview = memoryview(self._sbuf).cast("B")
         self._nview = memoryview(self._names).cast("B")
         #: the receive lengths: datagram i's length is ``lens[len_index[i]]``
         self.lens = memoryview(self._rmsg).cast("B").cast("I")
         self.len_index = [(i * _MSTRIDE + _LEN_OFF) // 4 for i in range(size)]
-        #: send slot j's iovec as uint64s: its length is ``siov[2 * j + 1]``
+        #: the send iovecs as uint64s: answer j's length after the id is ``siov[4j + 3]``,
+        #: the pointer to the id it carries ``siov[4j]`` (``id_ptr[i]`` = datagram i's id)
         self.siov = memoryview(self._siov).cast("B").cast("Q")
+        self.id_ptr = [rbase + i * SLOT for i in range(size)]
         #: send message j's address pointer is ``smsg[j * stride64]``; datagram i's source
         #: address lives at ``name_ptr[i]``
         self.smsg = memoryview(self._smsg).cast("B").cast("Q")
@@ -140,6 +150,11 @@ class Batch:
         self.skewed = False
         #: totals for status: batches received, datagrams received
         self.batches = self.datagrams = 0
+        # address octets of datagram i: (start, end) inside the names buffer
+        v6 = sock.family == socket.AF_INET6
+        self._addr_at = [(i * self._namelen + (8 if v6 else 4),
+                          i * self._namelen + (24 if v6 else 8)) for i in range(size)]
+        self._memo: dict[bytes, str] = {}
 
     def recv(self) -> int:
         """Block until at least one datagram is there; how many arrived (≥ 1)."""
@@ -163,11 +178,16 @@ class Batch:
         return bytes(self.rview[off:off + self.lens[self.len_index[i]]])
 
     def source(self, i: int) -> str:
-        """Source address of datagram ``i`` (textual IP)."""
-        off = i * self._namelen
-        if self.family == socket.AF_INET6:
-            return socket.inet_ntop(socket.AF_INET6, bytes(self._nview[off + 8:off + 24]))
-        return socket.inet_ntop(socket.AF_INET, bytes(self._nview[off + 4:off + 8]))
+        """Source address of datagram ``i`` (textual IP; memoised by its octets)."""
+        a, b = self._addr_at[i]
+        raw = self._nview[a:b].tobytes()
+        text = self._memo.get(raw)
+        if text is None:
+            if len(self._memo) >= 4096:
+                self._memo.clear()
+            text = self._memo[raw] = socket.inet_ntop(
+                socket.AF_INET6 if len(raw) == 16 else socket.AF_INET, raw)
+        return text
 
     def source_port(self, i: int) -> int:
         """Source port of datagram ``i``."""
@@ -176,16 +196,18 @@ class Batch:
         return port
 
     def put(self, i: int, out: bytes) -> None:
-        """Queue ``out`` as the answer to datagram ``i``."""
+        """Queue ``out`` as the answer to datagram ``i``. Its first two octets go out as
+        datagram ``i``'s first two (a DNS answer echoes the query's id)."""
         n = len(out)
-        if n > SLOT:
+        if n > SLOT or n < 2:
             self.sock.sendto(out, self._address(i))
             return
         j = self.queued
         off = j * SLOT
         self.sview[off:off + n] = out
-        self.siov[j * 2 + 1] = n
+        self.siov[4 * j + 3] = n - 2
         if j != i:
+            self.siov[4 * j] = self.id_ptr[i]
             self.smsg[j * self.stride64] = self.name_ptr[i]
             self.skewed = True
         self.queued = j + 1
@@ -201,9 +223,10 @@ class Batch:
         try:
             self._send(q)
         finally:
-            if self.skewed:  # answer j goes to datagram j's source again
+            if self.skewed:  # answer j goes to datagram j's source with its id again
                 self.skewed = False
                 for j in range(q):
+                    self.siov[4 * j] = self.id_ptr[j]
                     self.smsg[j * self.stride64] = self.name_ptr[j]
         return q
 

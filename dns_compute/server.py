@@ -154,20 +154,24 @@ def _udp_loop_batched(sock: socket.socket, responder: Responder, stop: threading
     """The UDP loop on ``recvmmsg``/``sendmmsg`` (``mmsg.Batch``): one system call per
     batch each way, the batch's buffers used in place (no per-query method calls on the
     hot path). With ``cache`` the answer cache is asked first (as ``_udp_loop``);
-    without, every query is answered from the current zone (fast path, else full)."""
+    without, every query is answered from the current zone (fast path, else full).
+
+    Answer j goes out from send slot j, its id from datagram j's own buffer (``Batch``),
+    so a cache hit (the answer after the id) is stored as it is. While no query of the
+    batch was dropped, j == i and send message j already points at datagram i's id and
+    address; after a drop, answers shift and carry both pointers (``batch.skewed``:
+    ``flush`` puts them back)."""
     batch = Batch(sock, size)
     recv, source_of, flush = batch.recv, batch.source, batch.flush
     lazy_src = [functools.partial(source_of, i) for i in range(size)]
     rview, lens, sview, siov, smsg = (batch.rview, batch.lens, batch.sview, batch.siov,
                                       batch.smsg)
-    # per slot i: (i, buffer offset, index of its length, index of its send length)
-    slots = [(i, i * SLOT, batch.len_index[i], 2 * i + 1) for i in range(size)]
-    # Answer j goes out from send slot j. While no query of the batch was dropped, j == i
-    # and send message j already points at datagram i's address (set up by ``Batch``);
-    # after a drop, answers shift and carry their address pointer (``batch.skewed``:
-    # ``flush`` puts the pointers back).
+    # per slot i: (i, buffer offset, its offset + 2, index of its length, index of its
+    # send length)
+    slots = [(i, i * SLOT, i * SLOT + 2, batch.len_index[i], 4 * i + 3)
+             for i in range(size)]
     pointer_idx = [i * batch.stride64 for i in range(size)]
-    name_ptr = batch.name_ptr
+    name_ptr, id_ptr = batch.name_ptr, batch.id_ptr
     respond = responder.respond
     zone: WireZone | None = None
     table: FastTable | None = None
@@ -193,58 +197,71 @@ def _udp_loop_batched(sock: socket.socket, responder: Responder, stop: threading
             if cache is not None:
                 cache.clear()
         j = 0  # answers queued so far (send slot of the next one)
-        for i, off, li, sl in slots[:k]:
-            data = bytes(rview[off:off + lens[li]])
-            out: bytes | None = None
+        for i, off, off2, li, sl in slots[:k]:
+            end = off + lens[li]
             if cached:
-                tail = data[2:]
-                hit = fast(tail)  # type: ignore[misc]  # a lower-case question asked before
+                # the answer after the id: a lower-case question asked before
+                tail = bytes(rview[off2:end])
+                hit = fast(tail)  # type: ignore[misc]
                 if hit is None:
                     slot = fast_src(tail)  # type: ignore[misc]
                     if slot is not None:
                         hit = slot.get(source_of(i))
                 if hit is not None:
                     fast_hits += 1
-                    out = data[:2] + hit
-            if out is None:
-                if not data:  # stop() wakes us with an empty datagram
-                    if stop.is_set():
-                        batch.queued = j
-                        flush()
-                        return
-                    continue
-                try:
-                    if cached:
-                        src = source_of(i)
-                        out = lookup(data, src)  # other spellings (parses the name)
-                        if out is None:
-                            out, mode = respond(data, src, False, z)
-                            if out is not None:
-                                remember(data, src, out, mode)
+                    m = len(hit)
+                    if j == i:
+                        sview[off2:off2 + m] = hit
+                        siov[sl] = m
                     else:
-                        # the template fast path straight from the loop, else the full
-                        # responder
-                        hit2 = (fast_answer(table, data, lazy_src[i]) if table is not None
-                                else None)
-                        out = hit2[0] if hit2 is not None else respond(
-                            data, source_of(i), False, z)[0]
-                except Exception:  # never let one query kill the loop
-                    log.exception("DNS responder failed on a %d-octet query", len(data))
+                        so = j * SLOT + 2
+                        sview[so:so + m] = hit
+                        siov[4 * j + 3] = m
+                        siov[4 * j] = id_ptr[i]
+                        smsg[pointer_idx[j]] = name_ptr[i]
+                        batch.skewed = True
+                    j += 1
                     continue
-                if out is None:
-                    continue
+            data = bytes(rview[off:end])
+            if end - off < 2:
+                if not data and stop.is_set():  # stop() wakes us with an empty datagram
+                    batch.queued = j
+                    flush()
+                    return
+                continue  # not even an id: nothing to answer
+            out: bytes | None
+            try:
+                if cached:
+                    src = source_of(i)
+                    out = lookup(data, src)  # other spellings (parses the name)
+                    if out is None:
+                        out, mode = respond(data, src, False, z)
+                        if out is not None:
+                            remember(data, src, out, mode)
+                else:
+                    # the template fast path straight from the loop, else the full responder
+                    hit2 = fast_answer(table, data, lazy_src[i]) if table is not None else None
+                    out = hit2[0] if hit2 is not None else respond(
+                        data, source_of(i), False, z)[0]
+            except Exception:  # never let one query kill the loop
+                log.exception("DNS responder failed on a %d-octet query", len(data))
+                continue
+            if out is None:
+                continue
             n = len(out)
             if n > SLOT:
                 with contextlib.suppress(OSError):
                     sock.sendto(out, (source_of(i), batch.source_port(i)))
                 continue
+            # a whole answer: its first two octets (the id, as in the query) are not sent
             if j == i:
                 sview[off:off + n] = out
-                siov[sl] = n
+                siov[sl] = n - 2
             else:
                 so = j * SLOT
                 sview[so:so + n] = out
-                siov[2 * j + 1] = n
+                siov[4 * j + 3] = n - 2
+                siov[4 * j] = id_ptr[i]
                 smsg[pointer_idx[j]] = name_ptr[i]
                 batch.skewed = True
             j += 1
