@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from controller.models import Job, Requirements, SiteKind
+from srv6.paths.topology import Topology
 
 if TYPE_CHECKING:
     from scheduler.table import NodeTable
@@ -192,19 +193,22 @@ class SiteNet:
     interconnect: str = ""
 
 
+def empty_graph() -> Topology:
+    return Topology.build([])
+
+
 @dataclass(slots=True)
 class Snapshot:
     """Everything one scheduling cycle may read: ``nodes`` (by name), ``now`` (epoch s),
     ``net`` (origin → site → ``SiteNet``; filled lazily by the network plug-ins from
-    ``graph``), ``graph`` (adjacency with (peer, delay, jitter, loss, avail, kind)),
+    ``graph``), ``graph`` (the network, ``srv6.paths.graph.network_graph``),
     ``site_kinds``, ``order`` (node visiting order), ``reservations`` (node → (task id,
 expected start epoch s) for large jobs; kept by the edge across cycles)."""
 
     nodes: dict[str, NodeInfo]
     now: float = 0.0
     net: dict[str, dict[str, SiteNet]] = field(default_factory=dict)
-    graph: dict[str, list[tuple[str, float, float, float, float, str]]] = field(
-        default_factory=dict)
+    graph: Topology = field(default_factory=empty_graph)
     site_kinds: dict[str, SiteKind] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
     reservations: dict[str, tuple[str, float]] = field(default_factory=dict)

@@ -1,20 +1,26 @@
 """Candidate paths for joint placement: k least-delay paths per (origin, site).
 
 Rules:
-- Pure. Uses the SRv6 path computation (``srv6.paths.ksp.yen_paths`` over
-  ``srv6.paths.topology.Topology``, Yen's k shortest by delay) when that package is
-  importable; otherwise a small fallback: the shortest path, then up to k-1 more
-  found by penalising (x ``penalty``) the links of the paths found so far.
-- A path is (links as ``Link.key`` tuple, delay ms, worst-kind list). Only up links.
+- Pure. Both engines run on the product's one graph (``srv6.paths.graph``: up links,
+  sites attached through ``Router.site`` one 0 ms attachment past their router, which
+  never shows in a path's links): ``srv6`` = Yen's k shortest by delay
+  (``srv6.paths.ksp.yen_paths``); ``fallback`` (``prefer_srv6=False``) = the
+  shortest path, then up to k-1 more found by penalising (x ``penalty``) the links of
+  the paths found so far.
+- A path is (links as ``Link.key`` tuple, delay ms, kinds used), shortest first.
+- Links the graph refuses (duplicate keys) are a ``ValidationError`` naming the link.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from controller.models import Link, LinkState, Router, Site
+from controller.models import Link, Router, Site
+from srv6.paths.graph import network_graph, real_links
+from srv6.paths.ksp import yen_paths
+from srv6.paths.spf import Path, shortest_path
+from srv6.paths.topology import Topology
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,116 +34,69 @@ class SitePath:
     kinds: frozenset[str]
 
 
-def _srv6_k_paths(links: Sequence[Link], routers: Sequence[Router], sites: Sequence[Site],
-                  pairs: Iterable[tuple[str, str]], k: int
-                  ) -> dict[tuple[str, str], list[SitePath]] | None:
-    try:
-        from srv6.paths.ksp import yen_paths
-        from srv6.paths.topology import Topology
-    except ImportError:
-        return None
-    # A site attached through ``Router.site`` is joined to its router by a 0 ms
-    # attachment (as in ``network.graph_from`` and the fallback); its key never
-    # appears in a path, so a flow to such a site gets its candidate paths.
-    known = {r.name for r in routers} | {st.name for st in sites}
-    attach = [Link.model_construct(a=r.name, b=r.site, id=f"{r.name}@{r.site}",
-                                   delay_ms=0.0, igp_metric=1, srlgs=[])
-              for r in routers if r.site and r.site in known and r.site != r.name]
-    virtual = {ln.key for ln in attach}
-    topo = Topology.build([*links, *attach], routers, sites)
-    weight = topo.weights("delay")
+def _site_path(topo: Topology, edges: Sequence[int]) -> SitePath:
+    es = [topo.edges[e] for e in real_links(topo, edges)]
+    return SitePath(tuple(e.key for e in es), sum(e.delay_ms for e in es),
+                    frozenset(e.kind for e in es))
+
+
+def _pairs(topo: Topology, pairs: Iterable[tuple[str, str]], k: int,
+           search: Callable[[int, int], Iterable[Path]]
+           ) -> dict[tuple[str, str], list[SitePath]]:
     out: dict[tuple[str, str], list[SitePath]] = {}
     for o, s in pairs:
+        if o == s:
+            out[(o, s)] = [SitePath((), 0.0, frozenset())]
+            continue
         if o not in topo.index or s not in topo.index:
             out[(o, s)] = []
             continue
-        if o == s:
-            out[(o, s)] = [SitePath((), 0.0, frozenset())]
-            continue
-        got = []
+        got: list[SitePath] = []
         seen: set[tuple[str, ...]] = set()
-        for _, edges in yen_paths(topo, weight, topo.index[o], topo.index[s], None, set(),
-                                  2 * k if virtual else k):
-            es = [topo.edges[e] for e in edges if topo.edges[e].key not in virtual]
-            keys = tuple(e.key for e in es)
-            if keys in seen:
+        for _, edges in search(topo.index[o], topo.index[s]):
+            p = _site_path(topo, edges)
+            if p.links in seen:
                 continue
-            seen.add(keys)
-            got.append(SitePath(keys, sum(e.delay_ms for e in es),
-                                frozenset(e.kind for e in es)))
+            seen.add(p.links)
+            got.append(p)
             if len(got) == k:
                 break
-        out[(o, s)] = got
+        out[(o, s)] = sorted(got, key=lambda p: p.delay_ms)
     return out
 
 
-def _dijkstra(adj: dict[str, list[tuple[str, str, float]]], w: dict[str, float], src: str,
-              dst: str) -> list[str] | None:
-    dist = {src: 0.0}
-    prev: dict[str, tuple[str, str]] = {}
-    heap = [(0.0, src)]
-    done: set[str] = set()
-    while heap:
-        d, u = heapq.heappop(heap)
-        if u in done:
-            continue
-        done.add(u)
-        if u == dst:
-            break
-        for v, key, _ in adj.get(u, ()):
-            nd = d + w[key]
-            if nd < dist.get(v, float("inf")):
-                dist[v] = nd
-                prev[v] = (u, key)
-                heapq.heappush(heap, (nd, v))
-    if dst not in done:
-        return None
-    keys: list[str] = []
-    node = dst
-    while node != src:
-        node, key = prev[node]
-        keys.append(key)
-    return keys[::-1]
+def yen_k_paths(links: Sequence[Link], routers: Sequence[Router], sites: Sequence[Site],
+                pairs: Iterable[tuple[str, str]], k: int
+                ) -> dict[tuple[str, str], list[SitePath]]:
+    """Yen's k least-delay loop-free paths (``srv6.paths.ksp.yen_paths``) on the one
+    graph. A site reached through ``Router.site`` is one attachment past its router;
+    two paths that differ only there are one candidate, hence ``2k`` asked."""
+    topo = network_graph(links, routers, sites)
+    weight = topo.weights("delay")
+    extra = 2 if topo.attachments else 1
+    return _pairs(topo, pairs, k, lambda a, b: yen_paths(topo, weight, a, b, None, set(),
+                                                          extra * k))
 
 
 def fallback_k_paths(links: Sequence[Link], routers: Sequence[Router],
-                     pairs: Iterable[tuple[str, str]], k: int, penalty: float = 3.0
-                     ) -> dict[tuple[str, str], list[SitePath]]:
-    up = [ln for ln in links if ln.state is LinkState.UP]
-    adj: dict[str, list[tuple[str, str, float]]] = {}
-    by_key = {ln.key: ln for ln in up}
-    for ln in up:
-        adj.setdefault(ln.a, []).append((ln.b, ln.key, ln.delay_ms))
-        adj.setdefault(ln.b, []).append((ln.a, ln.key, ln.delay_ms))
-    for r in routers:
-        if r.site:
-            key = f"{r.name}@{r.site}"
-            adj.setdefault(r.name, []).append((r.site, key, 0.0))
-            adj.setdefault(r.site, []).append((r.name, key, 0.0))
-    base = {key: d for lst in adj.values() for _, key, d in lst}
-    out: dict[tuple[str, str], list[SitePath]] = {}
-    for o, s in pairs:
-        if o == s:
-            out[(o, s)] = [SitePath((), 0.0, frozenset())]
-            continue
-        w = dict(base)
-        got: list[SitePath] = []
-        seen: set[tuple[str, ...]] = set()
+                     pairs: Iterable[tuple[str, str]], k: int, penalty: float = 3.0,
+                     sites: Sequence[Site] = ()) -> dict[tuple[str, str], list[SitePath]]:
+    """Up to ``k`` paths on the one graph: the least-delay path, then more found by
+    penalising (x ``penalty`` + 0.1) the links of the paths found so far."""
+    topo = network_graph(links, routers, sites)
+    base = topo.weights("delay")
+
+    def search(a: int, b: int) -> Iterator[Path]:
+        w = list(base)
         for _ in range(k * 2):
-            keys = _dijkstra(adj, w, o, s)
-            if keys is None:
-                break
-            real = tuple(x for x in keys if x in by_key)
-            if real not in seen:
-                seen.add(real)
-                got.append(SitePath(real, sum(base[x] for x in keys),
-                                         frozenset(by_key[x].kind.value for x in real)))
-                if len(got) == k:
-                    break
-            for x in keys:
-                w[x] = w[x] * penalty + 0.1
-        out[(o, s)] = sorted(got, key=lambda p: p.delay_ms)
-    return out
+            got = shortest_path(topo, w, a, b)
+            if got is None:
+                return
+            yield got
+            for e in got[1]:
+                w[e] = w[e] * penalty + 0.1
+
+    return _pairs(topo, pairs, k, search)
 
 
 def k_paths(links: Sequence[Link], routers: Sequence[Router], sites: Sequence[Site],
@@ -146,10 +105,5 @@ def k_paths(links: Sequence[Link], routers: Sequence[Router], sites: Sequence[Si
     """Candidate paths per pair and which engine computed them (``srv6`` / ``fallback``)."""
     pairs = list(dict.fromkeys(pairs))
     if prefer_srv6:
-        try:
-            got = _srv6_k_paths(links, routers, sites, pairs, k)
-        except Exception:  # a topology srv6 rejects still gets the fallback
-            got = None
-        if got is not None:
-            return got, "srv6"
-    return fallback_k_paths(links, routers, pairs, k), "fallback"
+        return yen_k_paths(links, routers, sites, pairs, k), "srv6"
+    return fallback_k_paths(links, routers, pairs, k, sites=sites), "fallback"

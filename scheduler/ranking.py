@@ -2,10 +2,11 @@
 
 Rules:
 - Pure: data in, ranked ``Candidate`` list out; no store, no I/O.
-- Path delay is the shortest-path delay (Dijkstra on ``Link.delay_ms``) over links
-  that are up, from ``client_node`` (a router or site name) — or, when only
-  ``client_region`` is known, from the nearest site/router in that region — to the
-  instance's site. A router that belongs to a site is joined to it at 0 ms.
+- Path delay is the shortest-path delay (``srv6.paths.graph.delays_from`` on
+  ``Link.delay_ms``, the product's one graph) over links that are up, from
+  ``client_node`` (a router or site name) — or, when only ``client_region`` is known,
+  from the nearest site/router in that region — to the instance's site. A router that
+  belongs to a site is joined to it at 0 ms.
 - An instance is ineligible when its metrics record is not usable (stale or
   unavailable), when it is ``overloaded``, when no up path reaches it, or when the
   path delay exceeds ``service.requirements.max_latency_ms``.
@@ -18,12 +19,12 @@ Rules:
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from controller.models import ComputeMetrics, Link, LinkState, Router, Service, Site
+from controller.models import ComputeMetrics, Link, Router, Service, Site
 from controller.models.metrics import metrics_by_site
+from srv6.paths.graph import delays_from, network_graph
 
 #: The delay at which the delay term reaches 0 when the service declares no bound (ms).
 DEFAULT_DELAY_REF_MS = 100.0
@@ -67,41 +68,6 @@ class Candidate:
     why_not: str = ""
 
 
-Graph = dict[str, list[tuple[str, float]]]
-
-
-def build_graph(links: Iterable[Link], routers: Iterable[Router] = ()) -> Graph:
-    """Adjacency of up links (both directions) plus 0 ms router↔site attachments."""
-    graph: Graph = {}
-    for link in links:
-        if link.state is not LinkState.UP:
-            continue
-        graph.setdefault(link.a, []).append((link.b, link.delay_ms))
-        graph.setdefault(link.b, []).append((link.a, link.delay_ms))
-    for router in routers:
-        if router.site:
-            graph.setdefault(router.name, []).append((router.site, 0.0))
-            graph.setdefault(router.site, []).append((router.name, 0.0))
-    return graph
-
-
-def shortest_delays(graph: Mapping[str, list[tuple[str, float]]],
-                    sources: Iterable[str]) -> dict[str, float]:
-    """Multi-source Dijkstra: node → least delay (ms) from any source."""
-    dist: dict[str, float] = {}
-    heap: list[tuple[float, str]] = [(0.0, s) for s in sources]
-    heapq.heapify(heap)
-    while heap:
-        d, node = heapq.heappop(heap)
-        if node in dist:
-            continue
-        dist[node] = d
-        for nxt, w in graph.get(node, ()):
-            if nxt not in dist:
-                heapq.heappush(heap, (d + w, nxt))
-    return dist
-
-
 def _sources(client_node: str | None, client_region: str | None,
              sites: Sequence[Site], routers: Sequence[Router]) -> list[str]:
     if client_node:
@@ -133,7 +99,7 @@ def rank_instances(
     sources = _sources(client_node, client_region, sites, routers)
     dist: dict[str, float] | None = None
     if sources:
-        dist = shortest_delays(build_graph(links, routers), sources)
+        dist = delays_from(network_graph(links, routers), sources)
     bound = service.requirements.max_latency_ms
     ref = bound if bound is not None else DEFAULT_DELAY_REF_MS
     by_site = metrics_by_site(metrics, service.name)

@@ -12,6 +12,11 @@ Rules:
   else a derived default (function ``ADJ_BASE`` + position of the link in the node's
   sorted link keys) — the default is for labs without an allocator; use ``srv6.sid``
   for stable ones.
+- ``attach_sites=True`` joins each router to its ``Router.site`` by an *attachment*
+  edge (kind ``attachment``, 0 ms, IGP 1, unlimited bandwidth, no SRLG, no SID): the
+  one treatment of sites reached through a router (``srv6.paths.graph``). Attachment
+  edges are in ``Topology.attachments``; callers drop them from reported links.
+  ``implicit_nodes=True`` makes every link end a node even when not declared.
 """
 
 from __future__ import annotations
@@ -26,11 +31,16 @@ from srv6.models import LinkAffinity, LocalSid, Locator, SidBehavior
 
 END_FUNCTION = 1
 ADJ_BASE = 0xE000
+INF = float("inf")
+#: ``Edge.kind`` of a router↔site attachment edge
+ATTACHMENT = "attachment"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Edge:
-    """One link as the graph sees it; ``a``/``b`` are node indexes."""
+    """One link as the graph sees it; ``a``/``b`` are node indexes. Read-only by
+    convention (not ``frozen``: a frozen dataclass's ``__init__`` costs several times
+    more, and a graph of 80,000 links builds one per link)."""
 
     id: int
     key: str
@@ -69,6 +79,8 @@ class Topology:
     _weights: dict[str, list[float]] = field(default_factory=dict)
     #: derived structures of this topology version (CSR, numpy weights, masks)
     cache: dict[str, object] = field(default_factory=dict)
+    #: edge ids of router↔site attachments (not links; see ``attach_sites``)
+    attachments: frozenset[int] = frozenset()
 
     @property
     def n(self) -> int:
@@ -112,13 +124,23 @@ class Topology:
         affinities: Iterable[LinkAffinity] = (),
         locators: Iterable[Locator] = (),
         local_sids: Iterable[LocalSid] = (),
+        attach_sites: bool = False,
+        implicit_nodes: bool = False,
+        sids: bool = True,
     ) -> Topology:
-        routers, sites = list(routers), list(sites)
-        names: list[str] = [r.name for r in routers]
-        names += [s.name for s in sites if s.name not in set(names)]
+        routers, sites, links = list(routers), list(sites), list(links)
         index: dict[str, int] = {}
-        for name in names:
+        for name in [r.name for r in routers] + [s.name for s in sites]:
             index.setdefault(name, len(index))
+        if implicit_nodes:
+            for link in links:
+                if link.state is not LinkState.DOWN:
+                    index.setdefault(link.a, len(index))
+                    index.setdefault(link.b, len(index))
+            if attach_sites:
+                for r in routers:
+                    if r.site:
+                        index.setdefault(r.site, len(index))
         names = list(index)
         colors = {a.link: frozenset(a.colors) for a in affinities}
         edges: list[Edge] = []
@@ -153,8 +175,26 @@ class Topology:
                 srlg_edges.setdefault(g, []).append(eid)
         if issues:
             raise ValidationError(issues, source="topology")
-        topo = cls(names, index, edges, adj, by_key, down_links=down, srlg_edges=srlg_edges)
-        topo._assign_sids(routers, sites, list(locators), list(local_sids))
+        attached: set[int] = set()
+        if attach_sites:
+            for r in routers:
+                if not r.site or r.site == r.name or r.site not in index:
+                    continue
+                key = f"{r.name}@{r.site}"
+                while key in by_key:
+                    key += "'"
+                eid = len(edges)
+                a, b = index[r.name], index[r.site]
+                edges.append(Edge(eid, key, a, b, 1, 0.0, INF, INF, frozenset(),
+                                  frozenset(), ATTACHMENT))
+                by_key[key] = eid
+                adj[a].append((b, eid))
+                adj[b].append((a, eid))
+                attached.add(eid)
+        topo = cls(names, index, edges, adj, by_key, down_links=down, srlg_edges=srlg_edges,
+                   attachments=frozenset(attached))
+        if sids:
+            topo._assign_sids(routers, sites, list(locators), list(local_sids))
         return topo
 
     def _assign_sids(self, routers: list[Router], sites: Iterable[Site],
@@ -175,9 +215,9 @@ class Topology:
             shift = 128 - prefix.prefixlen - flen
             base = int(prefix.network_address)
             self.node_sids[u] = IPv6Address(base | (END_FUNCTION << shift))
-            keys = sorted(self.edges[e].key for _, e in self.adj[u])
-            for v, e in self.adj[u]:
-                del v
+            own = [e for _, e in self.adj[u] if e not in self.attachments]
+            keys = sorted(self.edges[e].key for e in own)
+            for e in own:
                 pos = keys.index(self.edges[e].key)
                 self.adj_sids[(u, e)] = IPv6Address(base | ((ADJ_BASE + pos) << shift))
         for ls in local_sids:
