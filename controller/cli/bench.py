@@ -27,6 +27,16 @@ def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
 
 
+def _value(v: str) -> object:
+    """A number or true/false as JSON; anything else (e.g. ``1000,5000``) as text."""
+    if v[:1].isdigit() or v in ("true", "false"):
+        try:
+            return json.loads(v)
+        except json.JSONDecodeError:
+            return v
+    return v
+
+
 def _make(name: str, module: str, summary: str) -> None:
     def cmd(opt: Annotated[list[str] | None, typer.Option("--opt", help="KEY=VALUE option "
                                                           "for the bench.")] = None) -> None:
@@ -36,8 +46,7 @@ def _make(name: str, module: str, summary: str) -> None:
             k, sep, v = item.partition("=")
             if not sep:
                 raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--opt")
-            kwargs[k.replace("-", "_")] = json.loads(v) if v[:1].isdigit() or v in (
-                "true", "false") else v
+            kwargs[k.replace("-", "_")] = _value(v)
         result = mod.run(**kwargs)
         typer.echo(json.dumps(result))
 

@@ -8,18 +8,26 @@ SRLGs out of 200, every router with a locator), built once; ``queries`` random
 (headend, endpoint) pairs, each asked for a path with ``max_delay_ms`` +
 ``min_bandwidth_mbps`` + three excluded SRLGs, timed end to end including the minimal
 segment list. Engines, alternated A/B/A/B… on the same graph and the same queries for
-``rounds`` rounds each (the order flips every round):
+``rounds`` rounds each (the order rotates every round):
 
 - ``cpn``: the product's ``compute_path`` (bidirectional Dijkstra, exact delay-bounded
-  label-setting pruned by compiled distance fields, compiled segment check);
-- ``legacy``: the previous engine rebuilt from the same primitives (one-sided Python
-  Dijkstra, LARAC for the delay bound, Python Dijkstra per segment), on
+  label-setting pruned by compiled distance fields, bidirectional segment check on
+  two compiled fields of half a stretch each);
+- ``previous``: the engine before the bidirectional segment check (same path search;
+  each segment checked on one compiled field from its start, grown by doubling the
+  stretch), which the product replaced; its segment lists must equal ``cpn``'s
+  (``segments_agree``);
+- ``legacy``: the engine before issue #19 rebuilt from the same primitives (one-sided
+  Python Dijkstra, LARAC for the delay bound, Python Dijkstra per segment), on
   ``legacy_queries`` of the same queries (it is slow at 20k).
 
 Also per size, on the same masked graphs, the shortest-path engine alone
-(``spf_engines``): Python one-sided Dijkstra, Python bidirectional Dijkstra, and
-``scipy.sparse.csgraph.dijkstra`` (compiled, whole graph from the headend); and the
-quality of LARAC against the exact search on the queries where the delay bound binds.
+(``spf_engines``): Python one-sided Dijkstra, Python bidirectional Dijkstra,
+``scipy.sparse.csgraph.dijkstra`` (compiled, whole graph from the headend),
+python-igraph (compiled Dijkstra to the endpoint; the masked weights passed as a list)
+and rustworkx (compiled Dijkstra to the endpoint; weights through its per-edge Python
+callback, its only way to take per-query weights); and the quality of LARAC against
+the exact search on the queries where the delay bound binds.
 Figures are wall-clock ms per query; the load average is printed because the machine
 is shared. ``growth_exponent`` fits median ∝ nodes^k over the sweep.
 """
@@ -31,16 +39,18 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from scipy.sparse.csgraph import dijkstra  # type: ignore[import-untyped]
 
 from controller.models import Link, Router
-from srv6.models import Constraints, PathResult
+from srv6.models import Constraints, PathResult, SegmentList
 from srv6.paths import Topology, compute_path, disjoint_pair, k_shortest, rcsp
 from srv6.paths.cspf import Fail, _delay_bounded, build_result, edge_masks, name_cut
+from srv6.paths.rcsp import EPS
+from srv6.paths.segments import SegmentError, minimal_segments
 from srv6.paths.spf import bidir_shortest_path, path_cost, shortest_path
 
 GOALS_MS = {1000: 5.0, 5000: 10.0, 20000: 20.0}
@@ -98,14 +108,65 @@ def legacy_path(topo: Topology, headend: str, endpoint: str, c: Constraints) -> 
     return res
 
 
+def previous_unique_prefix(topo: Topology, nodes: Sequence[int], cum: Sequence[float],
+                           i: int) -> int:
+    """The segment check the product used before the bidirectional one (for the A/B
+    only): one compiled field from ``nodes[i]``, limited to a stretch of the path that
+    doubles until a path node is off its path distance or has a second tight link."""
+    graph = rcsp._igp_matrix(topo)
+    last, base, j, hops = len(nodes) - 1, cum[i], i, 2
+    w, adj = topo.weights("igp"), topo.adj
+    while True:
+        end = min(last, i + hops)
+        dist = dijkstra(graph, directed=True, indices=nodes[i], limit=cum[end] - base + EPS)
+        while j < end:
+            v = nodes[j + 1]
+            dv = float(dist[v])
+            if abs(dv - (cum[j + 1] - base)) > EPS * max(1.0, dv):
+                return j
+            tight = sum(abs(float(dist[u]) + w[e] - dv) <= EPS * max(1.0, dv)
+                        for u, e in adj[v])
+            if tight != 1:
+                return j
+            j += 1
+        if end == last:
+            return j
+        hops *= 2
+
+
+def previous_path(topo: Topology, headend: str, endpoint: str, c: Constraints
+                  ) -> PathResult:
+    """``compute_path`` with the previous segment check (for the A/B only)."""
+    res = compute_path(topo, headend, endpoint, c, with_segments=False)
+    if not res.ok:
+        return res
+    nodes = [topo.index[h] for h in res.hops]
+    edges = [topo.edge_by_key[k] for k in res.links]
+    try:
+        segs = minimal_segments(topo, nodes, edges, max_sid_depth=c.max_sid_depth,
+                                unique=previous_unique_prefix)
+    except SegmentError as exc:
+        return res.model_copy(update={"ok": False, "failed_constraint": exc.constraint,
+                                      "reason": str(exc)})
+    return res.model_copy(update={"segment_list": SegmentList(
+        sids=[x.sid for x in segs], hops=res.hops, links=res.links, delay_ms=res.delay_ms)})
+
+
 def _spf_engines(topo: Topology, queries: list[tuple[str, str, Constraints]], n_q: int
                  ) -> dict[str, float]:
     """Median ms of the masked metric-shortest path alone, per engine."""
     g = rcsp.csr(topo)
     w_np = rcsp.weight_array(topo, "igp")
     w = topo.weights("igp")
+    import igraph  # type: ignore[import-untyped]
+    import rustworkx
+
+    ig = igraph.Graph(n=topo.n, edges=[(e.a, e.b) for e in topo.edges])
+    rx = rustworkx.PyGraph()
+    rx.add_nodes_from(range(topo.n))
+    rx.add_edges_from([(e.a, e.b, e.id) for e in topo.edges])
     out: dict[str, list[float]] = {"python_dijkstra": [], "python_bidirectional": [],
-                                   "scipy_csgraph": []}
+                                   "scipy_csgraph": [], "igraph": [], "rustworkx": []}
     for a, b, c in queries[:n_q]:
         src, dst = topo.index[a], topo.index[b]
         masks = [m for _, m in edge_masks(topo, c)]
@@ -122,6 +183,14 @@ def _spf_engines(topo: Topology, queries: list[tuple[str, str, Constraints]], n_
         dijkstra(rcsp._matrix(g, wd), directed=True, indices=src,
                       return_predecessors=True)
         out["scipy_csgraph"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ig.get_shortest_path(src, dst, weights=np.where(mask_np, w_np, math.inf).tolist(),
+                             output="epath")
+        out["igraph"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        masked = np.where(mask_np, w_np, math.inf).tolist()
+        rustworkx.dijkstra_shortest_paths(rx, src, dst, weight_fn=masked.__getitem__)
+        out["rustworkx"].append(time.perf_counter() - t)
     return {k: round(statistics.median(v) * 1000, 3) for k, v in out.items()}
 
 
@@ -139,13 +208,14 @@ def _one_size(nodes: int, queries: int, legacy_queries: int, rounds: int, seed: 
             max_delay_ms=max_delay_ms, min_bandwidth_mbps=min_bandwidth_mbps,
             exclude_srlgs=[f"g{rng.randrange(200)}" for _ in range(3)], max_sid_depth=16)))
     engines: dict[str, tuple[Callable[..., PathResult], int]] = {
-        "cpn": (compute_path, queries), "legacy": (legacy_path, legacy_queries)}
+        "cpn": (compute_path, queries), "previous": (previous_path, queries),
+        "legacy": (legacy_path, legacy_queries)}
     times: dict[str, list[float]] = {k: [] for k in engines}
     round_medians: dict[str, list[float]] = {k: [] for k in engines}
     results: dict[str, list[PathResult]] = {k: [] for k in engines}
     compute_path(topo, *qs[0][:2], qs[0][2])  # the CSR of this topology version, once
     for r in range(rounds):
-        order = list(engines) if r % 2 == 0 else list(reversed(engines))
+        order = list(engines)[r % len(engines):] + list(engines)[:r % len(engines)]
         for name in order:
             fn, n_q = engines[name]
             mine: list[float] = []
@@ -168,6 +238,8 @@ def _one_size(nodes: int, queries: int, legacy_queries: int, rounds: int, seed: 
     worse = [(old.igp_metric - new.igp_metric) / new.igp_metric * 100
              for new, old in zip(results["cpn"], results["legacy"], strict=False)
              if new.ok and old.ok and "max_delay_ms" in new.reason]
+    agree = sum(new.ok == old.ok and new.segment_list == old.segment_list
+                for new, old in zip(results["cpn"], results["previous"], strict=True))
     goal = GOALS_MS.get(nodes)
     return {
         "nodes": nodes, "links": len(link_list), "build_ms": round(build_ms, 1),
@@ -175,6 +247,11 @@ def _one_size(nodes: int, queries: int, legacy_queries: int, rounds: int, seed: 
         "median_ms": round(median, 3), "p99_ms": round(_pct(cpn, 0.99), 3),
         "p99_over_median": round(_pct(cpn, 0.99) / median, 2),
         "round_medians_ms": [round(x, 3) for x in round_medians["cpn"]],
+        "previous_median_ms": round(statistics.median(times["previous"]), 3),
+        "previous_p99_ms": round(_pct(times["previous"], 0.99), 3),
+        "previous_round_medians_ms": [round(x, 3) for x in round_medians["previous"]],
+        "speedup_vs_previous": round(statistics.median(times["previous"]) / median, 2),
+        "segments_agree": f"{agree}/{queries}",
         "legacy_median_ms": round(statistics.median(times["legacy"]), 3),
         "legacy_round_medians_ms": [round(x, 3) for x in round_medians["legacy"]],
         "legacy_queries": legacy_queries,

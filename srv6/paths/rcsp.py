@@ -114,45 +114,92 @@ def _matrix(g: Csr, per_directed_edge: Arr) -> Any:
     return csr_matrix((data, g.indices, g.indptr), shape=(g.n, g.n))
 
 
-def unique_prefix(topo: Topology, nodes: Sequence[int], cum: Sequence[float], i: int
-                  ) -> int:
-    """``spf.unique_prefix`` on IGP weights, with the distance field from the compiled
-    Dijkstra (limited to a growing stretch of the path): ``nodes[i..j]`` is the unique
-    shortest path iff every next path node is at its path distance and has exactly
-    one tight incoming link (a second one, parallel links included, is an ECMP)."""
-    g = csr(topo)
+def _row_ptr(topo: Topology) -> Arr:
+    """Start of each node's directed edges in ``Csr.rows/cols/eid`` (parallel links
+    kept, unlike the merged matrix)."""
+    got = topo.cache.get("rowptr")
+    if not isinstance(got, np.ndarray):
+        g = csr(topo)
+        got = np.zeros(g.n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(g.rows, minlength=g.n), out=got[1:])
+        topo.cache["rowptr"] = got
+    return got
+
+
+def _igp_matrix(topo: Topology) -> Any:
     graph = topo.cache.get("m:igp")
     if graph is None:
+        g = csr(topo)
         graph = topo.cache["m:igp"] = _matrix(g, weight_array(topo, "igp")[g.eid])
-    last = len(nodes) - 1
+    return graph
+
+
+def unique_prefix(topo: Topology, nodes: Sequence[int], cum: Sequence[float], i: int
+                  ) -> int:
+    """``spf.unique_prefix`` on IGP weights: the largest ``j`` such that ``nodes[i..j]``
+    is the unique IGP shortest path between its ends, each candidate ``j`` checked in
+    turn by ``_unique`` (the work grows quickly with the stretch, so the first failure
+    bounds it)."""
+    j = i
+    while j < len(nodes) - 1 and _unique(topo, nodes, cum, i, j + 1):
+        j += 1
+    return j
+
+
+def _unique(topo: Topology, nodes: Sequence[int], cum: Sequence[float], i: int, k: int
+            ) -> bool:
+    """Is ``nodes[i..k]`` (cost ``L``) the unique IGP shortest path between its ends?
+
+    A bidirectional check from two compiled distance fields, ``ds`` from
+    ``s = nodes[i]`` within ``a = L/2`` and ``dt`` from ``t = nodes[k]`` within
+    ``L - a`` (two balls of half the radius instead of one of the whole: on
+    backbone-like graphs, where a ball grows exponentially with its radius, hundreds
+    of nodes instead of the whole graph). A path of cost <= ``L`` either ends inside
+    the first ball (then it is shorter than ``L``) or leaves it over exactly one
+    directed link (u, v) with ``v`` inside the second; so ``nodes[i..k]`` is the
+    unique shortest path iff ``t`` is outside the first ball, the least
+    ``ds[u] + w + dt[v]`` over the links leaving the first ball is ``L`` and only the
+    path's own link attains it, and the path's nodes each have exactly one tight link
+    towards ``s`` (first ball) or ``t`` (second ball), parallel links included."""
+    s, t = nodes[i], nodes[k]
     base = cum[i]
+    length = cum[k] - base
+    a = length / 2
+    tol = EPS * max(1.0, length)
+    graph = _igp_matrix(topo)
+    ds: Arr = dijkstra(graph, directed=True, indices=s, limit=a + tol)
+    if ds[t] != INF:
+        return False  # a path of cost <= L/2 < L
+    dt: Arr = dijkstra(graph, directed=True, indices=t, limit=length - a + tol)
     w = topo.weights("igp")
     adj = topo.adj
-    j = i
-    hops = 2
-    while True:
-        # The field only as far as the path nodes checked in this pass: a node's own
-        # distance and its tight neighbours (strictly closer, weights >= 1) are exact
-        # within the limit. Doubling the stretch keeps the work near that of the last
-        # pass, and a path that leaves the IGP early never pays for the whole ball.
-        end = min(last, i + hops)
-        dist: Arr = dijkstra(graph, directed=True, indices=nodes[i],
-                             limit=cum[end] - base + EPS)
-        while j < end:
-            v = nodes[j + 1]
-            dv = float(dist[v])
-            if abs(dv - (cum[j + 1] - base)) > EPS * max(1.0, dv):
-                return j
-            tight = 0
-            for u, e in adj[v]:
-                if abs(float(dist[u]) + w[e] - dv) <= EPS * max(1.0, dv):
-                    tight += 1
-            if tight != 1:
-                return j
-            j += 1
-        if end == last:
-            return j
-        hops *= 2
+    for x in range(i + 1, k):
+        v = nodes[x]
+        off = cum[x] - base
+        near, want = (ds, off) if off <= a + tol else (dt, length - off)
+        if abs(float(near[v]) - want) > tol:
+            return False
+        tight = 0
+        for u, e in adj[v]:
+            if abs(float(near[u]) + w[e] - want) <= tol:
+                tight += 1
+        if tight != 1:
+            return False
+    # Links leaving the first ball, vectorised over the CSR (parallel links apart).
+    g = csr(topo)
+    ptr = _row_ptr(topo)
+    inside = np.flatnonzero(ds != INF)
+    starts, ends = ptr[inside], ptr[inside + 1]
+    sizes = ends - starts
+    idx = np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(int(sizes.sum()))
+    v_all = g.cols[idx]
+    keep = (ds[v_all] == INF) & (dt[v_all] != INF)
+    u_all, v_all, e_all = g.rows[idx][keep], v_all[keep], g.eid[idx][keep]
+    total = ds[u_all] + weight_array(topo, "igp")[e_all] + dt[v_all]
+    if total.size == 0:  # pragma: no cover - the path's own link leaves the ball
+        return False
+    best = float(total.min())
+    return abs(best - length) <= tol and int(np.count_nonzero(total <= best + tol)) == 1
 
 
 def delay_bounded(topo: Topology, metric: Sequence[float], delay: Sequence[float],

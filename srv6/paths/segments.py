@@ -14,11 +14,13 @@ Rules:
   its End.DX4 SID) in its place; after a final adjacency SID one is appended.
 - A node or adjacency without a SID, or a list longer than ``max_sid_depth``, is a
   ``SegmentError`` naming it.
+- A stretch's uniqueness is checked by ``rcsp.unique_prefix`` (a bidirectional check
+  on two compiled distance fields of half the stretch's cost each).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
@@ -26,6 +28,10 @@ from srv6.paths.rcsp import HAVE_SCIPY
 from srv6.paths.rcsp import unique_prefix as csr_unique_prefix
 from srv6.paths.spf import unique_prefix
 from srv6.paths.topology import Topology
+
+#: ``(topo, path nodes, prefix IGP costs, i) -> largest j`` with ``nodes[i..j]`` the
+#: unique IGP shortest path between its ends
+UniqueFn = Callable[[Topology, Sequence[int], Sequence[float], int], int]
 
 
 class SegmentError(Exception):
@@ -53,10 +59,13 @@ def minimal_segments(
     max_sid_depth: int = 64,
     final_sid: IPv6Address | None = None,
     igp_weight: Sequence[float] | None = None,
+    unique: UniqueFn | None = None,
 ) -> list[Segment]:
-    # Default IGP weights: the compiled distance field (``rcsp.unique_prefix``); custom
-    # weights: the ball-limited Python search (``spf.unique_prefix``).
+    # Default IGP weights: the bidirectional check on compiled distance fields
+    # (``rcsp.unique_prefix``); custom weights: the ball-limited Python search
+    # (``spf.unique_prefix``). ``unique`` replaces the former (benches compare engines).
     fast = igp_weight is None and HAVE_SCIPY
+    check = unique or csr_unique_prefix
     weight = igp_weight if igp_weight is not None else topo.weights("igp")
     cum = [0.0]
     for e in edges:
@@ -65,7 +74,7 @@ def minimal_segments(
     out: list[Segment] = []
     i = 0
     while i < last:
-        j = (csr_unique_prefix(topo, nodes, cum, i) if fast
+        j = (check(topo, nodes, cum, i) if fast
              else unique_prefix(topo, weight, nodes, cum, i))
         if j > i:
             sid = topo.node_sids.get(nodes[j])

@@ -190,3 +190,16 @@ def test_run_starts_on_a_state_dir_poisoned_by_a_non_finite_value(tmp_path: Path
     assert out.exit_code == 0
     out = runner.invoke(app, ["quarantine", "list", "--state", str(tmp_path)])
     assert "nothing quarantined" in out.output
+
+
+def test_bench_opt_list_with_commas_is_passed_as_text() -> None:
+    """Regression: ``--opt sizes=1000,5000`` (the form ``cpn bench cspf`` documents)
+    was parsed as JSON because it starts with a digit, and crashed."""
+    from controller.cli.bench import _value
+
+    assert _value("1000,5000") == "1000,5000"
+    assert _value("60") == 60
+    assert _value("2.5") == 2.5
+    assert _value("true") is True
+    assert _value("[1, 2]") == "[1, 2]"
+    assert _value("x") == "x"
