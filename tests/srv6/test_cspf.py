@@ -184,6 +184,9 @@ def test_bench_runs_small() -> None:
     assert [len(r["round_medians_ms"]) for r in out["sizes"]] == [3, 3]
     assert isinstance(out["growth_exponent"], float) and out["met"] is False  # no goal
     assert set(out["sizes"][1]["spf_engines_median_ms"]) == {
-        "python_dijkstra", "python_bidirectional", "scipy_csgraph"}
+        "python_dijkstra", "python_bidirectional", "scipy_csgraph", "igraph", "rustworkx"}
+    # the product and the previous engine alternate and give the same segment lists
+    assert all(r["segments_agree"] == "10/10" for r in out["sizes"])
+    assert [len(r["previous_round_medians_ms"]) for r in out["sizes"]] == [3, 3]
     # the exact search is never worse than LARAC on the same queries
     assert all(r["larac_worse_pct_max"] >= 0 for r in out["sizes"])

@@ -91,3 +91,39 @@ def test_delay_bounded_path_is_exact_against_networkx(
     assert res.ok, res.reason
     assert res.delay_ms <= bound + 1e-6
     assert res.igp_metric == min(feasible), (res.hops, res.reason)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(4, 8), st.data())
+def test_segment_check_matches_brute_force_uniqueness(n: int, data: st.DataObject) -> None:
+    """``rcsp.unique_prefix`` (the bidirectional check on two compiled half-cost fields)
+    gives, from every position of a path, the furthest node up to which the path is the
+    unique IGP shortest path — as counted over every simple path (parallel links apart);
+    IGP metrics of 1–3 make equal-cost paths common."""
+    from srv6.paths.rcsp import unique_prefix
+    from tests.srv6.topos import simple_paths
+
+    pairs = data.draw(st.lists(st.tuples(st.integers(1, n), st.integers(1, n)),
+                               min_size=n, max_size=2 * n))
+    links = [Link(a=f"R{a}", b=f"R{b}", id=f"L{i}", igp_metric=data.draw(st.integers(1, 3)))
+             for i, (a, b) in enumerate(pairs) if a != b]
+    topo, _ = build(links, n)
+    src, dst = data.draw(st.integers(0, n - 1)), data.draw(st.integers(0, n - 1))
+    paths = list(simple_paths(topo, src, dst)) if src != dst else []
+    if not paths:
+        return
+    nodes, edges = paths[data.draw(st.integers(0, len(paths) - 1))]
+    w = topo.weights("igp")
+    cum = [0.0]
+    for e in edges:
+        cum.append(cum[-1] + w[e])
+
+    def unique(i: int, k: int) -> bool:
+        costs = [path_cost(w, es) for _, es in simple_paths(topo, nodes[i], nodes[k])]
+        return min(costs) == cum[k] - cum[i] and costs.count(min(costs)) == 1
+
+    for i in range(len(nodes) - 1):
+        want = i
+        while want < len(nodes) - 1 and unique(i, want + 1):
+            want += 1
+        assert unique_prefix(topo, nodes, cum, i) == want, (i, nodes)
