@@ -4,7 +4,9 @@ release, and a failed network part that is not half-applied through DNS."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -123,3 +125,42 @@ def test_keeper_follows_decisions_and_job_holding_without_needless_rebuilds() ->
     assert keeper.apply([ch("scheduling-decision", dec.key, None)])
     failed = dec.model_copy(update={"network": NetworkPart(state="failed")})
     assert not keeper.apply([ch("scheduling-decision", dec.key, failed)])
+
+
+def test_knot_gets_the_placement_name_and_loses_it_on_release(tmp_path: Path) -> None:
+    """The per-placement name reaches the external primary (RFC 2136 to a real Knot):
+    answered there while the placement holds, NXDOMAIN after it is released."""
+    import asyncio
+
+    import dns.message
+    import dns.query
+    import dns.rcode
+
+    from labs.knot import KnotServer, free_port, knotd_path
+    from tests.dns_compute.test_publisher import knot_publisher
+
+    if knotd_path() is None:
+        pytest.skip("needs knotd")
+    name = "cam-1.flow.place.cpn.example."
+    keeper = ZoneKeeper(ZONE, dns_section())
+    keeper.load(entities())
+    dec = decision("MEC-2")
+    keeper.load([dec])
+
+    def ask(port: int) -> tuple[str, list[str]]:
+        r = dns.query.udp(dns.message.make_query(name, "A"), "127.0.0.1", port=port,
+                          timeout=2)
+        return dns.rcode.to_text(r.rcode()), sorted(
+            rd.to_text() for rrset in r.answer for rd in rrset)
+
+    with KnotServer(tmp_path / "primary", free_port()) as k:
+        pub = knot_publisher(k)
+        v = keeper.rebuild()
+        assert v is not None
+        asyncio.run(pub.sync(v.zone))
+        assert ask(k.port) == ("NOERROR", ["10.0.2.10"])
+        assert keeper.apply([ch("scheduling-decision", dec.key, None)])
+        v = keeper.rebuild()
+        assert v is not None and name in v.changed
+        asyncio.run(pub.sync(v.zone))
+        assert ask(k.port)[0] == "NXDOMAIN"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -160,3 +161,40 @@ def test_network_part_mirrors_intent_status_and_names_failure(rt: Runtime) -> No
     assert got.network.state == "failed" and got.network.constraint == "endpoint"
     assert "intents.endpoints" in got.network.fix
     assert not [i for i in rt.store.list(SrPolicyIntent) if i.name.startswith(PREFIX)]
+
+
+def test_infeasible_network_part_fails_through_the_real_reconciler(store: Any) -> None:
+    """Bad input end to end over the real reconciler (memory programmers): a placement
+    whose delay bound no path meets → the reconciler fails its intent naming
+    ``max_delay_ms`` and programs nothing; the decision's network part says so and DNS
+    does not follow it. A feasible bound → programmed, mirrored, followed."""
+    from tests.srv6.intents.test_reconciler import Net
+    from tests.srv6.intents.test_reconciler import section as ring_section
+
+    net = Net(store)
+    sec = ring_section().model_copy(update={"placement_color": 100})
+    dec = SchedulingDecision(subject_kind="flow", subject="cam", code="success",
+                             site="R3", service="video",
+                             bounds={"max_delay_ms": 0.5, "bandwidth_mbps": 10},
+                             inputs={"origin": "R1"})
+    net.put(dec)
+    comp = PlacementIntents(sec)
+    assert comp.sync(store)["put"] == 1
+    net.rec.reconcile_once(store)
+    comp.sync(store)
+    got = store.get(SchedulingDecision, "flow:cam")
+    assert got is not None and got.intent == "R1~100~R3" and got.network is not None
+    assert got.network.state == "failed" and got.network.constraint == "max_delay_ms"
+    assert got.network.fix
+    assert all(len(net.kernel(n)) == 0 for n in net.progs)  # nothing half-applied
+    assert placement_of(got) is None
+    net.put(got.model_copy(update={"bounds": {"max_delay_ms": 5.0, "bandwidth_mbps": 10}}))
+    comp.sync(store)
+    net.rec.reconcile_once(store)
+    comp.sync(store)
+    got = store.get(SchedulingDecision, "flow:cam")
+    assert got is not None and got.network is not None
+    assert got.network.state == "programmed", got.network
+    assert [r.dst for r in net.kernel("R1")
+            if getattr(r, "dst", None) and not getattr(r, "backup", False)] == ["10.3.0.0/24"]
+    assert placement_of(got) is not None
