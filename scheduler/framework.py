@@ -450,14 +450,29 @@ class Framework:
         found = visited = 0
         # Row-wise filters (``batch_key``): one cached column over every node, kept
         # current by the table; the others run on each segment.
-        full: Bools | None = None
         live: list[Any] = []
+        cached: list[tuple[Any, Hashable, CachedColumn]] = []
         for p in filters:
-            col = self._column(p, "filter_batch", state, task, tab)
+            key = self._key(p, "filter_batch", state, task)
+            col = self._column(p, "filter_batch", state, task, tab, key)
             if col is None:
                 live.append(p)
             else:
-                full = col.values if full is None else full & col.values
+                cached.append((p, key, col))
+        full: Bools | None = None
+        if len(cached) == 1:
+            full = cached[0][2].values
+        elif cached:  # their AND: one more cached column, refreshed on the same rows
+            parts = [c for _, _, c in cached]
+
+            def both(idx: I64) -> Bools:
+                m = parts[0].values[idx]
+                for c in parts[1:]:
+                    m = m & c.values[idx]
+                return m
+
+            full = tab.column(("filters", tuple((p, k) for p, k, _ in cached)), both,
+                              all(c.static for c in parts)).values
         while visited < total and found < want:
             a, b = start + visited, min(start + visited + chunk, start + total)
             if b <= total:
@@ -568,7 +583,8 @@ class Framework:
             return None
         fn = getattr(p, point)
         try:
-            return tab.column((point, p, key), lambda idx: fn(state, task, tab, idx))
+            return tab.column((point, p, key), lambda idx: fn(state, task, tab, idx),
+                              bool(getattr(p, "table_static", False)))
         except Exception as exc:
             raise PluginFailed(_raised(p.name, point, exc)) from exc
 
@@ -603,7 +619,7 @@ class Framework:
             return t
 
         key = ("summed", tuple((p, w, k) for (p, w), k in zip(plan, keys, strict=True)))
-        return tab.column(key, total).values
+        return tab.column(key, total, all(c.static for c in cols)).values
 
     def _raw(self, p: Any, state: CycleState, task: Task,
              feasible: Sequence[NodeInfo]) -> list[float]:

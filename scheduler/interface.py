@@ -19,6 +19,8 @@ Rules (kube-scheduler's ``framework/interface.go`` is the model):
   row and this key". The framework then keeps one column over every node per key,
   refreshed only on the rows Reserve/Unreserve changed (``NodeTable.column``).
   Return None when the result reads anything else (cycle state, other nodes).
+  ``table_static = True`` adds: the result reads only columns Reserve never changes
+  (awake, overloaded, site kind), so the cached column is never refreshed.
 """
 
 from __future__ import annotations

@@ -52,11 +52,12 @@ class CachedColumn:
     ``changed`` log it has absorbed); ``in_range`` (score columns: True = every value
     is within 0–100, None = not checked, False = some is not)."""
 
-    __slots__ = ("in_range", "pos", "values")
+    __slots__ = ("in_range", "pos", "static", "used", "values")
 
-    def __init__(self, values: npt.NDArray[Any], pos: int) -> None:
-        self.values, self.pos = values, pos
+    def __init__(self, values: npt.NDArray[Any], pos: int, static: bool = False) -> None:
+        self.values, self.pos, self.static = values, pos, static
         self.in_range: bool | None = None
+        self.used = 0
 
 
 class NodeTable:
@@ -121,6 +122,7 @@ class NodeTable:
         self.all_rows: I64 = np.arange(size, dtype=np.int64)
         self.changed: list[int] = []  # rows synced, in order (see ``column``)
         self._columns: dict[Hashable, CachedColumn] = {}
+        self._tick = 0
         self._snap_nodes = snap.nodes
         self._by_site: dict[str, list[NodeInfo]] | None = None
         self.stale = False
@@ -182,16 +184,19 @@ class NodeTable:
             return np.zeros(len(idx), dtype=np.bool_)
         return np.isin(self.site[idx], np.array(codes, dtype=np.int64))
 
-    def column(self, key: Hashable, fn: Callable[[I64], npt.NDArray[Any]]) -> CachedColumn:
+    def column(self, key: Hashable, fn: Callable[[I64], npt.NDArray[Any]],
+               static: bool = False) -> CachedColumn:
         """``fn(rows)`` over every row, cached under ``key`` and brought up to date
-        with the rows changed since (see module rules)."""
+        with the rows changed since (see module rules); ``static``: the values read
+        only columns Reserve never changes (never refreshed)."""
         cols, log = self._columns, self.changed
-        col = cols.pop(key, None)
+        self._tick += 1
+        col = cols.get(key)
         if col is None:
             if len(cols) >= max(16, COLUMN_BYTES // (8 * max(1, self.size))):
-                del cols[next(iter(cols))]
-            col = CachedColumn(np.array(fn(self.all_rows)), len(log))
-        elif col.pos < len(log):
+                del cols[min(cols, key=lambda k: cols[k].used)]  # least recently used
+            col = cols[key] = CachedColumn(np.array(fn(self.all_rows)), len(log), static)
+        elif col.pos < len(log) and not col.static:
             if (len(log) - col.pos) * 8 > self.size:
                 col.values, col.in_range = np.array(fn(self.all_rows)), None
             else:
@@ -201,7 +206,7 @@ class NodeTable:
                 if col.in_range and not bool(((fresh >= 0.0) & (fresh <= 100.0)).all()):
                     col.in_range = False
             col.pos = len(log)
-        cols[key] = col  # most recently used last
+        col.used = self._tick
         return col
 
     def by_site(self) -> dict[str, list[NodeInfo]]:

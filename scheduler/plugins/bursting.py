@@ -26,6 +26,7 @@ class BurstArgs(Args):
 class CloudBursting:
     name = "cloud-bursting"
     static = True
+    table_static = True  # site kind only: never changed by Reserve
 
     def __init__(self, args: dict[str, Any]) -> None:
         self.a = parse_args(self.name, BurstArgs, args)

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from scheduler.table import F64, I64, Bools, NodeTable
 
 _OK = Status.success()
+#: batch calls on at most this many rows (cached-column refreshes) run per node
+TINY = 4
 #: Resources nearly every node has: no point narrowing candidates by them.
 COMMON = frozenset({"cpu", "memory", "bandwidth"})
 
@@ -69,6 +71,9 @@ class NodeResourcesFit:
     def filter_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> Bools:
         import numpy as np
 
+        if len(idx) <= TINY:  # a cached column's refresh: per node is cheaper
+            return np.array([self.filter(state, task, tab.nodes[i]) is _OK
+                             for i in idx.tolist()], dtype=np.bool_)
         ok = np.ones(len(idx), dtype=np.bool_)
         for r, v in task.requests.items():
             if r != "bandwidth":
@@ -80,6 +85,7 @@ class NodeReady:
     """Filter: an overloaded node (CATS hysteresis state) takes no new work."""
 
     name = "node-ready"
+    table_static = True  # reads only the table's build-time ``overloaded`` column
 
     def __init__(self, args: dict[str, Any]) -> None:
         parse_args(self.name, Args, args)
@@ -155,7 +161,7 @@ class LeastLoaded:
     def score_batch(self, state: CycleState, task: Task, tab: NodeTable, idx: I64) -> F64:
         import numpy as np
 
-        if not task.requests:  # averages over each node's own resources: per node
+        if not task.requests or len(idx) <= TINY:  # per node: the same floats
             return np.array([self.score(state, task, tab.nodes[i]) for i in idx.tolist()],
                             dtype=np.float64)
         total = np.zeros(len(idx), dtype=np.float64)
@@ -174,6 +180,7 @@ class PreferAwake:
 
     name = "prefer-awake"
     static = True
+    table_static = True
 
     def __init__(self, args: dict[str, Any]) -> None:
         parse_args(self.name, Args, args)
