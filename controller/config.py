@@ -78,10 +78,11 @@ class ControllerSection(Model):
     ``store`` where objects and journal live (unset: the SQLite file in ``state``;
     ``etcd://HOST:PORT,HOST:PORT[/prefix]`` for a cluster of controllers, issue 16);
     ``member`` this controller's name in the cluster (default: host name + API port);
-    ``store_sync`` the SQLite file's durability: ``full`` (default: every commit is
-    fsynced before it is acknowledged, so a power loss loses nothing acknowledged) or
-    ``normal`` (no fsync per commit: a process crash loses nothing, a power loss or
-    kernel crash can roll back the last ~0.5 s of commits; docs/operations.md)."""
+    ``store_sync`` the SQLite file's durability: ``full`` (default: the commits are
+    fsynced before a REST or NETCONF answer acknowledges them, one fsync for all since
+    the last, so a power loss loses nothing acknowledged), ``commit`` (every commit
+    fsynced) or ``normal`` (no fsync before answers: a power loss or kernel crash can
+    roll back the last ~0.5 s of commits); docs/operations.md."""
 
     api: str = "127.0.0.1:8080"
     dns: str = "127.0.0.1:5353"
@@ -90,7 +91,7 @@ class ControllerSection(Model):
     api_tls: ApiTls | None = None
     store: str | None = Field(default=None, pattern=r"^(etcd|sqlite)://.+$")
     member: str = Field(default="", pattern=r"^[A-Za-z0-9_.:-]{0,63}$")
-    store_sync: Literal["full", "normal"] = "full"
+    store_sync: Literal["full", "commit", "normal"] = "full"
 
 
 class TokenSpec(Model):

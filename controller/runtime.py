@@ -58,7 +58,7 @@ class Settings:
     state: Path = Path("./var")
     store: str | None = None
     member: str = ""
-    #: durability of the SQLite store: "full" (every commit fsynced) or "normal"
+    #: durability of the SQLite store: "full", "commit" or "normal" (controller.store.sqlite)
     store_sync: str = "full"
     log_level: str = "info"
     #: (certificate chain, private key) PEM paths: REST over HTTPS when set

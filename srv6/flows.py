@@ -406,6 +406,7 @@ class FlowController:
         if not changed:
             return False
         committed = False
+        t_decided = time.monotonic_ns()
         for d in changed:
             assert d.site is not None
             ok, err, segments, ms = await self._program(d.service, d.site)
@@ -413,11 +414,12 @@ class FlowController:
             if ok:
                 self.current[d.service] = d.site
                 committed = True
-            self._journal(d, ok, ms, t_obs, t1, err or None, segments)
+            self._journal(d, ok, ms, t_obs, t1, err or None, segments, t_decided)
         return committed
 
     def _journal(self, d: SteeringDecision, ok: bool, program_ms: float, t_obs: int,
-                 t_commit: int, error: str | None, segments: list[str]) -> None:
+                 t_commit: int, error: str | None, segments: list[str],
+                 t_decided: int | None = None) -> None:
         assert self.rt is not None
         prev = self.rt.store.get(FlowSteering, f"{d.service}@{self.he.node}")
         site = d.site if ok else (prev.site if prev else None)
@@ -435,7 +437,8 @@ class FlowController:
                   program_ms=rec.program_ms)
         if self._log_path:
             with open(self._log_path, "a") as fh:
-                fh.write(json.dumps({"t_observed": t_obs, "t_committed": t_commit,
+                fh.write(json.dumps({"t_observed": t_obs, "t_decided": t_decided,
+                                     "t_committed": t_commit,
                                      "committed": ok, "service": d.service, "site": site,
                                      "previous": rec.previous_site, "move": d.move,
                                      "reason": rec.reason, "program_ms": rec.program_ms,

@@ -5,6 +5,7 @@ Other packages add routes through ``controller.plugins`` (``routers(rt)``).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import time
@@ -85,12 +86,21 @@ def _metrics(rt: Runtime) -> tuple[Counter, Histogram]:
     return requests, latency
 
 
-class _Counting:
-    """Counts requests by method and status and observes their latency: plain ASGI (a
-    ``@app.middleware("http")`` wraps every request in extra tasks and streams)."""
+#: methods that never write: their answers acknowledge nothing
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-    def __init__(self, app: ASGIApp, requests: Counter, latency: Histogram) -> None:
+
+class _Counting:
+    """Counts requests by method and status and observes their latency, and holds the
+    answer to a write until the store made it durable (``durable``: the SQLite store's
+    ``make_durable``, one fsync for every commit since the last — acknowledged means
+    durable; None for a store whose commits are durable already, etcd). Plain ASGI: a
+    ``@app.middleware("http")`` wraps every request in extra tasks and streams."""
+
+    def __init__(self, app: ASGIApp, requests: Counter, latency: Histogram,
+                 durable: Callable[[], None] | None = None) -> None:
         self.app, self.requests, self.latency = app, requests, latency
+        self.durable = durable
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -98,11 +108,14 @@ class _Counting:
             return
         t0 = time.perf_counter()
         status = 500
+        durable = None if scope["method"] in SAFE_METHODS else self.durable
 
         async def sending(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if durable is not None:  # the fsync off the event loop
+                    await asyncio.to_thread(durable)
             await send(message)
         try:
             await self.app(scope, receive, sending)
@@ -131,7 +144,8 @@ def create_app(rt: Runtime) -> FastAPI:
     openapi.install(app)
     requests, latency = _metrics(rt)
 
-    app.add_middleware(_Counting, requests=requests, latency=latency)
+    app.add_middleware(_Counting, requests=requests, latency=latency,
+                       durable=getattr(rt.store, "make_durable", None))
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and a state summary (no auth)")
     def healthz() -> dict[str, Any]:

@@ -71,9 +71,10 @@ def run(
     member: Annotated[str | None, typer.Option(
         help="This controller's name in a cluster [host name:API port].")] = None,
     store_sync: Annotated[str | None, typer.Option(
-        help="SQLite durability: full (every commit fsynced before it is acknowledged; "
-        "the default) or normal (faster; a power loss can roll back the last ~0.5 s of "
-        "commits) [the config's controller.store_sync, else full].")] = None,
+        help="SQLite durability: full (commits fsynced before a REST/NETCONF answer "
+        "acknowledges them; the default), commit (every commit fsynced) or normal (no "
+        "fsync; a power loss can roll back the last ~0.5 s of commits) [the config's "
+        "controller.store_sync, else full].")] = None,
 ) -> None:
     """Run the controller: apply the config, serve REST (and the other components)
     until Ctrl-C.

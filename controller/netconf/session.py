@@ -97,6 +97,7 @@ class NetconfSession:
     def receive(self, data: bytes) -> bytes:
         """Feed bytes; returns replies to send. Raises ``SessionClosed`` at the end."""
         out = bytearray()
+        seq = self.ds.store.last_seq()
         try:
             self.decoder.feed(data)
             for msg in self.decoder.messages():
@@ -106,6 +107,13 @@ class NetconfSession:
         except RemoteProtocolError as exc:
             self.closed = True
             raise SessionClosed(f"framing error: {exc}") from exc
+        if out and self.ds.store.last_seq() != seq:
+            # acknowledged means durable: what the replies report is on disk before they
+            # leave (the SQLite store's group fsync; absent on a store whose commits are
+            # durable already, etcd)
+            durable = getattr(self.ds.store, "make_durable", None)
+            if durable is not None:
+                durable()
         return bytes(out)
 
     def _handle(self, msg: bytes) -> bytes:

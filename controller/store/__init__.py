@@ -45,8 +45,8 @@ __all__ = [
 def open_store(url: str, *, member: str = "", sync: str = "full") -> Store:
     """The store at ``url``: ``etcd://HOST:PORT,HOST:PORT[/prefix]`` for a cluster,
     else a SQLite file path (``sqlite:///path`` or a plain path). ``sync`` is the SQLite
-    file's durability (``full``: every commit fsynced before it returns; ``normal``: see
-    ``controller.store.sqlite``); an etcd commit is durable on a quorum either way."""
+    file's durability (``full``, ``commit`` or ``normal``: ``controller.store.sqlite``);
+    an etcd commit is durable on a quorum either way."""
     if url.startswith("etcd://"):
         from controller.store.etcd import EtcdStore
 

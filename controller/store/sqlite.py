@@ -9,14 +9,23 @@ Rules:
 - A transaction stages its writes in memory, then writes objects and journal
   rows inside one SQLite transaction (``BEGIN IMMEDIATE``). The cache is updated
   only after SQLite committed, so a failed commit leaves both untouched.
-- Acknowledged means durable by default (``sync="full"``, SQLite WAL with
-  ``synchronous=FULL``): the WAL is fsynced before a transaction returns, so a commit
-  survives a process crash, a kernel crash and a power loss. ``sync="normal"``
-  (``synchronous=NORMAL``, opt-in, see ``docs/operations.md``) skips that fsync: a
-  process crash still loses nothing, but a power loss or kernel crash can roll back
-  the transactions committed since the last checkpoint (at most about
-  ``CHECKPOINT_INTERVAL_S`` of commits, or ``WAL_CAP_PAGES`` pages of WAL); the file
-  stays consistent either way. ``SYNC_MODES`` lists the modes.
+- Acknowledged means durable. A commit is in the WAL when ``transaction`` returns (a
+  process crash loses nothing); what reaches the disk before an acknowledgement depends
+  on ``sync`` (``SYNC_MODES``; ``docs/operations.md``):
+  - ``full`` (default) — group commit at the acknowledgement: ``make_durable()``
+    fsyncs the WAL up to the last commit, once for every commit since the previous
+    fsync; the REST API calls it before answering a write and the NETCONF server
+    before each reply, ``close`` folds the WAL in. A power loss loses nothing that
+    was acknowledged; commits nobody was answered about (metrics, statuses, steering
+    decisions the controller re-derives) reach the disk with the next fsync or
+    checkpoint, within about ``CHECKPOINT_INTERVAL_S``.
+  - ``commit`` — every commit fsynced before ``transaction`` returns (SQLite
+    ``synchronous=FULL``): also internal commits survive a power loss; one fsync per
+    commit on every path.
+  - ``normal`` — no fsync at acknowledgements either: a power loss or kernel crash can
+    roll back the commits since the last checkpoint (about ``CHECKPOINT_INTERVAL_S``,
+    at most ``WAL_CAP_PAGES`` pages of WAL), acknowledged or not.
+  The file stays consistent in every mode (WAL).
 - Checkpoints (copying the WAL back into the database file, with its fsyncs) run on a
   background thread with its own connection every ``CHECKPOINT_INTERVAL_S`` after a
   commit, never on the writer's path; the writer's own automatic checkpoint stays as a
@@ -41,6 +50,7 @@ from __future__ import annotations
 import builtins
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -68,7 +78,7 @@ E = TypeVar("E", bound=Entity)
 log = logging.getLogger("cpn.store")
 QUARANTINE_ACTOR = "store:quarantine"
 #: ``sync`` modes → SQLite ``synchronous`` (see the module rules for what each keeps)
-SYNC_MODES = {"full": "FULL", "normal": "NORMAL"}
+SYNC_MODES = {"full": "NORMAL", "commit": "FULL", "normal": "NORMAL"}
 #: the background checkpointer's cadence (seconds after a commit)
 CHECKPOINT_INTERVAL_S = 0.5
 #: the writer checkpoints by itself only once the WAL holds this many pages (~40 MB)
@@ -178,11 +188,11 @@ class SqliteStore:
     def __init__(self, path: str | Path, *, sync: str = "full", member: str = "") -> None:
         if sync not in SYNC_MODES:
             raise StoreError(f"state store sync mode {sync!r} is not one of "
-                             f"{', '.join(SYNC_MODES)}; fix: use 'full' (every commit "
-                             f"fsynced, the default) or 'normal'")
+                             f"{', '.join(SYNC_MODES)}; fix: use 'full' (fsync before "
+                             f"every acknowledgement, the default), 'commit' or 'normal'")
         self.path = str(path)
         self.url = self.path
-        self.sync = sync
+        self.sync_mode = sync
         self.member = member
         self.fence: Fence | None = None
         if self.path != ":memory:":
@@ -213,6 +223,9 @@ class SqliteStore:
         self._seq = 0
         self._txid = 0
         self._load()
+        #: the last seq known on disk (``make_durable``); guarded by ``_durable_lock``
+        self._durable_seq = self._seq
+        self._durable_lock = threading.Lock()
         self._checkpointer = (None if self.path == ":memory:" else
                               _Checkpointer(self.path, SYNC_MODES[sync], lambda: self._seq))
 
@@ -390,6 +403,34 @@ class SqliteStore:
             else:
                 bucket[ch.key] = ch.value
                 jbucket[ch.key] = value_json
+
+    def make_durable(self) -> None:
+        """Return once every commit made so far is on disk (``sync="full"``: one fsync
+        of the WAL covers every commit since the previous one — group commit; no-op in
+        the other modes, where ``commit`` already synced and ``normal`` does not)."""
+        if self.sync_mode != "full" or self.path == ":memory:":
+            return
+        target = self._seq
+        if target <= self._durable_seq:
+            return
+        with self._durable_lock:
+            if target <= self._durable_seq:  # another caller's fsync covered it
+                return
+            target = self._seq
+            try:
+                fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+            except FileNotFoundError:  # folded into the database file by a close
+                self._durable_seq = max(self._durable_seq, target)
+                return
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise StoreError(f"state store {self.path}: cannot make the last commits "
+                                 f"durable (fsync of the WAL failed: {exc}); fix the disk "
+                                 f"before trusting acknowledged writes") from exc
+            finally:
+                os.close(fd)
+            self._durable_seq = max(self._durable_seq, target)
 
     def subscribe(self, listener: Callable[..., None], *,
                   with_context: bool = False) -> Callable[[], None]:

@@ -1,4 +1,25 @@
-"""Bench: agent threshold crossing → controller store commit, p50/p99 (goal ≤ 100 ms p99).
+"""Bench: threshold crossing → steer committed (the handover, issue #19 goal p99 ≤ 10 ms),
+and agent threshold crossing → controller store commit (issue #3 goal ≤ 100 ms p99).
+
+Part 1, handover (``handover_runs`` runs of the security-video lab, GBA-App.B: Mininet
+routers with kernel SRv6, the OpenFlow access switch, GoBGP at both MECs, site agents,
+the controller in its namespace — ``labs.security_video.scenario``, short phases): per
+run, MEC-1's own utilisation sampler crossing the threshold (its ``crossing`` event,
+monotonic ns) → the controller committing the headend's move to MEC-2 (``flows.jsonl``
+``t_committed``, same clock). Stages per run: ``crossing → flows observes`` (UDP to the
+agent, report over the kept-alive mTLS connection, ingest decode + CATS + store commit,
+event bus, the flows pass starting) and ``observes → committed`` (decision, intent
+commit, the intent reconciler's pass: CSPF, SIDs, make-before-break programming through
+netlink in the routers' namespaces, status commit), the latter split further into
+``decide_ms`` (the flows pass: ranking), flows' ``program_ms`` (intent commit → its
+status seen) and the reconciler's own ``plan/program/readback/pass_ms``. The lab pins
+the controller and MEC-1's agent to the core the load generator saturates (the
+reaction is measured under contention, by design). ``figure`` is the p99 of
+crossing → steer committed over the runs (with few runs the p99 is the maximum). Runs
+alternate the controller's store durability (``controller.store_sync`` full, the
+default, and normal) so the cost of one fsync per commit on the path shows.
+
+Part 2, agent → commit (the original figure):
 
 Setup (network namespaces, real processes): ``cpn run`` with a ``telemetry:``
 section in a controller namespace; ``cpn agent`` (report interval 60 s, so only the
@@ -18,6 +39,7 @@ decode + validate + CATS + SQLite commit. Excludes the first TLS handshake.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -27,6 +49,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 CTL = "10.79.0.1"
+GOAL_P99_MS = 10.0
 
 SERVICE = r"""
 import json, socket, sys, time
@@ -49,7 +72,89 @@ def _pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
-def run(crossings: int = 100, gap_ms: float = 150, **_opts: Any) -> dict[str, Any]:
+def _handover(runs: int, tmp: Path) -> dict[str, Any]:
+    from labs.security_video import report as rep
+    from labs.security_video.scenario import Params, run_scenario
+
+    total: list[float] = []
+    observe: list[float] = []
+    program: list[float] = []
+    by_sync: dict[str, list[float]] = {"full": [], "normal": []}
+    per_run: list[dict[str, Any]] = []
+    for i in range(runs):
+        sync = "full" if i % 2 == 0 else "normal"  # A/B: the store's durability modes
+        data = run_scenario(tmp / f"handover-{i}", Params(steer=True, before_s=2.0,
+                                                          after_s=2.0, store_sync=sync))
+        res = rep.analyse(data)
+        t_load = next((e["t"] for e in data["events"].get("loadgen", [])
+                       if e.get("ev") == "load_start"), 0)
+        t_cross = next((e["t"] for e in data["events"].get("MEC-1", [])
+                        if e.get("ev") == "crossing" and e.get("direction") == "up"
+                        and e["t"] >= t_load), None)
+        move = next((d for d in data["decisions"] if d.get("move") and d.get("committed")),
+                    None)
+        ms = res["times_ms"]["crossing_to_steer_committed"]
+        row: dict[str, Any] = {"store_sync": sync, "crossing_to_steer_committed_ms": ms,
+                               "frames_lost": res["frames"]["lost"]}
+        if ms is not None:
+            total.append(ms)
+            by_sync[sync].append(ms)
+        if move is not None and t_cross is not None:
+            obs = (move["t_observed"] - t_cross) / 1e6
+            row["crossing_to_observed_ms"] = round(obs, 2)
+            row["observed_to_committed_ms"] = round(
+                (move["t_committed"] - move["t_observed"]) / 1e6, 2)
+            row["program_ms"] = move.get("program_ms")
+            if move.get("t_decided"):
+                row["decide_ms"] = round((move["t_decided"] - move["t_observed"]) / 1e6, 2)
+            row["reconciler_pass"] = _pass_stages(tmp / f"handover-{i}", move.get("site"))
+            observe.append(obs)
+            program.append((move["t_committed"] - move["t_observed"]) / 1e6)
+        per_run.append(row)
+    return {"runs": per_run, "measured": len(total),
+            "p50_ms": round(_pct(total, 50), 2) if total else None,
+            "p99_ms": round(_pct(total, 99), 2) if total else None,
+            "p50_ms_by_store_sync": {k: round(_pct(v, 50), 2) if v else None
+                                     for k, v in by_sync.items()},
+            "stage_p50_ms": {
+                "crossing_to_observed": round(_pct(observe, 50), 2) if observe else None,
+                "observed_to_committed": round(_pct(program, 50), 2) if program else None}}
+
+
+def _pass_stages(workdir: Path, site: str | None) -> dict[str, Any] | None:
+    """The intent reconciler's own split of the pass that programmed the move (its
+    ``intent programmed`` key event after the move: plan, program, read back, pass)."""
+    log = workdir / "state" / "logs" / "cpn.jsonl"
+    if not log.exists() or site is None:
+        return None
+    events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    moved = [e for e in events if e.get("content") == "flow steered"
+             and e.get("fields", {}).get("site") == site]
+    if not moved:
+        return None
+    programmed = [e for e in events if e.get("content") == "intent programmed"
+                  and e["time"] <= moved[-1]["time"]]
+    if not programmed:
+        return None
+    f = programmed[-1].get("fields", {})
+    return {k: f.get(k) for k in ("plan_ms", "program_ms", "readback_ms", "pass_ms", "steps")}
+
+
+def run(crossings: int = 40, gap_ms: float = 150, handover_runs: int = 6,
+        **_opts: Any) -> dict[str, Any]:
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="cpn-bench-handover-") as tmp_h:
+        handover = _handover(int(handover_runs), Path(tmp_h)) if int(handover_runs) else {}
+    agent = _agent_to_commit(int(crossings), float(gap_ms))
+    p99 = handover.get("p99_ms")
+    return {"bench": "threshold-latency", "handover": handover, "agent_to_commit": agent,
+            "load_avg_before": [round(x, 2) for x in load_before],
+            "load_avg_after": [round(x, 2) for x in os.getloadavg()],
+            "figure": p99, "unit": "ms, p99 threshold crossing → steer committed",
+            "goal": GOAL_P99_MS, "met": p99 is not None and p99 <= GOAL_P99_MS}
+
+
+def _agent_to_commit(crossings: int, gap_ms: float) -> dict[str, Any]:
     from labs.netns import Lab, wait_for
     from telemetry.pki import CertificateAuthority
 
@@ -114,7 +219,7 @@ collectors: [mem]
             continue
         lat.append(max(events[j][0] - t_send, 0.0) * 1000)
         j += 1
-    return {"bench": "threshold-latency", "crossings": len(sends), "measured": len(lat),
+    return {"crossings": len(sends), "measured": len(lat),
             "missed": missed,
             "p50_ms": round(_pct(lat, 50), 2) if lat else None,
             "p99_ms": round(_pct(lat, 99), 2) if lat else None,

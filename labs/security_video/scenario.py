@@ -55,6 +55,8 @@ class Params:
     #: through the run, writing ``console.json`` and screenshots here (off by default:
     #: the browser competes for the lab's CPU)
     console_dir: str | None = None
+    #: the controller's store durability (``controller.store_sync``: full | normal)
+    store_sync: str = "full"
 
 
 class ProcessDied(LabError):
@@ -128,6 +130,7 @@ class Run:
         doc.update(S.controller_sections(ca, self.p.high_pct, self.p.low_pct))
         doc["flows"]["access"] = {"api": str(of_api), "mark": {"video": VIDEO_DSCP}}
         doc["controller"]["state"] = str(self.dir / "state")
+        doc["controller"]["store_sync"] = self.p.store_sync
         doc["flows"]["steer"] = self.p.steer
         for router, ns in (("R1", t.r1), ("R2", t.r2), ("R3", t.r3)):
             doc["intents"]["nodes"][router]["netns"] = ns.name

@@ -133,14 +133,20 @@ def locators_by_node(store: Store) -> dict[str, Locator]:
 @dataclass
 class PassReport:
     """One pass: ``ops`` applied, ``repairs`` (drift ops), ``frozen`` (node → error),
-    ``elapsed_ms``, ``changed`` intents."""
+    ``elapsed_ms``, ``changed`` intents; where the time went: ``plan_ms`` (topology,
+    CSPF, SIDs), ``program_ms`` (make-before-break on the devices), ``readback_ms``
+    (reading back the devices the pass changed)."""
 
     ops: int = 0
     repairs: int = 0
     frozen: dict[str, str] = field(default_factory=dict)
     elapsed_ms: float = 0.0
     plan_ms: float = 0.0
+    program_ms: float = 0.0
+    readback_ms: float = 0.0
     changed: list[str] = field(default_factory=list)
+    #: the make-before-break steps run: "phase:node ms"
+    steps: list[str] = field(default_factory=list)
 
 
 class IntentReconciler:
@@ -512,7 +518,11 @@ class IntentReconciler:
                                   for o in ops))
             sub_actual = {n: actual[n] for n in todo}
             sw = plan_switch(sub_actual, {n: target[n] for n in todo}, heads or sorted(todo))
+            t_exec = time.perf_counter()
             res = execute(sw, {n: self.programmers[n] for n in todo})
+            t_read = time.perf_counter()
+            rep.program_ms += (t_read - t_exec) * 1e3
+            rep.steps += [f"{s.phase}:{s.node} {s.elapsed_ms:.2f}" for s in res.steps]
             if res.ok:
                 n_ops = sum(len(o) for o in todo.values())
                 rep.ops += n_ops
@@ -525,6 +535,7 @@ class IntentReconciler:
                     except (CpnError, OSError) as exc:
                         rep.frozen[n] = f"unreachable: {exc}"
                         actual.pop(n, None)
+                rep.readback_ms += (time.perf_counter() - t_read) * 1e3
                 break
             node = res.failed_step.split(":", 1)[1]
             rep.frozen[node] = f"refused: {res.error}"
@@ -678,7 +689,10 @@ class IntentReconciler:
                 prev = old.get(s.key)
                 if prev is None or prev.state != s.state:
                     key_event(log, "intent " + s.state.value, intent=s.key, reason=s.reason,
-                              device=s.device, fix=s.fix)
+                              device=s.device, fix=s.fix, plan_ms=round(rep.plan_ms, 2),
+                              program_ms=round(rep.program_ms, 2),
+                              readback_ms=round(rep.readback_ms, 2),
+                              pass_ms=round(rep.elapsed_ms, 2), steps=rep.steps)
             for fn in self.listeners:
                 try:
                     fn(changed)

@@ -156,22 +156,51 @@ def test_rows_of_a_late_registered_kind_are_quarantined_on_first_use(tmp_path: P
         s.close()
 
 
-def test_sync_full_is_the_default_and_normal_is_opt_in(tmp_path: Path) -> None:
-    """Acknowledged means durable by default: SQLite ``synchronous=FULL`` (2) fsyncs the
-    WAL at every commit; ``normal`` (1) is the documented opt-in."""
-    default = SqliteStore(tmp_path / "a.db")
-    normal = SqliteStore(tmp_path / "b.db", sync="normal")
+def test_sync_modes_full_is_the_default_commit_fsyncs_inside_every_commit(
+        tmp_path: Path) -> None:
+    """``full`` (default) and ``normal`` commit with SQLite ``synchronous=NORMAL`` (1);
+    ``commit`` with ``FULL`` (2), an fsync inside every commit."""
+    stores = {m: SqliteStore(tmp_path / f"{m}.db", sync=m) for m in ("commit", "normal")}
+    stores["full"] = SqliteStore(tmp_path / "default.db")
     try:
-        assert default.sync == "full"
-        assert default._db.execute("PRAGMA synchronous").fetchone()[0] == 2
-        assert normal._db.execute("PRAGMA synchronous").fetchone()[0] == 1
+        assert stores["full"].sync_mode == "full"
+        got = {m: s._db.execute("PRAGMA synchronous").fetchone()[0] for m, s in stores.items()}
+        assert got == {"full": 1, "commit": 2, "normal": 1}
     finally:
-        default.close()
-        normal.close()
+        for s in stores.values():
+            s.close()
+
+
+def test_make_durable_fsyncs_once_for_every_commit_since_the_last(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Group commit at the acknowledgement (``sync="full"``): one fsync of the WAL covers
+    every commit made before it; nothing new, no fsync; other modes never fsync here."""
+    import os
+
+    calls: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    s = SqliteStore(tmp_path / "s.db")
+    n = SqliteStore(tmp_path / "n.db", sync="normal")
+    try:
+        for i in range(3):
+            with s.transaction("t") as txn:
+                txn.put(site(f"S{i}"))
+        s.make_durable()
+        assert len(calls) == 1 and s._durable_seq == s.last_seq() == 3
+        s.make_durable()
+        assert len(calls) == 1
+        with n.transaction("t") as txn:
+            txn.put(site())
+        n.make_durable()
+        assert len(calls) == 1
+    finally:
+        s.close()
+        n.close()
 
 
 def test_an_unknown_sync_mode_is_refused_with_the_fix(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match="'fast' is not one of full, normal.*fix"):
+    with pytest.raises(StoreError, match="'fast' is not one of full, commit, normal.*fix"):
         SqliteStore(tmp_path / "a.db", sync="fast")
     assert not (tmp_path / "a.db").exists()
 
@@ -181,7 +210,7 @@ def test_open_store_passes_the_sync_mode_to_the_sqlite_file(tmp_path: Path) -> N
 
     s = open_store(f"sqlite://{tmp_path / 'a.db'}", sync="normal")
     try:
-        assert isinstance(s, SqliteStore) and s.sync == "normal"
+        assert isinstance(s, SqliteStore) and s.sync_mode == "normal"
     finally:
         s.close()
 
