@@ -4,6 +4,7 @@ server's batched loop answering byte for byte as the responder (issue #19, DNS r
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import threading
 import time
@@ -164,3 +165,48 @@ def test_batched_loop_stops_on_the_empty_wake_datagram() -> None:
         q = dns.message.make_query("video.svc.cpn.example", "A")
         client.sendto(q.to_wire(), sock.getsockname())
         assert dns.message.from_wire(client.recv(4096)).answer
+
+
+def _mutants(n: int, seed: int = 7) -> list[bytes]:
+    """``n`` damaged copies of real queries: flipped octets, cut or padded tails."""
+    rnd = random.Random(seed)
+    base = [q for q in _queries() if len(q) >= 12]
+    out = []
+    for k in range(n):
+        q = bytearray(base[k % len(base)])
+        for _ in range(rnd.randint(1, 3)):
+            how = rnd.random()
+            if how < 0.6:
+                q[rnd.randrange(2, len(q))] = rnd.randrange(256)  # keep the id
+            elif how < 0.8:
+                del q[rnd.randrange(12, len(q) + 1):]
+            else:
+                q += bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 8)))
+        q[0:2] = (5000 + k).to_bytes(2, "big")  # one id per datagram
+        out.append(bytes(q))
+    return out
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_batched_loop_answers_damaged_queries_as_the_responder_and_survives(
+        cached: bool) -> None:
+    with _loop(cached) as (sock, responder), _udp() as client:
+        queries = _mutants(300)
+        want = {}
+        for q in queries:
+            out, _ = responder.respond_full(q, "127.0.0.1")
+            if out is not None:
+                want[q[:2]] = out
+        assert len(want) > 100  # most damaged queries still get an answer (FORMERR …)
+        got: dict[bytes, bytes] = {}
+        for start in range(0, len(queries), 50):  # bursts: many datagrams per batch
+            for q in queries[start:start + 50]:
+                client.sendto(q, sock.getsockname())
+            expect = sum(1 for q in queries[start:start + 50] if q[:2] in want)
+            for _ in range(expect):
+                r = client.recv(4096)
+                got[r[:2]] = r
+        assert got == want
+        ok = dns.message.make_query("video.svc.cpn.example", "A")
+        client.sendto(ok.to_wire(), sock.getsockname())
+        assert dns.message.from_wire(client.recv(4096)).answer  # the loop is alive
