@@ -22,6 +22,9 @@ Rules:
 - ``available()`` says whether this machine has ``recvmmsg``/``sendmmsg`` (Linux with a
   glibc/musl exposing them, LP64); the server falls back to ``recvfrom``/``sendto``
   loops when it has not.
+- ``Batch`` puts the socket in blocking mode (a Python timeout would make the
+  descriptor non-blocking and ``recvmmsg`` return EAGAIN at once); should it become
+  non-blocking later, ``recv()`` waits for it to be readable.
 - Errors: ``recv()`` raises ``OSError`` with the C errno (the socket was closed under
   the loop: ``EBADF``; the caller checks its stop flag); ``EINTR`` is retried.
   An answer longer than ``SLOT`` octets is sent with ``sendto`` on its own.
@@ -33,6 +36,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import select
 import socket
 import struct
 import sys
@@ -93,6 +97,8 @@ class Batch:
         if lib is None:
             raise OSError("recvmmsg/sendmmsg are not available on this machine")
         self.sock = sock
+        # recv() blocks in the kernel: a Python timeout makes the descriptor non-blocking
+        sock.setblocking(True)
         self.size = size
         self.family = sock.family
         self._namelen = 28 if sock.family == socket.AF_INET6 else 16
@@ -165,7 +171,10 @@ class Batch:
                 self.datagrams += k
                 return k
             err = ctypes.get_errno()
-            if err != errno.EINTR:
+            if err in (errno.EAGAIN, errno.EWOULDBLOCK):
+                # made non-blocking behind our back: wait until readable
+                select.select([self._fd], [], [])
+            elif err != errno.EINTR:
                 raise OSError(err, os.strerror(err))
 
     def length(self, i: int) -> int:

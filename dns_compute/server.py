@@ -150,7 +150,8 @@ def _udp_loop_uncached(sock: socket.socket, responder: Responder,
 
 
 def _udp_loop_batched(sock: socket.socket, responder: Responder, stop: threading.Event,
-                      cache: AnswerCache | None, size: int = 64) -> None:
+                      cache: AnswerCache | None, size: int = 64,
+                      batch: Batch | None = None) -> None:
     """The UDP loop on ``recvmmsg``/``sendmmsg`` (``mmsg.Batch``): one system call per
     batch each way, the batch's buffers used in place (no per-query method calls on the
     hot path). With ``cache`` the answer cache is asked first (as ``_udp_loop``);
@@ -161,7 +162,9 @@ def _udp_loop_batched(sock: socket.socket, responder: Responder, stop: threading
     batch was dropped, j == i and send message j already points at datagram i's id and
     address; after a drop, answers shift and carry both pointers (``batch.skewed``:
     ``flush`` puts them back)."""
-    batch = Batch(sock, size)
+    if batch is None:
+        batch = Batch(sock, size)
+    size = batch.size
     recv, source_of, flush = batch.recv, batch.source, batch.flush
     lazy_src = [functools.partial(source_of, i) for i in range(size)]
     rview, lens, sview, siov, smsg = (batch.rview, batch.lens, batch.sview, batch.siov,
@@ -294,6 +297,8 @@ class DnsServer:
         self._threads: list[threading.Thread] = []
         self._tcp: asyncio.Server | None = None
         self.caches: list[AnswerCache] = []
+        #: the batched loops' buffers (their ``batches``/``datagrams`` counters: /metrics)
+        self.batches: list[Batch] = []
 
     async def start(self) -> None:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -320,8 +325,11 @@ class DnsServer:
                 cache_b = AnswerCache() if self.cache else None
                 if cache_b is not None:
                     self.caches.append(cache_b)
+                batch = Batch(sock)
+                self.batches.append(batch)
                 t = threading.Thread(target=_udp_loop_batched,
-                                     args=(sock, self.responder, self._stop, cache_b),
+                                     args=(sock, self.responder, self._stop, cache_b,
+                                           batch.size, batch),
                                      name=f"cpn-dns-udp-{i}", daemon=True)
             elif self.cache:
                 cache = AnswerCache()

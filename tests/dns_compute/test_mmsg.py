@@ -210,3 +210,19 @@ def test_batched_loop_answers_damaged_queries_as_the_responder_and_survives(
         ok = dns.message.make_query("video.svc.cpn.example", "A")
         client.sendto(ok.to_wire(), sock.getsockname())
         assert dns.message.from_wire(client.recv(4096)).answer  # the loop is alive
+
+
+def test_shutdown_wakes_a_loop_blocked_in_recvmmsg() -> None:
+    """``DnsServer.stop`` relies on it: on Linux, ``shutdown`` of an unconnected UDP
+    socket raises ENOTCONN yet wakes its blocked reader with an empty datagram."""
+    with _udp() as sock:
+        batch = Batch(sock, size=4)
+        got: list[int] = []
+        t = threading.Thread(target=lambda: got.append(batch.length(0) if batch.recv() else -1),
+                             daemon=True)
+        t.start()
+        time.sleep(0.2)
+        with pytest.raises(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        t.join(3)
+        assert not t.is_alive() and got == [0]
