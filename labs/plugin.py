@@ -45,7 +45,8 @@ BENCHES: dict[str, tuple[str, str]] = {
                "SR policy intents: created → programmed and read back (p50/p99 over 200 "
                "intents, 20 routers; goal p99 ≤ 100 ms) and 1,000 from cold (goal ≤ 5 s)."),
     "sdwan-failover": ("labs.bench.sdwan_failover",
-                       "SD-WAN SLA breach (nftables loss) → app traffic on the other "
+                       "SD-WAN SLA breach (nftables loss, or breach=delay: an iperf3 "
+                       "flood congesting a shaped underlay) → app traffic on the other "
                        "underlay, 100 ms probes, median/p99 over 20 rounds (goal ≤ 1 s)."),
     "repath": ("labs.bench.repath",
                "Link down → new path programmed (goal ≤ 100 ms) and the stream gap with the "

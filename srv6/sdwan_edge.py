@@ -11,6 +11,13 @@ Rules:
   ``ip rule fwmark <colour> lookup <colour>`` sends it to the policy's table, whose
   default route points at the chosen underlay. A switch is one ``ip route replace``
   (make-before-break: the new route replaces the old atomically).
+- An underlay may be carried by an on-demand OTN link (``transport``: a key of
+  ``optical.otn_links``): while a pushed policy lists its kind, its OTN path is asked of
+  the optical layer through the reconciler's ``Transport`` extension point
+  (``srv6.intents.crosslayer``) and the underlay carries nothing until that path is up
+  and read back from its NEs; a refusal keeps it out (the status names it, the policy
+  uses its other underlays) and is retried after ``RETRY_S``; when no pushed policy lists
+  the kind any more, the OTN path is released (deleted on the NEs, read back).
 - A policy naming a transport the edge has no underlay for is refused as a whole
   (state ``failed``, constraint ``transports``); nothing of it is pushed.
 - SLA probes: every ``probe_interval_s`` one ICMP echo per underlay, sent from a socket
@@ -48,6 +55,7 @@ from controller.logs import key_event
 from controller.models import InterconnectKind, Model, Name
 from controller.models.base import Entity, register
 from controller.models.job import utcnow
+from srv6.intents.crosslayer import RETRY_S, TRANSPORT_KEY, Transport
 from srv6.sdwan import SdwanPolicy, SlaClass
 
 if TYPE_CHECKING:
@@ -59,11 +67,13 @@ NFT_TABLE = "cpn_sdwan"
 
 
 class UnderlayBinding(Model):
-    """``dev``, ``gateway`` (next hop), ``probe`` (address answering ICMP echo)."""
+    """``dev``, ``gateway`` (next hop), ``probe`` (address answering ICMP echo),
+    ``transport`` (on-demand OTN link carrying it: a key of ``optical.otn_links``)."""
 
     dev: str
     gateway: IPv4Address
     probe: IPv4Address
+    transport: str | None = Field(default=None, min_length=1)
 
 
 class EdgeBinding(Model):
@@ -257,6 +267,10 @@ class EdgeRunner:
         self.good_since: dict[str, float] = {}
         self.active: dict[str, str | None] = {}
         self.policies: list[SdwanPolicy] = []
+        #: underlay → why it may not carry traffic (its OTN path is not up)
+        self.unavailable: dict[str, str] = {
+            k.value: f"OTN path of {ub.transport} not provisioned yet"
+            for k, ub in b.underlays.items() if ub.transport}
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._ident = (os.getpid() ^ id(self)) & 0xFFFF
@@ -304,7 +318,11 @@ class EdgeRunner:
 
     def figures(self) -> dict[str, Figures]:
         now = time.monotonic()
-        return {u: pr.figures(now, self.sec.probe_timeout_s) for u, pr in self.probes.items()}
+        with self.lock:
+            off = dict(self.unavailable)
+        return {u: Figures(source="down", error=off[u]) if u in off
+                else pr.figures(now, self.sec.probe_timeout_s)
+                for u, pr in self.probes.items()}
 
     def _loop(self) -> None:
         seq = 0
@@ -345,12 +363,20 @@ class EdgeRunner:
                     self.good_since.setdefault(f"{p.name}/{u}", now)
                 else:
                     self.good_since.pop(f"{p.name}/{u}", None)
-            prefs = [t.value for t in p.transports]
-            cur = self.active.get(p.name)
+            with self.lock:
+                off = dict(self.unavailable)
+            prefs = [t.value for t in p.transports if t.value not in off]
+            if not prefs:
+                continue
+            prev = cur = self.active.get(p.name)
+            if cur is not None and cur in off:  # its OTN path went away: re-place now
+                cur = None
             since = {u: self.good_since[f"{p.name}/{u}"] for u in prefs
                      if f"{p.name}/{u}" in self.good_since}
             new, why = choose(prefs, figs, p.sla, cur, since, now, self.sec.recover_s)
-            if new is not None and new != cur:
+            if prev is not None and cur is None:
+                why = f"{prev} unavailable: {off[prev]}"
+            if new is not None and new != prev:
                 try:
                     self.steer(p, new)
                 except RuntimeError as exc:
@@ -359,7 +385,7 @@ class EdgeRunner:
                     continue
                 self.active[p.name] = new
                 if self.on_switch is not None:
-                    self.on_switch(self, p, cur, new, why, figs)
+                    self.on_switch(self, p, prev, new, why, figs)
 
 
 class SdwanEdges:
@@ -373,9 +399,20 @@ class SdwanEdges:
         self.sec = sec
         self.runners: dict[str, EdgeRunner] = {}
         self.store: Store | None = None
+        self.rt: Runtime | None = None
+        #: the optical layer (set here, or registered by the optical plug-in)
+        self.transport: Transport | None = None
+        self.otn_events: list[Any] = []  # ensure/release results, newest last
+        self._tried: dict[str, tuple[float, str]] = {}  # link → (when, why) it failed
+        self._wanted: set[tuple[str, str]] = set()  # (edge, underlay) needed, not up
+        self._sync_lock = threading.Lock()
 
     def sync(self, store: Store) -> None:
         """(Re)push the stored policies to every edge; failed ones get their status."""
+        with self._sync_lock:
+            self._sync(store)
+
+    def _sync(self, store: Store) -> None:
         self.store = store
         pols = store.list(SdwanPolicy)
         for name, b in self.sec.edges.items():
@@ -385,6 +422,7 @@ class SdwanEdges:
                 r.start()
             mine = [p for p in pols if name in p.headends]
             bad = r.push(mine)
+            self._otn(r, [p for p in mine if p.name not in bad])
             with store.transaction("sdwan", f"sdwan: {name} policies pushed") as txn:
                 for p in mine:
                     key = f"{name}~{p.name}"
@@ -402,6 +440,65 @@ class SdwanEdges:
                         txn.put(SdwanEdgeStatus(edge=name, policy=p.name,
                                                 state="programmed",
                                                 reason="pushed; waiting for probes"))
+
+    def _transport(self) -> Transport | None:
+        t = self.transport
+        if t is None and self.rt is not None:
+            t = self.rt.settings.extra.get(TRANSPORT_KEY)
+        return t if isinstance(t, Transport) else None
+
+    def _otn(self, r: EdgeRunner, good: list[SdwanPolicy]) -> None:
+        """The OTN paths of ``r``'s transport-backed underlays: ensured while a pushed
+        policy lists the kind, released when none does (see the module rules)."""
+        used = {t.value for p in good for t in p.transports}
+        t = self._transport()
+        for kind, ub in r.b.underlays.items():
+            link, u = ub.transport, kind.value
+            if not link:
+                continue
+            why: str | None
+            if u not in used:
+                why = f"no policy uses {u}: its OTN path ({link}) is released"
+                with r.lock:
+                    r.unavailable[u] = why
+                    self._wanted.discard((r.name, u))
+                if t is not None and link in t.provisioned():
+                    res = t.release(link)
+                    self._note(res)
+                    key_event(log, "sdwan OTN underlay released" if res.ok else
+                              "sdwan OTN underlay not released (retried)", edge=r.name,
+                              link=link, reason=res.reason)
+                continue
+            if t is None:
+                why = (f"no optical transport is registered for {link} (give it under "
+                       "optical.otn_links)")
+            elif t.up(link):
+                why = None
+            elif (last := self._tried.get(link)) and time.monotonic() - last[0] < RETRY_S:
+                why = last[1]
+            else:
+                res = t.ensure(link)
+                self._note(res)
+                why = None if res.ok else (f"OTN path of {link}: {res.constraint}: "
+                                           f"{res.reason}")
+                if why is None:
+                    self._tried.pop(link, None)
+                else:
+                    self._tried[link] = (time.monotonic(), why)
+                key_event(log, "sdwan OTN underlay up" if res.ok else
+                          "sdwan OTN underlay unavailable", edge=r.name, link=link,
+                          path=res.path, ms=round(res.elapsed_ms, 1), reason=res.reason)
+            with r.lock:
+                if why is None:
+                    r.unavailable.pop(u, None)
+                    self._wanted.discard((r.name, u))
+                else:
+                    r.unavailable[u] = why
+                    self._wanted.add((r.name, u))
+
+    def _note(self, res: Any) -> None:
+        self.otn_events.append(res)
+        del self.otn_events[:-50]
 
     def _switched(self, r: EdgeRunner, p: SdwanPolicy, old: str | None, new: str, why: str,
                   figs: dict[str, Figures]) -> None:
@@ -439,8 +536,27 @@ class SdwanEdges:
                     lambda: loop.run_in_executor(None, self.sync, rt.store))
 
         self._unsub = rt.bus.on(StateChanged, changed)
+        if any(ub.transport for b in self.sec.edges.values() for ub in b.underlays.values()):
+            self._retry = asyncio.create_task(self._retry_loop(rt), name="sdwan-otn")
+
+    async def _retry_loop(self, rt: Runtime) -> None:
+        """OTN underlays that a policy needs but are not up (refused, or the optical
+        plug-in registered after this component started) are tried again."""
+        import asyncio
+
+        while True:
+            await asyncio.sleep(RETRY_S / 2)
+            if self._wanted:
+                await asyncio.to_thread(self.sync, rt.store)
 
     async def stop(self) -> None:
+        import asyncio
+
+        task = getattr(self, "_retry", None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if getattr(self, "_unsub", None) is not None:
             self._unsub()
         for r in self.runners.values():
