@@ -24,6 +24,11 @@ Rules:
   failed release is retried at the next settled pass.
 - Runs inside the reconciler's pass (its worker thread), so it is leader-only like the
   reconciler; the provider's calls block that thread, never the event loop.
+- Start-up: the optical plug-in starts after the reconciler. While the config names
+  on-demand links (``optical.otn_links``) and no provider is registered yet, passes are
+  skipped (for at most ``STARTUP_WAIT_S``): a pass without it would either program
+  routes over a link whose OTN path may not exist or, worse, re-plan around working
+  OTN paths and tear them down.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from controller.logs import key_event
 from srv6.intents.planner import IntentPlan, Plan
@@ -43,6 +48,32 @@ log = logging.getLogger("cpn.srv6.crosslayer")
 TRANSPORT_KEY = "srv6-transport"
 #: a link whose optical path could not be provisioned is tried again after this (s)
 RETRY_S = 10.0
+#: passes wait at most this long (s, from the first wait) for the optical provider
+STARTUP_WAIT_S = 60.0
+_first_wait: dict[int, float] = {}
+
+
+def awaiting_transport(rt: Any) -> bool:
+    """The config names on-demand OTN links but no provider is registered yet (and the
+    wait has not exceeded ``STARTUP_WAIT_S``): the pass should wait (module rules)."""
+    if isinstance(rt.settings.extra.get(TRANSPORT_KEY), Transport):
+        _first_wait.pop(id(rt), None)
+        return False
+    cfg = getattr(rt, "cfg", None)
+    sec = cfg.sections.get("optical") if cfg is not None else None
+    if not getattr(sec, "otn_links", None):
+        return False
+    if id(rt) not in _first_wait:
+        _first_wait[id(rt)] = time.monotonic()
+        log.info("intent passes wait for the optical layer (optical.otn_links) to start")
+    if time.monotonic() - _first_wait[id(rt)] > STARTUP_WAIT_S:
+        if _first_wait[id(rt)] > 0:
+            _first_wait[id(rt)] = -1e18  # given up: said once
+            log.error("the optical layer did not register its OTN transport within %g s; "
+                      "intents are planned without it (fix: check the optical: section "
+                      "and the NEs)", STARTUP_WAIT_S)
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

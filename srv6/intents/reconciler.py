@@ -60,7 +60,7 @@ from controller.models.job import utcnow
 from srv6.dataplane.mbb import execute, plan_switch
 from srv6.dataplane.programmer import MemoryProgrammer, PolicyProgrammer
 from srv6.dataplane.state import NodeState, Route, Seg6LocalRoute, Seg6Route, SrPolicyRoute
-from srv6.intents.crosslayer import TRANSPORT_KEY, CrossLayer, Transport
+from srv6.intents.crosslayer import TRANSPORT_KEY, CrossLayer, Transport, awaiting_transport
 from srv6.intents.models import (
     IntentsSection,
     IntentState,
@@ -488,6 +488,8 @@ class IntentReconciler:
     def _pass(self, store: Store, full: bool = True, slices: int = 0) -> PassReport:
         t0 = time.perf_counter()
         rep = PassReport()
+        if self.transport is None and self.rt is not None and awaiting_transport(self.rt):
+            return rep  # routes over on-demand OTN links wait for the optical layer
         plan, intents = self.plan(store)
         xl = self._crosslayer()
         if xl is not None:  # on-demand OTN links up (read back) before steering onto them

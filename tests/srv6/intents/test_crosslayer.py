@@ -7,11 +7,15 @@ programmed) or moves it to an IP path when one exists."""
 from __future__ import annotations
 
 from collections.abc import Collection
+from types import SimpleNamespace
+
+import pytest
 
 from controller.models import Link, LinkKind
 from controller.store import SqliteStore
 from srv6.intents.crosslayer import Transport, TransportResult
 from srv6.intents.models import IntentState
+from srv6.intents.models import SrPolicyIntentStatus as Status
 from srv6.models import SrPolicyIntent
 from tests.srv6.intents.test_reconciler import Dead, Net, intent, steering
 
@@ -141,3 +145,33 @@ def test_no_release_while_a_router_is_frozen(store: SqliteStore) -> None:
     net.rec.programmers["R1"] = net.progs["R1"]
     net.rec.reconcile_once(store)
     assert not t.lit and not steering(net)
+
+
+def test_passes_wait_for_the_optical_layer_when_otn_links_are_configured(
+        store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At start-up the optical plug-in starts after the reconciler: a pass without its
+    transport would program routes over links whose OTN path may not exist (or re-plan
+    around working ones); it waits — bounded by STARTUP_WAIT_S."""
+    from srv6.intents import crosslayer
+
+    net, t = otn_net(store)
+    net.rec.transport = None
+    rt = SimpleNamespace(settings=SimpleNamespace(extra={}), cfg=SimpleNamespace(
+        sections={"optical": SimpleNamespace(otn_links={OTN: object()})}))
+    net.rec.rt = rt  # type: ignore[assignment]
+    net.put(intent())
+    rep = net.rec.reconcile_once(store)
+    assert rep.ops == 0 and not steering(net) and store.get(Status, "R1~100~R3") is None
+    rt.settings.extra[crosslayer.TRANSPORT_KEY] = t  # the optical plug-in registered
+    net.rec.reconcile_once(store)
+    assert t.calls == [("ensure", OTN, 0)] and steering(net)
+    # a provider that never comes: after STARTUP_WAIT_S the passes go on without it
+    other = SimpleNamespace(settings=SimpleNamespace(extra={}), cfg=rt.cfg)
+    now = [1000.0]
+    monkeypatch.setattr(crosslayer.time, "monotonic", lambda: now[0])
+    assert crosslayer.awaiting_transport(other)
+    now[0] += crosslayer.STARTUP_WAIT_S + 1
+    assert not crosslayer.awaiting_transport(other)
+    rt.cfg.sections.clear()
+    assert not crosslayer.awaiting_transport(SimpleNamespace(
+        settings=SimpleNamespace(extra={}), cfg=rt.cfg))
