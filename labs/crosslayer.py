@@ -135,6 +135,7 @@ def run(report: Path) -> dict[str, Any]:
             paths = ctl.rest("GET", "/api/v1/optical/paths")["items"]
             out["optical_paths"] = [{k: p[k] for k in ("id", "state", "route", "channel",
                                                        "ip-links")} for p in paths]
+            out["otn_links"] = ctl.rest("GET", "/api/v1/srv6/otn-links")
             out["headend_routes"] = steering(w.ns["HA"])
             out["traffic"] = stream(w.clients["HA"], w.hosts["HB"])
             assert xl is not None

@@ -7,6 +7,8 @@ Rules:
 - ``GET /srv6/intent-status[/{key}]`` lists statuses alone (for dashboards and alarms).
 - ``POST /srv6/intents-reconcile`` (operator) runs one reconciler pass now and returns
   its report; 503 naming the fix when no reconciler runs in this controller.
+- ``GET /srv6/otn-links``: the on-demand OTN links under intents (``srv6.intents.
+  crosslayer.view``): up, provisioned, which intents use each, the last optical result.
 - Any authenticated caller may read.
 """
 
@@ -80,6 +82,14 @@ async def reconcile_now(rt: RT, who: Operator) -> dict[str, Any]:
     rep = await rec.run_pass()
     return {"ops": rep.ops, "repairs": rep.repairs, "frozen": rep.frozen,
             "elapsed_ms": round(rep.elapsed_ms, 3), "changed": rep.changed}
+
+
+@router.get("/otn-links", summary="On-demand OTN links under intents and their OTN paths")
+def otn_links(rt: RT, who: Caller) -> dict[str, Any]:
+    del who
+    from srv6.intents.crosslayer import view
+
+    return view(rt)
 
 
 @router.get("/slice-status", summary="What the network does with every slice (HTB classes)")

@@ -167,6 +167,7 @@ class CrossLayer:
     clock: Callable[[], float] = time.monotonic
     failed: dict[str, tuple[TransportOutcome, float]] = field(default_factory=dict)
     events: list[TransportOutcome] = field(default_factory=list)
+    lit: dict[str, TransportOutcome] = field(default_factory=dict)  # link → its ensure
 
     def before(self, plan: Plan, replan: Callable[[set[str]], Plan]) -> Plan:
         """``plan`` with every on-demand link it crosses up, or re-planned without the
@@ -183,9 +184,23 @@ class CrossLayer:
                 break
             down |= new
             plan = replan(set(down))
-        if not down:
-            return plan
-        return _explain(original, plan, down)
+        if down:
+            plan = _explain(original, plan, down)
+        return self._annotate(plan, demand)
+
+    def _annotate(self, plan: Plan, demand: set[str]) -> Plan:
+        """Intents riding an on-demand link say so (and on which OTN path) in their
+        reason."""
+        intents = dict(plan.intents)
+        for key, ip in plan.intents.items():
+            if not ip.ok or ip.active is None:
+                continue
+            on = [lk for lk in ip.active.links if lk in demand and lk in self.lit]
+            if on:
+                what = ", ".join(f"{lk} (OTN path {self.lit[lk].path}, channel "
+                                 f"{self.lit[lk].channel})" for lk in on)
+                intents[key] = replace(ip, reason=f"{ip.reason}; over on-demand {what}")
+        return Plan(plan.nodes, intents)
 
     def _bring_up(self, links: list[str]) -> dict[str, TransportOutcome]:
         bad: dict[str, TransportOutcome] = {}
@@ -207,6 +222,7 @@ class CrossLayer:
             self._note(res)
             if res.ok:
                 self.failed.pop(link, None)
+                self.lit[link] = res
                 key_event(log, "OTN path up for intents", link=link, path=res.path,
                           channel=res.channel, nes="-".join(res.nes),
                           ms=round(res.elapsed_ms, 1))
@@ -234,6 +250,7 @@ class CrossLayer:
             out.append(res)
             if res.ok:
                 self.failed.pop(link, None)
+                self.lit.pop(link, None)
                 key_event(log, "OTN path released: no intent needs it", link=link,
                           path=res.path, ms=round(res.elapsed_ms, 1))
             else:
@@ -271,3 +288,43 @@ def _explain(original: Plan, plan: Plan, down: Mapping[str, TransportOutcome]) -
                                       res.fix or "free optical capacity between the hubs "
                                       "or relax the intent's constraints")
     return Plan(plan.nodes, intents)
+
+
+def view(rt: Any) -> dict[str, Any]:
+    """``GET /api/v1/srv6/otn-links``: every on-demand link — ``up`` (path active and
+    read back), ``provisioned``, ``used_by`` (intents whose programmed path or backup
+    crosses it), ``last`` (the last ensure/release result), ``failed`` (the refusal
+    being held until the retry, with ``retry_in_s``)."""
+    from dataclasses import asdict, is_dataclass
+
+    from srv6.intents.models import SrPolicyIntentStatus
+
+    t = rt.settings.extra.get(TRANSPORT_KEY)
+    if not isinstance(t, Transport):
+        return {"items": [], "transport": "none registered: give optical.otn_links in the "
+                                          "config (the optical plug-in registers it)"}
+    rec = rt.settings.extra.get("srv6-intents")
+    xl: CrossLayer | None = getattr(rec, "crosslayer", None)
+    statuses = rt.store.list(SrPolicyIntentStatus)
+    provisioned = set(t.provisioned())
+    now = time.monotonic()
+
+    def plain(res: TransportOutcome | None) -> dict[str, Any] | None:
+        if res is None:
+            return None
+        return asdict(res) if is_dataclass(res) and not isinstance(res, type) else {
+            "ok": res.ok, "reason": res.reason}
+
+    items = []
+    for link in sorted(t.on_demand()):
+        used = sorted(s.key for s in statuses if any(
+            v is not None and link in v.links for v in (s.active, s.backup)))
+        last = next((e for e in reversed(xl.events) if e.link == link), None) if xl else None
+        held = xl.failed.get(link) if xl else None
+        items.append({"link": link, "up": t.up(link), "provisioned": link in provisioned,
+                      "used_by": used, "last": plain(last),
+                      "failed": None if held is None else {
+                          **(plain(held[0]) or {}),
+                          "retry_in_s": round(max(0.0, xl.retry_s - (now - held[1])), 1)
+                          if xl else None}})
+    return {"items": items, "transport": type(t).__name__}

@@ -73,6 +73,7 @@ def test_otn_path_is_up_before_the_intent_is_steered_onto_it(store: SqliteStore)
     st = net.status("R1~100~R3")
     assert st.state is IntentState.PROGRAMMED and st.active is not None
     assert OTN in st.active.links and steering(net)
+    assert st.reason.endswith(f"over on-demand {OTN} (OTN path xl-R2.R3, channel 1)")
     net.rec.reconcile_once(store)
     assert t.calls == [("ensure", OTN, 0)]  # up: not asked again, not released
 
@@ -86,6 +87,7 @@ def test_otn_path_released_after_the_routes_are_removed(store: SqliteStore) -> N
     net.rec.reconcile_once(store)
     assert t.calls[-1] == ("release", OTN, 0)  # the headend no longer steered
     assert not t.lit and not steering(net)
+    assert net.rec.crosslayer is not None and not net.rec.crosslayer.lit
 
 
 def test_optical_refusal_fails_the_intent_naming_the_constraint(store: SqliteStore) -> None:
@@ -175,3 +177,25 @@ def test_passes_wait_for_the_optical_layer_when_otn_links_are_configured(
     rt.cfg.sections.clear()
     assert not crosslayer.awaiting_transport(SimpleNamespace(
         settings=SimpleNamespace(extra={}), cfg=rt.cfg))
+
+
+def test_otn_links_view_shows_up_users_and_held_refusals(store: SqliteStore) -> None:
+    from srv6.intents import crosslayer
+
+    net, t = otn_net(store)
+    rt = SimpleNamespace(settings=SimpleNamespace(extra={}), store=store)
+    assert crosslayer.view(rt)["items"] == []
+    assert "optical.otn_links" in crosslayer.view(rt)["transport"]
+    rt.settings.extra.update({crosslayer.TRANSPORT_KEY: t, "srv6-intents": net.rec})
+    net.put(intent())
+    net.rec.reconcile_once(store)
+    [row] = crosslayer.view(rt)["items"]
+    assert row["link"] == OTN and row["up"] and row["provisioned"]
+    assert row["used_by"] == ["R1~100~R3"] and row["last"]["ok"] and row["failed"] is None
+    t.lit.clear()
+    t.refuse = "no-wavelength"
+    net.put(intent(exclude_links=["R4~R5"]))
+    net.rec.reconcile_once(store)
+    [row] = crosslayer.view(rt)["items"]
+    assert not row["up"] and row["failed"]["constraint"] == "optical:no-wavelength"
+    assert 0 < row["failed"]["retry_in_s"] <= crosslayer.RETRY_S
