@@ -18,6 +18,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -82,6 +83,7 @@ class NetconfDevice:
         return self._m
 
     def _call(self, what: str, fn: Any) -> Any:
+        from ncclient.operations.errors import TimeoutExpiredError
         from ncclient.operations.rpc import RPCError
         from ncclient.transport.errors import TransportError
 
@@ -89,6 +91,13 @@ class NetconfDevice:
             return fn(self._session())
         except RPCError as exc:
             raise CommitError(f"NE {self.name}: {what} rejected: {rpc_error_text(exc)}") from None
+        except TimeoutExpiredError:
+            # the NE did not answer in time: the session's state is unknown, drop it
+            with contextlib.suppress(Exception):
+                self._m._session.close()  # the transport only: an RPC could hang too
+            self._m = None
+            raise ConnectionError(f"NE {self.name}: {what}: no reply in time (session "
+                                  "dropped)") from None
         except (TransportError, OSError) as exc:
             self._m = None
             raise ConnectionError(f"NE {self.name}: {what} failed, session lost: {exc}") from None
