@@ -369,17 +369,19 @@ def _cost(o: Option) -> int:
     return o.cost
 
 
-#: local-search passes after greedy (each: every flow once, plus the unplaced repair)
+#: local-search passes after greedy (each: every flow once, plus the ejections)
 IMPROVE_PASSES = 3
+#: ejection attempts per pass (bounds greedy's time at thousands of flows)
+EJECT_BUDGET = 3000
 
 
 def _improve(by_id: Mapping[str, PFlow], srt: Mapping[str, list[Option]],
              penalty: Mapping[str, int], out: dict[str, Option | None], use: _Usage) -> None:
     """Local search on the greedy plan, cheapest moves only, never a violation:
     (1) each flow moves to its cheapest option that fits once its own share is given
-    back, when cheaper; (2) an unplaced flow takes an option whose site is full by
-    moving one flow already there to that flow's cheapest other option that fits,
-    when the sum gets lower."""
+    back, when cheaper; (2) a flow (unplaced ones first) takes a cheaper option whose
+    site is full by moving one flow already there to that flow's cheapest other
+    option that fits, when the sum gets lower."""
     def cost(fid: str, o: Option | None) -> int:
         return o.cost if o is not None else penalty[fid]
 
@@ -427,24 +429,41 @@ def _improve(by_id: Mapping[str, PFlow], srt: Mapping[str, list[Option]],
             if o is not None:
                 move(fid, o)
                 better = True
-        for fid in [x for x, o in out.items() if o is None]:
+        # ejection: a flow takes a cheaper option whose site is full by moving one flow
+        # there to that flow's cheapest other option (a swap when it takes the freed
+        # place); unplaced flows first, then by the saving at stake
+        budget = EJECT_BUDGET
+        order = sorted(out, key=lambda x: (out[x] is not None, srt[x][0].cost - cost(x, out[x])
+                                           if srt[x] else 0, x))
+        for fid in order:
+            if budget <= 0:
+                break
             f = by_id[fid]
+            cur = out[fid]
+            now = cost(fid, cur)
             for o in srt[fid][:8]:
+                if o.cost >= now or budget <= 0:
+                    break
+                done = False
                 for gid in sorted(at_site.get(o.site, ())):
+                    if gid == fid:
+                        continue
+                    budget -= 1
                     g_old = out[gid]
                     assert g_old is not None
                     move(gid, None)
+                    move(fid, None)
                     if use.fits(f, o):
                         move(fid, o)
                         g_new = cheapest_fit(gid, 1 << 62, avoid=o.site)
-                        if g_new is not None and (o.cost + g_new.cost
-                                                  < penalty[fid] + g_old.cost):
+                        if g_new is not None and (o.cost + g_new.cost < now + g_old.cost):
                             move(gid, g_new)
-                            better = True
+                            better = done = True
                             break
                         move(fid, None)
+                    move(fid, cur)
                     move(gid, g_old)
-                if out[fid] is not None:
+                if done:
                     break
         if not better:
             break
