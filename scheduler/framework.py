@@ -473,7 +473,29 @@ class Framework:
 
             full = tab.column(("filters", tuple((p, k) for p, k, _ in cached)), both,
                               all(c.static for c in parts)).values
-        while visited < total and found < want:
+        # rows = positions (the snapshot's own order, every filter cached): slice the
+        # cached column, no gathers — same segments, same stop point as below
+        sliced = full if not live and order is tab.order else None
+        while sliced is not None and visited < total and found < want:
+            a, b = start + visited, min(start + visited + chunk, start + total)
+            if b <= total:
+                hits = np.flatnonzero(sliced[a:b]) + a
+            elif a >= total:
+                hits = np.flatnonzero(sliced[a - total:b - total]) + (a - total)
+            else:
+                hits = np.flatnonzero(np.concatenate((sliced[a:total], sliced[:b - total])))
+                hits = np.where(hits < total - a, hits + a, hits - (total - a))
+            need = want - found
+            if len(hits) >= need:
+                picked.append(hits[:need])
+                last = int(hits[need - 1])
+                visited += (last - (a % total)) % total + 1
+                found = want
+                break
+            picked.append(hits)
+            found += len(hits)
+            visited += b - a
+        while sliced is None and visited < total and found < want:
             a, b = start + visited, min(start + visited + chunk, start + total)
             if b <= total:
                 seg = order[a:b]
