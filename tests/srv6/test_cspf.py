@@ -183,6 +183,7 @@ def test_bench_runs_small() -> None:
     assert out["median_ms"] > 0 and out["disjoint_pairs_found"].endswith("/2")
     assert [len(r["round_medians_ms"]) for r in out["sizes"]] == [3, 3]
     assert isinstance(out["growth_exponent"], float) and out["met"] is False  # no goal
+    assert isinstance(out["cpu_growth_exponent"], float)
     assert set(out["sizes"][1]["spf_engines_median_ms"]) == {
         "python_dijkstra", "python_bidirectional", "scipy_csgraph", "igraph", "rustworkx"}
     # the product and the previous engine alternate and give the same segment lists
