@@ -405,8 +405,8 @@ class SqliteStore:
                 jbucket[ch.key] = value_json
 
     def make_durable(self) -> None:
-        """Return once every commit made so far is on disk (``sync="full"``: one fsync
-        of the WAL covers every commit since the previous one — group commit; no-op in
+        """Return once every commit made so far is on disk (``sync="full"``: one
+        fdatasync of the WAL covers every commit since the previous one — group commit; no-op in
         the other modes, where ``commit`` already synced and ``normal`` does not)."""
         if self.sync_mode != "full" or self.path == ":memory:":
             return
@@ -423,7 +423,7 @@ class SqliteStore:
                 self._durable_seq = max(self._durable_seq, target)
                 return
             try:
-                os.fsync(fd)
+                os.fdatasync(fd)  # the frames and the file's size; not its timestamps
             except OSError as exc:
                 raise StoreError(f"state store {self.path}: cannot make the last commits "
                                  f"durable (fsync of the WAL failed: {exc}); fix the disk "

@@ -178,8 +178,8 @@ def test_make_durable_fsyncs_once_for_every_commit_since_the_last(
     import os
 
     calls: list[int] = []
-    real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (calls.append(fd), real(fd))[1])
     s = SqliteStore(tmp_path / "s.db")
     n = SqliteStore(tmp_path / "n.db", sync="normal")
     try:
