@@ -417,20 +417,24 @@ class SqliteStore:
             if target <= self._durable_seq:  # another caller's fsync covered it
                 return
             target = self._seq
-            try:
-                fd = os.open(f"{self.path}-wal", os.O_RDONLY)
-            except FileNotFoundError:  # folded into the database file by a close
-                self._durable_seq = max(self._durable_seq, target)
-                return
-            try:
-                os.fdatasync(fd)  # the frames and the file's size; not its timestamps
-            except OSError as exc:
-                raise StoreError(f"state store {self.path}: cannot make the last commits "
-                                 f"durable (fsync of the WAL failed: {exc}); fix the disk "
-                                 f"before trusting acknowledged writes") from exc
-            finally:
-                os.close(fd)
+            self._sync_wal()
             self._durable_seq = max(self._durable_seq, target)
+
+    def _sync_wal(self) -> None:
+        """fdatasync the WAL (its frames and size, not its timestamps); a WAL a close
+        folded into the database file has nothing left to sync."""
+        try:
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            raise StoreError(f"state store {self.path}: cannot make the last commits "
+                             f"durable (fsync of the WAL failed: {exc}); fix the disk "
+                             f"before trusting acknowledged writes") from exc
+        finally:
+            os.close(fd)
 
     def subscribe(self, listener: Callable[..., None], *,
                   with_context: bool = False) -> Callable[[], None]:
@@ -484,6 +488,7 @@ class SqliteStore:
                 )
             except sqlite3.IntegrityError as exc:
                 raise StoreError(f"a token named {name!r} already exists") from exc
+        self._durable_token_write()
 
     def find_token(self, sha256: str) -> tuple[str, str, str | None] | None:
         """``(name, role, tenant)`` of a live token with this hash, else None."""
@@ -497,7 +502,15 @@ class SqliteStore:
     def revoke_token(self, name: str) -> bool:
         with self._lock:
             cur = self._db.execute("UPDATE tokens SET revoked = 1 WHERE name = ?", (name,))
+        self._durable_token_write()
         return cur.rowcount > 0
+
+    def _durable_token_write(self) -> None:
+        """A token created or revoked is acknowledged at once (printed, written to a
+        file, answered): on disk before that, in ``full`` mode too."""
+        if self.sync_mode == "full" and self.path != ":memory:":
+            with self._durable_lock:
+                self._sync_wal()
 
     def list_tokens(self) -> builtins.list[dict[str, Any]]:
         with self._lock:
