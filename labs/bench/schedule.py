@@ -106,6 +106,7 @@ def run(sizes: str = "5000,20000", sites: int = 100, tasks: int = 3000, seed: in
         a_rates: list[float] = []
         b_rates: list[float] = []
         b_cpu: list[float] = []
+        a_cpu: list[float] = []
         identical = True
         clean = True
         for _ in range(r):
@@ -115,6 +116,8 @@ def run(sizes: str = "5000,20000", sites: int = 100, tasks: int = 3000, seed: in
             b_rates.append(b["placements_per_s"])
             if b["placements_per_cpu_s"]:
                 b_cpu.append(b["placements_per_cpu_s"])
+            if a["placements_per_cpu_s"]:
+                a_cpu.append(a["placements_per_cpu_s"])
             identical &= placed_a == placed_b
             clean &= (a["over_capacity_nodes"] == 0 and b["over_capacity_nodes"] == 0
                       and a["placed"] == t and b["placed"] == t)
@@ -123,6 +126,7 @@ def run(sizes: str = "5000,20000", sites: int = 100, tasks: int = 3000, seed: in
         per_size.append({"nodes": n, "nodes_scored": "every feasible node",
                          "recompute_per_s": _stats(a_rates), "cached_per_s": _stats(b_rates),
                          "cached_per_cpu_s": _stats(b_cpu) if b_cpu else None,
+                         "recompute_per_cpu_s": _stats(a_cpu) if a_cpu else None,
                          "speedup": round(med / statistics.median(a_rates), 2),
                          "identical": identical, "all_placed_within_capacity": clean,
                          "goal_per_s": goal, "met": med >= goal})
