@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -192,8 +193,13 @@ def l1_scores(l0: dict[str, float], cfg: CatsConfig,
               table: SpecTable | None = None) -> dict[str, float]:
     """L0 → L1 categories present in the input (each 0–1, 1 = best). ``table``: the
     compiled specs of ``cfg`` (``compile_table``) when the caller keeps them."""
-    specs = table if table is not None else compile_table(cfg)
     acc: dict[str, list[float]] = {}
+    _accumulate(l0, table if table is not None else compile_table(cfg), acc)
+    return _finish(acc)
+
+
+def _accumulate(l0: dict[str, float], specs: SpecTable, acc: dict[str, list[float]]) -> None:
+    """Add each L0 key's weighted normalised value to its category's [sum, weight]."""
     for key, value in l0.items():
         entry = specs.get(key)
         if entry is None:
@@ -205,7 +211,29 @@ def l1_scores(l0: dict[str, float], cfg: CatsConfig,
         else:
             tot[0] += weight * fn(value)
             tot[1] += weight
+
+
+def _finish(acc: dict[str, list[float]]) -> dict[str, float]:
     return {cat: min(max(s / w, 0.0), 1.0) for cat, (s, w) in acc.items() if w > 0}
+
+
+@dataclass(frozen=True)
+class L1Part:
+    """The L1 work on L0 values several records share (a site's own values, copied into
+    each of its services' records): ``l0`` (checked finite) and per category the
+    [sum, weight] they contribute. ``MetricsTracker.update(..., part=)`` then checks and
+    normalises only the keys the record adds."""
+
+    l0: dict[str, float]
+    acc: dict[str, tuple[float, float]]
+
+
+def l1_part(l0: dict[str, float], table: SpecTable) -> L1Part:
+    """Check and normalise ``l0`` once for every record that starts with these values."""
+    check_l0(l0)
+    acc: dict[str, list[float]] = {}
+    _accumulate(l0, table, acc)
+    return L1Part(dict(l0), {c: (s, w) for c, (s, w) in acc.items()})
 
 
 def l2_score(l1: dict[str, float], cfg: CatsConfig) -> float:
@@ -329,14 +357,24 @@ class MetricsTracker:
         self.damper = ScoreDamper(cfg.min_change, cfg.hold_down_s)
         self.hysteresis = Hysteresis(cfg.overload_on_pct, cfg.overload_off_pct)
 
-    def update(self, l0: dict[str, float], now: float) -> tuple[dict[str, float], float, bool]:
+    def update(self, l0: dict[str, float], now: float, part: L1Part | None = None
+               ) -> tuple[dict[str, float], float, bool]:
         """Returns (L1, damped L2, overloaded). Hysteresis sees the raw signal so a
-        spike is not hidden by smoothing; the score is smoothed and damped."""
-        check_l0(l0)
+        spike is not hidden by smoothing; the score is smoothed and damped. ``part``:
+        L1 work done once on values ``l0`` starts with (the same keys with the same
+        values, first — ``l1_part``); used when nothing is smoothed."""
+        if part is not None and self.smoother is None:
+            rest = {k: v for k, v in l0.items() if k not in part.l0}
+            check_l0(rest)
+            acc = {c: [s, w] for c, (s, w) in part.acc.items()}
+            _accumulate(rest, self.table, acc)
+            l1 = _finish(acc)
+        else:
+            check_l0(l0)
+            values = self.smoother.update(l0, now) if self.smoother else l0
+            l1 = l1_scores(values, self.cfg, self.table)
         sig = overload_signal(l0, self.cfg)
         overloaded = self.hysteresis.update(sig) if sig is not None else self.hysteresis.state
-        values = self.smoother.update(l0, now) if self.smoother else l0
-        l1 = l1_scores(values, self.cfg, self.table)
         return l1, self.damper.update(l2_score(l1, self.cfg), now), overloaded
 
 

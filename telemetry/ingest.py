@@ -162,6 +162,8 @@ class IngestCore:
         if report.benchmark is not None:
             self._grade(report.site, report.benchmark)
         site_l0 = {k: float(v) for k in SITE_KEYS if (v := getattr(report, k)) is not None}
+        # the site's values are normalised once; each service record adds its own two
+        site_part = cats.l1_part(site_l0, self._table)
         entries = [("*", site_l0, True)]
         entries += [(s.service, {**site_l0, "util_pct": s.util_pct,
                                  "queue_depth": float(s.queue_depth)}, s.up)
@@ -175,7 +177,7 @@ class IngestCore:
                 old = self.metrics.get(key)
                 if old is not None:
                     tracker.hysteresis.state = old.overloaded
-            l1, l2, over = tracker.update(l0, t)
+            l1, l2, over = tracker.update(l0, t, part=site_part)
             old = self.metrics.get(key)
             if old is None or old.overloaded != over:
                 adm.flips.append((service, over))

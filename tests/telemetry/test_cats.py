@@ -167,3 +167,21 @@ def test_build_metrics_record() -> None:
     # an advertised L2 wins over the computed one
     m3 = build_metrics("MEC-1", "video", {}, CFG, l2=7.5, l1={SERVICE: 0.4})
     assert m3.l2 == 7.5 and m3.l1 == {SERVICE: 0.4}
+
+
+@given(site=st.dictionaries(st.sampled_from(["cpu_pct", "mem_pct", "gpu_free", "energy_w",
+                                             "price_per_hour", "load1"]),
+                            st.floats(0, 2000), max_size=6),
+       util=st.floats(0, 100), queue=st.floats(0, 200))
+def test_l1_part_gives_the_same_scores_as_the_whole_record(site: dict[str, float],
+                                                          util: float, queue: float) -> None:
+    """The ingest normalises a site's values once (``l1_part``) for all its service
+    records: L1, L2 and overload equal a tracker fed the whole record."""
+    from telemetry.cats import MetricsTracker, compile_table, l1_part
+
+    table = compile_table(CFG)
+    part = l1_part(site, table)
+    for l0 in (dict(site), {**site, "util_pct": util, "queue_depth": queue}):
+        whole = MetricsTracker(CFG, smooth=False, table=table).update(l0, 1.0)
+        fast = MetricsTracker(CFG, smooth=False, table=table).update(l0, 1.0, part=part)
+        assert fast == whole
