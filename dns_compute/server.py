@@ -268,12 +268,12 @@ def _udp_loop_batched(sock: socket.socket, responder: Responder, stop: threading
                 smsg[pointer_idx[j]] = name_ptr[i]
                 batch.skewed = True
             j += 1
+        if fast_hits:  # counted before the answers leave: a client that got them
+            cache.fast_hits += fast_hits  # type: ignore[union-attr]  # sees the count
+            fast_hits = 0
         if j:
             batch.queued = j
             flush()
-        if fast_hits:
-            cache.fast_hits += fast_hits  # type: ignore[union-attr]
-            fast_hits = 0
 
 
 class DnsServer:
