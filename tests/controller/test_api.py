@@ -224,3 +224,19 @@ def test_prefix_guards_answer_as_full_route_matching_did(rt: Runtime) -> None:
                  "/api/v1/sites")
     scope = {"type": "http", "path": "/api/v1/links", "method": "GET", "root_path": ""}
     assert sites.matches(scope)[0] is Match.NONE
+
+
+def test_a_write_is_answered_only_after_the_store_made_it_durable(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Acknowledged means durable (store_sync full): the answer to a write leaves after
+    ``make_durable``; a read does not wait for the disk."""
+    seen: list[int] = []
+    real = rt.store.make_durable  # type: ignore[attr-defined]
+    monkeypatch.setattr(rt.store, "make_durable",
+                        lambda: (seen.append(rt.store.last_seq()), real())[1])
+    client = TestClient(create_app(rt))
+    body = {"name": "MEC-9", "kind": "mec", "region": "r"}
+    r = client.post("/api/v1/sites", headers=h("operator"), json=body)
+    assert r.status_code == 201 and seen == [rt.store.last_seq()]
+    assert client.get("/api/v1/sites", headers=h("viewer")).status_code == 200
+    assert len(seen) == 1

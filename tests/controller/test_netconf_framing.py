@@ -114,3 +114,25 @@ def test_rpc_fuzz_gives_replies_or_closes(data: bytes) -> None:
     except SessionClosed:
         pass
     store.close()
+
+
+def test_a_reply_after_a_commit_leaves_once_the_store_made_it_durable(
+        session: NetconfSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Acknowledged means durable: an edit of running is replied to after
+    ``make_durable``; a read that committed nothing does not wait for the disk."""
+    store = session.ds.store
+    seen: list[int] = []
+    real = store.make_durable
+    monkeypatch.setattr(store, "make_durable", lambda: (seen.append(store.last_seq()),
+                                                        real())[1])
+    session.receive(rpc("<get-config><source><running/></source></get-config>"))
+    assert seen == []
+    nc = "urn:ietf:params:xml:ns:netconf:base:1.0"
+    out = session.receive(rpc(
+        f'<edit-config><target><candidate/></target><config xmlns="{nc}"><cpn '
+        'xmlns="urn:cpn:yang:cpn"><sites><site><name>B</name><kind>mec</kind>'
+        "<region>x</region></site></sites></cpn></config></edit-config>", "2"))
+    assert b"<ok" in out and seen == [], out  # the candidate is not the store
+    out = session.receive(rpc("<commit/>", "3"))
+    assert b"<ok" in out, out
+    assert seen == [store.last_seq()] and store.get(Site, "B") is not None
