@@ -11,6 +11,8 @@ the baseline stalls (so the test can fail).
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,8 +25,12 @@ from tests.conftest import needs_netns
 
 
 def _leftovers(tag: str) -> list[str]:
+    """This process's lab namespaces still there (``labs.netns.Lab`` names them
+    ``c<pid % 10000><n><tag>-…``): another run of the same lab at the same moment — a
+    bench, a second suite — is not a leftover of this one."""
+    mine = re.compile(rf"^c{os.getpid() % 10000}\d+{re.escape(tag[:4])}-")
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if tag in line]
+    return [line for line in out.splitlines() if mine.match(line)]
 
 
 @needs_netns
