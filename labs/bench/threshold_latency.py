@@ -15,9 +15,11 @@ netlink in the routers' namespaces, status commit), the latter split further int
 status seen) and the reconciler's own ``plan/program/readback/pass_ms``. The lab pins
 the controller and MEC-1's agent to the core the load generator saturates (the
 reaction is measured under contention, by design). ``figure`` is the p99 of
-crossing → steer committed over the runs (with few runs the p99 is the maximum). Runs
+crossing → steer committed over the runs (with few runs the p99 is the maximum; ~35 s
+a run: ``--opt handover_runs=10`` for the issue's ten runs). Runs
 alternate the controller's store durability (``controller.store_sync`` full, the
-default, and normal) so the cost of one fsync per commit on the path shows.
+default, and normal) so what durability costs the path shows (none of its commits is an
+acknowledgement, so ``full`` should cost nothing).
 
 Part 2, agent → commit (the original figure):
 
@@ -140,7 +142,7 @@ def _pass_stages(workdir: Path, site: str | None) -> dict[str, Any] | None:
     return {k: f.get(k) for k in ("plan_ms", "program_ms", "readback_ms", "pass_ms", "steps")}
 
 
-def run(crossings: int = 40, gap_ms: float = 150, handover_runs: int = 6,
+def run(crossings: int = 40, gap_ms: float = 150, handover_runs: int = 4,
         **_opts: Any) -> dict[str, Any]:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="cpn-bench-handover-") as tmp_h:
