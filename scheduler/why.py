@@ -135,6 +135,16 @@ def render(res: dict[str, Any]) -> list[str]:
                    f"decided {res.get('decided_at')})")
         for n in res["not_chosen"]:
             out.append(f"  not {n['site']:<16} {n['constraint']:<14} {n['why']}")
+        part = res.get("network_part")
+        if part:  # the placement's path as the network carries it (its intent's status)
+            line = f"  network part {part['state']}"
+            if part.get("constraint"):
+                line += f" ({part['constraint']})"
+            if part.get("reason"):
+                line += f": {part['reason']}"
+            if part.get("fix"):
+                line += f"; fix: {part['fix']}"
+            out.append(line)
     net = res.get("network") if "summary" in res else res
     if net and "paths" in net:
         out.append(f"intent {net['intent']} ({net['state']}): paths")

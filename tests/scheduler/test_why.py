@@ -109,3 +109,15 @@ def test_classify_constraint_families() -> None:
     dec = SchedulingDecision(subject_kind="job", subject="j", code="unschedulable",
                              reasons=["0/3 nodes available"])
     assert "not placed" in why_not(dec)["summary"]
+
+
+def test_render_shows_the_failed_network_part_with_its_fix() -> None:
+    from scheduler.decisions import NetworkPart, SchedulingDecision, why_not
+
+    dec = SchedulingDecision(subject_kind="flow", subject="cam", code="success",
+                             site="HUB-SZ", network=NetworkPart(
+                                 state="failed", constraint="max_delay_ms",
+                                 reason="no path within 0.5 ms", fix="raise max_delay_ms"))
+    lines = render(why_not(dec))
+    assert "  network part failed (max_delay_ms): no path within 0.5 ms; fix: raise " \
+        "max_delay_ms" in lines
