@@ -104,6 +104,16 @@ def stream(client: Ns, host: Ns, rate: int = 500, seconds: float = 2.0) -> dict[
     return {"sent": count, "received": got.get("received"), "lost": got.get("lost")}
 
 
+def _cli(ctl: Controller, args: list[str]) -> str:
+    """What an operator sees: ``cpn …`` against the lab's controller."""
+    from labs.intents.scenario import OP
+
+    res = subprocess.run([sys.executable, "-m", "controller.cli.main", *args, "--api",
+                          f"127.0.0.1:{ctl.api_port}", "--token", OP],
+                         capture_output=True, text=True, timeout=60)
+    return res.stdout + res.stderr
+
+
 def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1e3, 1)
 
@@ -146,6 +156,7 @@ def run(report: Path) -> dict[str, Any]:
             out["optical_paths"] = [{k: p[k] for k in ("id", "state", "route", "channel",
                                                        "ip-links")} for p in paths]
             out["otn_links"] = ctl.rest("GET", "/api/v1/srv6/otn-links")
+            out["otn_links_cli"] = _cli(ctl, ["srv6", "intents", "otn-links"])
             out["headend_routes"] = steering(w.ns["HA"])
             out["traffic"] = stream(w.clients["HA"], w.hosts["HB"])
             assert xl is not None

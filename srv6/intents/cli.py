@@ -110,6 +110,37 @@ def delete(key: Annotated[str, typer.Argument(help="headend~color~endpoint")],
     typer.echo(f"deleted {key}")
 
 
+@intents_app.command("otn-links")
+def otn_links(as_json: Annotated[bool, typer.Option("--json")] = False,
+              api: ApiOpt = None, token: TokenOpt = None, state: StateOpt = None) -> None:
+    """On-demand OTN links under intents (optical.otn_links): whether each one's OTN path
+    is up (read back from its NEs), which intents use it, the last optical result and a
+    refusal held until its retry. Exits 3 when a refusal is held.
+
+    Example:  cpn srv6 intents otn-links
+    """
+    got = Client(api, token, state).call("GET", "/api/v1/srv6/otn-links")
+    if as_json:
+        typer.echo(json.dumps(got, indent=2))
+        return
+    if not got["items"]:
+        typer.echo(f"no on-demand OTN links (transport: {got['transport']})")
+        return
+    rows = []
+    for it in got["items"]:
+        last, held = it.get("last") or {}, it.get("failed")
+        rows.append({"link": it["link"], "up": "yes" if it["up"] else "no",
+                     "path": last.get("path") or "-",
+                     "used by": " ".join(it["used_by"]) or "-",
+                     "last": ("ok" if last.get("ok") else last.get("constraint", "-"))
+                     if last else "-",
+                     "held refusal": f"{held['constraint']} (retry in {held['retry_in_s']} s)"
+                     if held else "-"})
+    print_table(rows, ["link", "up", "path", "used by", "last", "held refusal"])
+    if any(it.get("failed") for it in got["items"]):
+        raise typer.Exit(3)
+
+
 def _probe(key: str, trace: bool, count: int, api: str | None, token: str | None,
            state: str | None) -> None:
     client = Client(api, token, state)

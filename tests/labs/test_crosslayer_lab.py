@@ -30,6 +30,8 @@ def test_otn_path_provisioned_for_the_intent_and_released_after(tmp_path: Path) 
     assert out["status"]["active"]["links"] == [LINK]
     otn = out["otn_links"]["items"][0]  # GET /api/v1/srv6/otn-links
     assert otn["link"] == LINK and otn["up"] and otn["used_by"] == ["HA~100~HB"]
+    cli = out["otn_links_cli"]  # cpn srv6 intents otn-links
+    assert "HA~HB" in cli and "xl-HA.HB" in cli and "HA~100~HB" in cli, cli
     assert out["headend_routes"]  # the kernel steers the prefix into the SR policy
     t = out["traffic"]
     assert t["received"] >= 0.95 * t["sent"], t

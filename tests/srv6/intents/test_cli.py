@@ -45,6 +45,9 @@ def test_intents_cli_round_trip(tmp_path: Path) -> None:
         assert "failed" in listed.output
         gone = runner.invoke(app, ["srv6", "intents", "delete", "BJ~100~M2", *api])
         assert gone.exit_code == 0 and "deleted BJ~100~M2" in gone.output
+        otn = runner.invoke(app, ["srv6", "intents", "otn-links", *api])
+        assert otn.exit_code == 0 and "no on-demand OTN links" in otn.output
+        assert "optical.otn_links" in otn.output  # says how to get some
         helps = runner.invoke(app, ["srv6", "ping", "--help"])
         assert "Example:" in helps.output
     finally:
