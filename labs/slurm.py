@@ -14,6 +14,10 @@ Rules (LAB-NOTES "Slurm"):
   only slurmctld (the centre's scheduler is down; slurmd and running jobs go on);
   ``start_controller`` brings it back from its saved state.
 - ``available()`` says why Slurm cannot run here (not root, binaries missing).
+- ``rest=True`` also starts ``slurmrestd`` (it refuses root: ``-u slurm``, local auth)
+  on a unix socket (``rest`` is its address); jobs submitted through it run as user
+  slurm, so the shared work area then lives in its own world-traversable /tmp
+  directory (a private temp tree above it would stop the job at ``chdir``).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from pathlib import Path
 
 from labs.netns import LabError, free_port
 
-DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "scontrol",
+DAEMONS = ("munged", "slurmctld", "slurmd", "slurmrestd", "sbatch", "squeue", "scancel", "scontrol",
            "sinfo", "runuser", "mknod")
 
 
@@ -92,7 +96,7 @@ class SlurmCluster:
     ``memory_mib`` and ``gpus`` fake GPUs."""
 
     def __init__(self, name: str, root: Path, *, cpus: int = 4, memory_mib: int = 4096,
-                 gpus: int = 0) -> None:
+                 gpus: int = 0, rest: bool = False) -> None:
         self.name = (name.lower().replace("-", "")[:10] or "c") + secrets.token_hex(2)
         self.node = f"{self.name}n1"
         self.root = root
@@ -104,6 +108,11 @@ class SlurmCluster:
         self.started = False
         self.munge = root / "munge"
         self.spool = root / "spool"
+        self.with_rest = rest
+        self.rest = ""  # slurmrestd address once started
+        self.run_as = "slurm" if rest else ""
+        self._restd: subprocess.Popen[bytes] | None = None
+        self._rest_dir: Path | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -120,6 +129,10 @@ class SlurmCluster:
         # slurmd's spool holds the job steps' unix sockets: a short path, or a deep
         # root (> ~80 characters) makes them overflow sun_path and jobs never start
         self.spool = Path(tempfile.mkdtemp(prefix="cpn-sd-", dir="/tmp"))
+        if self.with_rest:  # jobs run as user slurm: every directory above must be open
+            self.spool.chmod(0o755)  # (slurmstepd execs the script from the spool)
+            self.workdir = Path(tempfile.mkdtemp(prefix="cpn-work-", dir="/tmp"))
+            self.workdir.chmod(0o755)
         shutil.chown(munge, "munge", "munge")
         munge.chmod(0o711)  # munged: the socket's directory must be searchable by all
         key = munge / "key"
@@ -193,6 +206,32 @@ PartitionName=batch Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
         subprocess.run([_bin("slurmd"), "-f", str(self.conf), "-N", self.node], check=True,
                        timeout=20)
         self.wait_idle(timeout_s)
+        if self.with_rest:
+            self.start_rest(timeout_s)
+
+    def start_rest(self, timeout_s: float = 30.0) -> None:
+        """slurmrestd on a unix socket in a directory of user slurm (it drops to it)."""
+        d = self._rest_dir = Path(tempfile.mkdtemp(prefix="cpn-rest-", dir="/tmp"))
+        shutil.chown(d, "slurm", "slurm")
+        d.chmod(0o755)
+        sock = d / "sock"
+        conf = d / "slurm.conf"  # it reads its config as user slurm: a copy it can reach
+        shutil.copyfile(self.conf, conf)
+        conf.chmod(0o644)
+        log = (self.root / "log" / "slurmrestd.log").open("ab")
+        self._restd = subprocess.Popen(
+            [_bin("slurmrestd"), "-f", str(conf), "-u", "slurm", "-g", "slurm",
+             "-a", "rest_auth/local", "-s", "openapi/v0.0.38", "-t", "8", f"unix:{sock}"],
+            env={**os.environ, "SLURM_CONF": str(conf)}, stdin=subprocess.DEVNULL,
+            stdout=log, stderr=log)
+        log.close()
+        end = time.monotonic() + timeout_s
+        while not sock.exists():
+            if self._restd.poll() is not None or time.monotonic() > end:
+                raise LabError(f"slurmrestd of {self.name} did not start; see "
+                               f"{self.root}/log/slurmrestd.log")
+            time.sleep(0.05)
+        self.rest = f"unix:{sock}"
 
     def start_controller(self, clean: bool = False) -> None:
         args = [_bin("slurmctld"), "-f", str(self.conf)]
@@ -218,14 +257,27 @@ PartitionName=batch Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
     def stop(self) -> None:
         if not self.started:
             return
-        subprocess.run(["scancel", "--full", f"--user={os.geteuid()}"], env=self.env,
-                       capture_output=True, timeout=10, check=False)
+        for user in (str(os.geteuid()), *(["slurm"] if self.with_rest else [])):
+            subprocess.run(["scancel", "--full", f"--user={user}"], env=self.env,
+                           capture_output=True, timeout=10, check=False)
+        if self._restd is not None:
+            self._restd.terminate()
+            try:
+                self._restd.wait(10)
+            except subprocess.TimeoutExpired:
+                self._restd.kill()
+                self._restd.wait()
+            self._restd = None
         _kill(self.root / "slurmd.pid")
         _kill(self.root / "slurmctld.pid")
         _kill(self.munge / "pid")
         self._reap_jobs()
         shutil.rmtree(self.munge, ignore_errors=True)
         shutil.rmtree(self.spool, ignore_errors=True)
+        if self._rest_dir is not None:
+            shutil.rmtree(self._rest_dir, ignore_errors=True)
+        if self.with_rest:
+            shutil.rmtree(self.workdir, ignore_errors=True)
         self.started = False
 
     def _reap_jobs(self) -> None:
@@ -239,7 +291,8 @@ PartitionName=batch Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
                 cwd = os.readlink(proc / "cwd")
             except OSError:
                 continue
-            if cwd == root or cwd.startswith((root + "/", str(self.spool) + "/")):
+            if cwd == root or cwd.startswith((root + "/", str(self.spool) + "/",
+                                              str(self.workdir) + "/")):
                 try:
                     os.kill(int(proc.name), signal.SIGKILL)
                 except ProcessLookupError:

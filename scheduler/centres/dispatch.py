@@ -5,7 +5,9 @@ Rules (level-triggered, as a Kubernetes controller: every pass reads the whole d
 state — the store's jobs — and the whole actual state — each centre's job list):
 - A ``dispatched`` job whose ``run`` has no centre job id is submitted under key
   ``<job id>.<attempt>`` (idempotent: the adapter adopts a job it already has, so a
-  restart between submit and store write never submits twice). Its datasets are staged
+  restart between submit and store write never submits twice); a pass's submissions
+  run concurrently (``parallel`` per centre) and are recorded as they are confirmed
+  (one store transaction per ``FLUSH_S``), not when the last one is. Its datasets are staged
   to the centre first (``DataStager``: a dataset still uploading holds the job with
   that reason, a failed one fails it); accelerator instances are taken from the pool
   atomically (``InstanceBinder``) and given back when the job ends.
@@ -66,6 +68,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cpn.centres")
 ACTOR = "centres"
+#: submissions confirmed by a centre are written to the store at least this often (s)
+FLUSH_S = 0.25
 #: a stage/bind hook: (job, adapter) → None, raises CentreError to refuse
 Hook = Callable[[Job, CentreAdapter], Awaitable[None]]
 #: a confirmed submission: (job, centre job id, when the centre accepted it)
@@ -210,8 +214,17 @@ class Dispatcher:
         self._write_many(writes)
         if todo:
             await asyncio.gather(*todo)
-        if subs:
-            done = [x for x in await asyncio.gather(*subs) if x is not None]
+        if subs:  # recorded as they are confirmed, a store write per FLUSH_S at most
+            loop = asyncio.get_running_loop()
+            done: list[Submitted] = []
+            last = loop.time()
+            for fut in asyncio.as_completed(subs):
+                x = await fut
+                if x is not None:
+                    done.append(x)
+                if done and loop.time() - last >= FLUSH_S:
+                    self._submitted(site, adapter, done)
+                    done, last = [], loop.time()
             self._submitted(site, adapter, done)
 
     @staticmethod

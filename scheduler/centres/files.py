@@ -10,7 +10,9 @@ Rules:
 - Staging copies to a temporary name, verifies the SHA-256, then renames: a cut copy
   or a mismatch never leaves a file that looks staged.
 - At a real centre the area is the shared filesystem the cluster mounts (as at most
-  HPC sites); the controller reaches it at ``root``.
+  HPC sites); the controller reaches it at ``root``. When the centre runs jobs as
+  another account (``owner``), each job directory is given to it so the job can write
+  its outputs there.
 """
 
 from __future__ import annotations
@@ -47,8 +49,18 @@ def sha256_file(path: Path) -> str:
 class CentreFiles:
     """Job directories and the data area under ``root``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, owner: str | None = None) -> None:
         self.root = root
+        self.owner: tuple[int, int] | None = None
+        if owner:
+            import pwd
+
+            try:
+                pw = pwd.getpwnam(owner)
+            except KeyError:
+                raise ValueError(f"run_as {owner!r} is not a user on this host; name the "
+                                 "account the centre runs jobs as") from None
+            self.owner = (pw.pw_uid, pw.pw_gid)
         self.jobs = root / "jobs"
         self.data = root / "data"
         self.jobs.mkdir(parents=True, exist_ok=True)
@@ -62,6 +74,8 @@ class CentreFiles:
         """Write the job directory; returns the script path."""
         d = self.job_dir(job.key)
         d.mkdir(parents=True, exist_ok=True)
+        if self.owner is not None:
+            os.chown(d, *self.owner)
         links = "".join(
             f"ln -sf {shlex.quote(str(self.data / safe_name(n)))} "
             f"{shlex.quote(safe_name(n))}\n" for n in job.inputs)

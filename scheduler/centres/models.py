@@ -25,7 +25,10 @@ from controller.models.job import utcnow
 
 class CentreConfig(Model):
     """One centre: ``backend`` (slurm / sim); Slurm: ``conf``, ``partition``,
-    ``jobcomp`` (jobcomp/filetxt file, for jobs squeue has forgotten); ``workdir``
+    ``jobcomp`` (jobcomp/filetxt file, for jobs squeue has forgotten), ``rest``
+    (slurmrestd address, ``unix:/path`` or ``http://host:port``: submit, list and cancel
+    over kept-alive connections instead of a client process per call) with ``run_as``
+    (the account slurmrestd runs jobs as; job directories are given to it); ``workdir``
     (job directories and staged data); ``price_per_hour`` (¥/h, reported), ``idle_w`` /
     ``max_w`` (W, energy model when the cluster has no meter); simulator: ``cpus``,
     ``memory_gib``, ``gpus``, ``runtime_s``."""
@@ -35,6 +38,8 @@ class CentreConfig(Model):
     workdir: Path
     partition: str = ""
     jobcomp: Path | None = None
+    rest: str | None = Field(default=None, pattern=r"^(unix:/\S+|http://[^/\s]+:\d+/?)$")
+    run_as: str = ""
     price_per_hour: float = Field(default=1.0, ge=0)
     idle_w: float = Field(default=100.0, ge=0)
     max_w: float = Field(default=400.0, ge=0)

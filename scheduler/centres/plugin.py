@@ -49,7 +49,7 @@ def build_adapter(site: str, c: CentreConfig) -> CentreAdapter:
         assert c.conf is not None
         return SlurmCentre(site, c.conf, c.workdir, partition=c.partition,
                            price_per_hour=c.price_per_hour, idle_w=c.idle_w, max_w=c.max_w,
-                           jobcomp=c.jobcomp)
+                           jobcomp=c.jobcomp, rest=c.rest, run_as=c.run_as or None)
     from scheduler.centres.sim import SimCentre
 
     return SimCentre(site, c.workdir, cpus=c.cpus, memory_gib=c.memory_gib, gpus=c.gpus,

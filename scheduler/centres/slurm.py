@@ -18,6 +18,13 @@ Rules:
   Slurm's own message.
 - Energy: a node's ``energy.current_watts`` when the cluster meters it, else a model
   (``idle_w`` + load × (``max_w`` − ``idle_w``)), labelled ``model``.
+- With ``rest`` (a slurmrestd address, ``scheduler.centres.slurmrest``) submit, list
+  and cancel go over its keep-alive connections instead of one ``sbatch``/``squeue``/
+  ``scancel`` process each (the same job name, comment and limits; time limits in
+  whole minutes); jobs then run as slurmrestd's user (``run_as``), who is given each
+  job directory, with ``PATH`` and ``LANG`` from the controller. A submit whose
+  connection broke before an answer is looked up by its key before it is sent again.
+  Modify, report and the controller-down checks stay on the CLI clients.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from scheduler.centres.base import (
     ResultFile,
 )
 from scheduler.centres.files import CentreFiles
+from scheduler.centres.slurmrest import API, DOWN, SlurmRest, Stale
 
 S = CentreJobState
 STATES: dict[str, CentreJobState] = {
@@ -55,9 +63,7 @@ STATES: dict[str, CentreJobState] = {
     "NODE_FAIL": S.LOST, "BOOT_FAIL": S.LOST, "PREEMPTED": S.LOST,
     "SPECIAL_EXIT": S.FAILED, "REVOKED": S.LOST,
 }
-_DOWN = ("unable to contact slurm controller", "connect failure", "socket timed out",
-         "connection refused", "zero bytes were transmitted", "communication connection",
-         "unable to establish", "munge")
+_DOWN = DOWN
 PREFIX = "cpn:"
 
 
@@ -71,17 +77,21 @@ def exit_code(status: int) -> int:
 class SlurmCentre:
     """One Slurm cluster: ``site``, ``conf`` (slurm.conf path), ``workdir``,
     ``partition``, ``price_per_hour``, ``idle_w``/``max_w`` (energy model, W),
-    ``jobcomp`` (the jobcomp/filetxt file, optional), ``timeout_s`` per command."""
+    ``jobcomp`` (the jobcomp/filetxt file, optional), ``timeout_s`` per command,
+    ``rest`` (slurmrestd address, optional) and ``run_as`` (its user)."""
 
     backend = "slurm"
 
     def __init__(self, site: str, conf: Path, workdir: Path, *, partition: str = "",
                  price_per_hour: float = 1.0, idle_w: float = 100.0, max_w: float = 400.0,
                  jobcomp: Path | None = None, timeout_s: float = 15.0,
-                 bin_dir: Path | None = None) -> None:
+                 bin_dir: Path | None = None, rest: str | None = None,
+                 run_as: str | None = None, rest_connections: int = 8) -> None:
         self.site = site
         self.conf = conf
-        self.files = CentreFiles(workdir)
+        self.files = CentreFiles(workdir, owner=run_as)
+        self.rest = SlurmRest(site, rest, timeout_s=timeout_s, size=rest_connections) \
+            if rest else None
         self.partition = partition
         self.price_per_hour = price_per_hour
         self.idle_w, self.max_w = idle_w, max_w
@@ -94,6 +104,7 @@ class SlurmCentre:
         self._largest_node: dict[str, float] = {}
         self._largest_at = 0.0
         self._lock = asyncio.Lock()
+        self._jobcomp: tuple[tuple[float, int], dict[str, str]] = ((0.0, -1), {})
 
     # ------------------------------------------------------------ plumbing
     async def _run(self, *args: str) -> str:
@@ -153,7 +164,10 @@ class SlurmCentre:
 
     # ------------------------------------------------------------ jobs
     async def jobs(self) -> list[CentreJobStatus]:
-        doc = await self._json("squeue", "--json", "-t", "all")
+        if self.rest is not None:
+            doc = await self.rest.call("GET", f"{API}/jobs", retry=True)
+        else:
+            doc = await self._json("squeue", "--json", "-t", "all")
         found = [s for j in doc.get("jobs", []) if (s := self._status(j)) is not None]
         for s in found:
             self._index[s.key] = s.centre_id
@@ -166,12 +180,20 @@ class SlurmCentre:
 
     def _from_jobcomp(self, key: str) -> CentreJobStatus | None:
         """An ended job squeue has forgotten, from the jobcomp/filetxt file."""
-        if self.jobcomp is None or not self.jobcomp.exists():
+        if self.jobcomp is None:
             return None
-        hit = None
-        for line in self.jobcomp.read_text(errors="replace").splitlines():
-            if f" Name=cpn.{key} " in line:
-                hit = line
+        try:
+            st = self.jobcomp.stat()
+        except OSError:
+            return None
+        if self._jobcomp[0] != (st.st_mtime, st.st_size):  # parsed once per change
+            lines: dict[str, str] = {}
+            for line in self.jobcomp.read_text(errors="replace").splitlines():
+                m = re.search(r" Name=cpn\.(\S+) ", line)
+                if m:
+                    lines[m.group(1)] = line  # the last line of a key wins
+            self._jobcomp = ((st.st_mtime, st.st_size), lines)
+        hit = self._jobcomp[1].get(key)
         if hit is None:
             return None
         f: dict[str, str] = {m.group(1): m.group(2) for m in re.finditer(r"(\w+)=(\S*)", hit)}
@@ -202,6 +224,8 @@ class SlurmCentre:
                 raise CentreRefused(self.site, f"job asks {want} {what}; the largest node "
                                     f"has {have:g}")
         script = self.files.prepare(job)
+        if self.rest is not None:
+            return await self._submit_rest(job, script)
         d = script.parent
         secs = max(60, math.ceil(job.walltime_s))
         args = ["sbatch", "--parsable", f"--job-name=cpn.{job.key}",
@@ -222,6 +246,39 @@ class SlurmCentre:
         self._index[job.key] = cid
         return cid
 
+    async def _submit_rest(self, job: CentreJob, script: Path) -> str:
+        assert self.rest is not None
+        d = script.parent
+        desc: dict[str, Any] = {
+            "name": f"cpn.{job.key}", "comment": f"{PREFIX}{job.key}",
+            "current_working_directory": str(d), "standard_output": f"{d}/stdout",
+            "standard_error": f"{d}/stderr",
+            "time_limit": max(1, math.ceil(job.walltime_s / 60)),
+            "cpus_per_task": max(1, job.cpus), "nice": max(0, 1000 - job.priority),
+            "environment": {k: os.environ[k] for k in ("PATH", "LANG") if k in os.environ}
+            or {"PATH": "/usr/bin:/bin"}}
+        if job.memory_mib > 0:
+            desc["memory_per_node"] = job.memory_mib
+        if job.gpus > 0:
+            desc["gres"] = f"gpu:{job.gpus}"
+        if self.partition:
+            desc["partition"] = self.partition
+        body = {"script": script.read_text(), "job": desc}
+        try:
+            doc = await self.rest.call("POST", f"{API}/job/submit", body)
+        except Stale:
+            # the connection closed under the request: submitted or not? ask first
+            await self.jobs()
+            known = self._index.get(job.key)
+            if known is not None:
+                return known
+            doc = await self.rest.call("POST", f"{API}/job/submit", body)
+        cid = str(doc.get("job_id", ""))
+        if not cid.isdigit():
+            raise CentreRefused(self.site, f"slurmrestd answered {doc!r:.200}, not a job id")
+        self._index[job.key] = cid
+        return cid
+
     async def _largest(self) -> dict[str, float]:
         """The biggest node's CPUs, memory and GPUs (cached 30 s)."""
         loop = asyncio.get_running_loop()
@@ -239,6 +296,9 @@ class SlurmCentre:
 
     async def cancel(self, centre_id: str) -> None:
         try:
+            if self.rest is not None:
+                await self.rest.call("DELETE", f"{API}/job/{centre_id}", retry=True)
+                return
             await self._run("scancel", centre_id)
         except CentreRefused as exc:
             if "already completing or completed" not in str(exc).lower():
@@ -310,7 +370,8 @@ class SlurmCentre:
             pending=states.count(S.PENDING), running=states.count(S.RUNNING))
 
     async def close(self) -> None:
-        return None
+        if self.rest is not None:
+            await self.rest.close()
 
 
 def _gpus(gres: str) -> float:
