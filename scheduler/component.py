@@ -14,7 +14,8 @@ Rules:
   and reclaim go back to queued (a dispatched victim's run becomes an old attempt,
   which the dispatcher cancels at its centre).
 - Reservations made for large jobs (the ``reservation`` plug-in) persist between
-  passes until the job is placed or leaves the queue; running and dispatched jobs carry
+  passes and across a restart as ``Reservation`` entities (``scheduler.reservations``)
+  until the job is placed or leaves the queue; running and dispatched jobs carry
   their walltime end, so backfill admits only jobs that end before a reservation.
 - A job's datasets give its data size and site (where a verified copy really is).
 - Centres that are down (``CentreStatus``) get nothing; a centre's reported
@@ -63,6 +64,8 @@ from scheduler.decisions import SchedulingDecision, SiteVerdict
 from scheduler.models import Decision, Task
 from scheduler.profiles import Profiles, SchedulerConfig
 from scheduler.queueing import QuotaTree, with_jobs
+from scheduler.reservations import load as load_reservations
+from scheduler.reservations import save as save_reservations
 from scheduler.settings import SchedulerSettings, effective
 from scheduler.state import build_snapshot
 
@@ -171,6 +174,10 @@ class SchedulerComponent:
         _drop_orphans(store, {j.id for j in jobs})
         pending = [j for j in jobs if j.state in PENDING]
         if not pending:
+            stored = load_reservations(store)
+            if stored:  # their jobs left the queue
+                save_reservations(store, stored, {}, {})
+                self.reservations = {}
             return []
         centres = [c for c in store.list(CentreStatus) if c.site in self.centre_sites]
         heard = {c.site for c in centres if c.resources or c.state == "down"}
@@ -214,12 +221,18 @@ class SchedulerComponent:
             if j.spec.datasets and t.data_site is None:
                 _data_where(t, [datasets[n] for n in j.spec.datasets if n in datasets])
         # WP-3.3.3: reservations for large jobs live across passes until their owner is
-        # placed or gone, so backfill keeps honouring them
+        # placed or gone, so backfill keeps honouring them — stored, so a restart too
         waiting = {j.id for j in pending}
-        snap.reservations.update({n: r for n, r in self.reservations.items()
+        stored = load_reservations(store)
+        snap.reservations.update({n: r for n, r in stored.items()
                                   if r[0] in waiting and n in snap.nodes})
         decisions = sched.schedule(tasks, snap)
         self.reservations = dict(snap.reservations)
+        try:
+            save_reservations(store, stored, self.reservations,
+                              {n: v.site for n, v in snap.nodes.items()})
+        except Exception:  # the pass's decisions still count; retried next pass
+            log.exception("reservations not stored; the next pass makes them again")
         for d in decisions:
             self._write(store, by_id[d.task], d)
         self.passes += 1

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from scheduler import decisions as _decisions  # noqa: F401  registers SchedulingDecision
+from scheduler import reservations as _reservations  # noqa: F401  registers Reservation
 
 # imported for its side effect too: registers the SchedulerSettings kind before a store
 # loads, so a scheduling policy committed over NETCONF is loaded on restart
