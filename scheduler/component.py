@@ -142,8 +142,11 @@ class SchedulerComponent:
 
     async def _loop(self) -> None:
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.cfg.interval_s)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow stop()'s
+            # cancel when a wake-up lands at the same moment (stop then hangs)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.cfg.interval_s):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await asyncio.to_thread(self.run_pass, self.rt.store)

@@ -157,8 +157,12 @@ class Dispatcher:
 
     async def _loop(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancel
+            # of stop() when the wake-up lands at the same moment (the loop then never
+            # ends and stop() waits for ever)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.section.poll_s)
+                async with asyncio.timeout(self.section.poll_s):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.reconcile()
