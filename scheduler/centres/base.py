@@ -12,8 +12,13 @@ Rules every backend keeps (``tests/scheduler/centres/contract.py`` checks them):
   modifying a started job raises ``CentreRefused``.
 - Results live in the job's directory at the centre: ``stdout``/``stderr`` and the
   declared outputs; ``read`` returns bytes from ``offset`` (``logs`` follow a file).
-- ``stage`` copies a local file into the centre's data area before a job starts,
-  checksum-verified; ``report`` gives resources, load, energy and price.
+- Staging is a chunked, resumable, checksummed transfer into the centre's data area
+  (``scheduler.centres.transfer`` drives it, paced by the controller's bandwidth cap):
+  ``stage_offset`` says how many bytes of this version's copy the centre holds,
+  ``stage_chunk`` appends at exactly that offset (else ``CentreRefused`` naming the
+  offset to resume at), ``stage_commit`` verifies the SHA-256 and puts the file in
+  place (a mismatch drops the copy: ``CentreRefused`` "checksum mismatch").
+  ``report`` gives resources, load, energy and price.
 - Failures are our errors: ``CentreUnavailable`` (scheduler down, unreachable — retry
   or go elsewhere), ``CentreRefused`` (the centre said no — go elsewhere), both
   carrying the centre's own message.
@@ -21,15 +26,15 @@ Rules every backend keeps (``tests/scheduler/centres/contract.py`` checks them):
 A Kubernetes Jobs backend fits unchanged: key → Job name/label, submit → create Job
 (409 AlreadyExists = adopt), jobs → list/watch Jobs by label, cancel → delete with
 background propagation, modify → patch while ``suspend: true`` or refuse, stdout →
-pod logs, outputs → a PVC mounted at the job directory, stage → copy onto that PVC,
-report → node allocatable minus pod requests.
+pod logs, outputs → a PVC mounted at the job directory, stage_* → append to and
+rename on that PVC (through a small helper pod), report → node allocatable minus pod
+requests.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from controller.errors import CommitError, CpnError
@@ -171,8 +176,16 @@ class CentreAdapter(Protocol):
     async def read(self, key: str, name: str, offset: int = 0,
                    limit: int = 1 << 20) -> bytes: ...
 
-    async def stage(self, src: Path, name: str, sha256: str) -> None:
-        """Copy ``src`` into the centre's data area as ``name``, verified by checksum."""
+    async def stage_offset(self, name: str, sha256: str) -> int:
+        """Bytes the centre holds of an unfinished copy of this version (0 = none)."""
+        ...
+
+    async def stage_chunk(self, name: str, sha256: str, offset: int, data: bytes) -> int:
+        """Append ``data`` at ``offset`` (= ``stage_offset``); returns the bytes held."""
+        ...
+
+    async def stage_commit(self, name: str, sha256: str) -> None:
+        """Verify the copy's SHA-256 and put it in place as ``name``."""
         ...
 
     async def staged(self, name: str) -> str | None:

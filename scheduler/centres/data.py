@@ -19,13 +19,18 @@ Rules:
   while uploading); the store holds the record, not the bytes.
 - Staging (the dispatcher's ``stage`` hook): before a job's submission each dataset is
   copied to the chosen centre and verified there; the centre joins the dataset's
-  ``locations``. A dataset still uploading holds the job (``DataWaiting``); a failed
-  one fails it (``DataFailed``).
+  ``locations``. The copy runs in the background through the same chunked, resumable,
+  checksummed transfer under the same cap (``scheduler.centres.transfer``); meanwhile
+  the job waits with the copy's progress as its reason. A copy that was cut (centre
+  unreachable, cancelled) resumes at the centre's offset on the next pass; a checksum
+  mismatch at the centre fails the job. A dataset still uploading holds the job
+  (``DataWaiting``); a failed one fails it (``DataFailed``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -39,15 +44,18 @@ from pydantic import Field
 from controller.api.deps import RT, Caller
 from controller.auth import Principal
 from controller.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
+from controller.logs import key_event
 from controller.models import Dataset, DatasetState, Job, Model, Name, Role
 from controller.models.job import utcnow
-from scheduler.centres.base import CentreAdapter, CentreError
+from scheduler.centres.base import CentreAdapter, CentreRefused
 from scheduler.centres.files import sha256_file
+from scheduler.centres.transfer import stage
 
 if TYPE_CHECKING:
     from controller.runtime import Runtime
 
 ACTOR = "datasets"
+log = logging.getLogger("cpn.datasets")
 
 
 class DatasetsSection(Model):
@@ -297,10 +305,16 @@ def router(rt: Runtime, adapters: dict[str, CentreAdapter]) -> APIRouter:
 
 
 class DataStager:
-    """The dispatcher's ``stage`` hook: every dataset of the job onto the centre."""
+    """The dispatcher's ``stage`` hook: every dataset of the job onto the centre, each
+    copy a background transfer (``scheduler.centres.transfer``) under the cap; the job
+    waits (``DataWaiting``, with the progress) until its copies are verified there."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        #: (dataset, site) → the running or finished copy (bytes sent by it)
+        self.copies: dict[tuple[str, str], asyncio.Task[int]] = {}
+        #: (dataset, site) → bytes the centre holds so far
+        self.held: dict[tuple[str, str], int] = {}
 
     async def stage(self, job: Job, adapter: CentreAdapter) -> None:
         for name in job.spec.datasets:
@@ -320,14 +334,46 @@ class DataStager:
             if not src.exists():
                 raise DataFailed(f"dataset {name} is only at {', '.join(ds.locations)}; "
                                  f"the controller holds no copy to stage to {adapter.site}")
-            try:
-                await adapter.stage(src, name, ds.sha256)
-            except (CentreError, ValueError, OSError) as exc:
-                raise DataFailed(f"staging {name} to {adapter.site} failed: {exc}") from exc
-            area(self.rt).moved += ds.size
-            self._located(name, adapter.site)
+            self._copy(ds, src, adapter)
+
+    def _copy(self, ds: Dataset, src: Path, adapter: CentreAdapter) -> None:
+        """Start, follow or finish the copy of ``ds`` to ``adapter``; raises what the
+        job should wait for or fail of."""
+        key = (ds.name, adapter.site)
+        task = self.copies.get(key)
+        retry = ""
+        if task is not None and task.done():
+            del self.copies[key]
+            exc = task.exception() if not task.cancelled() else None
+            if exc is None and not task.cancelled():
+                self._located(ds.name, adapter.site)
+                return
+            if isinstance(exc, CentreRefused | ValueError) and "checksum" in str(exc):
+                raise DataFailed(f"staging {ds.name} to {adapter.site} failed: {exc}")
+            retry = f" (resumed after: {exc or 'cancelled'})"
+            task = None
+        if task is None:
+            a = area(self.rt)
+
+            def progress(n: int, key: tuple[str, str] = key) -> None:
+                self.held[key] = n
+
+            async def copy() -> int:
+                sent = await stage(adapter, src, ds.name, ds.sha256, pace=a.throttle,
+                                   progress=progress)
+                a.moved += sent
+                key_event(log, "dataset staged", dataset=ds.name, site=adapter.site,
+                          bytes=sent, size=ds.size)
+                return sent
+
+            self.copies[key] = asyncio.create_task(copy())
+        held = self.held.get(key, 0)
+        pct = 10 * (10 * held // max(1, ds.size))  # in steps of 10 %: few journal entries
+        raise DataWaiting(f"staging dataset {ds.name} to {adapter.site}: {pct} % of "
+                          f"{ds.size} bytes{retry}")
 
     def _located(self, name: str, site: str) -> None:
+        self.held.pop((name, site), None)
         with self.rt.store.transaction(ACTOR, f"{ACTOR}: {name} verified at {site}") as txn:
             ds = txn.get(Dataset, name)
             if ds is not None and site not in ds.locations:

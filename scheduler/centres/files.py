@@ -7,8 +7,10 @@ Rules:
   linked into its directory before the command runs.
 - Names are checked here, at the boundary: a key or file name with ``/..`` or a
   leading ``/`` is refused, so no request reads outside the area.
-- Staging copies to a temporary name, verifies the SHA-256, then renames: a cut copy
-  or a mismatch never leaves a file that looks staged.
+- Staging arrives in chunks appended to ``data/.<name>.<sha256[:16]>.part`` (a chunk
+  must start where the copy ends — a cut transfer resumes there, also after a
+  restart); the commit verifies the SHA-256, then renames: a cut copy or a mismatch
+  never leaves a file that looks staged, and a mismatch drops the copy.
 - At a real centre the area is the shared filesystem the cluster mounts (as at most
   HPC sites); the controller reaches it at ``root``. When the centre runs jobs as
   another account (``owner``), each job directory is given to it so the job can write
@@ -22,7 +24,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 from pathlib import Path
 
 from scheduler.centres.base import CentreJob, ResultFile
@@ -117,19 +118,41 @@ class CentreFiles:
             fh.seek(max(0, offset))
             return fh.read(max(0, limit))
 
-    def stage(self, src: Path, name: str, sha256: str) -> None:
+    def _part(self, name: str, sha256: str) -> Path:
+        """Where an unfinished copy of this version of ``name`` grows (the checksum is in
+        the name: a different version never resumes on these bytes)."""
         dst = self.data / safe_name(name)
-        if self.staged(name) == sha256:
-            return
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.part{os.getpid()}")
-        shutil.copyfile(src, tmp)
-        got = sha256_file(tmp)
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise ValueError(f"sha256 {sha256!r} is not 64 hex digits")
+        return dst.with_name(f".{dst.name}.{sha256[:16]}.part")
+
+    def stage_offset(self, name: str, sha256: str) -> int:
+        p = self._part(name, sha256)
+        return p.stat().st_size if p.exists() else 0
+
+    def stage_chunk(self, name: str, sha256: str, offset: int, data: bytes) -> int:
+        """Append ``data`` at ``offset``, which must be the bytes held so far."""
+        p = self._part(name, sha256)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with p.open("ab") as fh:
+            have = fh.tell()
+            if offset != have:
+                raise ValueError(f"copy of {name} holds {have} bytes; resume at byte {have} "
+                                 f"(this chunk starts at {offset})")
+            fh.write(data)
+            return have + len(data)
+
+    def stage_commit(self, name: str, sha256: str) -> None:
+        """Verify the whole copy and put it in place; a mismatch drops it."""
+        p = self._part(name, sha256)
+        if not p.exists():
+            raise ValueError(f"no copy of {name} to verify; send it from byte 0")
+        got = sha256_file(p)
         if got != sha256:
-            tmp.unlink(missing_ok=True)
+            p.unlink(missing_ok=True)
             raise ValueError(f"checksum mismatch staging {name}: sha256 {got}, "
                              f"expected {sha256}")
-        tmp.replace(dst)
+        p.replace(self.data / safe_name(name))
 
     def staged(self, name: str) -> str | None:
         p = self.data / safe_name(name)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from scheduler.centres.base import (
     ENDED,
@@ -32,6 +33,8 @@ from scheduler.centres.base import (
     ResultFile,
 )
 from scheduler.centres.files import CentreFiles
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -188,9 +191,21 @@ class SimCentre:
         self._check()
         return self.files.read(key, name, offset, limit)
 
-    async def stage(self, src: Path, name: str, sha256: str) -> None:
+    async def stage_offset(self, name: str, sha256: str) -> int:
+        return await self._files(self.files.stage_offset, name, sha256)
+
+    async def stage_chunk(self, name: str, sha256: str, offset: int, data: bytes) -> int:
+        return await self._files(self.files.stage_chunk, name, sha256, offset, data)
+
+    async def stage_commit(self, name: str, sha256: str) -> None:
+        await self._files(self.files.stage_commit, name, sha256)
+
+    async def _files(self, fn: Callable[..., T], *args: Any) -> T:
         self._check()
-        self.files.stage(src, name, sha256)
+        try:
+            return fn(*args)
+        except ValueError as exc:
+            raise CentreRefused(self.site, str(exc)) from exc
 
     async def staged(self, name: str) -> str | None:
         self._check()

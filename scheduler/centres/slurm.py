@@ -34,8 +34,9 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from scheduler.centres.base import (
     ENDED,
@@ -52,6 +53,7 @@ from scheduler.centres.files import CentreFiles
 from scheduler.centres.slurmrest import API, DOWN, SlurmRest, Stale
 
 S = CentreJobState
+T = TypeVar("T")
 STATES: dict[str, CentreJobState] = {
     "PENDING": S.PENDING, "REQUEUED": S.PENDING, "REQUEUE_HOLD": S.PENDING,
     "REQUEUE_FED": S.PENDING, "RESV_DEL_HOLD": S.PENDING,
@@ -329,9 +331,18 @@ class SlurmCentre:
     async def read(self, key: str, name: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
         return await asyncio.to_thread(self.files.read, key, name, offset, limit)
 
-    async def stage(self, src: Path, name: str, sha256: str) -> None:
+    async def stage_offset(self, name: str, sha256: str) -> int:
+        return await self._files(self.files.stage_offset, name, sha256)
+
+    async def stage_chunk(self, name: str, sha256: str, offset: int, data: bytes) -> int:
+        return await self._files(self.files.stage_chunk, name, sha256, offset, data)
+
+    async def stage_commit(self, name: str, sha256: str) -> None:
+        await self._files(self.files.stage_commit, name, sha256)
+
+    async def _files(self, fn: Callable[..., T], *args: Any) -> T:
         try:
-            await asyncio.to_thread(self.files.stage, src, name, sha256)
+            return await asyncio.to_thread(fn, *args)
         except ValueError as exc:
             raise CentreRefused(self.site, str(exc)) from exc
 

@@ -21,6 +21,7 @@ from scheduler.centres.base import (
     CentreUnavailable,
     JobChange,
 )
+from scheduler.centres.transfer import stage
 
 
 def job(key: str, command: str = "echo hello; echo 42 > out.txt", *, exit_code: int = 0,
@@ -135,17 +136,41 @@ class CentreContract:
         digest = hashlib.sha256(src.read_bytes()).hexdigest()
 
         async def go() -> None:
-            with pytest.raises((CentreRefused, ValueError), match="checksum"):
-                await centre.stage(src, "bad.dat", "0" * 64)
+            with pytest.raises(CentreRefused, match="checksum mismatch"):
+                await stage(centre, src, "bad.dat", "0" * 64)
             assert await centre.staged("bad.dat") is None
-            await centre.stage(src, "in.dat", digest)
+            assert await centre.stage_offset("bad.dat", "0" * 64) == 0  # copy dropped
+            assert await stage(centre, src, "in.dat", digest) == src.stat().st_size
             assert await centre.staged("in.dat") == digest
-            await centre.stage(src, "in.dat", digest)  # already there: no-op
             await centre.submit(job("c-in.1", "wc -c < in.dat > out.txt",
                                     inputs=("in.dat",)))
             s = await self.wait(centre, "c-in.1")
             assert s.state is CentreJobState.COMPLETED
             assert await centre.read("c-in.1", "out.txt")
+        self.run(go())
+
+    def test_cut_staging_resumes_at_the_centres_offset(self, centre: CentreAdapter,
+                                                       tmp_path: Path) -> None:
+        data = bytes(range(256)) * 1200  # 300 KiB
+        src = tmp_path / "cut.dat"
+        src.write_bytes(data)
+        digest = hashlib.sha256(data).hexdigest()
+        k = 64 * 1024
+
+        async def go() -> None:
+            # a copy cut after two chunks: nothing looks staged, the offset is kept
+            assert await centre.stage_chunk("cut.dat", digest, 0, data[:k]) == k
+            assert await centre.stage_chunk("cut.dat", digest, k, data[k:2 * k]) == 2 * k
+            assert await centre.staged("cut.dat") is None
+            assert await centre.stage_offset("cut.dat", digest) == 2 * k
+            with pytest.raises(CentreRefused, match=f"resume at byte {2 * k}"):
+                await centre.stage_chunk("cut.dat", digest, 0, data[:k])
+            # another version of the same name does not resume on these bytes
+            assert await centre.stage_offset("cut.dat", "1" * 64) == 0
+            sent = await stage(centre, src, "cut.dat", digest, chunk=k)
+            assert sent == len(data) - 2 * k  # only the rest went
+            assert await centre.staged("cut.dat") == digest
+            assert await centre.stage_offset("cut.dat", digest) == 0
         self.run(go())
 
     def test_reading_outside_the_job_is_refused(self, centre: CentreAdapter) -> None:

@@ -16,6 +16,7 @@ from controller.api.app import create_app
 from controller.auth import digest
 from controller.models import Dataset, DatasetState, Job, JobState
 from controller.runtime import Runtime
+from scheduler.centres.transfer import stage
 from tests.scheduler.centres.test_dispatch import job, rt, sim, start, state, until
 
 __all__ = ["rt"]
@@ -99,6 +100,41 @@ def test_bandwidth_cap_paces_transfers(tmp_path: Path) -> None:
     assert took >= 0.9 * (7 * 64 * 1024) / 1e6  # the first 64 KiB burst is free
 
 
+def test_staging_honours_the_cap_and_a_cut_copy_resumes(tmp_path: Path) -> None:
+    """Staging goes through the chunked transfer under the controller's cap: 1.5 MB at
+    8 Mbit/s takes ≈ 1.5 s; cut half-way, the next copy sends only the rest."""
+    from scheduler.centres.data import Throttle
+    from scheduler.centres.sim import SimCentre
+
+    data = os.urandom(1_500_000)
+    src = tmp_path / "d.bin"
+    src.write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    centre = SimCentre("DC-X", tmp_path / "centre")
+
+    async def go() -> tuple[float, int, int]:
+        t0 = time.monotonic()
+        await stage(centre, src, "full.bin", sha, pace=Throttle(8.0), chunk=128 * 1024)
+        took = time.monotonic() - t0
+        held: list[int] = []
+        task = asyncio.create_task(stage(centre, src, "cut.bin", sha, pace=Throttle(8.0),
+                                         chunk=128 * 1024, progress=held.append))
+        while not held or held[-1] < 600_000:
+            await asyncio.sleep(0.02)
+        task.cancel()  # the transfer is cut mid-way
+        await asyncio.gather(task, return_exceptions=True)
+        cut = await centre.stage_offset("cut.bin", sha)
+        sent = await stage(centre, src, "cut.bin", sha, chunk=128 * 1024)
+        return took, cut, sent
+
+    took, cut, sent = asyncio.run(go())
+    ideal = (len(data) - 64 * 1024) / 1e6  # 8 Mbit/s = 1 MB/s; the 64 KiB burst is free
+    assert 0.9 * ideal <= took < 3 * ideal, took
+    assert 600_000 <= cut < len(data) and sent == len(data) - cut
+    assert asyncio.run(centre.staged("cut.bin")) == sha
+    assert asyncio.run(centre.staged("full.bin")) == sha
+
+
 def test_job_data_is_staged_to_its_centre_and_pulls_placement(rt: Runtime) -> None:
     c = client(rt)
     data = os.urandom(20_000)
@@ -127,6 +163,41 @@ def test_job_data_is_staged_to_its_centre_and_pulls_placement(rt: Runtime) -> No
     asyncio.run(main())
 
 
+def test_dispatcher_stages_under_the_cap_while_the_job_waits(rt: Runtime) -> None:
+    """The job's dataset goes to its centre through the capped transfer: the job waits
+    with the copy's progress as its reason, starts once the copy is verified there, and
+    the copy took ≈ size / cap."""
+    from scheduler.centres.data import Throttle, area
+
+    c = client(rt)
+    data = os.urandom(400_000)
+    sha = hashlib.sha256(data).hexdigest()
+    c.post("/api/v1/datasets", json={"name": "capped.bin", "size": len(data),
+                                     "sha256": sha}, headers=OP)
+    upload(c, "capped.bin", data, chunk=65536)
+    a = area(rt)
+    a.throttle = Throttle(2.0)  # 250 kB/s: 400 kB in ≈ 1.6 s
+
+    async def main() -> float:
+        await start(rt)
+        try:
+            t0 = time.monotonic()
+            rt.writer.put(job("capped", datasets=["capped.bin"]), "test", "submit")
+            await until(rt, lambda: "staging dataset capped.bin" in
+                        (rt.store.get(Job, "capped") or job("x")).reason, "staging")
+            assert state(rt, "capped") is JobState.DISPATCHED
+            await until(rt, lambda: state(rt, "capped") is JobState.FINISHED, "finished")
+            return time.monotonic() - t0
+        finally:
+            await rt.stop()
+    took = asyncio.run(main())
+    assert took >= 0.9 * (len(data) - 64 * 1024) / 250_000
+    assert a.moved == len(data)
+    j = rt.store.get(Job, "capped")
+    assert j is not None and j.site is not None
+    assert asyncio.run(sim(rt, j.site).staged("capped.bin")) == sha
+
+
 def test_big_data_already_at_a_centre_pulls_the_job_there(rt: Runtime) -> None:
     c = client(rt)
     big = rt.settings.state / "big.bin"
@@ -134,7 +205,7 @@ def test_big_data_already_at_a_centre_pulls_the_job_there(rt: Runtime) -> None:
     big.write_bytes(b"z" * 1000)
     sha = hashlib.sha256(big.read_bytes()).hexdigest()
     # at DC-B (the dearer centre) already; declared as 2 TiB of input
-    asyncio.run(sim(rt, "DC-B").stage(big, "big.bin", sha))
+    asyncio.run(stage(sim(rt, "DC-B"), big, "big.bin", sha))
     bad = c.post("/api/v1/datasets", headers=OP, json={
         "name": "big.bin", "size": 1000, "sha256": sha, "site": "DC-A"})
     assert bad.status_code == 422 and "has no big.bin" in bad.text
