@@ -168,10 +168,10 @@ def run(jobs: int = 1000, cpus: int = 512, rounds: int = 2, timeout_s: float = 2
     return {"bench": "dispatch", "jobs": int(jobs), "api": api, "rounds": rows,
             "dispatched_per_s": rate["median"], "dispatched_per_s_spread": rate,
             "cli_dispatched_per_s": _spread(cli, "dispatched_per_s") if cli else None,
-            "submit_to_running_p50_s": statistics.median(
-                r["submit_to_running_s"]["p50"] for r in main),
-            "submit_to_running_p99_s": statistics.median(
-                r["submit_to_running_s"]["p99"] for r in main),
+            "submit_to_running_p50_s": round(statistics.median(
+                r["submit_to_running_s"]["p50"] for r in main), 3),
+            "submit_to_running_p99_s": round(statistics.median(
+                r["submit_to_running_s"]["p99"] for r in main), 3),
             "duplicates": sum(r["duplicates"] for r in rows),
             "loadavg": [round(load0, 2), round(os.getloadavg()[0], 2)],
             "goal_per_s": 50, "met": rate["median"] >= 50
