@@ -10,7 +10,8 @@ Routes:
   naming the offset to resume at. After the last byte the SHA-256 decides: ``ready``,
   or ``failed`` with both checksums (the partial file is dropped).
 - ``GET /api/v1/datasets/{name}/data`` (``Range: bytes=A-`` or ``A-B`` → 206) — download.
-- ``GET /api/v1/datasets[/{name}]``, ``DELETE /api/v1/datasets/{name}``.
+- ``GET /api/v1/datasets[/{name}]`` (one dataset also shows ``staging``: centre → bytes
+  it holds of a copy in progress), ``DELETE /api/v1/datasets/{name}``.
 
 Rules:
 - Transfers in both directions are paced to ``datasets.bandwidth_mbps`` (one token
@@ -148,8 +149,14 @@ def _get(rt: Runtime, name: str, who: Principal) -> Dataset:
     return ds
 
 
-def _view(ds: Dataset, a: DataArea) -> dict[str, Any]:
-    return {**ds.to_json_dict(), "received": a.received(ds)}
+def _view(ds: Dataset, a: DataArea, rt: Runtime | None = None) -> dict[str, Any]:
+    out = {**ds.to_json_dict(), "received": a.received(ds)}
+    stager = rt.settings.extra.get("centres", {}).get("stager") if rt is not None else None
+    if isinstance(stager, DataStager):  # copies to centres in progress: site → bytes there
+        out["staging"] = {site: stager.held.get((n, site), 0)
+                          for (n, site), t in stager.copies.items()
+                          if n == ds.name and not t.done()}
+    return out
 
 
 _RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
@@ -193,7 +200,7 @@ def router(rt: Runtime, adapters: dict[str, CentreAdapter]) -> APIRouter:
 
     @r.get("/{name}", summary="A dataset with bytes received so far")
     def get(name: str, rt: RT, who: Caller) -> dict[str, Any]:
-        return _view(_get(rt, name, who), area(rt))
+        return _view(_get(rt, name, who), area(rt), rt)
 
     @r.put("/{name}/data", summary="Upload one chunk (Content-Range; resumable)")
     async def put_data(name: str, request: Request, rt: RT, who: Caller,

@@ -74,7 +74,9 @@ def components(rt: Runtime) -> list[Any]:
     from scheduler.centres.instances import InstanceBinder
 
     binder = InstanceBinder(rt)
-    d = Dispatcher(section(rt), adapters(rt), stage=DataStager(rt).stage, bind=binder.bind,
+    stager = DataStager(rt)
+    rt.settings.extra.setdefault("centres", {})["stager"] = stager
+    d = Dispatcher(section(rt), adapters(rt), stage=stager.stage, bind=binder.bind,
                    unbind=binder.unbind, sweep=binder.sweep)
     rt.settings.extra.setdefault("centres", {})["dispatcher"] = d
     return [d]

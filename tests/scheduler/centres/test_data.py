@@ -186,6 +186,8 @@ def test_dispatcher_stages_under_the_cap_while_the_job_waits(rt: Runtime) -> Non
             await until(rt, lambda: "staging dataset capped.bin" in
                         (rt.store.get(Job, "capped") or job("x")).reason, "staging")
             assert state(rt, "capped") is JobState.DISPATCHED
+            view = c.get("/api/v1/datasets/capped.bin", headers=OP).json()
+            assert len(view["staging"]) == 1  # the copy in progress: centre → bytes there
             await until(rt, lambda: state(rt, "capped") is JobState.FINISHED, "finished")
             return time.monotonic() - t0
         finally:
