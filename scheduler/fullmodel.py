@@ -41,6 +41,8 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
 SCALE = 100  # cost units per objective unit (CP-SAT needs integers)
+#: options costing this much or more (objective units) are not offered
+MAX_COST = 1e12
 
 
 @cache
@@ -183,11 +185,16 @@ def build(p: PlacementProblem) -> FullModel:
         unknown = np.array([any(r not in res for r in f.demand) for f in gf])
         size = np.array([sum(f.demand.values()) for f in gf])
         fits = np.all(gdem[:, None, :] <= cap[None, :, :] + 1e-9, axis=2) & ~unknown[:, None]
-        util = (u0[None, :] + gdem @ inv_cap.T) / n_cap[None, :]
-        base = (size[:, None] * (w.price * price + w.energy * energy / 100.0)[None, :]
-                + w.load * util)
-        cost = base[:, sidx] + net[None, :]
-        ok = fits[:, sidx]
+        with np.errstate(over="ignore", invalid="ignore"):  # absurd inputs: see below
+            util = (u0[None, :] + gdem @ inv_cap.T) / n_cap[None, :]
+            base = (size[:, None] * (w.price * price + w.energy * energy / 100.0)[None, :]
+                    + w.load * util)
+            cost = base[:, sidx] + net[None, :]
+        # an option whose cost is not a sane finite number (demand or price near the
+        # float limit) is never offered: integer costs must not overflow
+        sane = np.isfinite(cost) & (np.abs(cost) < MAX_COST)
+        cost = np.where(sane, cost, 0.0)
+        ok = fits[:, sidx] & sane
         bounds = np.array([f.max_delay_ms if f.max_delay_ms is not None else np.inf
                            for f in gf])
         ok &= delay[None, :] <= bounds[:, None]

@@ -310,7 +310,9 @@ def _priced_order(p: PlacementProblem, options: Mapping[str, list[Option]]
         pick[flow_of[hit[::-1]]] = hit[::-1]  # first cheapest option of each flow
         load = np.zeros_like(free)
         np.add.at(load, o_site[pick], dem)
-        lam = np.maximum(0.0, lam + step * (load - free) / np.maximum(free, 1e-9))
+        with np.errstate(over="ignore", invalid="ignore"):  # capacities near 1e308
+            lam = np.maximum(0.0, lam + step * (load - free) / np.maximum(free, 1e-9))
+        lam = np.nan_to_num(lam, nan=0.0, posinf=0.0)
         step *= 0.85
         adj = o_cost + (o_dem * lam[o_site]).sum(axis=1)
     order = np.lexsort((adj, flow_of))  # by flow, then priced cost (stable on ties)

@@ -352,6 +352,9 @@ def optimise(p: PlacementProblem, model: Model, hint: Mapping[str, Option | None
                          f"{slack / 100:.2f} of the bound in reduced cost (they hold every "
                          f"plan as good as the best known, so its bound is the full "
                          f"model's)")
+        else:
+            notes.append(f"CP-SAT found no plan on the {len(wf)} options within the gap "
+                         f"in its time")
         return True
 
     def open_gap() -> bool:
@@ -386,7 +389,11 @@ def optimise(p: PlacementProblem, model: Model, hint: Mapping[str, Option | None
                 best, ub = choice, obj
             notes.append(f"CP-SAT {got[3]} on the {len(frac)} LP-fractional flows "
                          f"({len(keep)} LP-integral kept)")
-    if open_gap() and (tried or not complete()):
+        else:
+            notes.append(f"CP-SAT found no plan for the {len(frac)} LP-fractional flows "
+                         f"in its time")
+    gap_open = open_gap()
+    if gap_open and (tried or not complete()):
         hinted = {f.id: best.get(f.id) for f in free}
         # a share of the time stays for the site-knapsack bound after it
         got = cpsat_exact(p, free, options, penalty, rhs_all, hinted, 0.75 * cp_time(),
@@ -396,5 +403,9 @@ def optimise(p: PlacementProblem, model: Model, hint: Mapping[str, Option | None
                 best, ub = {**decided, **got[0]}, got[1] + forced
             notes.append(f"CP-SAT {got[3]} on {n_vars} restricted options (their bound "
                          f"is not the full model's: not used)")
+        else:
+            notes.append(f"CP-SAT found no plan on {n_vars} restricted options in its time")
+    elif not gap_open and ub - bound_int() > gap_limit * max(1, abs(ub)):
+        notes.append("no time left for more CP-SAT")
     knapsacks(0.9)
     return best, ub, bound_int(), "; ".join(notes)

@@ -222,3 +222,14 @@ def test_full_model_rows_match_the_option_rows() -> None:
     active = np.ones(len(flows), dtype=bool)
     low, mins, _ = fullmodel.lagrangian(fm, np.zeros(fm.nrows), active, fm.rhs)
     assert low == sum(min(o.cost for o in m.options[f.id]) for f in flows) == mins.sum()
+
+
+def test_absurd_demand_is_never_offered_instead_of_overflowing() -> None:
+    """Regression: a demand near the float limit (an API fuzzer's input) overflowed the
+    option costs into garbage integers; such options are now never offered."""
+    flows = [PFlow("big", "A", {"cpu": 1e308}, bandwidth_mbps=1e308),
+             PFlow("ok", "B", {"cpu": 1.0})]
+    p = problem(flows, caps={"A": 1e308, "B": 8.0, "C": 8.0, "D": 8.0})
+    plan = solve(p, time_limit_s=3)
+    assert plan.assign["big"] is None and plan.assign["ok"] is not None
+    assert check_plan(p, plan) == []
