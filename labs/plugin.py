@@ -55,8 +55,10 @@ BENCHES: dict[str, tuple[str, str]] = {
                "backup pre-installed (goal ≤ 20 ms, kernel SRv6)."),
     "dns": ("labs.bench.dns", "Embedded responder vs Knot (1 UDP worker) with dnsperf, "
             "A/B alternated: answers per CPU-second and per wall-second on an uncached mix "
-            "(goal ≥ 0.6× Knot) and a cached one (≥ 1.0×), scaling 1 → 2 answerers "
-            "(≥ 1.8×), metric-change → changed-answer latency."),
+            "(goal ≥ 0.6× Knot) and a cached one (≥ 1.0×), scaling 1 → 2 worker processes "
+            "(≥ 1.8×; the lower of the wall-clock and dedicated-cores ratios, with "
+            "dnsperf's own CPU and the ceiling it sets printed), metric-change → "
+            "changed-answer latency."),
     "dns-cache-memory": ("labs.bench.dns_cache", "RSS growth of the embedded DNS server "
                          "answering 300 k client sources in random letter case (≤ 20 MB)."),
     "api-keepalive": ("labs.bench.api_keepalive", "REST ms/request on one reused "
