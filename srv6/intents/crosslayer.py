@@ -50,25 +50,25 @@ TRANSPORT_KEY = "srv6-transport"
 RETRY_S = 10.0
 #: passes wait at most this long (s, from the first wait) for the optical provider
 STARTUP_WAIT_S = 60.0
-_first_wait: dict[int, float] = {}
 
 
-def awaiting_transport(rt: Any) -> bool:
+def awaiting_transport(rt: Any, since: dict[str, float]) -> bool:
     """The config names on-demand OTN links but no provider is registered yet (and the
-    wait has not exceeded ``STARTUP_WAIT_S``): the pass should wait (module rules)."""
+    wait has not exceeded ``STARTUP_WAIT_S``): the pass should wait (module rules).
+    ``since`` is the caller's memory of when the wait began."""
     if isinstance(rt.settings.extra.get(TRANSPORT_KEY), Transport):
-        _first_wait.pop(id(rt), None)
+        since.clear()
         return False
     cfg = getattr(rt, "cfg", None)
     sec = cfg.sections.get("optical") if cfg is not None else None
     if not getattr(sec, "otn_links", None):
         return False
-    if id(rt) not in _first_wait:
-        _first_wait[id(rt)] = time.monotonic()
+    if "first" not in since:
+        since["first"] = time.monotonic()
         log.info("intent passes wait for the optical layer (optical.otn_links) to start")
-    if time.monotonic() - _first_wait[id(rt)] > STARTUP_WAIT_S:
-        if _first_wait[id(rt)] > 0:
-            _first_wait[id(rt)] = -1e18  # given up: said once
+    if time.monotonic() - since["first"] > STARTUP_WAIT_S:
+        if "gave_up" not in since:
+            since["gave_up"] = time.monotonic()  # said once
             log.error("the optical layer did not register its OTN transport within %g s; "
                       "intents are planned without it (fix: check the optical: section "
                       "and the NEs)", STARTUP_WAIT_S)

@@ -193,6 +193,7 @@ class IntentReconciler:
         #: plug-in as rt.settings.extra[TRANSPORT_KEY]); see srv6.intents.crosslayer
         self.transport: Transport | None = None
         self.crosslayer: CrossLayer | None = None
+        self._awaiting: dict[str, float] = {}  # when passes began to wait for it
 
     # ------------------------------------------------------------------ component
     def _fresh_pools(self) -> None:
@@ -488,7 +489,8 @@ class IntentReconciler:
     def _pass(self, store: Store, full: bool = True, slices: int = 0) -> PassReport:
         t0 = time.perf_counter()
         rep = PassReport()
-        if self.transport is None and self.rt is not None and awaiting_transport(self.rt):
+        if self.transport is None and self.rt is not None and \
+                awaiting_transport(self.rt, self._awaiting):
             return rep  # routes over on-demand OTN links wait for the optical layer
         plan, intents = self.plan(store)
         xl = self._crosslayer()

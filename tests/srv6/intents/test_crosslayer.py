@@ -171,12 +171,14 @@ def test_passes_wait_for_the_optical_layer_when_otn_links_are_configured(
     other = SimpleNamespace(settings=SimpleNamespace(extra={}), cfg=rt.cfg)
     now = [1000.0]
     monkeypatch.setattr(crosslayer.time, "monotonic", lambda: now[0])
-    assert crosslayer.awaiting_transport(other)
+    since: dict[str, float] = {}
+    assert crosslayer.awaiting_transport(other, since)
     now[0] += crosslayer.STARTUP_WAIT_S + 1
-    assert not crosslayer.awaiting_transport(other)
+    assert not crosslayer.awaiting_transport(other, since)
+    assert not crosslayer.awaiting_transport(other, since)  # the error was said once
     rt.cfg.sections.clear()
     assert not crosslayer.awaiting_transport(SimpleNamespace(
-        settings=SimpleNamespace(extra={}), cfg=rt.cfg))
+        settings=SimpleNamespace(extra={}), cfg=rt.cfg), {})
 
 
 def test_otn_links_view_shows_up_users_and_held_refusals(store: SqliteStore) -> None:
