@@ -22,7 +22,11 @@ Rules:
 - Then the new leader steers: MEC-1's metrics are written overloaded (REST, any
   replica), the flow moves to MEC-2 make-before-break under a second stream; its route
   ops and the status it writes carry the new epoch in the journal. Frames lost: goal 0.
-- Failover time: from the kill to a new leader (higher epoch) whose ``/healthz`` shows
+- Then the leader is cut off from etcd under a third stream (an nftables rule on the
+  loopback address only that controller uses for etcd): it must stop acting before
+  the last controller is elected (their own logs), the routes stay, the new leader's
+  first pass changes nothing, no frame is lost. Skipped, and said, without ``nft``.
+- Failover time: from the kill (or the cut) to a new leader (higher epoch) whose ``/healthz`` shows
   ``flows`` and ``srv6-intents`` running. Goal ≤ 3 s.
 - Everything started is stopped by pid; namespaces and temp dirs go with the ``Lab``.
 """
@@ -33,6 +37,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,7 +49,7 @@ import httpx
 import yaml
 
 from labs.etcd import EtcdCluster
-from labs.ha.run import GOAL_FAILOVER_S, Controller, key_time
+from labs.ha.run import GOAL_FAILOVER_S, Controller, key_time, nft
 from labs.netns import Lab, LabError, Ns, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,11 +149,15 @@ class VideoLab:
     def __init__(self, work: Path, lab: Lab) -> None:
         self.work = work
         self.lab = lab
-        self.etcd = EtcdCluster(3, root=work / "etcd")
+        # each controller reaches etcd through its own loopback address, so one of them
+        # can be cut off by an nftables rule without touching the others
+        self.hosts = ("127.0.31.1", "127.0.32.1", "127.0.33.1")
+        self.etcd = EtcdCluster(3, client_hosts=self.hosts, root=work / "etcd")
         self.prefix = f"/hav-{os.getpid()}"
         self.token = f"cpn_lab_hav_{os.getpid()}_operator_token"
-        self.ctls = [Controller(f"v{i}", "127.0.0.1", free_port(), free_port(),
-                                work / f"v{i}") for i in range(3)]
+        self.ctls = [Controller(f"v{i}", h, free_port(), free_port(), work / f"v{i}")
+                     for i, h in enumerate(self.hosts)]
+        self.nft_table = f"cpnhav{os.getpid()}"
         self.config = work / "ha-video.yaml"
         self.http = httpx.Client(headers={"Authorization": f"Bearer {self.token}"})
         self.ns: dict[str, Ns] = {}
@@ -162,9 +171,21 @@ class VideoLab:
             cfg["intents"]["nodes"][r]["netns"] = self.ns[r].name
         self.config.write_text(yaml.safe_dump(cfg))
         self.etcd.start()
-        url = self.etcd.url(self.prefix)
         for c in self.ctls:
-            c.start(self.config, url)
+            c.start(self.config, self.etcd.url(self.prefix, host=c.etcd_host))
+
+    def cut(self, c: Controller) -> None:
+        """Partition ``c`` from etcd (its own loopback address; the others keep theirs)."""
+        ports = ", ".join(str(m.client_port) for m in self.etcd.members)
+        nft(f"add table inet {self.nft_table}")
+        nft(f"add chain inet {self.nft_table} out "
+            "{ type filter hook output priority 0 ; policy accept ; }")
+        nft(f"add rule inet {self.nft_table} out ip daddr {c.etcd_host} "
+            f"tcp dport {{ {ports} }} drop")
+
+    def heal(self) -> None:
+        subprocess.run(["nft", "delete", "table", "inet", self.nft_table],
+                       capture_output=True, timeout=5)
 
     def wait(self, pred: Any, timeout: float, what: str) -> Any:
         end = time.monotonic() + timeout
@@ -228,6 +249,8 @@ class VideoLab:
                            f"{r.text}")
 
     def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.heal()
         for c in self.ctls:
             with contextlib.suppress(Exception):
                 c.stop()
@@ -285,9 +308,17 @@ def run_lab(work: Path) -> dict[str, Any]:
         "frames_lost_steer": st["frames_lost"],
         "new_leader_first_pass_ops": first_ops,
         "elapsed_s": round(time.monotonic() - t_start, 2)})
+    pt = rep.get("partition")
+    if pt is not None:
+        rep["failover_s_partition"] = pt["failover_s"]
+        rep["frames_lost_partition"] = pt["frames_lost"]
     rep["met"] = bool(lc["failover_s"] <= GOAL_FAILOVER_S and lc["frames_lost"] == 0
                       and first_ops == 0 and lc["routes_unchanged_after_takeover"]
-                      and st["frames_lost"] == 0)
+                      and st["frames_lost"] == 0
+                      and (pt is None or (pt["frames_lost"] == 0
+                                          and pt["failover_s"] <= GOAL_FAILOVER_S
+                                          and pt["routes_unchanged_after_takeover"]
+                                          and pt["new_leader_first_pass"].get("ops") == 0)))
     return rep
 
 
@@ -347,6 +378,44 @@ def _scenario(lab: VideoLab, rep: dict[str, Any], t_start: float) -> None:
         "ops_total": lab.metric(new, "cpn_srv6_intent_ops_total")}
     rep["journal_by_epoch_member"] = journal_epochs(lab.etcd.url(lab.prefix), seq_before)
 
+    # -- the new leader is cut off from etcd under the stream (nftables) ----------------
+    if shutil.which("nft"):
+        rep["partition"] = _partition(lab, new, new_epoch)
+
+
+def _partition(lab: VideoLab, old: Controller, epoch: int) -> dict[str, Any]:
+    """Cut the leader ``old`` off from etcd while the camera streams: it must stop
+    acting (fencing) before the last controller is elected, the routes stay, the new
+    leader's first pass changes nothing, no frame is lost."""
+    before = routes(lab.ns)
+    stream = Stream(lab.ns, seconds=8.0)
+    time.sleep(1.5)
+    t0, wall0 = time.monotonic(), time.time()
+    lab.cut(old)
+    try:
+        time.sleep(0.3)
+        headless = routes(lab.ns)
+        new, new_epoch = lab.leader(20, newer_than=epoch)
+        t1 = time.monotonic()
+        fp = lab.wait(lambda: first_pass(new), 20, f"{new.member}'s first intent pass")
+        after = routes(lab.ns)
+        h = old.health(lab.http) or {}
+        down = key_time(old, "stepped down", epoch)
+        up = key_time(new, "elected leader", new_epoch)
+    finally:
+        lab.heal()
+    covered = time.monotonic() < stream.t0 + stream.count / FPS
+    lost = stream.finish()
+    return {"old_leader": old.member, "old_epoch": epoch, "new_leader": new.member,
+            "new_epoch": new_epoch, "failover_s": round(t1 - t0, 3),
+            "elected_s": round(up - wall0, 3) if up else None,
+            "old_leader_stepped_down": not (h.get("cluster") or {}).get("acting", True),
+            "stepped_down_before_successor_s": round(up - down, 3) if up and down else None,
+            "stream_spanned_takeover": covered, **lost,
+            "routes_unchanged_while_headless": headless == before,
+            "routes_unchanged_after_takeover": after == before,
+            "new_leader_first_pass": fp}
+
 
 def _last_seq(url: str) -> int:
     from controller.store.etcd import EtcdStore
@@ -375,6 +444,14 @@ def render(r: dict[str, Any]) -> str:
         f"{st['frames_sent']} frames, lost {st['frames_lost']} (MEC-1 "
         f"{st['received']['mec1']}, MEC-2 {st['received']['mec2']})",
         f"journal  entries after placement by epoch:member {r['journal_by_epoch_member']}",
+        *([f"cut off  {pt['old_leader']} (epoch {pt['old_epoch']}) from etcd -> "
+           f"{pt['new_leader']} (epoch {pt['new_epoch']}) in {pt['failover_s']} s; the "
+           f"cut-off leader stopped acting {pt['stepped_down_before_successor_s']} s "
+           f"before its successor was elected; stream {pt['frames_sent']} frames, lost "
+           f"{pt['frames_lost']}; routes unchanged: "
+           f"{pt['routes_unchanged_after_takeover']}; first pass "
+           f"{pt['new_leader_first_pass'].get('ops')} ops"]
+          if (pt := r.get("partition")) else ["cut off  skipped: no nft binary"]),
     ]) + "\n"
 
 
@@ -390,5 +467,7 @@ def run_cli(report: Path) -> int:
                       "goal": GOAL_FAILOVER_S, "met": out["met"],
                       "frames_lost_leader_change": out["frames_lost_leader_change"],
                       "frames_lost_steer": out["frames_lost_steer"],
-                      "new_leader_first_pass_ops": out["new_leader_first_pass_ops"]}))
+                      "new_leader_first_pass_ops": out["new_leader_first_pass_ops"],
+                      "failover_s_partition": out.get("failover_s_partition"),
+                      "frames_lost_partition": out.get("frames_lost_partition")}))
     return 0 if out["met"] else 1

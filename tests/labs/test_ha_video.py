@@ -2,10 +2,13 @@
 namespaces, three controllers on a three-member etcd, the leader killed (kill -9)
 under the stream — no frame lost, routes untouched while nobody leads, the new
 leader's first pass changes nothing; then the new leader moves the flow when MEC-1 is
-overloaded, make-before-break, again without a lost frame."""
+overloaded, make-before-break, again without a lost frame; then that leader is cut
+off from etcd (nftables) under a third stream — fenced, nothing torn down, no frame
+lost."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -39,3 +42,14 @@ def test_a_steered_flow_loses_no_frame_while_the_leader_changes(tmp_path: Path) 
     assert set(rep["journal_by_epoch_member"]) == {f"{lc['new_epoch']}:{lc['new_leader']}"}
     # failover is a figure with a goal (in the JSON); here a sanity bound only
     assert lc["failover_s"] < 2 * GOAL_FAILOVER_S
+    pt = rep.get("partition")
+    if shutil.which("nft"):  # the leader cut off from etcd: fenced, nothing torn down
+        assert pt is not None and pt["old_leader"] == lc["new_leader"]
+        assert pt["new_epoch"] > pt["old_epoch"] and pt["old_leader_stepped_down"]
+        assert pt["stepped_down_before_successor_s"] is not None
+        assert pt["stepped_down_before_successor_s"] > 0
+        assert pt["stream_spanned_takeover"] and pt["frames_lost"] == 0
+        assert pt["routes_unchanged_while_headless"]
+        assert pt["routes_unchanged_after_takeover"]
+        assert pt["new_leader_first_pass"]["ops"] == 0
+        assert pt["failover_s"] < 2 * GOAL_FAILOVER_S
