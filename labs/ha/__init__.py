@@ -38,7 +38,8 @@ def register(lab_app: typer.Typer) -> None:
         SRv6) under three controllers on a three-member etcd: the leader is killed
         (kill -9) while the camera streams; the routes stay while nobody leads, the new
         leader's first pass changes nothing and no frame is lost; then the new leader
-        moves the flow to MEC-2 (make-before-break) when MEC-1 is overloaded (root).
+        moves the flow to MEC-2 (make-before-break) when MEC-1 is overloaded; last, that
+        leader is cut off from etcd (nftables) under a third stream (root).
 
         Example:  sudo cpn lab ha-video --report var/ha-video-report
         """
