@@ -5,7 +5,8 @@ Rules:
   then zero padding to ``size`` bytes. Sender and receiver share only this.
 - ``Accounting`` is sans-I/O: feed it ``(seq, sent_ns, recv_ns)``, read ``summary()``.
   ``lost`` = expected − unique received, where expected is the sender's count when
-  known, else highest seq + 1; ``reordered`` = arrivals with a seq below one already seen;
+  known, else highest seq + 1 (datagrams already queued when SIGTERM arrives are still
+  counted); ``reordered`` = arrivals with a seq below one already seen;
   ``max_gap_ms`` = largest inter-arrival gap (a path switch shows up here).
 - The sender paces on an absolute schedule (``t0 + i/rate``), so a slow iteration is
   caught up, not accumulated.
@@ -17,6 +18,7 @@ Rules:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import socket
@@ -132,6 +134,15 @@ def receive(port: int, count: int | None, idle: float, bind: str = "") -> dict[s
             except ValueError:
                 continue
             acc.feed(seq, sent, time.time_ns())
+        if stop:  # stopped by a signal: what already arrived is counted, not dropped
+            sock.setblocking(False)
+            while not acc.done():
+                try:
+                    data = sock.recv(65535)
+                except OSError:
+                    break
+                with contextlib.suppress(ValueError):
+                    acc.feed(*decode(data), time.time_ns())
     return acc.summary()
 
 

@@ -37,6 +37,7 @@ import contextlib
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -121,7 +122,12 @@ class Stream:
                                      "--idle", "600"], name=f"{m} receiver",
                                     stdout=subprocess.PIPE)
                      for m in ("mec1", "mec2")}
-        time.sleep(0.3)
+        for m, p in self.recv.items():  # a frame sent before the bind would be lost
+            assert p.stdout is not None
+            ready, _, _ = select.select([p.stdout], [], [], 15.0)
+            line = p.stdout.readline() if ready else b""
+            if b"listening" not in line:
+                raise LabError(f"the {m} receiver did not start listening: {line!r}")
         self.send = ns["cam"].popen([sys.executable, "-m", "labs.traffic", "send", ANYCAST,
                                      str(PORT), "--rate", str(FPS), "--count",
                                      str(self.count), "--size", str(FRAME)],
@@ -138,11 +144,15 @@ class Stream:
             got[m] = json.loads(out.decode().strip().splitlines()[-1])
         sent = json.loads(s_out.decode().strip().splitlines()[-1])
         unique = sum(int(g["unique"]) for g in got.values())
+        seen = [got[m] for m in ("mec1", "mec2") if got[m]["unique"]]
         return {"frames_sent": sent["sent"], "send_errors": sent.get("send_errors", 0),
                 "received": {m: g["unique"] for m, g in got.items()},
                 "frames_lost": sent["sent"] - unique,
                 "duplicates": sum(int(g["duplicates"]) for g in got.values()),
-                "max_gap_ms": {m: g["max_gap_ms"] for m, g in got.items()}}
+                "max_gap_ms": {m: g["max_gap_ms"] for m, g in got.items()},
+                # where the losses were (first missing sequence numbers, per receiver)
+                "first_missing": {m: g["first_missing"] for m, g in got.items()
+                                  if g in seen}}
 
 
 class VideoLab:
