@@ -139,7 +139,10 @@ class Lab:
     def link(self, a: Ns, b: Ns, a_if: str, b_if: str, a_addrs: Sequence[str] = (),
              b_addrs: Sequence[str] = (), mtu: int | None = None) -> None:
         """A veth pair between two namespaces, addressed and up."""
-        tmp_a, tmp_b = f"v{next(_counter)}a{os.getpid() % 1000}", f"v{next(_counter)}b"
+        # Both temporary names carry the whole pid (≤ 7 digits): two processes building
+        # labs at once must never race for the same root-namespace name (IFNAMSIZ 15).
+        n = next(_counter) % 1000
+        tmp_a, tmp_b = f"v{n}a{os.getpid()}", f"v{n}b{os.getpid()}"
         _ip("link", "add", tmp_a, "type", "veth", "peer", "name", tmp_b)
         try:
             _ip("link", "set", tmp_a, "netns", a.name)

@@ -11,7 +11,7 @@ Rules:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from pydantic import Field
@@ -237,11 +237,14 @@ class FlowBody(_B):
     id: str = Field(min_length=1, max_length=128)
     origin: str
     service: str | None = Field(default=None, min_length=1, max_length=63)
-    cpu: float = Field(default=0, ge=0)
-    memory_gib: float = Field(default=0, ge=0)
-    gpu: float = Field(default=0, ge=0)
-    bandwidth_mbps: float = Field(default=0, ge=0)
-    max_delay_ms: float | None = Field(default=None, gt=0)
+    # Upper bounds far above any real flow (a million cores, 10 PiB, 100 Tbit/s, an
+    # hour): a demand near 1e308 overflowed the solver's integer costs, so it is refused
+    # here with the field named instead of reaching the planner.
+    cpu: float = Field(default=0, ge=0, le=1e6)
+    memory_gib: float = Field(default=0, ge=0, le=1e7)
+    gpu: float = Field(default=0, ge=0, le=1e5)
+    bandwidth_mbps: float = Field(default=0, ge=0, le=1e8)
+    max_delay_ms: float | None = Field(default=None, gt=0, le=3.6e6)
     slice: str | None = None
     allowed_sites: list[str] | None = None
     sticky: bool = False
@@ -252,7 +255,7 @@ class PlacementBody(_B):
     (re-optimise every flow, migration cost still applies)."""
 
     flows: list[FlowBody] = Field(min_length=1, max_length=20_000)
-    slices: dict[str, float] = Field(default_factory=dict)
+    slices: dict[str, Annotated[float, Field(ge=0, le=1e8)]] = Field(default_factory=dict)
     k: int = Field(default=3, ge=1, le=10)
     full: bool = False
 

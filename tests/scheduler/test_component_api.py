@@ -190,6 +190,21 @@ def test_placement_endpoint_incremental(rt: Runtime) -> None:
     assert bad.status_code == 422
 
 
+def test_regression_placement_demand_near_float_max_is_refused_naming_the_field(
+        rt: Runtime) -> None:
+    """A demand near 1e308 used to reach the planner and overflow its integer costs."""
+    c = TestClient(create_app(rt))
+    for field, value in (("cpu", 1e308), ("bandwidth_mbps", 1e300), ("memory_gib", 1e12)):
+        flow = {"id": "huge", "origin": "MEC-GZ1", field: value}
+        r = c.post("/api/v1/scheduler/placement", headers=OP, json={"flows": [flow]})
+        assert r.status_code == 422, r.text
+        assert field in r.text
+    r = c.post("/api/v1/scheduler/placement", headers=OP,
+               json={"flows": [{"id": "ok", "origin": "MEC-GZ1", "cpu": 1}],
+                     "slices": {"gold": 1e200}})
+    assert r.status_code == 422 and "gold" in r.text
+
+
 def test_topology_event_triggers_incremental_replan(rt: Runtime) -> None:
     from controller.models import Link, LinkState
     from scheduler.api import PlacementBody, plan_from_store
