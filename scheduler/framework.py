@@ -482,9 +482,9 @@ class Framework:
                 hits = np.flatnonzero(sliced[a:b]) + a
             elif a >= total:
                 hits = np.flatnonzero(sliced[a - total:b - total]) + (a - total)
-            else:
-                hits = np.flatnonzero(np.concatenate((sliced[a:total], sliced[:b - total])))
-                hits = np.where(hits < total - a, hits + a, hits - (total - a))
+            else:  # wraps: positions a..total-1, then 0..b-total-1 (no copies)
+                hits = np.concatenate((np.flatnonzero(sliced[a:]) + a,
+                                       np.flatnonzero(sliced[:b - total])))
             need = want - found
             if len(hits) >= need:
                 picked.append(hits[:need])
@@ -572,14 +572,9 @@ class Framework:
                 return Status.error(f"score {float(raw[i])!r} for {feasible[i].name} "
                                     "outside 0-100", plugin=p.name), []
             totals = totals + w * raw
-        n = len(rows)
-        if n > 3:
-            cut = np.partition(totals, n - 3)[n - 3]
-            cand = np.flatnonzero(totals >= cut)
-        else:
-            cand = np.arange(n)
-        # highest total first, ties by node name — as heapq.nsmallest((-t, name, i))
-        top = cand[np.lexsort((tab.rank[rows[cand]], -totals[cand]))[:3]].tolist()
+        from scheduler.table import top3
+
+        top = top3(totals, tab.rank, rows)
         ranked = [(feasible[i].name, float(totals[i])) for i in top]
         return feasible[top[0]], ranked
 

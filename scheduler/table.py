@@ -250,6 +250,41 @@ class NodeTable:
                 self._group_rows.get(group, set()).discard(row)
 
 
+def _least3(ranks: I64) -> list[int]:
+    """Positions of the three smallest (distinct) ranks: three argmin passes."""
+    out = []
+    for _ in range(3):
+        j = int(ranks.argmin())
+        out.append(j)
+        ranks[j] = np.iinfo(np.int64).max
+    return out
+
+
+def top3(totals: F64, rank: I64, rows: I64) -> list[int]:
+    """Positions in ``totals`` of the three highest totals, highest first, ties by
+    node name (``rank[rows[i]]``) — as ``heapq.nsmallest(3, (-t, name, i))``, in
+    O(n) C passes: a maximum, and a partition only when fewer than three nodes share
+    it (many nodes tie in practice: identical free nodes)."""
+    n = len(totals)
+    if n <= 3:
+        pick = np.arange(n)
+    else:
+        hi = np.flatnonzero(totals == totals.max())
+        if len(hi) >= 3:
+            pick = hi if len(hi) == 3 else hi[_least3(rank[rows[hi]])]
+        else:  # cut = the 3rd highest value: fewer than 3 above it, 3+ at or above
+            cut = np.partition(totals, n - 3)[n - 3]
+            above = np.flatnonzero(totals > cut)
+            at = np.flatnonzero(totals == cut)
+            need = 3 - len(above)
+            if len(at) > need:
+                at = at[np.argpartition(rank[rows[at]], need - 1)[:need]]
+            pick = np.concatenate((above, at))
+    order = np.lexsort((rank[rows[pick]], -totals[pick]))
+    out: list[int] = pick[order].tolist()
+    return out
+
+
 class RowNodes(Sequence["NodeInfo"]):
     """The feasible nodes of the vectorised path, materialised only when read."""
 

@@ -3,8 +3,13 @@ groupings and sums for the decision verdicts (WP-3.3.1, WP-3.3.4)."""
 
 from __future__ import annotations
 
+import heapq
+from random import Random
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import scheduler.table as table_mod
 from scheduler.models import NodeInfo, Task
@@ -82,3 +87,18 @@ def test_site_free_and_by_site() -> None:
     assert free[tab.site_code["s2"]] == 24.0
     assert [n.name for n in tab.by_site()["s1"]] == ["s1/n1", "s1/n4", "s1/n7"]
     assert not tab.site_free("gpu").any()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 12.5, 50.0, 99.0, 100.0, 150.0]), min_size=1,
+                max_size=40), st.randoms(use_true_random=False))
+def test_top3_matches_heap_order_with_ties(values: list[float], rnd: Random) -> None:
+    """The vectorised top three (max, then a partition only when needed) picks what
+    ``heapq.nsmallest(3, (-total, name, i))`` picks, ties broken by name rank."""
+    n = len(values)
+    totals = np.array(values, dtype=np.float64)
+    rows = np.array(rnd.sample(range(n + 5), n), dtype=np.int64)
+    rank = np.array(rnd.sample(range(n + 5), n + 5), dtype=np.int64)
+    want = [i for _, _, i in heapq.nsmallest(
+        3, ((-values[i], int(rank[rows[i]]), i) for i in range(n)))]
+    assert table_mod.top3(totals, rank, rows) == want
