@@ -7,7 +7,11 @@ Rules:
   ``lost`` = expected − unique received, where expected is the sender's count when
   known, else highest seq + 1 (datagrams already queued when SIGTERM arrives are still
   counted); ``reordered`` = arrivals with a seq below one already seen;
-  ``max_gap_ms`` = largest inter-arrival gap (a path switch shows up here).
+  ``max_gap_ms`` = largest inter-arrival gap (a path switch shows up here);
+  ``latency_ms_p50/p99/max`` = one-way delay (meaningful when sender and receiver share
+  a clock: namespaces on one host).
+- ``send --tos`` marks the datagrams (IPv4 TOS / IPv6 traffic class byte, e.g. 0xb8 =
+  DSCP 46) so a probe travels in a slice's class.
 - The sender paces on an absolute schedule (``t0 + i/rate``), so a slow iteration is
   caught up, not accumulated.
 - CLI (run inside namespaces): ``python -m labs.traffic send DST PORT --rate 1000
@@ -83,13 +87,21 @@ class Accounting:
                 "lost": expected - len(self.seen), "duplicates": self.duplicates,
                 "reordered": self.reordered, "max_gap_ms": round(self.max_gap_ms, 3),
                 "latency_ms_p50": round(lat[len(lat) // 2], 3) if lat else None,
+                "latency_ms_p99": round(lat[min(len(lat) - 1, len(lat) * 99 // 100)], 3)
+                if lat else None,
                 "latency_ms_max": round(lat[-1], 3) if lat else None,
                 "first_missing": missing}
 
 
-def send(dst: str, port: int, rate: float, count: int, size: int = 64) -> dict[str, Any]:
+def send(dst: str, port: int, rate: float, count: int, size: int = 64,
+         tos: int = 0) -> dict[str, Any]:
     family = socket.AF_INET6 if ":" in dst else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        if tos:
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, tos)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
         interval = 1.0 / rate
         t0 = time.perf_counter()
         errors = 0
@@ -155,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--rate", type=float, default=1000.0, help="packets per second")
     s.add_argument("--count", type=int, default=1000)
     s.add_argument("--size", type=int, default=64)
+    s.add_argument("--tos", type=lambda v: int(v, 0), default=0,
+                   help="TOS / traffic-class byte, e.g. 0xb8 for DSCP 46 (EF)")
     r = sub.add_parser("recv", help="receive and account a stream")
     r.add_argument("port", type=int)
     r.add_argument("--count", type=int, default=None)
@@ -162,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--bind", default="")
     a = ap.parse_args(argv)
     if a.cmd == "send":
-        out = send(a.dst, a.port, a.rate, a.count, a.size)
+        out = send(a.dst, a.port, a.rate, a.count, a.size, a.tos)
     else:
         out = receive(a.port, a.count, a.idle, a.bind)
     print(json.dumps(out), flush=True)

@@ -405,7 +405,8 @@ class Slice(Entity):
 class HtbClass(Model):
     """A tc HTB class the dataplane applies on ``node``'s egress toward ``peer``
     (the link ``link``): ``classid`` (``1:NN``), ``rate_mbps`` (guaranteed),
-    ``ceil_mbps``, ``slice``, ``color``, ``dscp`` (classifier hint)."""
+    ``ceil_mbps``, ``slice``, ``color``, ``dscp`` (classifier hint), ``prio`` (HTB
+    priority, 0 first: 0 for a slice with a delay bound, 1 for the other slices)."""
 
     node: Name
     peer: Name
@@ -416,6 +417,7 @@ class HtbClass(Model):
     slice: Name
     color: int
     dscp: int | None = None
+    prio: int = Field(default=1, ge=0, le=7)
 
 
 class SteeringMatch(Model):

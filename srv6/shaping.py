@@ -4,7 +4,9 @@ Rules:
 - ``plan_htb`` is pure: one egress device, its capacity and the slice ``HtbClass``es
   (``srv6.models``) in, ``tc`` argv lists out. Tree: root ``1:`` htb → ``1:1`` (link
   capacity) → one class per slice (``rate`` = guaranteed, ``ceil``) and a default
-  class ``1:fff`` for everything else (borrows up to the link).
+  class ``1:fff`` for everything else (borrows up to the link). HTB ``prio``: a slice
+  with a delay bound 0 (its packets leave first, so a saturating neighbour's queue does
+  not delay them), other slices 1, the default class 7.
 - Classification by DSCP with the ``u32`` classifier — the one this lab kernel has
   (``flower``/``fw`` and ``skbedit`` are missing): IPv4 ``ip dsfield`` and, for
   SRv6-encapsulated traffic on transit links, the outer IPv6 traffic class (``ip6
@@ -49,12 +51,12 @@ def plan_htb(dev: str, link_mbps: float, classes: Sequence[HtbClass],
             ["tc", "class", "replace", "dev", dev, "parent", "1:", "classid", "1:1", "htb",
              "rate", _mbit(link_mbps), "ceil", _mbit(link_mbps)],
             ["tc", "class", "replace", "dev", dev, "parent", "1:1", "classid", DEFAULT_CLASS,
-             "htb", "rate", _mbit(spare), "ceil", _mbit(link_mbps)]]
+             "htb", "rate", _mbit(spare), "ceil", _mbit(link_mbps), "prio", "7"]]
     filters: list[list[str]] = []
     for c in classes:
         cmds.append(["tc", "class", "replace", "dev", dev, "parent", "1:1", "classid",
                      c.classid, "htb", "rate", _mbit(c.rate_mbps),
-                     "ceil", _mbit(min(c.ceil_mbps, link_mbps))])
+                     "ceil", _mbit(min(c.ceil_mbps, link_mbps)), "prio", str(c.prio)])
         # one filter priority per (protocol, class): the kernel refuses mixing protocols
         # under one priority
         def base() -> list[str]:
@@ -81,19 +83,22 @@ def _run(netns: str | None, argv: list[str], check: bool = True) -> str:
     return res.stdout
 
 
-_CLASS = re.compile(r"^class htb (?P<id>\S+) .*?rate (?P<rate>\S+) ceil (?P<ceil>\S+)")
+_CLASS = re.compile(r"^class htb (?P<id>\S+) .*?(?:prio (?P<prio>\d+) )?rate (?P<rate>\S+) "
+                    r"ceil (?P<ceil>\S+)")
 _STATS = re.compile(r"Sent (?P<bytes>\d+) bytes (?P<packets>\d+) pkt \(dropped (?P<drops>\d+), "
                     r"overlimits (?P<overlimits>\d+)")
 
 
 def parse_tc_classes(text: str) -> dict[str, dict[str, str | int]]:
     """Sans-I/O parser of ``tc -s class show`` (iproute2 6.1 prints htb classes as text
-    even with ``-j``): classid → rate, ceil, bytes, packets, drops, overlimits."""
+    even with ``-j``): classid → rate, ceil, prio, bytes, packets, drops, overlimits."""
     out: dict[str, dict[str, str | int]] = {}
     current: dict[str, str | int] | None = None
     for line in text.splitlines():
         if m := _CLASS.match(line):
             current = {"rate": m["rate"], "ceil": m["ceil"]}
+            if m["prio"] is not None:
+                current["prio"] = int(m["prio"])
             out[m["id"]] = current
         elif current is not None and (m := _STATS.search(line)):
             current.update({k: int(v) for k, v in m.groupdict().items()})

@@ -169,7 +169,8 @@ def _htb(topo: Topology, admitted: list[tuple[Slice, SliceAdmission]]) -> list[H
             s = meta[name]
             out.append(HtbClass(node=u, peer=v, link=key, classid=f"1:{s.color:x}",
                                 rate_mbps=rate, ceil_mbps=min(cap, s.ceil_mbps or cap),
-                                slice=name, color=s.color, dscp=s.dscp))
+                                slice=name, color=s.color, dscp=s.dscp,
+                                prio=0 if s.max_delay_ms is not None else 1))
         left = cap - sum(rates.values())
         if left > 0:
             out.append(HtbClass(node=u, peer=v, link=key, classid=BEST_EFFORT_CLASSID,

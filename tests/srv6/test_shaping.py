@@ -10,7 +10,7 @@ import pytest
 from controller.errors import ValidationError
 from labs.netns import Lab
 from srv6.models import HtbClass
-from srv6.shaping import DEFAULT_CLASS, apply, plan_htb, read_classes
+from srv6.shaping import DEFAULT_CLASS, apply, parse_tc_classes, plan_htb, read_classes
 from tests.conftest import needs_netns
 
 
@@ -28,6 +28,20 @@ def test_plan_matches_ipv4_dscp_and_outer_ipv6_traffic_class() -> None:
     cmds = [" ".join(c) for c in plan_htb("eth0", 100, [video()])]
     assert "ip dsfield 0xb8 0xfc flowid 1:10" in cmds[-2]
     assert "ip6 priority 0xb8 0xfc flowid 1:10" in cmds[-1]
+
+
+def test_plan_serves_delay_bound_classes_first_and_the_default_class_last() -> None:
+    bounded = video().model_copy(update={"prio": 0})
+    cmds = [" ".join(c) for c in plan_htb("eth0", 100, [bounded, video(2, "1:11")])]
+    assert any("classid 1:10 htb" in c and c.endswith("prio 0") for c in cmds)
+    assert any("classid 1:11 htb" in c and c.endswith("prio 1") for c in cmds)
+    assert any(f"classid {DEFAULT_CLASS} htb" in c and c.endswith("prio 7") for c in cmds)
+    text = ("class htb 1:20 parent 1:1 leaf 8002: prio 0 rate 4Mbit ceil 10Mbit burst 1600b\n"
+            " Sent 1200 bytes 1 pkt (dropped 0, overlimits 0 requeues 0)\n"
+            "class htb 1:1 root rate 10Mbit ceil 10Mbit burst 1600b cburst 1600b\n")
+    got = parse_tc_classes(text)
+    assert got["1:20"]["prio"] == 0 and got["1:20"]["packets"] == 1
+    assert "prio" not in got["1:1"] and got["1:1"]["rate"] == "10Mbit"
 
 
 @needs_netns

@@ -67,6 +67,12 @@ def test_htb_classes_per_direction() -> None:
     assert not [c for c in plan.htb if c.node == "R3"]  # egress only where traffic leaves
 
 
+def test_slice_with_a_delay_bound_gets_htb_priority_0() -> None:
+    plan = plan_slices(topo(), [sl("video", 10, 300, delay=5), sl("ai", 0x20, 200)])
+    prio = {c.slice: c.prio for c in plan.htb if c.node == "R1"}
+    assert prio == {"video": 0, "ai": 1, "best-effort": 1}
+
+
 def test_policies_carry_slice_colour_and_segments() -> None:
     plan = plan_slices(topo(), [sl("video", 10, 100)])
     (pol,) = plan.policies
