@@ -462,17 +462,13 @@ class Framework:
         full: Bools | None = None
         if len(cached) == 1:
             full = cached[0][2].values
-        elif cached:  # their AND: one more cached column, refreshed on the same rows
-            parts = [c for _, _, c in cached]
-
-            def both(idx: I64) -> Bools:
-                m = parts[0].values[idx]
-                for c in parts[1:]:
-                    m = m & c.values[idx]
-                return m
-
-            full = tab.column(("filters", tuple((p, k) for p, k, _ in cached)), both,
-                              all(c.static for c in parts)).values
+        elif cached:  # their AND over every row: a few C passes over bytes, cheaper
+            # than caching it (one column per combination of keys — e.g. request shape
+            # × anti-affinity group — filled the table's column budget and evicted the
+            # columns worth keeping)
+            full = cached[0][2].values & cached[1][2].values
+            for _, _, c in cached[2:]:
+                full &= c.values
         # rows = positions (the snapshot's own order, every filter cached): slice the
         # cached column, no gathers — same segments, same stop point as below
         sliced = full if not live and order is tab.order else None
@@ -690,7 +686,7 @@ class Framework:
             st: Status = getattr(plugin, point)(*args)
         except Exception as exc:  # a plug-in bug must not take the scheduler down
             return _raised(plugin.name, point, exc)
-        if not st.plugin:
+        if not st.plugin and st.code is not Code.SUCCESS:  # a success names no one
             st = Status(st.code, st.reasons, plugin.name)
         return st
 
