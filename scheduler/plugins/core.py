@@ -164,15 +164,32 @@ class LeastLoaded:
         if not task.requests or len(idx) <= TINY:  # per node: the same floats
             return np.array([self.score(state, task, tab.nodes[i]) for i in idx.tolist()],
                             dtype=np.float64)
-        total = np.zeros(len(idx), dtype=np.float64)
-        n = np.zeros(len(idx), dtype=np.float64)
+        # The per-node floats, with as few numpy calls as possible (a cached column's
+        # refresh runs on a few dozen rows: the call count is the cost). The first
+        # share is the total itself (0.0 + x is x); a resource every row has needs
+        # no masking, and when all have all, every row divides by the same count.
+        total: F64 | None = None
+        hases: list[Bools] = []
         for r, v in task.requests.items():
             c = tab.cap_of(r, idx)
             has = c > 0
-            free = 1.0 - (tab.used_of(r, idx) + v) / np.where(has, c, 1.0)
-            total = total + np.where(has & (free > 0), free, 0.0)
+            if has.all():
+                free = 1.0 - (tab.used_of(r, idx) + v) / c
+                part = np.where(free > 0, free, 0.0)
+            else:
+                hases.append(has)
+                free = 1.0 - (tab.used_of(r, idx) + v) / np.where(has, c, 1.0)
+                part = np.where(has & (free > 0), free, 0.0)
+            total = part if total is None else total + part
+        assert total is not None
+        k = len(task.requests)
+        if not hases:
+            out: F64 = 100.0 * total / k
+            return out
+        n = np.full(len(idx), k - len(hases), dtype=np.int64)
+        for has in hases:
             n = n + has
-        return np.where(n > 0, 100.0 * total / np.where(n > 0, n, 1.0), 0.0)
+        return np.where(n > 0, 100.0 * total / np.where(n > 0, n, 1), 0.0)
 
 
 class PreferAwake:
