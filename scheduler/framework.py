@@ -102,7 +102,10 @@ class Status:
 
     @staticmethod
     def skip(plugin: str = "") -> Status:
-        return Status(Code.SKIP, (), plugin)
+        st = _SKIPS.get(plugin)  # immutable: one per plug-in (PreFilter skips each task)
+        if st is None:
+            st = _SKIPS[plugin] = Status(Code.SKIP, (), plugin)
+        return st
 
     @staticmethod
     def wait(*reasons: str, plugin: str = "") -> Status:
@@ -110,6 +113,7 @@ class Status:
 
 
 _SUCCESS = Status()
+_SKIPS: dict[str, Status] = {}
 
 
 class PluginFailed(Exception):
