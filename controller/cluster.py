@@ -191,7 +191,8 @@ class EtcdLeadership:
             if self.role.leader:
                 wait = max(0.01, min(period, self.deadline - time.monotonic()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     def _holds_key(self) -> bool:
         raw = self.store.leader_raw

@@ -56,7 +56,8 @@ class ChangeFeed:
         if self._newer is None:
             self._newer = asyncio.Event()
         try:
-            await asyncio.wait_for(self._newer.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._newer.wait()
         except TimeoutError:
             return None
         return self.latest

@@ -43,7 +43,8 @@ from labs.netns import LabError
 from labs.slurm import SlurmCluster, available
 
 JOBS = 10
-SECONDS = 3  # each job sleeps this long after its sum, so DC-A's queue builds up
+SECONDS = 6  # each job sleeps this long after its sum, so DC-A's queue builds up
+#            (and is still there after the restart on a loaded machine)
 
 
 def expected(n: int) -> str:

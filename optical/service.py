@@ -423,7 +423,8 @@ class OpticalController:
                 return False
             async with self.changed:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.changed.wait(), min(left, 0.2))
+                    async with asyncio.timeout(min(left, 0.2)):
+                        await self.changed.wait()
         return True
 
     async def stop(self) -> None:

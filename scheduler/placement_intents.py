@@ -186,6 +186,7 @@ class PlacementIntents:
             except Exception:
                 log.exception("placement intents not synced; retrying on the next change")
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 30.0)
+                async with asyncio.timeout(30.0):
+                    await self._wake.wait()
             self._wake.clear()
 

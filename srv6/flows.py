@@ -289,7 +289,8 @@ class FlowController:
             if left <= 0:
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._status.wait(), left)
+                async with asyncio.timeout(left):
+                    await self._status.wait()
         ms = (time.perf_counter() - t0) * 1e3
         if st is not None and st.spec_digest == digest and st.state in (
                 IntentState.PROGRAMMED, IntentState.VERIFIED) and st.active is not None:

@@ -259,5 +259,6 @@ class SliceEnforcer:
             except Exception:
                 log.exception("slice enforcement pass failed; retrying")
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.sec.readback_s)
+                async with asyncio.timeout(self.sec.readback_s):
+                    await self._wake.wait()
             self._wake.clear()

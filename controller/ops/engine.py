@@ -179,7 +179,8 @@ class AlarmEngine:
         last = loop.time()
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                async with asyncio.timeout(self.poll_s):
+                    await self._wake.wait()
             self._wake.clear()
             # coalesce a burst of commits into one pass, at most one pass per min_gap_s
             # (a flood of metric updates must not turn the engine into a busy loop)

@@ -279,7 +279,8 @@ class MeterComponent:
         assert self.meter is not None
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.period_s)
+                async with asyncio.timeout(self.period_s):
+                    await self._wake.wait()
             self._wake.clear()
             await asyncio.sleep(0.2)
             try:

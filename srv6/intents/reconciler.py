@@ -335,8 +335,8 @@ class IntentReconciler:
         next_tick = time.monotonic() + tick
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(),
-                                       max(0.0, next_tick - time.monotonic()))
+                async with asyncio.timeout(max(0.0, next_tick - time.monotonic())):
+                    await self._wake.wait()
             self._wake.clear()
             slice_ = time.monotonic() >= next_tick
             if slice_:

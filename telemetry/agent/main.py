@@ -212,7 +212,8 @@ class Agent:
                 delay = next_at - time.monotonic()
                 if delay > 0 and not self._urgent.is_set():
                     try:
-                        await asyncio.wait_for(self._urgent.wait(), delay)
+                        async with asyncio.timeout(delay):
+                            await self._urgent.wait()
                     except TimeoutError:
                         pass
         finally:
