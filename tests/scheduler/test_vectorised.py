@@ -151,3 +151,26 @@ def test_sliced_feasible_search_wraps_like_the_per_node_loop() -> None:
     _, recomputed = _one(600, 7, 300, 3, 10.0, True, cache=False)
     assert per_node == cached == recomputed
     assert sum(1 for _, nodes in cached if nodes) == 300
+
+
+def test_filter_and_is_not_cached_per_shape_and_group_combination() -> None:
+    """Regression (issue #19): the AND of the cached filter columns was itself cached
+    under every (request shape, anti-affinity group) pair — at 20,000 nodes ~390
+    one-off full-size columns filled the table's budget and evicted the reusable ones.
+    Now the table holds one column per plug-in key (shape, group, static) and the
+    per-node loop still agrees."""
+    from labs.bench.schedule import _one, make
+
+    snap_, tasks = make(400, 10, 700, 5)
+    sched = Scheduler(Profiles(SchedulerConfig(percentage_of_nodes=100.0)))
+    sched.schedule(tasks, snap_)
+    keys = list(snap_.table()._columns)
+    assert not [k for k in keys if k[0] == "filters"]
+    shapes = {tuple(t.requests.items()) for t in tasks}
+    groups = {t.group for t in tasks if t.group}
+    assert len(shapes) * len(groups) > 200  # many combinations were asked for
+    # fit + least-loaded + summed per shape, one per group, the static columns
+    assert len(keys) <= 3 * len(shapes) + len(groups) + 4
+    _, per_node = _one(400, 10, 300, 5, 100.0, False)
+    _, cached = _one(400, 10, 300, 5, 100.0, True, cache=True)
+    assert per_node == cached
