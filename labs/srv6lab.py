@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
+from typing import Any
 
 from labs.netns import Lab, Ns
 from srv6.dataplane.render import render
@@ -105,3 +106,19 @@ def build(lab: Lab) -> SrLab:
     sr.ns["r5"].run("ip route add 10.1.0.0/24 via 10.45.0.4")
     sr.ns["r4"].run("ip route add 10.1.0.0/24 via 10.14.0.1")
     return sr
+
+
+def kernel_steering_route(node: str, netns: str, prefix: str) -> dict[str, Any] | None:
+    """The CPN-owned steering route for ``prefix`` read back from ``node``'s kernel
+    (namespace ``netns``), as the controller's programmer reads it; None if absent."""
+    from srv6.dataplane.netlink import NetlinkProgrammer
+
+    prog = NetlinkProgrammer(node, netns=netns)
+    try:
+        for r in prog.read_actual():
+            if getattr(r, "dst", None) == prefix and not getattr(r, "backup", False):
+                return {"dst": prefix, "segments": list(getattr(r, "segments", ())),
+                        "dev": getattr(r, "dev", None)}
+        return None
+    finally:
+        prog.close()

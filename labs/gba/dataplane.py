@@ -28,6 +28,7 @@ from typing import Any
 
 from controller.models import Link, Site
 from labs.netns import Lab, Ns
+from labs.srv6lab import kernel_steering_route
 
 COLOR = 300
 
@@ -106,14 +107,4 @@ def section(w: Wired) -> dict[str, Any]:
 
 def read_back(w: Wired, node: str, prefix: str) -> dict[str, Any] | None:
     """The CPN-owned steering route for ``prefix`` in ``node``'s kernel."""
-    from srv6.dataplane.netlink import NetlinkProgrammer
-
-    prog = NetlinkProgrammer(node, netns=w.ns[node].name)
-    try:
-        for r in prog.read_actual():
-            if getattr(r, "dst", None) == prefix and not getattr(r, "backup", False):
-                return {"dst": prefix, "segments": list(getattr(r, "segments", ())),
-                        "dev": getattr(r, "dev", None)}
-        return None
-    finally:
-        prog.close()
+    return kernel_steering_route(node, w.ns[node].name, prefix)

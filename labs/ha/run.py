@@ -54,6 +54,24 @@ GOAL_FAILOVER_S = 3.0
 LEADER_COMPONENT = "scheduler"
 
 
+def wait_controllers(ctls: list[Controller], pred: Any, timeout: float, what: str) -> Any:
+    """Poll ``pred`` until truthy; a controller that exited with an error or the timeout
+    ends the wait with a LabError naming it (and the tail of its log)."""
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        for c in ctls:
+            if c.proc is not None and (c.proc.poll() or 0) > 0:
+                tail = (c.state / "stdout.log").read_text()[-1500:]
+                raise LabError(f"controller {c.member} exited ({c.proc.returncode}):"
+                               f"\n{tail}")
+        if time.monotonic() > end:
+            raise LabError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.05)
+
+
 @dataclass
 class Controller:
     """One ``cpn run`` process: ``member`` name, its etcd address, API port."""
@@ -243,19 +261,7 @@ class Lab:
         self.leader(60)
 
     def wait(self, pred: Any, timeout: float, what: str) -> Any:
-        end = time.monotonic() + timeout
-        while True:
-            v = pred()
-            if v:
-                return v
-            for c in self.ctls:
-                if c.proc is not None and (c.proc.poll() or 0) > 0:
-                    tail = (c.state / "stdout.log").read_text()[-1500:]
-                    raise LabError(f"controller {c.member} exited "
-                                   f"({c.proc.returncode}):\n{tail}")
-            if time.monotonic() > end:
-                raise LabError(f"timed out after {timeout:g}s waiting for {what}")
-            time.sleep(0.05)
+        return wait_controllers(self.ctls, pred, timeout, what)
 
     def leader(self, timeout: float = 15.0, newer_than: int = 0,
                among: list[Controller] | None = None) -> tuple[Controller, int]:

@@ -50,7 +50,7 @@ import httpx
 import yaml
 
 from labs.etcd import EtcdCluster
-from labs.ha.run import GOAL_FAILOVER_S, Controller, key_time, nft
+from labs.ha.run import GOAL_FAILOVER_S, Controller, key_time, nft, wait_controllers
 from labs.netns import Lab, LabError, Ns, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -198,19 +198,7 @@ class VideoLab:
                        capture_output=True, timeout=5)
 
     def wait(self, pred: Any, timeout: float, what: str) -> Any:
-        end = time.monotonic() + timeout
-        while True:
-            v = pred()
-            if v:
-                return v
-            for c in self.ctls:
-                if c.proc is not None and (c.proc.poll() or 0) > 0:
-                    tail = (c.state / "stdout.log").read_text()[-1500:]
-                    raise LabError(f"controller {c.member} exited ({c.proc.returncode}):"
-                                   f"\n{tail}")
-            if time.monotonic() > end:
-                raise LabError(f"timed out after {timeout:g}s waiting for {what}")
-            time.sleep(0.05)
+        return wait_controllers(self.ctls, pred, timeout, what)
 
     def leader(self, timeout: float, newer_than: int = 0) -> tuple[Controller, int]:
         def find() -> tuple[Controller, int] | None:

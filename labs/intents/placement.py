@@ -43,6 +43,7 @@ from typing import Any
 from labs.intents.backbone import Backbone, Wired, build, config, national, srv6_supported
 from labs.intents.scenario import Controller
 from labs.netns import Lab, LabError, wait_for
+from labs.srv6lab import kernel_steering_route
 
 COLOR = 300
 SERVICE = "video"
@@ -94,17 +95,7 @@ def resolve(port: int, name: str, subnet: str | None = CLIENT_SUBNET) -> dict[st
 
 def _route_at(w: Wired, node: str, prefix: str) -> dict[str, Any] | None:
     """The CPN-owned steering route for ``prefix`` read back from ``node``'s kernel."""
-    from srv6.dataplane.netlink import NetlinkProgrammer
-
-    prog = NetlinkProgrammer(node, netns=w.ns[node].name)
-    try:
-        for r in prog.read_actual():
-            if getattr(r, "dst", None) == prefix and not getattr(r, "backup", False):
-                return {"dst": prefix, "segments": list(getattr(r, "segments", ())),
-                        "dev": getattr(r, "dev", None)}
-        return None
-    finally:
-        prog.close()
+    return kernel_steering_route(node, w.ns[node].name, prefix)
 
 
 def _routes_at(w: Wired, node: str) -> list[str]:
