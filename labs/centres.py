@@ -43,8 +43,7 @@ from labs.netns import LabError
 from labs.slurm import SlurmCluster, available
 
 JOBS = 10
-SECONDS = 6  # each job sleeps this long after its sum, so DC-A's queue builds up
-#            (and is still there after the restart on a loaded machine)
+SECONDS = 3  # each job sleeps this long after its sum, so DC-A's queue builds up
 
 
 def expected(n: int) -> str:
