@@ -158,6 +158,6 @@ def run(intents: int = 200, routers: int = 20, cold: int = 1000, backend: str = 
 
 
 def _fresh_programmers(rec: IntentReconciler) -> dict[str, Any]:
-    from srv6.intents.reconciler import make_programmer
+    from srv6.intents.bindings import make_programmer
 
     return {n: make_programmer(n, b) for n, b in rec.sec.nodes.items()}

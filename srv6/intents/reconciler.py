@@ -48,11 +48,9 @@ from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from ipaddress import IPv6Network
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from controller.errors import ConnectionError, CpnError
+from controller.errors import CpnError
 from controller.events import StateChanged
 from controller.logs import key_event
 from controller.models import Link, LinkState, Router, Site
@@ -60,11 +58,11 @@ from controller.models.job import utcnow
 from srv6.dataplane.mbb import execute, plan_switch
 from srv6.dataplane.programmer import MemoryProgrammer, PolicyProgrammer
 from srv6.dataplane.state import NodeState, Route, Seg6LocalRoute, Seg6Route, SrPolicyRoute
+from srv6.intents.bindings import locators_by_node, make_programmer
 from srv6.intents.crosslayer import TRANSPORT_KEY, CrossLayer, Transport, awaiting_transport
 from srv6.intents.models import (
     IntentsSection,
     IntentState,
-    NodeBinding,
     SrPolicyIntentStatus,
 )
 from srv6.intents.planner import Binding, Egress, IntentPlan, Plan, plan_intents, reconcile
@@ -85,49 +83,6 @@ DX4_OWNER, DX6_OWNER = "dx4:{}", "dx6:{}"
 #: the periodic read-back reads 1/READBACK_SLICES of the routers every
 #: readback_s / READBACK_SLICES (each router at least every readback_s)
 READBACK_SLICES = 4
-
-
-def make_programmer(node: str, b: NodeBinding) -> PolicyProgrammer:
-    """The backend a node binding names."""
-    if b.programmer == "memory":
-        from srv6.dataplane import MemoryProgrammer
-
-        return MemoryProgrammer(node)
-    if b.programmer == "bgp-sr-policy":
-        from srv6.dataplane.bgp_config import build_bgp
-
-        assert b.bgp is not None
-        # a short wait: an unreachable router is frozen by the pass and retried, it must
-        # not hold the controller's start-up (the speaker keeps reconnecting)
-        return build_bgp(node, b.bgp, connect_timeout=3.0)
-    if b.programmer == "agent":
-        from srv6.dataplane.agent import AgentProgrammer
-
-        assert b.url and b.cert and b.key and b.ca
-        return AgentProgrammer(node, b.url.removeprefix("https://"), Path(b.cert),
-                               Path(b.key), Path(b.ca), netns=b.netns)
-    from srv6.dataplane.netlink import NetlinkProgrammer
-
-    if b.netns and not os.path.exists(f"/var/run/netns/{b.netns}"):
-        # pyroute2 would create an empty namespace of that name: refuse instead
-        raise ConnectionError(f"{node}: network namespace {b.netns!r} does not exist")
-    return NetlinkProgrammer(node, netns=b.netns)
-
-
-def locators_by_node(store: Store) -> dict[str, Locator]:
-    """Locator records win; a router's or site's ``locator`` field makes one
-    (``loc-<node>``: block = prefix length − 16, node 16 bits, function 16 bits)."""
-    out: dict[str, Locator] = {}
-    owners: list[tuple[str, IPv6Network | None]] = [
-        *((s.name, s.locator) for s in store.list(Site)),
-        *((r.name, r.locator) for r in store.list(Router))]
-    for name, pfx in owners:
-        if pfx is not None and pfx.prefixlen > 16:
-            out[name] = Locator(name=f"loc-{name}", node=name, prefix=pfx,
-                                block_len=pfx.prefixlen - 16, node_len=16)
-    for loc in store.list(Locator):
-        out[loc.node] = loc
-    return out
 
 
 @dataclass

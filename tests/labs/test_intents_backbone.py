@@ -11,8 +11,9 @@ from controller.config import load_config
 from controller.runtime import Runtime, Settings
 from labs.bench.intent import _intents
 from labs.intents.backbone import config, mesh, national
+from srv6.intents.bindings import make_programmer
 from srv6.intents.models import IntentState, SrPolicyIntentStatus
-from srv6.intents.reconciler import IntentReconciler, make_programmer
+from srv6.intents.reconciler import IntentReconciler
 from srv6.models import SrPolicyIntent
 
 

@@ -236,7 +236,7 @@ def test_changed_spec_bumps_generation(net: Net) -> None:
 
 
 def test_sid_collision_in_the_persisted_allocator_fails_naming_the_router(net: Net) -> None:
-    from srv6.intents.reconciler import locators_by_node
+    from srv6.intents.bindings import locators_by_node
     from srv6.sid import SidAllocator
 
     loc = locators_by_node(net.store)["R3"]

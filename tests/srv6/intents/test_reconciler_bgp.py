@@ -19,9 +19,10 @@ from srv6.dataplane import MemoryProgrammer, PolicyProgrammer
 from srv6.dataplane.bgp_config import BgpPeerSpec
 from srv6.dataplane.bgp_srpolicy import BgpSrPolicyProgrammer
 from srv6.dataplane.state import SrPolicyRoute
+from srv6.intents.bindings import make_programmer
 from srv6.intents.models import EndpointBinding, IntentsSection, IntentState, NodeBinding
 from srv6.intents.models import SrPolicyIntentStatus as Status
-from srv6.intents.reconciler import IntentReconciler, make_programmer
+from srv6.intents.reconciler import IntentReconciler
 from srv6.models import SrPolicyIntent
 from tests.conftest import needs_netns
 
