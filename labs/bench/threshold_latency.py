@@ -12,9 +12,12 @@ event bus, the flows pass starting) and ``observes → committed`` (decision, in
 commit, the intent reconciler's pass: CSPF, SIDs, make-before-break programming through
 netlink in the routers' namespaces, status commit), the latter split further into
 ``decide_ms`` (the flows pass: ranking), flows' ``program_ms`` (intent commit → its
-status seen) and the reconciler's own ``plan/program/readback/pass_ms``. The lab pins
-the controller and MEC-1's agent to the core the load generator saturates (the
-reaction is measured under contention, by design). ``figure`` is the p99 of
+status seen) and the reconciler's own ``plan/program/readback/pass_ms``. MEC-1's agent
+shares the core MEC-1's load generator saturates (a site agent runs on its site's
+node) at raised priority (``nice: -5``, the agent option monitoring agents use); the
+controller, another machine in a deployment, is pinned to the other core (beside
+MEC-2, idle until the flow moves there): ``--opt controller_cpu=1`` puts it on the
+saturated core as the lab did before (``none``: not pinned). ``figure`` is the p99 of
 crossing → steer committed over the runs (with few runs the p99 is the maximum; ~35 s
 a run: ``--opt handover_runs=10`` for the issue's ten runs). Runs
 alternate the controller's store durability (``controller.store_sync`` full, the
@@ -74,7 +77,7 @@ def _pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
-def _handover(runs: int, tmp: Path) -> dict[str, Any]:
+def _handover(runs: int, tmp: Path, controller_cpu: int | None) -> dict[str, Any]:
     from labs.security_video import report as rep
     from labs.security_video.scenario import Params, run_scenario
 
@@ -86,7 +89,8 @@ def _handover(runs: int, tmp: Path) -> dict[str, Any]:
     for i in range(runs):
         sync = "full" if i % 2 == 0 else "normal"  # A/B: the store's durability modes
         data = run_scenario(tmp / f"handover-{i}", Params(steer=True, before_s=2.0,
-                                                          after_s=2.0, store_sync=sync))
+                                                          after_s=2.0, store_sync=sync,
+                                                          controller_cpu=controller_cpu))
         res = rep.analyse(data)
         t_load = next((e["t"] for e in data["events"].get("loadgen", [])
                        if e.get("ev") == "load_start"), 0)
@@ -143,10 +147,13 @@ def _pass_stages(workdir: Path, site: str | None) -> dict[str, Any] | None:
 
 
 def run(crossings: int = 40, gap_ms: float = 150, handover_runs: int = 4,
-        **_opts: Any) -> dict[str, Any]:
+        controller_cpu: int | str | None = 0, **_opts: Any) -> dict[str, Any]:
     load_before = os.getloadavg()
+    cpu = None if controller_cpu in (None, "none", "") else int(controller_cpu)
     with tempfile.TemporaryDirectory(prefix="cpn-bench-handover-") as tmp_h:
-        handover = _handover(int(handover_runs), Path(tmp_h)) if int(handover_runs) else {}
+        handover = _handover(int(handover_runs), Path(tmp_h), cpu) if int(handover_runs) \
+            else {}
+        handover["controller_cpu"] = cpu
     agent = _agent_to_commit(int(crossings), float(gap_ms))
     p99 = handover.get("p99_ms")
     return {"bench": "threshold-latency", "handover": handover, "agent_to_commit": agent,

@@ -57,6 +57,11 @@ class Params:
     console_dir: str | None = None
     #: the controller's store durability (``controller.store_sync``: full | normal)
     store_sync: str = "full"
+    #: the core the controller is pinned to: 0 = beside MEC-2 (idle until the flow
+    #: moves there; the controller stands for another machine, so it does not share the
+    #: core MEC-1's load saturates), 1 = on MEC-1's saturated core (the reaction under
+    #: contention, the lab's earlier placement), None = not pinned
+    controller_cpu: int | None = 0
 
 
 class ProcessDied(LabError):
@@ -166,9 +171,9 @@ def run_scenario(workdir: Path, params: Params) -> dict[str, Any]:
         cpn = [PY, "-m", "controller.cli.main", "run", "--config", str(cfg),
                "--api", "0.0.0.0:8080", "--dns", "0.0.0.0:5353",
                "--state", str(workdir / "state")]
-        # The controller runs on the loaded MEC-1's core: its reaction is measured under
-        # contention, and it never steals CPU from the MEC the flow is moved to.
-        run.start(t.ctl, "controller", cpn, cpu=1)
+        # The controller is another machine in a deployment: by default it does not
+        # share the core MEC-1's load saturates (``Params.controller_cpu``).
+        run.start(t.ctl, "controller", cpn, cpu=p.controller_cpu)
         run.wait(lambda: T.ANYCAST in T.steering_route(t.r1), 30,
                  "the controller to program R1's initial steering route", "controller")
         # Each MEC is its own edge server: MEC-1 (and the load driven into it) on one

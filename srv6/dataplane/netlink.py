@@ -13,8 +13,10 @@ Rules:
   travel order. In ``inline`` mode pyroute2 prepends ``::`` (the slot the kernel fills
   with the original destination); it is stripped on read.
 - Reading back uses ``rtnl`` (a raw, kernel-filtered dump; pyroute2 0.9.7 decodes seg6
-  and seg6local correctly too, but costs ~0.6 ms per request); writes use pyroute2. No
-  ``ip`` fallback is needed.
+  and seg6local correctly too, but costs ~0.6 ms per request); so do deletes and every
+  write of the eBPF dataplane (routes, next-hop tables, fwmark rules: ~1 ms of
+  pyroute2 each became tens of µs — they are the make-before-break switch); seg6
+  lwtunnel writes use pyroute2. No ``ip`` fallback is needed.
 - Library errors become ``CommitError``/``ConnectionError`` at this boundary.
 - Two kernel dataplanes, one state model: seg6 lwtunnels where the kernel has them,
   else eBPF H.Encaps + the IPv6 core's SRH processing (``seg6bpf``; chosen once per
@@ -81,6 +83,7 @@ class NetlinkProgrammer(TransactionalProgrammer):
         self._mark_tables: set[tuple[int, str | None]] = set()
         self._ifindex: dict[str, int] = {}
         self._ifname: dict[int, str] = {}
+        self._sources: dict[str, str] = {}  # dev → outer source (read with the links)
 
     def close(self) -> None:
         self._nl.close()
@@ -90,6 +93,7 @@ class NetlinkProgrammer(TransactionalProgrammer):
     def _refresh_links(self) -> None:
         self._ifindex.clear()
         self._ifname.clear()
+        self._sources.clear()
         for link in self._ipr.get_links():
             name = link.get_attr("IFLA_IFNAME")
             self._ifindex[name] = link["index"]
@@ -121,9 +125,12 @@ class NetlinkProgrammer(TransactionalProgrammer):
 
     def _source(self, dev: str) -> str:
         """Outer IPv6 source for eBPF H.Encaps: ``tunsrc``, else a global address of
-        ``lo``, of ``dev``, of any device (the kernel's seg6 picks the egress device's)."""
+        ``lo``, of ``dev``, of any device (the kernel's seg6 picks the egress device's).
+        Read once per device and kept until the node's interfaces are read again."""
         if self._tunsrc:
             return self._tunsrc
+        if dev in self._sources and dev in self._ifindex:
+            return self._sources[dev]
         found: dict[int, str] = {}
         for addr in self._ipr.get_addr(family=AF_INET6):
             if addr["scope"] == 0:  # RT_SCOPE_UNIVERSE
@@ -131,6 +138,7 @@ class NetlinkProgrammer(TransactionalProgrammer):
         dev_index = self._index(dev)  # also fills the interface cache ("lo" below)
         for index in (self._ifindex.get("lo"), dev_index, *found):
             if index in found:
+                self._sources[dev] = found[index]
                 return found[index]
         raise CommitError(f"{self.node}: no global IPv6 address to source SRv6 "
                           "encapsulation from (fix: add one to lo, or set tunsrc)")
@@ -202,9 +210,9 @@ class NetlinkProgrammer(TransactionalProgrammer):
 
     # -- write ---------------------------------------------------------------------
     def _bpf_encap(self, route: Seg6Route | Seg6LocalRoute, fds: list[int]
-                   ) -> dict[str, Any]:
-        """eBPF form of ``route`` (``seg6bpf``); the program fds go to ``fds`` (closed
-        once the kernel holds the route)."""
+                   ) -> dict[str, tuple[int, str]]:
+        """eBPF form of ``route`` (``seg6bpf``): hook → (program fd, route name); the
+        program fds go to ``fds`` (closed once the kernel holds the route)."""
         if isinstance(route, Seg6Route):
             if route.mode != "encap":
                 raise CommitError(f"{self.node}: {route.dst}: H.Insert (inline) needs the "
@@ -214,8 +222,7 @@ class NetlinkProgrammer(TransactionalProgrammer):
                                           route.family)
             fds.append(seg6bpf.load_program(
                 seg6bpf.encap_program(header, route.family), seg6bpf.PROG_LWT_XMIT))
-            return {"type": "bpf",
-                    "xmit": {"fd": fds[-1], "name": seg6bpf.encap_name(route.segments)}}
+            return {"xmit": (fds[-1], seg6bpf.encap_name(route.segments))}
         if not self._srh_enabled:
             seg6bpf.enable_srh(self.netns)
             self._srh_enabled = True
@@ -223,8 +230,12 @@ class NetlinkProgrammer(TransactionalProgrammer):
         code = seg6bpf.mark_program(seg6bpf.mark_of(route.sid)) if nh else \
             seg6bpf.pass_program()
         fds.append(seg6bpf.load_program(code, seg6bpf.PROG_LWT_IN))
-        return {"type": "bpf", "in": {"fd": fds[-1], "name": seg6bpf.sid_name(
-            route.action, route.nh4, route.nh6)}}
+        return {"in": (fds[-1], seg6bpf.sid_name(route.action, route.nh4, route.nh6))}
+
+    def _raw(self, msg_of: Any) -> None:
+        """One raw rtnetlink request (``msg_of(seq)`` builds it) and its ACK."""
+        self._seq += 1
+        rtnl.request(self._nl, msg_of(self._seq))
 
     def _next_hop_table(self, route: Seg6LocalRoute, install: bool) -> None:
         """The fwmark rule and table that make an eBPF SID honour its next hop
@@ -235,21 +246,27 @@ class NetlinkProgrammer(TransactionalProgrammer):
         mark = seg6bpf.mark_of(route.sid)
         family = AF_INET if route.nh4 else AF_INET6
         default = "0.0.0.0/0" if route.nh4 else "::/0"
-        rule = {"family": family, "fwmark": mark, "table": mark, "priority": 100}
+        def rule(cmd: str) -> None:
+            self._raw(lambda seq: rtnl.rule_request(cmd, seq, family=family, fwmark=mark,
+                                                    table=mark, priority=100))
+
         if install:
             # no device: the kernel resolves the next hop as seg6local's lookup does
-            self._ipr.route("replace", dst=default, family=family, table=mark, gateway=nh,
-                            proto=self._proto)
-            if not self._ipr.get_rules(family=family, fwmark=mark, table=mark):
-                self._ipr.rule("add", **rule)
+            self._raw(lambda seq: rtnl.route_request(
+                "replace", seq, dst=default, table=mark, protocol=self._proto, gateway=nh))
+            try:
+                rule("add")
+            except FileExistsError:  # the rule is there already
+                pass
             return
         try:
-            self._ipr.rule("del", **rule)
-        except Exception:  # already gone: nothing to remove
+            rule("del")
+        except OSError:  # already gone: nothing to remove
             pass
         try:
-            self._ipr.route("del", dst=default, family=family, table=mark, proto=self._proto)
-        except Exception:  # already gone
+            self._raw(lambda seq: rtnl.route_request("del", seq, dst=default, table=mark,
+                                                     protocol=self._proto))
+        except OSError:  # already gone
             pass
 
     def _request(self, route: Seg6Route | Seg6LocalRoute, fds: list[int]
@@ -269,14 +286,27 @@ class NetlinkProgrammer(TransactionalProgrammer):
                 encap["nh6"] = route.nh6
             family, dst = AF_INET6, f"{route.sid}/128"
             proto = self._proto
+        if bpf:  # raw rtnetlink (module rules); read by _write
+            hooks = self._bpf_encap(route, fds)
+            oif = self._index(route.dev)
+            return {"raw": lambda cmd, seq: rtnl.route_request(
+                cmd, seq, dst=dst, table=route.table, protocol=proto, oif=oif,
+                priority=route.metric or None, bpf=hooks,
+                # a local route: the IPv6 core runs the SID's SRH (seg6bpf)
+                local=isinstance(route, Seg6LocalRoute))}
         req: dict[str, Any] = {"dst": dst, "family": family, "table": route.table,
                                "proto": proto, "oif": self._index(route.dev),
-                               "encap": self._bpf_encap(route, fds) if bpf else encap}
-        if bpf and isinstance(route, Seg6LocalRoute):
-            req["type"] = "local"  # the IPv6 core runs the SID's SRH (seg6bpf)
+                               "encap": encap}
         if route.metric:
             req["priority"] = route.metric
         return req
+
+    def _write(self, cmd: str, req: dict[str, Any]) -> None:
+        raw = req.get("raw")
+        if raw is None:
+            self._ipr.route(cmd, **req)
+        else:
+            self._raw(lambda seq: raw(cmd, seq))
 
     def _apply(self, op: RouteOp) -> None:
         cmd = {"add": "add", "replace": "replace", "delete": "del"}[op.kind]
@@ -291,21 +321,20 @@ class NetlinkProgrammer(TransactionalProgrammer):
                 dst = r.dst if isinstance(r, Seg6Route) else f"{r.sid}/128"
                 family = AF_INET if isinstance(r, Seg6Route) and r.family == 4 else AF_INET6
                 backup = isinstance(r, Seg6Route) and r.backup
-                req: dict[str, Any] = {"dst": dst, "family": family, "table": r.table,
-                                       "proto": self._backup_proto if backup
-                                       else self._proto}
-                if r.metric:
-                    req["priority"] = r.metric
-                self._ipr.route(cmd, **req)
+                if "/" not in dst:
+                    dst += "/32" if family == AF_INET else "/128"
+                self._raw(lambda seq: rtnl.route_request(
+                    "del", seq, dst=dst, table=r.table, priority=r.metric or None,
+                    protocol=self._backup_proto if backup else self._proto))
                 if isinstance(r, Seg6LocalRoute) and self.dataplane == "bpf":
                     self._next_hop_table(r, install=False)
             elif isinstance(op.route, Seg6LocalRoute) and self.dataplane == "bpf":
                 # next hop first (make-before-break); replace: a SID whose next-hop
                 # table vanished reads back as absent and is re-programmed whole
                 self._next_hop_table(op.route, install=True)
-                self._ipr.route("replace", **self._request(op.route, fds))
+                self._write("replace", self._request(op.route, fds))
             else:
-                self._ipr.route(cmd, **self._request(op.route, fds))
+                self._write(cmd, self._request(op.route, fds))
         except CommitError:
             raise
         except Exception as exc:  # NetlinkError is not an OSError in pyroute2 0.9

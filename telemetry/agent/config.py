@@ -72,7 +72,9 @@ class AgentConfig(Model):
     ``probe_listen`` (``host:port`` where this site answers link probes);
     ``benchmark_s`` (CPU seconds of the grading benchmark run at start and every
     ``benchmark_every_s``; 0 = never, WP-3.1.5); ``node`` (name reported with the
-    benchmark, default the host name)."""
+    benchmark, default the host name); ``nice`` (scheduling priority the agent runs at,
+    -20…19, null = inherited: a negative value lets a monitoring agent keep its report
+    timing on a core its own site's workload saturates; needs CAP_SYS_NICE)."""
 
     site: Name
     controller: str = Field(pattern=r"^https://")
@@ -90,6 +92,7 @@ class AgentConfig(Model):
     benchmark_s: float = Field(default=1.5, ge=0, le=60)
     benchmark_every_s: float = Field(default=3600.0, ge=60)
     node: str | None = None
+    nice: int | None = Field(default=None, ge=-20, le=19)
     collectors: list[str] = Field(default_factory=lambda: ["cpu", "mem", "load", "gpu",
                                                              "energy"])
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 import time
 from datetime import UTC, datetime
@@ -232,6 +233,13 @@ async def _close_on_cancel(transport: asyncio.BaseTransport) -> None:
         transport.close()
 
 
+def apply_nice(value: int) -> None:
+    """Run this process at scheduling priority ``value`` (before any thread starts:
+    Linux nice is per thread and inherited by threads created afterwards)."""
+    os.setpriority(os.PRIO_PROCESS, 0, value)
+    log.info("agent runs at nice %d", os.getpriority(os.PRIO_PROCESS, 0))
+
+
 def main(config: Path, once: bool = False) -> int:
     from controller.logs import setup as setup_logging
 
@@ -241,6 +249,13 @@ def main(config: Path, once: bool = False) -> int:
     except CpnError as exc:
         log.error("%s", exc)
         return 2
+    if cfg.nice is not None:
+        try:
+            apply_nice(cfg.nice)
+        except OSError as exc:
+            log.error("cannot run at nice %d: %s (fix: run the agent as root or with "
+                      "CAP_SYS_NICE, or remove nice from %s)", cfg.nice, exc, config)
+            return 2
     agent = Agent(cfg)
     if once:
         return 0 if asyncio.run(agent.report_once("start")) else 1

@@ -123,3 +123,56 @@ class TestNetlink(ProgrammerContract):
             assert "encap bpf xmit cpn-h.encaps segs=fc00:2::1,fc00:3::1,fc00:5::d4" in out
         else:
             assert "segs 3 [ fc00:2::1 fc00:3::1 fc00:5::d4 ]" in out, out
+
+
+@needs_netns
+@pytest.mark.lab
+def test_raw_writes_refused_by_the_kernel_say_why_and_undo() -> None:
+    """The eBPF dataplane writes over raw rtnetlink: a refusal (here a gateway on no
+    reachable network) is a failed commit naming the kernel's errno and reason, and the
+    route written before it in the same commit is undone."""
+    with Lab("nlraw") as lab:
+        ns = node_ns(lab)
+        prog = NetlinkProgrammer("r1", netns=ns.name, dataplane="bpf")
+        try:
+            good = Seg6LocalRoute(sid="fc00:1::a", action="End", dev="eth0")
+            bad = Seg6LocalRoute(sid="fc00:1::b", action="End.DX4", dev="eth0",
+                                 nh4="192.0.2.9")  # no route to this next hop
+            from srv6.dataplane import NodeState
+            prog.load(NodeState.of([good, bad]))
+            res = prog.commit()
+            assert res.failed
+            assert "fc00:1::b" in res.error and "unreachable" in res.error.lower(), res.error
+            assert len(prog.read_actual()) == 0
+            assert "fc00:1::a" not in ns.run("ip -6 route show table all").stdout
+        finally:
+            prog.close()
+
+
+@needs_netns
+@pytest.mark.lab
+def test_next_hop_rule_written_twice_stays_one_rule() -> None:
+    """A SID with a next hop re-programmed (its table was removed by hand): the fwmark
+    rule already there is kept, not duplicated (``EEXIST`` on an exclusive add)."""
+    from srv6.dataplane import NodeState
+    from srv6.dataplane.seg6bpf import mark_of
+
+    with Lab("nlrule") as lab:
+        ns = node_ns(lab)
+        prog = NetlinkProgrammer("r1", netns=ns.name, dataplane="bpf")
+        try:
+            sid = Seg6LocalRoute(sid="fc00:1::d4", action="End.DX4", dev="eth0",
+                                 nh4="10.0.0.2")
+            prog.load(NodeState.of([sid]))
+            assert not prog.commit().failed
+            mark = mark_of("fc00:1::d4")
+            ns.run(["ip", "route", "flush", "table", str(mark)])
+            assert len(prog.read_actual()) == 0  # its next-hop table is gone
+            res = prog.commit()
+            assert not res.failed and res.ops == 1, res
+            assert list(prog.read_actual()) == [sid]
+            rules = ns.run(["ip", "rule", "show"]).stdout
+            assert rules.count(f"fwmark {mark:#x}") == 1, rules
+            assert "10.0.0.2" in ns.run(["ip", "route", "show", "table", str(mark)]).stdout
+        finally:
+            prog.close()

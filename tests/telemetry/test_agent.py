@@ -162,3 +162,24 @@ def test_agent_measures_a_benchmark_and_sends_it_once(tmp_path: Path) -> None:
         assert rep.benchmark.fp32_gflops > 0
 
     asyncio.run(go())
+
+
+def test_agent_nice_option_is_bounded_and_applied(tmp_path: Path) -> None:
+    """``nice``: the agent's scheduling priority (a monitoring agent at raised priority
+    on the node its site's load saturates); out of range is refused naming the field;
+    applied to the process before its threads start (checked in a child process)."""
+    import subprocess
+    import sys
+
+    p = tmp_path / "agent.yaml"
+    p.write_text("site: MEC-1\ncontroller: https://10.0.0.1:8443\ncert: c.pem\nkey: c.key\n"
+                 "ca: ca.pem\nnice: -30\n")
+    with pytest.raises(ValidationError, match="nice"):
+        load_agent_config(p)
+    assert _cfg(tmp_path, nice=-5).nice == -5
+    out = subprocess.run(
+        [sys.executable, "-c", "import os; from telemetry.agent.main import apply_nice; "
+         "apply_nice(7); print(os.getpriority(os.PRIO_PROCESS, 0))"],
+        capture_output=True, text=True, check=True, timeout=60,
+        cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.split()[-1] == "7"
