@@ -224,6 +224,10 @@ class FlowController:
         self._wake = asyncio.Event()
         #: set when an intent status was committed (``_program`` waits on it, no polling)
         self._status = asyncio.Event()
+        #: monotonic ns: the last intent status event seen, and this pass's stage marks
+        #: (intent committed, its status seen) for ``flows.jsonl``
+        self._status_seen_ns = 0
+        self._marks: dict[str, int] = {}
         self._log_path: str | None = None
         self._unsub: Any = None
         self._access_applied: list[dict[str, Any]] | None = None
@@ -275,6 +279,7 @@ class FlowController:
                 if old is not None and old.key != new.key:
                     txn.delete(SrPolicyIntent, old.key)
                 txn.put(new)
+        self._marks = {"t_intent_committed": time.monotonic_ns()}
         digest = spec_digest(new)
         deadline = t0 + self.cfg.program_timeout_s
         st = None
@@ -292,6 +297,7 @@ class FlowController:
                 async with asyncio.timeout(left):
                     await self._status.wait()
         ms = (time.perf_counter() - t0) * 1e3
+        self._marks["t_status_seen"] = self._status_seen_ns
         if st is not None and st.spec_digest == digest and st.state in (
                 IntentState.PROGRAMMED, IntentState.VERIFIED) and st.active is not None:
             return True, "", list(st.active.segments), ms
@@ -326,6 +332,7 @@ class FlowController:
     def _on_change(self, ev: StateChanged) -> None:
         kinds = {c.kind for c in ev.changes}
         if _STATUS_KIND in kinds:
+            self._status_seen_ns = time.monotonic_ns()
             self._status.set()
         if ComputeMetrics.KIND in kinds or Service.KIND in kinds:
             self._wake.set()
@@ -439,7 +446,7 @@ class FlowController:
         if self._log_path:
             with open(self._log_path, "a") as fh:
                 fh.write(json.dumps({"t_observed": t_obs, "t_decided": t_decided,
-                                     "t_committed": t_commit,
+                                     "t_committed": t_commit, **self._marks,
                                      "committed": ok, "service": d.service, "site": site,
                                      "previous": rec.previous_site, "move": d.move,
                                      "reason": rec.reason, "program_ms": rec.program_ms,

@@ -43,6 +43,7 @@ decode + validate + CATS + SQLite commit. Excludes the first TLS handshake.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -113,7 +114,9 @@ def _handover(runs: int, tmp: Path, controller_cpu: int | None) -> dict[str, Any
             row["program_ms"] = move.get("program_ms")
             if move.get("t_decided"):
                 row["decide_ms"] = round((move["t_decided"] - move["t_observed"]) / 1e6, 2)
-            row["reconciler_pass"] = _pass_stages(tmp / f"handover-{i}", move.get("site"))
+            row["reconciler_pass"] = stages = _pass_stages(tmp / f"handover-{i}",
+                                                           move.get("site"))
+            row["split_ms"] = _split(move, stages)
             observe.append(obs)
             program.append((move["t_committed"] - move["t_observed"]) / 1e6)
         per_run.append(row)
@@ -125,6 +128,24 @@ def _handover(runs: int, tmp: Path, controller_cpu: int | None) -> dict[str, Any
             "stage_p50_ms": {
                 "crossing_to_observed": round(_pct(observe, 50), 2) if observe else None,
                 "observed_to_committed": round(_pct(program, 50), 2) if program else None}}
+
+
+def _split(move: dict[str, Any], stages: dict[str, Any] | None) -> dict[str, float]:
+    """observed → committed by hand-off (one clock, the controller's monotonic ns):
+    the flows pass up to its intent commit, the commit → the reconciler's pass starting
+    (event, wake, worker thread), the pass up to its status commit, the status event
+    back to flows, flows finishing."""
+    marks = [("observed", move.get("t_observed")),
+             ("intent_committed", move.get("t_intent_committed")),
+             ("pass_started", (stages or {}).get("started_ns")),
+             ("status_committed", (stages or {}).get("status_ns")),
+             ("status_seen", move.get("t_status_seen")),
+             ("committed", move.get("t_committed"))]
+    out: dict[str, float] = {}
+    for (a, ta), (b, tb) in itertools.pairwise(marks):
+        if ta and tb:
+            out[f"{a}_to_{b}"] = round((tb - ta) / 1e6, 2)
+    return out
 
 
 def _pass_stages(workdir: Path, site: str | None) -> dict[str, Any] | None:
@@ -143,7 +164,8 @@ def _pass_stages(workdir: Path, site: str | None) -> dict[str, Any] | None:
     if not programmed:
         return None
     f = programmed[-1].get("fields", {})
-    return {k: f.get(k) for k in ("plan_ms", "program_ms", "readback_ms", "pass_ms", "steps")}
+    return {k: f.get(k) for k in ("plan_ms", "program_ms", "readback_ms", "pass_ms", "steps",
+                                  "started_ns", "status_ns")}
 
 
 def run(crossings: int = 40, gap_ms: float = 150, handover_runs: int = 4,

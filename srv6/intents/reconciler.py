@@ -90,7 +90,8 @@ class PassReport:
     """One pass: ``ops`` applied, ``repairs`` (drift ops), ``frozen`` (node → error),
     ``elapsed_ms``, ``changed`` intents; where the time went: ``plan_ms`` (topology,
     CSPF, SIDs), ``program_ms`` (make-before-break on the devices), ``readback_ms``
-    (reading back the devices the pass changed)."""
+    (reading back the devices the pass changed); ``started_ns``/``status_ns``: monotonic
+    ns at the pass's start and its status commit (lab stage measurements)."""
 
     ops: int = 0
     repairs: int = 0
@@ -102,6 +103,8 @@ class PassReport:
     changed: list[str] = field(default_factory=list)
     #: the make-before-break steps run: "phase:node ms"
     steps: list[str] = field(default_factory=list)
+    started_ns: int = 0
+    status_ns: int = 0
 
 
 class IntentReconciler:
@@ -443,7 +446,7 @@ class IntentReconciler:
 
     def _pass(self, store: Store, full: bool = True, slices: int = 0) -> PassReport:
         t0 = time.perf_counter()
-        rep = PassReport()
+        rep = PassReport(started_ns=time.monotonic_ns())
         if self.transport is None and self.rt is not None and \
                 awaiting_transport(self.rt, self._awaiting):
             return rep  # routes over on-demand OTN links wait for the optical layer
@@ -643,6 +646,7 @@ class IntentReconciler:
                     txn.put(s)
                 for k in gone:
                     txn.delete(SrPolicyIntentStatus, k)
+            rep.status_ns = time.monotonic_ns()
             rep.changed = [s.key for s in changed]
             for s in changed:
                 prev = old.get(s.key)
@@ -651,7 +655,8 @@ class IntentReconciler:
                               device=s.device, fix=s.fix, plan_ms=round(rep.plan_ms, 2),
                               program_ms=round(rep.program_ms, 2),
                               readback_ms=round(rep.readback_ms, 2),
-                              pass_ms=round(rep.elapsed_ms, 2), steps=rep.steps)
+                              pass_ms=round(rep.elapsed_ms, 2), steps=rep.steps,
+                              started_ns=rep.started_ns, status_ns=rep.status_ns)
             for fn in self.listeners:
                 try:
                     fn(changed)
