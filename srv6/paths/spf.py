@@ -248,8 +248,10 @@ def bidir_shortest_path(
     """Cheapest ``src``→``dst`` path by bidirectional Dijkstra (links are bidirectional,
     so the backward search runs on the same adjacency). Same cost as ``shortest_path``;
     on random and backbone-like graphs each side settles roughly the square root of
-    what a one-sided search settles. Stops once the two frontiers' smallest keys sum
-    to at least the best meeting found."""
+    what a one-sided search settles. Each step grows the side with the smaller
+    frontier (heap), so an end reached only over high-weight links does not make the
+    other side settle everything within that weight. Stops once the two frontiers'
+    smallest keys sum to at least the best meeting found."""
     if src in banned_nodes or dst in banned_nodes:
         return None
     if src == dst:
@@ -266,7 +268,10 @@ def bidir_shortest_path(
     while hf and hb:
         if hf[0][0] + hb[0][0] >= best:
             break
-        side = 0 if hf[0][0] <= hb[0][0] else 1
+        # Grow the smaller frontier (any alternation is exact with this stopping
+        # test): balancing by distance lets one side cover the whole graph when the
+        # other end is reached only over slow links (issue #19 p99).
+        side = 0 if len(hf) <= len(hb) else 1
         heap, mine, other, back, seen = heaps[side], dist[side], dist[1 - side], \
             prev[side], done[side]
         d, u = heappop(heap)
