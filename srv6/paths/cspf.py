@@ -165,8 +165,9 @@ def compute_path(
         bound = c.max_delay_ms
         if path_cost(delay_w, found[1]) > bound:
             try:
-                exact, best_delay = delay_bounded(topo, metric, delay_w, src, dst, mask,
-                                                  mask_np, ban, bound, c.metric)
+                exact, best_delay = delay_bounded(
+                    topo, metric, delay_w, src, dst, mask, mask_np, ban, bound, c.metric,
+                    cheapest=path_cost(metric, found[1]))
             except LabelLimit as exc:
                 got, why = _delay_bounded(topo, metric, delay_w, src, dst, mask, ban,
                                           bound, found)

@@ -5,15 +5,18 @@ delay is within the bound, which networkx's enumeration of every simple path con
 
 from __future__ import annotations
 
+import random
 from itertools import pairwise
+from unittest.mock import patch
 
 import networkx as nx
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.models import Link, LinkState, Router
 from srv6.models import Constraints
-from srv6.paths import Topology, compute_path
+from srv6.paths import Topology, compute_path, rcsp
 from srv6.paths.spf import bidir_shortest_path, path_cost
 
 
@@ -127,3 +130,91 @@ def test_segment_check_matches_brute_force_uniqueness(n: int, data: st.DataObjec
         while want < len(nodes) - 1 and unique(i, want + 1):
             want += 1
         assert unique_prefix(topo, nodes, cum, i) == want, (i, nodes)
+
+
+class _CountingAdj(list[list[tuple[int, int]]]):
+    """An adjacency that counts the nodes a search expands."""
+
+    expanded = 0
+
+    def __getitem__(self, i: int) -> list[tuple[int, int]]:  # type: ignore[override]
+        self.expanded += 1
+        return super().__getitem__(i)
+
+
+def test_bidirectional_search_does_not_cover_the_graph_when_one_end_is_behind_slow_links(
+) -> None:
+    """Regression (issue #19 p99): the side to grow was picked by distance, so when the
+    endpoint hung off the graph by one slow link the headend's side settled every node
+    within that link's delay — the whole graph — before the two searches met. Growing
+    the smaller frontier keeps both sides small; the path is still the shortest."""
+    n, rng = 3000, random.Random(7)
+    pairs = [(i, rng.randrange(i)) for i in range(1, n)]
+    pairs += [(rng.randrange(n), rng.randrange(n)) for _ in range(3 * n)]
+    links = [Link(a=f"R{a}", b=f"R{b}", id=f"L{i}", igp_metric=1,
+                  delay_ms=rng.uniform(0.5, 1.5), capacity_mbps=1000.0)
+             for i, (a, b) in enumerate(pairs) if a != b]
+    links.append(Link(a="R0", b="FAR", id="slow", igp_metric=1, delay_ms=500.0,
+                      capacity_mbps=1000.0))
+    routers = [Router(name=f"R{i}") for i in range(n)] + [Router(name="FAR")]
+    topo = Topology.build(links, routers)
+    topo2 = Topology.build(links, routers)
+    counting = _CountingAdj(topo.adj)
+    topo.adj = counting
+    src, dst = topo.index[f"R{n - 1}"], topo.index["FAR"]
+    got = bidir_shortest_path(topo, topo.weights("delay"), src, dst)
+    assert got is not None
+    _, g = build_nx(topo2)
+    want = nx.dijkstra_path_length(g, src, dst, weight="delay")
+    assert abs(path_cost(topo.weights("delay"), got[1]) - want) < 1e-9
+    assert counting.expanded < n // 10, counting.expanded
+
+
+def build_nx(topo: Topology) -> tuple[Topology, nx.MultiGraph]:
+    g: nx.MultiGraph = nx.MultiGraph()
+    g.add_nodes_from(range(topo.n))
+    for e in topo.edges:
+        g.add_edge(e.a, e.b, key=e.id, igp=float(e.igp), delay=e.delay_ms)
+    return topo, g
+
+
+@settings(max_examples=120, deadline=None)
+@given(graphs(4, 9, 8), st.floats(1.0, 25.0), st.data())
+def test_delay_bounded_is_exact_with_partial_fields_and_escalation(
+        graph: tuple[int, list[Link]], bound: float, data: st.DataObject) -> None:
+    """The bounds from fields cut at a radius (``min(h, r)``), of any radii, and the
+    restart on full fields when the label search on partial ones grows too large, both
+    keep the search exact: the same metric as the best of every simple path within
+    the bound (networkx's enumeration), over the links that are usable (bandwidth mask)
+    and avoiding banned nodes."""
+    n, links = graph
+    topo, g = build(links, n)
+    src, dst = 0, topo.n - 1
+    radii = (data.draw(st.sampled_from([0.0, 0.2, 0.6, 1.0, 3.0])),
+             data.draw(st.sampled_from([0.0, 0.3, 0.8, 1.0, 3.0])))
+    escalate = data.draw(st.sampled_from([1, 3, 5_000]))
+    ban = set(data.draw(st.lists(st.integers(0, topo.n - 1), max_size=2))) - {src, dst}
+    mask_np = np.array([e.available_mbps >= 500.0 for e in topo.edges], dtype=bool)
+    mask = mask_np.tolist()
+    metric, delay = topo.weights("igp"), topo.weights("delay")
+    usable = nx.MultiGraph()
+    usable.add_nodes_from(x for x in g.nodes if x not in ban)
+    usable.add_edges_from((u, v, k, d) for u, v, k, d in g.edges(keys=True, data=True)
+                          if mask[k] and u not in ban and v not in ban)
+    cheap = bidir_shortest_path(topo, metric, src, dst, edge_ok=mask, banned_nodes=ban)
+    if cheap is None:
+        return
+    with patch.object(rcsp, "ESCALATE_LABELS", escalate):
+        got, best_delay = rcsp.delay_bounded(
+            topo, metric, delay, src, dst, mask, mask_np, ban, bound, "igp",
+            cheapest=path_cost(metric, cheap[1]), radii=radii)
+    feasible = [sum(topo.edges[k].igp for _, _, k in p)
+                for p in nx.all_simple_edge_paths(usable, src, dst)
+                if sum(topo.edges[k].delay_ms for _, _, k in p) <= bound + 1e-9]
+    if not feasible:
+        assert got is None and best_delay > bound
+        return
+    assert got is not None
+    assert path_cost(delay, got[1]) <= bound + 1e-6
+    assert path_cost(metric, got[1]) == min(feasible), (radii, escalate)
+    assert not set(got[0]) & ban and all(mask[e] for e in got[1])
