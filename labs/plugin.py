@@ -61,8 +61,10 @@ BENCHES: dict[str, tuple[str, str]] = {
             "changed-answer latency."),
     "dns-cache-memory": ("labs.bench.dns_cache", "RSS growth of the embedded DNS server "
                          "answering 300 k client sources in random letter case (≤ 20 MB)."),
-    "api-keepalive": ("labs.bench.api_keepalive", "REST ms/request on one reused "
-                      "keep-alive connection, old proto-0 socket vs TCP_NODELAY (≤ 2 ms)."),
+    "api-keepalive": ("labs.bench.api_keepalive", "REST on one reused keep-alive "
+                      "connection, server process pinned to one core: ms a request (≤ 2 ms) "
+                      "and authenticated GETs per server CPU-second (≥ 2,000), whoami and "
+                      "a site list, asyncio vs uvloop alternated."),
     "console": ("labs.bench.console", "Web console load time on the GBA example in "
                 "headless Chromium, reload vs login alternated (goal < 1 s)."),
 }

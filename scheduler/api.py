@@ -342,7 +342,8 @@ def placement_router(shared: dict[str, Any], time_limit_s: float) -> APIRouter:
     def release(flow_id: str, rt: RT, who: Operator) -> dict[str, Any]:
         return release_flow(rt.store, flow_id, shared, time_limit_s, who.name)
 
-    @r.get("/placement", summary="The current plan (re-planned on topology events)")
+    @r.get("/placement", summary="The current plan (re-planned on topology events)",
+           responses={404: {"description": "No plan yet: POST /api/v1/scheduler/placement"}})
     def current(rt: RT, who: Caller) -> dict[str, Any]:
         got: dict[str, Any] | None = shared.get("placement")
         if got is None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -17,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import Match, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller import logs, plugins
@@ -182,31 +181,38 @@ def create_app(rt: Runtime) -> FastAPI:
 
 
 def guard_prefixes(app: FastAPI) -> int:
-    """Let each included router refuse a request outside its paths' common literal
-    prefix before trying its routes one by one; returns how many routers got the guard.
+    """Let each included router refuse a request none of its routes can match before
+    trying its routes one by one; returns how many routers got the guard.
 
-    FastAPI matches a request against every route of every included router in turn;
-    with ~40 routers a request for a late one tried ~70 regular expressions, a third of
-    the CPU of a small GET (issue #19). A path that does not start with the literal part
-    every route of a router shares cannot match any of them, so the answer is the same.
-    A router whose routes are not all plain paths is left as it is, and so is a request
-    under a ``root_path`` (the prefix would be compared with the wrong string)."""
+    FastAPI matches a request against every route of every included router in turn,
+    twice (once to pick the router, once inside it); with ~40 routers a request for a
+    late one tried ~70 regular expressions, a third of the CPU of a small GET (issue
+    #19). A route without parameters matches its path only (``^path$``), and one with
+    parameters only paths that start with its literal part (what comes before its
+    first ``{``): a path that is none of the first and starts with none of the second
+    cannot match any of the router's routes, so the answer is the same. (One common
+    prefix per router was not enough: ``/api/v1`` let every path in for a router of
+    ``/api/v1/events``, ``/api/v1/whoami`` …, and ``/`` for the console's.) A router
+    with anything but plain HTTP / WebSocket routes (a mount, a nested router) is left
+    as it is, and so is a request under a ``root_path`` (the path would be compared
+    with the wrong string)."""
     guarded = 0
     for entry in app.router.routes:
         routes = getattr(getattr(entry, "original_router", None), "routes", None)
-        if not routes:
+        if not routes or not all(isinstance(r, Route | WebSocketRoute)
+                                 and r.path.startswith("/") for r in routes):
             continue
-        paths = [getattr(r, "path", None) for r in routes]
-        if not all(isinstance(p, str) and p.startswith("/") for p in paths):
-            continue
-        prefix = os.path.commonpath([str(p).split("{", 1)[0] for p in paths])
-        if len(prefix) <= 1:
+        exact = frozenset(r.path for r in routes if "{" not in r.path)
+        prefixes = tuple(sorted({r.path.split("{", 1)[0] for r in routes
+                                 if "{" in r.path}))
+        if any(len(p) <= 1 for p in prefixes):
             continue
         original = entry.matches
 
-        def matches(scope: Scope, _original: Any = original,
-                    _prefix: str = prefix) -> tuple[Match, Scope]:
-            if scope.get("root_path") or scope["path"].startswith(_prefix):
+        def matches(scope: Scope, _original: Any = original, _exact: frozenset[str] = exact,
+                    _prefixes: tuple[str, ...] = prefixes) -> tuple[Match, Scope]:
+            path = scope["path"]
+            if path in _exact or path.startswith(_prefixes) or scope.get("root_path"):
                 return _original(scope)  # type: ignore[no-any-return]
             return Match.NONE, {}
         entry.matches = matches  # type: ignore[method-assign]
@@ -292,7 +298,7 @@ def _ops_router() -> APIRouter:
         return Response(status_code=204)
 
     @r.get("/whoami", summary="The caller's token name, role and tenant")
-    def whoami(who: Caller) -> dict[str, Any]:
+    async def whoami(who: Caller) -> dict[str, Any]:  # no I/O: no worker-thread hop
         return {"name": who.name, "role": who.role.value, "tenant": who.tenant}
 
     return r

@@ -13,6 +13,9 @@ Rules:
   * a path with a ``{parameter}``, or a write naming objects in its body: 404;
   * anything with a parameter or a body may be invalid: 422.
   A router's own declaration of a status wins over the rule.
+- Authentication is the ``bearer`` security scheme (HTTP ``Authorization: Bearer
+  <token>``), required by every ``/api/…`` operation; the header is read by the auth
+  dependency itself rather than declared as a parameter of each operation.
 """
 
 from __future__ import annotations
@@ -61,6 +64,9 @@ def _document(app: FastAPI) -> dict[str, Any]:
     schemas["ErrorBody"] = ErrorBody.model_json_schema(
         ref_template="#/components/schemas/{model}")
     schemas["ErrorBody"].pop("$defs", None)
+    doc["components"]["securitySchemes"] = {"bearer": {
+        "type": "http", "scheme": "bearer",
+        "description": "a token from 'cpn token create' (or config auth.tokens)"}}
     for path, ops in doc.get("paths", {}).items():
         for method, op in ops.items():
             if not isinstance(op, dict) or "responses" not in op:
@@ -69,9 +75,11 @@ def _document(app: FastAPI) -> dict[str, Any]:
             wanted: list[str] = []
             if path.startswith("/api/"):
                 wanted += ["401", "403", "409", "502", "503"]
+                op.setdefault("security", [{"bearer": []}])
             if "{" in path or (path.startswith("/api/") and method in WRITES):
                 wanted.append("404")
-            if op.get("parameters") or op.get("requestBody"):
+            # /api/… as before the token stopped being a declared header parameter
+            if op.get("parameters") or op.get("requestBody") or path.startswith("/api/"):
                 wanted.append("422")
             for status in wanted:
                 responses.setdefault(status, _error(status))

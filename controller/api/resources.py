@@ -43,12 +43,18 @@ def crud_router(cls: type[Entity], plural: str, check: Check | None = None,
     body_doc = {"requestBody": {"required": True, "content": {
         "application/json": {"schema": schema_ref}}}}
 
+    # ``list_`` stays a plain ``def`` (FastAPI runs it on a worker thread): the store's
+    # list takes the lock a committing writer holds, which must not stall the loop.
     @router.get("", summary=f"List {plural}")
     def list_(rt: RT, who: Caller, page: Paging) -> dict[str, Any]:
-        return page.apply([show(rt.store, o) for o in rt.store.list(cls) if visible(who, o)])
+        out = page.apply([o for o in rt.store.list(cls) if visible(who, o)])
+        out["items"] = [show(rt.store, o) for o in out["items"]]  # only the page's
+        return out
 
+    # ``get`` is ``async``: a lookup in the store's in-memory index takes no lock and
+    # waits on nothing, so it runs on the loop without a worker-thread hop (issue #19).
     @router.get("/{key:path}", summary=f"Get one {kind}", responses={200: {"model": cls}})
-    def get(key: str, rt: RT, who: Caller) -> dict[str, Any]:
+    async def get(key: str, rt: RT, who: Caller) -> dict[str, Any]:
         obj = rt.store.get(cls, key)
         if obj is None or not visible(who, obj):  # another tenant's: as if absent
             raise NotFoundError(kind, key)
