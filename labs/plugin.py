@@ -56,8 +56,10 @@ BENCHES: dict[str, tuple[str, str]] = {
     "dns": ("labs.bench.dns", "Embedded responder vs Knot (1 UDP worker) with dnsperf, "
             "A/B alternated: answers per CPU-second and per wall-second on an uncached mix "
             "(goal ≥ 0.6× Knot) and a cached one (≥ 1.0×), scaling 1 → 2 worker processes "
-            "(≥ 1.8×; the lower of the wall-clock and dedicated-cores ratios, with "
-            "dnsperf's own CPU and the ceiling it sets printed), metric-change → "
+            "(≥ 1.8×, CPN and Knot under the light generator labs/dnsload.c, which "
+            "counts only valid answers; the lower of the wall-clock and dedicated-cores "
+            "ratios, not met when the lone worker did not get its core; client CPU and "
+            "the ceiling it sets printed; dnsperf's figures too), metric-change → "
             "changed-answer latency."),
     "dns-cache-memory": ("labs.bench.dns_cache", "RSS growth of the embedded DNS server "
                          "answering 300 k client sources in random letter case (≤ 20 MB)."),

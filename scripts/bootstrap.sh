@@ -13,6 +13,7 @@ APT_PACKAGES=(
   slurm-wlm slurmctld slurmd munge slurmrestd
   chromium chromium-driver
   iperf3 nftables
+  gcc libc6-dev
 )
 PY=${PYTHON:-python3}
 stamp_dir=.venv/.cpn-stamps
