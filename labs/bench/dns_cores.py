@@ -12,7 +12,10 @@ Rules:
   (SO_REUSEPORT), worker n pinned to core n; Knot = ``knotd`` with ``udp-workers`` 1
   pinned to core 0, and a second ``knotd`` (a secondary of the first: the same zone by
   AXFR) with ``udp-workers`` 2 pinned to cores 0–1 (its threads placed by the kernel).
-  The generator is unpinned, ``SOCKETS`` sockets, ``window`` queries in flight.
+  The generator runs on core 1 beside one answerer (the lone answerer's best case: a
+  whole core; unpinned, the kernel wakes the generator next to the worker that woke it
+  and they share core 0 while core 1 idles) and unpinned beside two; ``SOCKETS``
+  sockets, ``window`` queries in flight.
 - Samples: each sampled answer is parsed with dnspython and must carry the same RCODE
   and the same answer and authority records (rdata, TTL aside) as that server's answer
   to the same question asked alone before the load; the steered A must be one of the
@@ -132,12 +135,21 @@ def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def _client_cpus(answerers: int) -> str:
+    """Where the generator runs: off core 0 when one answerer holds it (else the kernel
+    wakes the generator next to the worker that woke it, and the lone worker shares its
+    core while the other idles), on every core when two answerers hold both."""
+    ncpu = os.cpu_count() or 1
+    cpus = range(1, ncpu) if answerers == 1 and ncpu > 1 else range(ncpu)
+    return ",".join(str(i) for i in cpus)
+
+
 def _one_run(binary: Path, port: int, pids: list[int], qfile: Path, duration_s: float,
-             window: int, expect: Callable[[int, bytes], str | None]) -> dict[str, Any]:
+             window: int, expect: Callable[[int, bytes], str | None],
+             client_cpus: str) -> dict[str, Any]:
     c0 = sum(_cpu_s(p) for p in pids)
-    everywhere = ",".join(str(i) for i in range(os.cpu_count() or 1))
     res = dnsload.run(binary, port, qfile, duration_s=duration_s, window=window,
-                      sockets=SOCKETS, sample_every=SAMPLE_EVERY, cpu=everywhere,
+                      sockets=SOCKETS, sample_every=SAMPLE_EVERY, cpu=client_cpus,
                       timeout_ms=TIMEOUT_MS)
     server = sum(_cpu_s(p) for p in pids) - c0
     problems = dnsload.check_samples(res.samples, expect)
@@ -211,19 +223,21 @@ def scaling(zone: Any, knot_one: Any, knot_two: Any, work: Path, duration_s: flo
                 if cpn_expect is None:
                     cpn_expect = sample_checker(queries, reference(w[0]))
                 cpn[n].append(_one_run(binary, w[0], [p for p in w[1] if p is not None],
-                                       qfile, duration_s, window, cpn_expect))
+                                       qfile, duration_s, window, cpn_expect,
+                                       _client_cpus(n)))
             finally:
                 _stop_workers(w)
         for n in (1, 2):
             kn[n].append(_one_run(binary, knot[n].port, [knot[n].proc.pid], qfile,
-                                  duration_s, window, knot_expect[n]))
+                                  duration_s, window, knot_expect[n], _client_cpus(n)))
     out_cpn, out_knot = _summary(cpn, ncpu), _summary(kn, ncpu)
     return {
         "generator": "labs/dnsload.c (C, sendmmsg/recvmmsg, counts only valid answers)",
         "setup": {"sockets": SOCKETS, "window": window, "duration_s": duration_s,
                   "rounds": rounds, "sample_every": SAMPLE_EVERY,
                   "pinning": "CPN worker n on core n; Knot 1 worker on core 0, Knot 2 "
-                             "workers on cores 0-1; generator unpinned"},
+                             "workers on cores 0-1; generator on core 1 beside 1 worker, "
+                             "unpinned beside 2"},
         "cpn": out_cpn, "knot": out_knot,
         "cpn_vs_knot_wall_scaling": _ratio(out_cpn["wall_scaling"], out_knot["wall_scaling"]),
     }
