@@ -141,20 +141,31 @@ def distances(topo: Topology, weight: Sequence[float], src: int,
 
 def reachable(topo: Topology, src: int, dst: int, edge_ok: Sequence[bool] | None,
               banned_nodes: Set[int] = frozenset()) -> bool:
-    """BFS reachability (used to name which constraint disconnected a pair)."""
+    """Reachability (used to name which constraint disconnected a pair) by a
+    bidirectional breadth-first search that grows the smaller frontier a level at a
+    time: it stops when the two meet or when one side runs out, so a cut end (all its
+    links filtered) costs its own small component, not the rest of the graph."""
     if src in banned_nodes or dst in banned_nodes:
         return False
-    seen = {src}
-    stack = [src]
-    while stack:
-        u = stack.pop()
-        if u == dst:
-            return True
-        for v, e in topo.adj[u]:
-            if v in seen or v in banned_nodes or (edge_ok is not None and not edge_ok[e]):
-                continue
-            seen.add(v)
-            stack.append(v)
+    if src == dst:
+        return True
+    adj = topo.adj
+    seen = ({src}, {dst})
+    fronts = ([src], [dst])
+    while fronts[0] and fronts[1]:
+        side = 0 if len(fronts[0]) <= len(fronts[1]) else 1
+        mine, other = seen[side], seen[1 - side]
+        nxt: list[int] = []
+        for u in fronts[side]:
+            for v, e in adj[u]:
+                if v in mine or v in banned_nodes or (edge_ok is not None
+                                                      and not edge_ok[e]):
+                    continue
+                if v in other:
+                    return True
+                mine.add(v)
+                nxt.append(v)
+        fronts = (nxt, fronts[1]) if side == 0 else (fronts[0], nxt)
     return False
 
 
