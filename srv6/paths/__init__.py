@@ -7,7 +7,7 @@ the failed constraint; malformed input is a ``ValidationError``.
 
 from __future__ import annotations
 
-from srv6.paths.cspf import compute_path
+from srv6.paths.cspf import compute_path, prepare
 from srv6.paths.ksp import disjoint_pair, k_shortest
 from srv6.paths.reservations import Reservations
 from srv6.paths.segments import Segment, SegmentError, minimal_segments
@@ -23,4 +23,5 @@ __all__ = [
     "disjoint_pair",
     "k_shortest",
     "minimal_segments",
+    "prepare",
 ]

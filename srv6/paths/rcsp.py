@@ -118,7 +118,7 @@ def usable_entries(topo: Topology, mask: Arr | None, ban: Set[int]) -> Arr | Non
     return ok
 
 
-def _entry_weights(topo: Topology, metric: str) -> Arr:
+def entry_weights(topo: Topology, metric: str) -> Arr:
     got = topo.cache.get(f"wd:{metric}")
     if not isinstance(got, np.ndarray):
         got = topo.cache[f"wd:{metric}"] = weight_array(topo, metric)[csr(topo).eid]
@@ -131,7 +131,7 @@ def field(topo: Topology, metric: str, dst: int, ok: Arr | None, limit: float = 
     ``ok`` (``usable_entries``), INF past ``limit`` (the compiled Dijkstra stops
     there, so a small ``limit`` costs a small ball, not the graph)."""
     g = csr(topo)
-    wd = _entry_weights(topo, metric)
+    wd = entry_weights(topo, metric)
     if ok is not None:
         wd = np.where(ok, wd, INF)
     dist: Arr = dijkstra(_matrix(g, wd), directed=True, indices=dst,
@@ -162,7 +162,7 @@ def _matrix(g: Csr, per_directed_edge: Arr) -> Any:
     return csr_matrix((data, g.indices, g.indptr), shape=(g.n, g.n))
 
 
-def _row_ptr(topo: Topology) -> Arr:
+def row_ptr(topo: Topology) -> Arr:
     """Start of each node's directed edges in ``Csr.rows/cols/eid`` (parallel links
     kept, unlike the merged matrix)."""
     got = topo.cache.get("rowptr")
@@ -174,7 +174,7 @@ def _row_ptr(topo: Topology) -> Arr:
     return got
 
 
-def _igp_matrix(topo: Topology) -> Any:
+def igp_matrix(topo: Topology) -> Any:
     graph = topo.cache.get("m:igp")
     if graph is None:
         g = csr(topo)
@@ -214,7 +214,7 @@ def _unique(topo: Topology, nodes: Sequence[int], cum: Sequence[float], i: int, 
     length = cum[k] - base
     a = length / 2
     tol = EPS * max(1.0, length)
-    graph = _igp_matrix(topo)
+    graph = igp_matrix(topo)
     ds: Arr = dijkstra(graph, directed=True, indices=s, limit=a + tol)
     if ds[t] != INF:
         return False  # a path of cost <= L/2 < L
@@ -235,7 +235,7 @@ def _unique(topo: Topology, nodes: Sequence[int], cum: Sequence[float], i: int, 
             return False
     # Links leaving the first ball, vectorised over the CSR (parallel links apart).
     g = csr(topo)
-    ptr = _row_ptr(topo)
+    ptr = row_ptr(topo)
     inside = np.flatnonzero(ds != INF)
     starts, ends = ptr[inside], ptr[inside + 1]
     sizes = ends - starts
@@ -280,7 +280,8 @@ def delay_bounded(topo: Topology, metric: Sequence[float], delay: Sequence[float
                               best_delay, incumbent, hd, hc, MAX_LABELS)
     ok = usable_entries(topo, mask_np, ban)
     fc, fd = RADII if radii is None else radii
-    rc, rd = fc * min(cheapest, incumbent), fd * best_delay
+    rc = fc * min(cheapest, incumbent) if fc < INF else INF
+    rd = fd * best_delay if fd < INF else INF
     if rc < incumbent or rd < bound:
         hd = _capped(field(topo, "delay", dst, ok, rd), rd)
         hc = _capped(field(topo, metric_name, dst, ok, rc), rc)
