@@ -29,8 +29,8 @@ python-igraph (compiled Dijkstra to the endpoint; the masked weights passed as a
 and rustworkx (compiled Dijkstra to the endpoint; weights through its per-edge Python
 callback, its only way to take per-query weights); and the quality of LARAC against
 the exact search on the queries where the delay bound binds.
-What is kept per topology version (``srv6.paths.prepare``: the CSR, per-entry
-weights, the IGP matrix of the segment check) is built once before the timed rounds,
+What is kept per topology version (``srv6.paths.prepare``: the CSR, the weight
+arrays, the IGP matrix of the segment check) is built once before the timed rounds,
 as a controller keeps a topology warm, and reported apart: ``prepare_ms`` and
 ``link_change_ms`` (a link change is a new topology version: ``Topology.build`` +
 ``prepare``; ``build_ms`` is the build alone). Nothing per query (fields, masks,

@@ -120,14 +120,15 @@ def _available(topo: Topology) -> Arr:
 
 def prepare(topo: Topology) -> None:
     """Build, once per topology version, what every query of it shares (the CSR, the
-    per-entry IGP and delay weights, the IGP matrix of the segment check, the
+    IGP and delay weight arrays, the links' ends, the IGP matrix of the segment check, the
     available bandwidth). Optional: each is otherwise built by the first query that
     needs it; a controller that keeps a topology warm calls this when it builds one
     (a link change is a new ``Topology``, so a new ``prepare``)."""
     from srv6.paths import rcsp
 
     for metric in ("igp", "delay"):
-        rcsp.entry_weights(topo, metric)
+        rcsp.weight_array(topo, metric)
+    rcsp.edge_ends(topo)
     rcsp.igp_matrix(topo)
     rcsp.row_ptr(topo)
     _available(topo)

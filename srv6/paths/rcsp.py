@@ -70,6 +70,10 @@ class Csr:
     cols: Arr
     starts: Arr  # first sorted directed edge of each CSR entry
     parallel: bool
+    first_eid: Arr  # edge id of each CSR entry's first directed edge
+    multi: Arr  # CSR entries that merge parallel links
+    multi_edges: Arr  # their edge ids, entry after entry
+    multi_starts: Arr  # where each of them starts in ``multi_edges``
 
 
 def csr(topo: Topology) -> Csr:
@@ -88,8 +92,16 @@ def csr(topo: Topology) -> Csr:
     first[1:] = key[1:] != key[:-1]
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows[first], minlength=n), out=indptr[1:])
-    out = Csr(n, indptr, cols[first].astype(np.int32), eid, rows, cols,
-              np.flatnonzero(first), not bool(first.all()))
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.append(starts, len(eid)))
+    multi = np.flatnonzero(sizes > 1)
+    spans = [np.arange(starts[j], starts[j] + sizes[j]) for j in multi]
+    multi_entries = np.concatenate(spans) if spans else np.zeros(0, dtype=np.int64)
+    multi_starts = np.zeros(len(multi), dtype=np.int64)
+    if len(multi) > 1:
+        np.cumsum(sizes[multi][:-1], out=multi_starts[1:])
+    out = Csr(n, indptr, cols[first].astype(np.int32), eid, rows, cols, starts,
+              bool(len(multi)), eid[starts], multi, eid[multi_entries], multi_starts)
     topo.cache["csr"] = out
     return out
 
@@ -102,39 +114,51 @@ def weight_array(topo: Topology, metric: str) -> Arr:
     return got
 
 
-def usable_entries(topo: Topology, mask: Arr | None, ban: Set[int]) -> Arr | None:
-    """Per directed CSR entry (``Csr.eid`` order): is the link usable in this query
-    (``mask`` and neither end banned)? None when every link is. Shared by the fields
-    of one query, so the gather over the 2 × links entries happens once."""
-    if mask is None and not ban:
-        return None
+def usable_edges(topo: Topology, mask: Arr | None, ban: Set[int]) -> Arr | None:
+    """Per link: is it usable in this query (``mask`` and neither end banned)? None
+    when every link is. Shared by the fields of one query."""
+    if not ban:
+        return mask
     g = csr(topo)
-    ok: Arr | None = None if mask is None else mask[g.eid]
-    if ban:
-        bad = np.zeros(g.n, dtype=bool)
-        bad[list(ban)] = True
-        clear = ~(bad[g.rows] | bad[g.cols])
-        ok = clear if ok is None else ok & clear
-    return ok
+    bad = np.zeros(g.n, dtype=bool)
+    bad[list(ban)] = True
+    ends = edge_ends(topo)
+    clear = ~(bad[ends[0]] | bad[ends[1]])
+    return clear if mask is None else mask & clear
 
 
-def entry_weights(topo: Topology, metric: str) -> Arr:
-    got = topo.cache.get(f"wd:{metric}")
-    if not isinstance(got, np.ndarray):
-        got = topo.cache[f"wd:{metric}"] = weight_array(topo, metric)[csr(topo).eid]
+def edge_ends(topo: Topology) -> tuple[Arr, Arr]:
+    got = topo.cache.get("ends")
+    if not isinstance(got, tuple):
+        m = len(topo.edges)
+        got = topo.cache["ends"] = (np.fromiter((e.a for e in topo.edges), np.int64, m),
+                                    np.fromiter((e.b for e in topo.edges), np.int64, m))
     return got
+
+
+def merged(g: Csr, per_edge: Arr) -> Any:
+    """The CSR matrix of ``per_edge`` weights (INF: unusable); an entry joining
+    parallel links takes the least of them. Gathers per entry from the links (not
+    per directed edge), and merges only the entries that have parallel links."""
+    data = per_edge[g.first_eid]
+    if g.parallel:
+        data[g.multi] = np.minimum.reduceat(per_edge[g.multi_edges], g.multi_starts)
+    return csr_matrix((data, g.indices, g.indptr), shape=(g.n, g.n))
 
 
 def field(topo: Topology, metric: str, dst: int, ok: Arr | None, limit: float = INF
           ) -> Arr:
-    """Distances from every node to ``dst`` by ``metric`` over the usable entries
-    ``ok`` (``usable_entries``), INF past ``limit`` (the compiled Dijkstra stops
+    """Distances from every node to ``dst`` by ``metric`` over the usable links
+    ``ok`` (``usable_edges``), INF past ``limit`` (the compiled Dijkstra stops
     there, so a small ``limit`` costs a small ball, not the graph)."""
-    g = csr(topo)
-    wd = entry_weights(topo, metric)
-    if ok is not None:
-        wd = np.where(ok, wd, INF)
-    dist: Arr = dijkstra(_matrix(g, wd), directed=True, indices=dst,
+    w = weight_array(topo, metric)
+    if ok is None:
+        graph = topo.cache.get(f"m:{metric}")
+        if graph is None:
+            graph = topo.cache[f"m:{metric}"] = merged(csr(topo), w)
+    else:
+        graph = merged(csr(topo), np.where(ok, w, INF))
+    dist: Arr = dijkstra(graph, directed=True, indices=dst,
                          limit=limit if limit == INF else limit + EPS)
     return dist
 
@@ -146,12 +170,9 @@ def reverse_distances(topo: Topology, weight: Arr, dst: int, mask: Arr | None,
         full = np.asarray(distances(topo, weight.tolist(), dst,
                                     None if mask is None else mask.tolist(), ban))
         return np.where(full > limit + EPS, INF, full)
-    g = csr(topo)
-    wd = weight[g.eid]
-    ok = usable_entries(topo, mask, ban)
-    if ok is not None:
-        wd = np.where(ok, wd, INF)
-    dist: Arr = dijkstra(_matrix(g, wd), directed=True, indices=dst,
+    ok = usable_edges(topo, mask, ban)
+    graph = merged(csr(topo), weight if ok is None else np.where(ok, weight, INF))
+    dist: Arr = dijkstra(graph, directed=True, indices=dst,
                          limit=limit if limit == INF else limit + EPS)
     return dist
 
@@ -177,8 +198,7 @@ def row_ptr(topo: Topology) -> Arr:
 def igp_matrix(topo: Topology) -> Any:
     graph = topo.cache.get("m:igp")
     if graph is None:
-        g = csr(topo)
-        graph = topo.cache["m:igp"] = _matrix(g, weight_array(topo, "igp")[g.eid])
+        graph = topo.cache["m:igp"] = merged(csr(topo), weight_array(topo, "igp"))
     return graph
 
 
@@ -278,7 +298,7 @@ def delay_bounded(topo: Topology, metric: Sequence[float], delay: Sequence[float
                                incumbent)
         return _label_setting(topo, metric, delay, src, dst, mask, ban, bound, fast,
                               best_delay, incumbent, hd, hc, MAX_LABELS)
-    ok = usable_entries(topo, mask_np, ban)
+    ok = usable_edges(topo, mask_np, ban)
     fc, fd = RADII if radii is None else radii
     rc = fc * min(cheapest, incumbent) if fc < INF else INF
     rd = fd * best_delay if fd < INF else INF
