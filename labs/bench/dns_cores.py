@@ -21,11 +21,12 @@ Rules:
   to the same question asked alone before the load; the steered A must be one of the
   service's instance addresses. A run with a wrong sample fails the bench.
 - Per run: answers per wall-second, server CPU µs per answer (``/proc`` of the server
-  process(es)), client CPU µs per answer (the generator's ``getrusage``), lost/invalid
-  counts, load average. Reported per answerer: medians and min–max of 1 and 2, the wall
-  ratio 2/1 (``wall_scaling``), the dedicated-cores ratio (2 × per-CPU-second of 2 over
-  1), the client's share of the CPU in the 2-worker runs and the ceiling 2·S/(S + C)
-  that a client sharing the 2 cores imposes (S, C from the 1-worker runs).
+  process(es)), client CPU µs per answer (the generator's ``getrusage``), lost, wrong
+  and unmatched counts, load average. Reported per answerer: medians and min–max of 1
+  and 2, the wall ratio 2/1 (``wall_scaling``), the dedicated-cores ratio (2 ×
+  per-CPU-second of 2 over 1), the client's share of the CPU in the 2-worker runs and
+  the ceiling 2·S/(S + C) that a client sharing the 2 cores imposes (S, C from the
+  1-worker runs).
 - ``scaling`` (the goal's figure) is the lower of the wall and dedicated-cores ratios,
   so neither artefact meets the goal alone: the wall ratio is lifted above what the
   cores allow when other tenants share the machine (``core_share_1_worker``: the lone
@@ -158,7 +159,8 @@ def _one_run(binary: Path, port: int, pids: list[int], qfile: Path, duration_s: 
     if res.answered == 0:
         raise RuntimeError(f"no valid answer from port {port}: {res}")
     return {"qps": res.qps, "answered": res.answered, "lost": res.lost,
-            "invalid": res.invalid, "samples_checked": len(res.samples),
+            "wrong": res.invalid - res.unmatched, "unmatched": res.unmatched,
+            "samples_checked": len(res.samples),
             "server_us": server / res.answered * 1e6,
             "client_us": res.client_cpu_us_per_answer,
             "capacity_qps": res.answered / server if server > 0 else -1.0,
@@ -191,7 +193,10 @@ def _summary(runs: dict[int, list[dict[str, Any]]], ncpu: int) -> dict[str, Any]
         "client_cpu_share_2": round(c2 / (s2 + c2), 3) if s2 + c2 > 0 else -1.0,
         "ceiling_client_on_same_cores": round(cores * s / (s + c), 3) if s + c > 0 else 0.0,
         "lost": sum(r["lost"] for n in (1, 2) for r in runs[n]),
-        "invalid": sum(r["invalid"] for n in (1, 2) for r in runs[n]),
+        # wrong: answers refused (RCODE, question, flags, shape); unmatched: ids of no
+        # query in flight (answers later than the timeout, duplicates)
+        "wrong": sum(r["wrong"] for n in (1, 2) for r in runs[n]),
+        "unmatched": sum(r["unmatched"] for n in (1, 2) for r in runs[n]),
         "samples_checked": sum(r["samples_checked"] for n in (1, 2) for r in runs[n]),
         "loadavg_per_run": {str(n): [r["loadavg"][0] for r in runs[n]] for n in (1, 2)},
     }

@@ -25,7 +25,7 @@ def test_dns_bench_short_run_reports_every_figure() -> None:
     for who in ("cpn", "knot"):
         cores = out["cores"][who]
         assert cores["qps_1"]["median"] > 0 and cores["qps_2"]["median"] > 0, who
-        assert cores["invalid"] == 0 and cores["samples_checked"] > 0, who
+        assert cores["wrong"] == 0 and cores["samples_checked"] > 0, who
         assert cores["scaling"] == min(cores["wall_scaling"],
                                        cores["dedicated_cores_scaling"]), who
         assert 0 < cores["ceiling_client_on_same_cores"] <= 2, who
