@@ -190,6 +190,7 @@ def test_bench_runs_small() -> None:
     assert all(r["segments_agree"] == "10/10" for r in out["sizes"])
     assert [len(r["previous_round_medians_ms"]) for r in out["sizes"]] == [3, 3]
     assert all(0 < r["cpu_median_ms"] <= r["cpu_p99_ms"] for r in out["sizes"])
+    assert all(0 < r["query_medians_p99_ms"] <= r["p99_ms"] for r in out["sizes"])
     # per topology version, timed apart from the queries
     assert all(r["prepare_ms"] > 0 and r["link_change_ms"] > 0 for r in out["sizes"])
     # the exact search is never worse than LARAC on the same queries
