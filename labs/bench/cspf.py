@@ -40,8 +40,8 @@ process CPU ms per query (``cpu_median_ms``, ``cpu_p99_ms``: the time the query 
 core, which a busy machine inflates far less) and ``query_medians_p99_ms`` (each
 query's median over the rounds, then their p99: the slowest queries' own cost, without
 a one-off preemption by another process; ``met`` is not judged on it); the load
-average is printed because the machine is shared. ``growth_exponent`` (``cpu_growth_exponent``) fits the wall-clock
-(CPU) median ∝ nodes^k over the sweep.
+average is printed because the machine is shared. ``growth_exponent``
+(``cpu_growth_exponent``) fits the wall-clock (CPU) median ∝ nodes^k over the sweep.
 """
 
 from __future__ import annotations
