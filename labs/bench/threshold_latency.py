@@ -103,10 +103,16 @@ def _handover(runs: int, tmp: Path, controller_cpu: int | None) -> dict[str, Any
         ms = res["times_ms"]["crossing_to_steer_committed"]
         row: dict[str, Any] = {"store_sync": sync, "crossing_to_steer_committed_ms": ms,
                                "frames_lost": res["frames"]["lost"]}
+        if ms is not None and ms < 0:
+            # the flow moved before MEC-1's own sampler crossed (e.g. a busy machine
+            # pushed its utilisation over the threshold before the load started): not a
+            # measurement of this path
+            row["moved_before_crossing"] = True
+            ms = None
         if ms is not None:
             total.append(ms)
             by_sync[sync].append(ms)
-        if move is not None and t_cross is not None:
+        if move is not None and t_cross is not None and ms is not None:
             obs = (move["t_observed"] - t_cross) / 1e6
             row["crossing_to_observed_ms"] = round(obs, 2)
             row["observed_to_committed_ms"] = round(
@@ -114,8 +120,7 @@ def _handover(runs: int, tmp: Path, controller_cpu: int | None) -> dict[str, Any
             row["program_ms"] = move.get("program_ms")
             if move.get("t_decided"):
                 row["decide_ms"] = round((move["t_decided"] - move["t_observed"]) / 1e6, 2)
-            row["reconciler_pass"] = stages = _pass_stages(tmp / f"handover-{i}",
-                                                           move.get("site"))
+            row["reconciler_pass"] = stages = _pass_stages(tmp / f"handover-{i}", move)
             row["split_ms"] = _split(move, stages)
             observe.append(obs)
             program.append((move["t_committed"] - move["t_observed"]) / 1e6)
@@ -127,7 +132,25 @@ def _handover(runs: int, tmp: Path, controller_cpu: int | None) -> dict[str, Any
                                      for k, v in by_sync.items()},
             "stage_p50_ms": {
                 "crossing_to_observed": round(_pct(observe, 50), 2) if observe else None,
-                "observed_to_committed": round(_pct(program, 50), 2) if program else None}}
+                "observed_to_committed": round(_pct(program, 50), 2) if program else None,
+                **_stage_medians(per_run)}}
+
+
+def _stage_medians(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Median over the runs of each hand-off, of the reconciler's pass (wall, CPU) and
+    of each make-before-break phase."""
+    got: dict[str, list[float]] = {}
+    for row in rows:
+        for k, v in (row.get("split_ms") or {}).items():
+            got.setdefault(k, []).append(v)
+        rp = row.get("reconciler_pass") or {}
+        for k in ("pass_ms", "cpu_ms", "plan_ms"):
+            if rp.get(k) is not None:
+                got.setdefault(f"reconciler_{k}", []).append(rp[k])
+        for step in rp.get("steps") or []:
+            phase, ms = step.split(":", 1)[0], float(step.rsplit(" ", 1)[1])
+            got.setdefault(f"mbb_{phase}_ms", []).append(ms)
+    return {k: round(_pct(v, 50), 2) for k, v in got.items()}
 
 
 def _split(move: dict[str, Any], stages: dict[str, Any] | None) -> dict[str, float]:
@@ -148,24 +171,21 @@ def _split(move: dict[str, Any], stages: dict[str, Any] | None) -> dict[str, flo
     return out
 
 
-def _pass_stages(workdir: Path, site: str | None) -> dict[str, Any] | None:
-    """The intent reconciler's own split of the pass that programmed the move (its
-    ``intent programmed`` key event after the move: plan, program, read back, pass)."""
+def _pass_stages(workdir: Path, move: dict[str, Any]) -> dict[str, Any] | None:
+    """The intent reconciler's own split of the pass that programmed the move: its
+    ``intent programmed`` key event whose pass started between the flows pass observing
+    the metrics and committing the move (plan, program, read back, pass, CPU, steps)."""
     log = workdir / "state" / "logs" / "cpn.jsonl"
-    if not log.exists() or site is None:
+    if not log.exists():
         return None
-    events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    moved = [e for e in events if e.get("content") == "flow steered"
-             and e.get("fields", {}).get("site") == site]
-    if not moved:
-        return None
-    programmed = [e for e in events if e.get("content") == "intent programmed"
-                  and e["time"] <= moved[-1]["time"]]
-    if not programmed:
-        return None
-    f = programmed[-1].get("fields", {})
-    return {k: f.get(k) for k in ("plan_ms", "program_ms", "readback_ms", "pass_ms", "steps",
-                                  "started_ns", "status_ns")}
+    lo, hi = move.get("t_observed") or 0, move.get("t_committed") or 0
+    for line in log.read_text().splitlines():
+        e = json.loads(line) if line.strip() else {}
+        f = e.get("fields", {})
+        if e.get("content") == "intent programmed" and lo <= f.get("started_ns", -1) <= hi:
+            return {k: f.get(k) for k in ("plan_ms", "program_ms", "readback_ms", "pass_ms",
+                                          "cpu_ms", "steps", "started_ns", "status_ns")}
+    return None
 
 
 def run(crossings: int = 40, gap_ms: float = 150, handover_runs: int = 4,

@@ -11,7 +11,9 @@ Rules:
   port; it reports to the controller over mTLS at once on a threshold crossing), or —
   without an agent — to the controller's REST API as a CATS ``ComputeMetrics`` record
   (``--controller``); and to ``<workdir>/<site>-util``.
-- Events (start, crossing, first frame) are JSON lines on stdout with monotonic ns.
+- Events (start, crossing, first frame) are JSON lines on stdout with monotonic ns; a
+  crossing carries the moment the sampler saw it, and the agent is told before the line
+  is written.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ def burn(work_s: float, data: bytes) -> None:
             h = hashlib.sha256(h.digest() + data[:256])
 
 
-def emit(ev: str, **fields: Any) -> None:
-    print(json.dumps({"ev": ev, "t": time.monotonic_ns(), **fields}), flush=True)
+def emit(ev: str, t: int | None = None, **fields: Any) -> None:
+    """One event line; ``t`` (monotonic ns) when the event happened earlier than now."""
+    print(json.dumps({"ev": ev, "t": t or time.monotonic_ns(), **fields}), flush=True)
 
 
 class Engine:
@@ -161,20 +164,25 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             time.sleep(0.02)
             u = eng.utilisation()
-            crossed = False
+            t_cross = time.monotonic_ns()
+            crossed = ""
             if not overloaded and u >= a.high:
-                overloaded, crossed = True, True
-                emit("crossing", site=a.site, direction="up", util=round(u, 1))
+                overloaded, crossed = True, "up"
             elif overloaded and u <= a.low:
-                overloaded, crossed = False, True
-                emit("crossing", site=a.site, direction="down", util=round(u, 1))
+                overloaded, crossed = False, "down"
             now = time.monotonic()
             if crossed or now - last_report >= a.period_s:
                 last_report = now
-                util_file.write_text(f"{u:.1f}\n")
+                # the agent is told first, as a service's load hook would: the event
+                # line and the file below are this lab's records, and each write can
+                # wait for the GIL behind the busy engine thread (up to 5 ms a time)
                 if agent is not None:
                     line = f"{a.service} {u:.1f} {eng.jobs.qsize()}"
                     agent.sendto(line.encode(), ("127.0.0.1", a.agent_udp))
+                if crossed:
+                    emit("crossing", t=t_cross, site=a.site, direction=crossed,
+                         util=round(u, 1))
+                util_file.write_text(f"{u:.1f}\n")
                 if reporter is not None:
                     reporter.offer({
                         "site": a.site, "service": a.service, "source": "agent",

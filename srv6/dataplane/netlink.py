@@ -89,6 +89,29 @@ class NetlinkProgrammer(TransactionalProgrammer):
         self._nl.close()
         self._ipr.close()
 
+    def prepare(self) -> None:
+        """Everything a first write would otherwise do on the critical path, done once
+        when the node is opened: probe the dataplane, read the interfaces and (eBPF)
+        the encapsulation source per device, enable SRH processing, load-and-drop one
+        program. A make-before-break switch then costs its writes only (the first SID
+        on a node took ~2.5 ms more than the next ones). Failures: ``ConnectionError``."""
+        try:
+            if self.dataplane != "bpf":
+                return
+            self._refresh_links()
+            for dev in list(self._ifindex):
+                try:
+                    self._source(dev)
+                except CommitError:  # no global IPv6 address yet: resolved at first use
+                    break
+            if not self._srh_enabled:
+                seg6bpf.enable_srh(self.netns)
+                self._srh_enabled = True
+            os.close(seg6bpf.load_program(seg6bpf.pass_program(), seg6bpf.PROG_LWT_IN))
+        except (CommitError, OSError) as exc:
+            raise ConnectionError(f"{self.node}: cannot prepare the SRv6 dataplane: "
+                                  f"{exc}") from exc
+
     # -- interfaces ------------------------------------------------------------------
     def _refresh_links(self) -> None:
         self._ifindex.clear()

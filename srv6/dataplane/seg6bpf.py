@@ -33,6 +33,7 @@ Everything but ``load_program``, ``kernel_has_seg6_lwtunnel`` and ``enable_srh``
 from __future__ import annotations
 
 import ctypes
+import functools
 import ipaddress
 import os
 import struct
@@ -182,6 +183,11 @@ def decode_name(name: str) -> Decoded | None:
 
 
 # -- I/O: load a program, probe the kernel, enable SRH processing ----------------------
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def load_program(insns: bytes, prog_type: int, name: bytes = b"cpn_seg6") -> int:
     """Load ``insns`` into the kernel; returns the program fd (caller closes it once the
     route holds the program). Refusal → ``CommitError`` with the verifier's words."""
@@ -190,7 +196,7 @@ def load_program(insns: bytes, prog_type: int, name: bytes = b"cpn_seg6") -> int
         raise CommitError(f"eBPF SRv6 encapsulation is not supported on "
                           f"{os.uname().machine} (fix: run on x86_64 or aarch64, or on a "
                           "kernel with seg6 lwtunnels)")
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _libc()
     code = ctypes.create_string_buffer(insns, len(insns))
     lic = ctypes.create_string_buffer(b"GPL")
     log = ctypes.create_string_buffer(1 << 16)

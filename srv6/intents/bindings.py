@@ -46,7 +46,13 @@ def make_programmer(node: str, b: NodeBinding) -> PolicyProgrammer:
     if b.netns and not os.path.exists(f"/var/run/netns/{b.netns}"):
         # pyroute2 would create an empty namespace of that name: refuse instead
         raise ConnectionError(f"{node}: network namespace {b.netns!r} does not exist")
-    return NetlinkProgrammer(node, netns=b.netns)
+    prog = NetlinkProgrammer(node, netns=b.netns)
+    try:
+        prog.prepare()  # first-write costs paid at open, off the switch's critical path
+    except ConnectionError:
+        prog.close()
+        raise
+    return prog
 
 
 def locators_by_node(store: Store) -> dict[str, Locator]:

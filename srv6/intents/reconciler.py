@@ -105,6 +105,8 @@ class PassReport:
     steps: list[str] = field(default_factory=list)
     started_ns: int = 0
     status_ns: int = 0
+    #: CPU time the pass's thread spent (wall minus this: waiting for a core or the GIL)
+    cpu_ms: float = 0.0
 
 
 class IntentReconciler:
@@ -447,6 +449,7 @@ class IntentReconciler:
     def _pass(self, store: Store, full: bool = True, slices: int = 0) -> PassReport:
         t0 = time.perf_counter()
         rep = PassReport(started_ns=time.monotonic_ns())
+        c0 = time.thread_time()
         if self.transport is None and self.rt is not None and \
                 awaiting_transport(self.rt, self._awaiting):
             return rep  # routes over on-demand OTN links wait for the optical layer
@@ -511,6 +514,7 @@ class IntentReconciler:
             self._applied = plan.nodes
         self._seen = {n: st for n, st in actual.items() if n not in rep.frozen}
         rep.elapsed_ms = (time.perf_counter() - t0) * 1e3
+        rep.cpu_ms = (time.thread_time() - c0) * 1e3
         states = self._write_status(store, plan, intents, actual, held, rep)
         if xl is not None:  # OTN paths no routed intent needs any more are released
             xl.after(plan, settled=not rep.frozen and not held)
@@ -656,7 +660,8 @@ class IntentReconciler:
                               program_ms=round(rep.program_ms, 2),
                               readback_ms=round(rep.readback_ms, 2),
                               pass_ms=round(rep.elapsed_ms, 2), steps=rep.steps,
-                              started_ns=rep.started_ns, status_ns=rep.status_ns)
+                              started_ns=rep.started_ns, status_ns=rep.status_ns,
+                              cpu_ms=round(rep.cpu_ms, 2))
             for fn in self.listeners:
                 try:
                     fn(changed)

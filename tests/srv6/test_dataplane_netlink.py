@@ -176,3 +176,29 @@ def test_next_hop_rule_written_twice_stays_one_rule() -> None:
             assert "10.0.0.2" in ns.run(["ip", "route", "show", "table", str(mark)]).stdout
         finally:
             prog.close()
+
+
+@needs_netns
+@pytest.mark.lab
+def test_prepare_enables_srh_and_reads_the_source_before_any_write() -> None:
+    """``prepare`` (called when the controller opens a node) does the first write's
+    set-up ahead of it: SRH processing on, the encapsulation source known; a node
+    without a global IPv6 address yet still prepares (the source is resolved later)."""
+    with Lab("nlprep") as lab:
+        ns = node_ns(lab)
+        for dev in ("all", "eth0"):
+            ns.sysctl(f"net.ipv6.conf.{dev}.seg6_enabled", 0)
+        bare = lab.ns("bare")
+        for name in (ns.name, bare.name):
+            prog = NetlinkProgrammer("r1", netns=name, dataplane="bpf")
+            try:
+                prog.prepare()
+                if name == ns.name:
+                    assert prog._sources["eth0"] == "fd00::1"
+                    for dev in ("all", "eth0", "eth1"):
+                        out = ns.run(["sysctl", "-n", f"net.ipv6.conf.{dev}.seg6_enabled"])
+                        assert out.stdout.strip() == "1", dev
+                else:
+                    assert prog._sources == {}
+            finally:
+                prog.close()
