@@ -20,8 +20,13 @@ Rules:
   (or ``verified``); if it is ``failed``/``degraded`` (or not programmed within
   ``program_timeout_s``) the old intent is put back and the previous path is kept.
   Before a move the path is computed (pure): an endpoint the topology cannot reach is
-  not tried. The routers' bindings and the coloured service prefixes are the
-  ``intents:`` section's (``intents.endpoints.<router>.prefixes``).
+  not tried. Right after committing the new intent the flows pass runs the
+  reconciler's pass itself and waits for it, holding the event loop up to
+  ``program_wait_ms`` (default 50; 0 = wait for the status event only): the switch is
+  then not queued behind other work the same metrics change woke on the loop (the
+  DNS zone rebuild), which would otherwise also take the GIL from it. The routers'
+  bindings and the coloured service prefixes are the ``intents:`` section's
+  (``intents.endpoints.<router>.prefixes``).
 - Access classification (optional ``access``): the OpenFlow access switch in front of
   the headend (os-ken steering app, ``srv6.steering.openflow_app``) gets one rule per
   steered service — its anycast address, protocol and port — that marks the flow's DSCP
@@ -96,8 +101,9 @@ class FlowsSection(Model):
     instance at one of ``sites``); ``client_node`` (where clients attach, for path
     delay); ``headend``; ``sites`` (site → the router serving it: the intent's
     endpoint); ``colors`` (service → colour of its intents, default 100);
-    ``program_timeout_s``; ``access`` (AccessSpec, optional); ``log`` (JSON-lines file,
-    default ``<state>/flows.jsonl``)."""
+    ``program_timeout_s``; ``program_wait_ms`` (how long a move may hold the event loop
+    while the reconciler programs it; 0 = never); ``access`` (AccessSpec, optional);
+    ``log`` (JSON-lines file, default ``<state>/flows.jsonl``)."""
 
     enabled: bool = False
     steer: bool = True
@@ -107,6 +113,7 @@ class FlowsSection(Model):
     sites: dict[Name, Name] = Field(default_factory=dict)
     colors: dict[Name, int] = Field(default_factory=dict)
     program_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    program_wait_ms: float = Field(default=50.0, ge=0, le=1000)
     access: AccessSpec | None = None
     log: str | None = None
 
@@ -280,6 +287,9 @@ class FlowController:
                     txn.delete(SrPolicyIntent, old.key)
                 txn.put(new)
         self._marks = {"t_intent_committed": time.monotonic_ns()}
+        rec = self.rt.settings.extra.get("srv6-intents")
+        if rec is not None and hasattr(rec, "program_now"):
+            rec.program_now(self.cfg.program_wait_ms / 1000)
         digest = spec_digest(new)
         deadline = t0 + self.cfg.program_timeout_s
         st = None

@@ -287,6 +287,25 @@ class IntentReconciler:
         """Ask for a pass now (e.g. after a link event)."""
         self._wake.set()
 
+    def program_now(self, wait_s: float) -> bool:
+        """Run an ordinary event pass now on the dataplane thread, holding the caller
+        (the event loop) up to ``wait_s`` for it: a flow move (``srv6.flows``) is then
+        not queued behind loop work its metrics change woke, which would also take the
+        GIL from it. Not with the cross-layer step (the optical transport answers on
+        the loop). False: not run, or still running (its status event follows)."""
+        if self.rt is None or wait_s <= 0 or self._pool._shutdown or \
+                self._crosslayer() is not None:
+            return False
+        fut = self._pool.submit(self.reconcile_once, self.rt.store, False, 0)
+        try:
+            fut.result(timeout=wait_s)
+        except TimeoutError:
+            return False
+        except Exception:
+            log.exception("srv6 intents: pass failed; network left as it was")
+            return False
+        return True
+
     async def _loop(self) -> None:
         # the read-back is spread over READBACK_SLICES ticks per readback_s: each tick
         # reads the routers read longest ago, so every router is read at least every
