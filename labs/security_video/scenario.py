@@ -62,6 +62,10 @@ class Params:
     #: core MEC-1's load saturates), 1 = on MEC-1's saturated core (the reaction under
     #: contention, the lab's earlier placement), None = not pinned
     controller_cpu: int | None = 0
+    #: the controller's nice value: beside MEC-2 it yields to MEC-2's service (and the
+    #: camera), so after the move it never delays a frame; before the move that core
+    #: is idle, so the reaction does not wait for anything
+    controller_nice: int = 5
 
 
 class ProcessDied(LabError):
@@ -172,8 +176,10 @@ def run_scenario(workdir: Path, params: Params) -> dict[str, Any]:
                "--api", "0.0.0.0:8080", "--dns", "0.0.0.0:5353",
                "--state", str(workdir / "state")]
         # The controller is another machine in a deployment: by default it does not
-        # share the core MEC-1's load saturates (``Params.controller_cpu``).
-        run.start(t.ctl, "controller", cpn, cpu=p.controller_cpu)
+        # share the core MEC-1's load saturates, and yields to MEC-2 on the other one
+        # (``Params.controller_cpu``, ``controller_nice``).
+        run.start(t.ctl, "controller", cpn, cpu=p.controller_cpu,
+                  nice=p.controller_nice if p.controller_cpu == 0 else 0)
         run.wait(lambda: T.ANYCAST in T.steering_route(t.r1), 30,
                  "the controller to program R1's initial steering route", "controller")
         # Each MEC is its own edge server: MEC-1 (and the load driven into it) on one
