@@ -60,14 +60,30 @@ class TokenLookup:
         self._cache: dict[str, tuple[float, Principal]] = {}
         self._ttl = ttl_s
 
-    def authenticate(self, header: str | None) -> Principal:
+    @staticmethod
+    def _digest(header: str | None) -> str:
         if not header:
             raise AuthError("missing bearer token: send 'Authorization: Bearer <token>' "
                             "(create one with 'cpn token create --role viewer')")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError("malformed Authorization header: expected 'Bearer <token>'")
-        d = digest(token.strip())
+        return digest(token.strip())
+
+    def cached(self, header: str | None) -> Principal | None:
+        """The principal of a config token or of a store token verified less than the
+        ttl ago, without touching the store (None: ask ``authenticate``). Raises
+        ``AuthError`` for a missing or malformed header."""
+        d = self._digest(header)
+        if d in self._static:
+            return self._static[d]
+        hit = self._cache.get(d)
+        return hit[1] if hit and hit[0] > time.monotonic() else None
+
+    def authenticate(self, header: str | None) -> Principal:
+        """The caller's principal; looks the token up in the store (which may wait for
+        a committing writer) unless ``cached`` knows it."""
+        d = self._digest(header)
         if d in self._static:
             return self._static[d]
         hit = self._cache.get(d)

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controller.auth import Principal
@@ -43,9 +44,11 @@ MAX_OFFSET = 1_000_000_000
 
 
 # The dependencies below are ``async def`` on purpose: none of them waits on anything
-# (the token check is a dict hit, a store lookup at most every few seconds), and FastAPI
-# runs a plain ``def`` dependency in a worker thread — a thread hop per dependency per
-# request, the largest cost of a small GET (issue #19).
+# on the loop (the token check is a dict hit; the store lookup behind a cache miss, at
+# most every few seconds a token, runs on a worker thread: the store's lock may be held
+# by a committing writer), and FastAPI runs a plain ``def`` dependency in a worker
+# thread — a thread hop per dependency per request, the largest cost of a small GET
+# (issue #19).
 
 
 async def runtime(request: Request) -> Runtime:
@@ -61,7 +64,11 @@ async def principal(request: Request) -> Principal:
     # re-inspects a declared parameter's annotation on every request (~15 % of a small
     # GET); the OpenAPI document declares the bearer scheme instead (``openapi.py``)
     rt: Runtime = request.app.state.rt
-    return rt.tokens.authenticate(request.headers.get("authorization"))
+    header = request.headers.get("authorization")
+    who = rt.tokens.cached(header)
+    if who is None:
+        who = await run_in_threadpool(rt.tokens.authenticate, header)
+    return who
 
 
 Caller = Annotated[Principal, Depends(principal)]

@@ -185,6 +185,12 @@ class Store(Protocol):
 
     def list(self, kind: type[E]) -> builtins.list[E]: ...
 
+    def list_nowait(self, kind: type[E]) -> builtins.list[E] | None:
+        """``list(kind)`` if it can be had without waiting for a writer, else None (a
+        commit holds the index: call ``list`` from a thread that may wait). Lets the
+        event loop answer a read without blocking and without a worker-thread hop."""
+        ...
+
     def count(self, kind: type[Entity]) -> int: ...
 
     def transaction(

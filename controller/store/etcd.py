@@ -172,6 +172,15 @@ class EtcdStore(EtcdIndex):
             items = sorted(self._cache.get(kind.KIND, {}).items())
         return [obj for _, obj in items]  # type: ignore[misc]
 
+    def list_nowait(self, kind: type[E]) -> builtins.list[E] | None:
+        if kind.KIND in self._raw or not self._cache_lock.acquire(blocking=False):
+            return None  # rows to decode first, or the watch applying a change
+        try:
+            items = sorted(self._cache.get(kind.KIND, {}).items())
+        finally:
+            self._cache_lock.release()
+        return [obj for _, obj in items]  # type: ignore[misc]
+
     def count(self, kind: type[Entity]) -> int:
         if self._raw:
             self._adopt(kind.KIND)

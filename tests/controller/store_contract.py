@@ -5,6 +5,7 @@ the same state again — a restart). Nothing here names a backend."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,6 +68,40 @@ class StoreContract:
             txn.put(site("A"))
             assert txn.get(Site, "A") == site("A")
             assert s.get(Site, "A") is None
+
+    def test_list_nowait_is_list_when_no_writer_holds_the_index(self, s: Store) -> None:
+        """The event loop's read (issue #19): the same objects in the same order as
+        ``list``, or None — never a partial commit."""
+        assert s.list_nowait(Site) == []
+        with s.transaction("a") as txn:
+            for name in ("B", "A", "C"):
+                txn.put(site(name))
+        assert s.list_nowait(Site) == s.list(Site) and len(s.list(Site)) == 3
+        done = threading.Event()
+        seen: list[list[Site] | None] = []
+
+        def writer() -> None:
+            with s.transaction("w") as txn:
+                txn.put(site("D"))
+                txn.put(site("E"))
+                seen.append(s.list_nowait(Site))  # from the writer's own thread
+                done.wait(5)
+
+        th = threading.Thread(target=writer)
+        th.start()
+        try:
+            for _ in range(200):
+                got = s.list_nowait(Site)
+                assert got is None or [x.name for x in got] in (
+                    ["A", "B", "C"], ["A", "B", "C", "D", "E"])
+                if seen:
+                    break
+                time.sleep(0.005)
+        finally:
+            done.set()
+            th.join(10)
+        assert [x.name for x in seen[0] or []] == ["A", "B", "C"]  # staged: not yet
+        assert [x.name for x in s.list_nowait(Site) or []] == ["A", "B", "C", "D", "E"]
 
     def test_all_or_nothing(self, s: Store) -> None:
         with s.transaction("a") as txn:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -333,6 +334,49 @@ def test_a_list_builds_only_the_page_it_answers(client: TestClient, rt: Runtime,
     r = client.get("/api/v1/sites?limit=2&offset=3", headers=h("viewer")).json()
     assert r["total"] == 8 and r["next_offset"] == 5
     assert [i["name"] for i in r["items"]] == built and len(built) == 2
+
+
+def test_a_list_waits_for_a_committing_writer_without_blocking_the_loop(
+        rt: Runtime) -> None:
+    """Lists answer on the event loop when the store's index is free; while a writer's
+    transaction holds it, the list waits on a worker thread — other requests are
+    answered meanwhile — and then shows the committed object. The store lookup of a
+    token not verified yet waits the same way, off the loop (issue #19)."""
+    inside, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with rt.store.transaction("test", "slow writer") as txn:
+            txn.put(Site(name="MEC-SLOW", kind="mec", region="r"))
+            inside.set()
+            release.wait(30)
+
+    listed: list[Any] = []
+    with TestClient(create_app(rt)) as client:  # one event loop for every request
+        assert client.get("/api/v1/whoami", headers=h("viewer")).status_code == 200
+        w = threading.Thread(target=writer)
+        w.start()
+        try:
+            assert inside.wait(5)
+            lister = threading.Thread(target=lambda: listed.append(
+                client.get("/api/v1/sites?limit=1000", headers=h("viewer"))))
+            lister.start()
+            uncached = threading.Thread(target=lambda: listed.append(
+                client.get("/api/v1/whoami", headers=h("operator"))))
+            uncached.start()
+            time.sleep(0.2)
+            assert not listed  # both waiting for the writer
+            t0 = time.monotonic()  # a blocked loop would answer once the writer ends
+            assert client.get("/api/v1/whoami", headers=h("viewer")).status_code == 200
+            assert client.get("/api/v1/sites/HUB-GZ", headers=h("viewer")).status_code == 200
+            assert time.monotonic() - t0 < 10 and not listed
+        finally:
+            release.set()
+            w.join(10)
+        lister.join(10)
+        uncached.join(10)
+    [sites] = [r for r in listed if "items" in r.json()]
+    assert "MEC-SLOW" in [i["name"] for i in sites.json()["items"]]
+    assert sorted(r.status_code for r in listed) == [200, 200]
 
 
 def test_a_write_is_answered_only_after_the_store_made_it_durable(

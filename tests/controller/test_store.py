@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import uuid
 from pathlib import Path
 
@@ -260,3 +261,30 @@ def test_an_equal_write_is_not_journaled_and_a_changed_one_keeps_its_previous(
         assert (e.previous["value"], e.value and e.value["value"]) == (1.0, 2.0)
     finally:
         s.close()
+
+
+def test_list_nowait_is_none_while_another_thread_commits(tmp_path: Path) -> None:
+    """SQLite's index is held for a whole transaction: the loop's read is then None
+    (the REST list waits on a worker thread instead of blocking the loop, issue #19);
+    the committing thread itself still reads."""
+    s = SqliteStore(tmp_path / "s.db")
+    inside, release = threading.Event(), threading.Event()
+    own: list[object] = []
+
+    def writer() -> None:
+        with s.transaction("w") as txn:
+            txn.put(site("A"))
+            own.append(s.list_nowait(Site))
+            inside.set()
+            release.wait(5)
+
+    th = threading.Thread(target=writer)
+    th.start()
+    try:
+        assert inside.wait(5)
+        assert s.list_nowait(Site) is None and own == [[]]
+    finally:
+        release.set()
+        th.join(10)
+    assert [x.name for x in s.list_nowait(Site) or []] == ["A"]
+    s.close()
