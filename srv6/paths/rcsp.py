@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from heapq import heappop, heappush
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -327,7 +327,10 @@ def _label_setting(topo: Topology, metric: Sequence[float], delay: Sequence[floa
                    src: int, dst: int, mask: Sequence[bool] | None, ban: Set[int],
                    bound: float, fast: Path, best_delay: float, incumbent: float,
                    hd: Arr, hc: Arr, max_labels: int) -> tuple[Path | None, float]:
-    hdl, hcl = hd.tolist(), hc.tolist()
+    # Read in place (a memoryview of float64 gives Python floats): the search reads
+    # tens of entries, and a list of every node's bound cost ~0.2 ms per field at 20k.
+    hdl = cast("Sequence[float]", np.ascontiguousarray(hd, dtype=np.float64).data)
+    hcl = cast("Sequence[float]", np.ascontiguousarray(hc, dtype=np.float64).data)
     adj = topo.adj
     # label i: (node, metric, delay, parent label, edge)
     lab_node = [src]
