@@ -272,7 +272,7 @@ def _unique(topo: Topology, nodes: Sequence[int], cum: Sequence[float], i: int, 
 
 def delay_bounded(topo: Topology, metric: Sequence[float], delay: Sequence[float],
                   src: int, dst: int, mask: Sequence[bool] | None, mask_np: Arr | None,
-                  ban: Set[int], bound: float, metric_name: str, cheapest: float = 0.0,
+                  ban: Set[int], bound: float, metric_name: str, cheapest: float = INF,
                   radii: tuple[float, float] | None = None
                   ) -> tuple[Path | None, float]:
     """``(path, lowest delay)``: the exact lowest-metric path within ``bound`` (None
@@ -280,9 +280,10 @@ def delay_bounded(topo: Topology, metric: Sequence[float], delay: Sequence[float
     raises ``LabelLimit`` past ``MAX_LABELS``.
 
     ``cheapest`` is the metric of the metric-shortest path on the same graph (what
-    the caller found first). The lower bounds come from fields of ``radii`` (default
-    ``RADII``) times ``cheapest`` (metric) and the lowest delay (delay); past
-    ``ESCALATE_LABELS`` labels the search restarts on full fields."""
+    the caller found first; unknown: the lowest-delay path's metric stands in). The
+    lower bounds come from fields of ``radii`` (default ``RADII``) times ``cheapest``
+    (metric) and the lowest delay (delay); past ``ESCALATE_LABELS`` labels the search
+    restarts on full fields."""
     # The lowest-delay path by bidirectional search decides feasibility without a
     # distance field over the whole graph, and its metric is the incumbent.
     fast = bidir_shortest_path(topo, delay, src, dst, edge_ok=mask, banned_nodes=ban)

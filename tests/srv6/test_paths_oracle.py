@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from controller.models import Link, LinkState, Router
 from srv6.models import Constraints
 from srv6.paths import Topology, compute_path, rcsp
-from srv6.paths.spf import bidir_shortest_path, path_cost, reachable
+from srv6.paths.spf import INF, bidir_shortest_path, path_cost, reachable
 
 
 @st.composite
@@ -182,8 +182,9 @@ def build_nx(topo: Topology) -> tuple[Topology, nx.MultiGraph]:
 @given(graphs(4, 9, 8), st.floats(1.0, 25.0), st.data())
 def test_delay_bounded_is_exact_with_partial_fields_and_escalation(
         graph: tuple[int, list[Link]], bound: float, data: st.DataObject) -> None:
-    """The bounds from fields cut at a radius (``min(h, r)``), of any radii, and the
-    restart on full fields when the label search on partial ones grows too large, both
+    """The bounds from fields cut at a radius (``min(h, r)``), of any radii (taken
+    from the cheapest path's metric, or from the incumbent's when it is not given),
+    and the restart on full fields when the label search on partial ones grows too large, both
     keep the search exact: the same metric as the best of every simple path within
     the bound (networkx's enumeration), over the links that are usable (bandwidth mask)
     and avoiding banned nodes."""
@@ -207,7 +208,8 @@ def test_delay_bounded_is_exact_with_partial_fields_and_escalation(
     with patch.object(rcsp, "ESCALATE_LABELS", escalate):
         got, best_delay = rcsp.delay_bounded(
             topo, metric, delay, src, dst, mask, mask_np, ban, bound, "igp",
-            cheapest=path_cost(metric, cheap[1]), radii=radii)
+            cheapest=path_cost(metric, cheap[1]) if data.draw(st.booleans()) else INF,
+            radii=radii)
     feasible = [sum(topo.edges[k].igp for _, _, k in p)
                 for p in nx.all_simple_edge_paths(usable, src, dst)
                 if sum(topo.edges[k].delay_ms for _, _, k in p) <= bound + 1e-9]
