@@ -231,9 +231,8 @@ class FlowController:
         self._wake = asyncio.Event()
         #: set when an intent status was committed (``_program`` waits on it, no polling)
         self._status = asyncio.Event()
-        #: monotonic ns: the last intent status event seen, and this pass's stage marks
-        #: (intent committed, its status seen) for ``flows.jsonl``
-        self._status_seen_ns = 0
+        #: this pass's stage marks for ``flows.jsonl`` (monotonic ns): intent committed,
+        #: its status read back
         self._marks: dict[str, int] = {}
         self._log_path: str | None = None
         self._unsub: Any = None
@@ -307,7 +306,7 @@ class FlowController:
                 async with asyncio.timeout(left):
                     await self._status.wait()
         ms = (time.perf_counter() - t0) * 1e3
-        self._marks["t_status_seen"] = self._status_seen_ns
+        self._marks["t_status_read"] = time.monotonic_ns()
         if st is not None and st.spec_digest == digest and st.state in (
                 IntentState.PROGRAMMED, IntentState.VERIFIED) and st.active is not None:
             return True, "", list(st.active.segments), ms
@@ -342,7 +341,6 @@ class FlowController:
     def _on_change(self, ev: StateChanged) -> None:
         kinds = {c.kind for c in ev.changes}
         if _STATUS_KIND in kinds:
-            self._status_seen_ns = time.monotonic_ns()
             self._status.set()
         if ComputeMetrics.KIND in kinds or Service.KIND in kinds:
             self._wake.set()

@@ -8,16 +8,19 @@ run, MEC-1's own utilisation sampler crossing the threshold (its ``crossing`` ev
 monotonic ns) → the controller committing the headend's move to MEC-2 (``flows.jsonl``
 ``t_committed``, same clock). Stages per run: ``crossing → flows observes`` (UDP to the
 agent, report over the kept-alive mTLS connection, ingest decode + CATS + store commit,
-event bus, the flows pass starting) and ``observes → committed`` (decision, intent
-commit, the intent reconciler's pass: CSPF, SIDs, make-before-break programming through
-netlink in the routers' namespaces, status commit), the latter split further into
-``decide_ms`` (the flows pass: ranking), flows' ``program_ms`` (intent commit → its
-status seen) and the reconciler's own ``plan/program/readback/pass_ms``. MEC-1's agent
-shares the core MEC-1's load generator saturates (a site agent runs on its site's
-node) at raised priority (``nice: -5``, the agent option monitoring agents use); the
-controller, another machine in a deployment, is pinned to the other core (beside
-MEC-2, idle until the flow moves there): ``--opt controller_cpu=1`` puts it on the
-saturated core as the lab did before (``none``: not pinned). ``figure`` is the p99 of
+event bus, the flows pass starting) and ``observes → committed``, split by hand-off
+(``split_ms``: decision + intent commit; → the reconciler's pass starting on its
+dataplane thread, which flows hands it to at once, holding the event loop up to
+``flows.program_wait_ms``; → the pass's status commit; → flows reading it back), plus
+the reconciler's own ``plan/program/readback/pass/cpu_ms`` and the make-before-break
+phases (make = the new egress SID, verify, switch = the headend's atomic replace,
+break); ``stage_p50_ms`` holds their medians. MEC-1's agent shares the core MEC-1's
+load generator saturates (a site agent runs on its site's node) at raised priority
+(``nice: -5``, the agent option monitoring agents use); the controller, another
+machine in a deployment, is pinned to the other core at nice +5 (beside MEC-2, idle
+until the flow moves there, and yielding to it after): ``--opt controller_cpu=1``
+puts it on the saturated core at nice 0 as the lab did before (``none``: not pinned).
+``figure`` is the p99 of
 crossing → steer committed over the runs (with few runs the p99 is the maximum; ~35 s
 a run: ``--opt handover_runs=10`` for the issue's ten runs). Runs
 alternate the controller's store durability (``controller.store_sync`` full, the
@@ -156,13 +159,13 @@ def _stage_medians(rows: list[dict[str, Any]]) -> dict[str, float]:
 def _split(move: dict[str, Any], stages: dict[str, Any] | None) -> dict[str, float]:
     """observed → committed by hand-off (one clock, the controller's monotonic ns):
     the flows pass up to its intent commit, the commit → the reconciler's pass starting
-    (event, wake, worker thread), the pass up to its status commit, the status event
-    back to flows, flows finishing."""
+    (flows hands the pass to the reconciler's thread), the pass up to its status commit,
+    flows reading that status back, flows finishing."""
     marks = [("observed", move.get("t_observed")),
              ("intent_committed", move.get("t_intent_committed")),
              ("pass_started", (stages or {}).get("started_ns")),
              ("status_committed", (stages or {}).get("status_ns")),
-             ("status_seen", move.get("t_status_seen")),
+             ("status_read", move.get("t_status_read")),
              ("committed", move.get("t_committed"))]
     out: dict[str, float] = {}
     for (a, ta), (b, tb) in itertools.pairwise(marks):
