@@ -164,8 +164,9 @@ class IntentReconciler:
 
     async def standby(self, rt: Runtime) -> None:
         """A follower of a cluster gets ready to lead (issue 16): it opens the netlink
-        and node-agent programmers now — sockets and sessions only, nothing is read
-        into a plan or written — so an election costs the first pass, not opening every
+        and node-agent programmers now — sockets and sessions only (a netlink node is
+        also prepared: interfaces read, SRH processing enabled, no route), nothing is
+        read into a plan or written — so an election costs the first pass, not opening every
         router (seconds on a loaded host). BGP SR Policy sessions are opened only when
         leading (a session is itself visible to the router)."""
         self._fresh_pools()
