@@ -18,8 +18,9 @@ break); ``stage_p50_ms`` holds their medians. MEC-1's agent shares the core MEC-
 load generator saturates (a site agent runs on its site's node) at raised priority
 (``nice: -5``, the agent option monitoring agents use); the controller, another
 machine in a deployment, is pinned to the other core at nice +5 (beside MEC-2, idle
-until the flow moves there, and yielding to it after): ``--opt controller_cpu=1``
-puts it on the saturated core at nice 0 as the lab did before (``none``: not pinned).
+until the flow moves there, and yielding to it after; the lab's own default, for its
+frame-latency comparison, keeps it on MEC-1's core): ``--opt controller_cpu=1`` puts
+it on the saturated core at nice 0 (``none``: not pinned).
 ``figure`` is the p99 of
 crossing → steer committed over the runs (with few runs the p99 is the maximum; ~35 s
 a run: ``--opt handover_runs=10`` for the issue's ten runs). Runs

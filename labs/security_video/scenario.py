@@ -57,14 +57,14 @@ class Params:
     console_dir: str | None = None
     #: the controller's store durability (``controller.store_sync``: full | normal)
     store_sync: str = "full"
-    #: the core the controller is pinned to: 0 = beside MEC-2 (idle until the flow
-    #: moves there; the controller stands for another machine, so it does not share the
-    #: core MEC-1's load saturates), 1 = on MEC-1's saturated core (the reaction under
-    #: contention, the lab's earlier placement), None = not pinned
-    controller_cpu: int | None = 0
-    #: the controller's nice value: beside MEC-2 it yields to MEC-2's service (and the
-    #: camera), so after the move it never delays a frame; before the move that core
-    #: is idle, so the reaction does not wait for anything
+    #: the core the controller is pinned to: 1 (default) = on MEC-1's saturated core,
+    #: so that after the move it never takes CPU from MEC-2 (the frames' latency after
+    #: the move is compared with before); 0 = beside MEC-2, idle until the move (the
+    #: controller stands for another machine: the handover bench's placement); None =
+    #: not pinned
+    controller_cpu: int | None = 1
+    #: the controller's nice value when beside MEC-2 (``controller_cpu`` 0): it yields
+    #: to MEC-2's service and the camera after the move
     controller_nice: int = 5
 
 
@@ -175,9 +175,8 @@ def run_scenario(workdir: Path, params: Params) -> dict[str, Any]:
         cpn = [PY, "-m", "controller.cli.main", "run", "--config", str(cfg),
                "--api", "0.0.0.0:8080", "--dns", "0.0.0.0:5353",
                "--state", str(workdir / "state")]
-        # The controller is another machine in a deployment: by default it does not
-        # share the core MEC-1's load saturates, and yields to MEC-2 on the other one
-        # (``Params.controller_cpu``, ``controller_nice``).
+        # The controller shares MEC-1's loaded core by default: it never steals CPU
+        # from the MEC the flow moves to (``Params.controller_cpu``, ``controller_nice``).
         run.start(t.ctl, "controller", cpn, cpu=p.controller_cpu,
                   nice=p.controller_nice if p.controller_cpu == 0 else 0)
         run.wait(lambda: T.ANYCAST in T.steering_route(t.r1), 30,

@@ -297,7 +297,10 @@ class IntentReconciler:
         if self.rt is None or wait_s <= 0 or self._pool._shutdown or \
                 self._crosslayer() is not None:
             return False
-        fut = self._pool.submit(self.reconcile_once, self.rt.store, False, 0)
+        try:
+            fut = self._pool.submit(self.reconcile_once, self.rt.store, False, 0)
+        except RuntimeError:  # stopping (leadership lost): the pool takes no more work
+            return False
         try:
             fut.result(timeout=wait_s)
         except TimeoutError:
