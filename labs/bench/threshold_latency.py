@@ -14,12 +14,12 @@ dataplane thread, which flows hands it to at once, holding the event loop up to
 ``flows.program_wait_ms``; → the pass's status commit; → flows reading it back), plus
 the reconciler's own ``plan/program/readback/pass/cpu_ms`` and the make-before-break
 phases (make = the new egress SID, verify, switch = the headend's atomic replace,
-break); ``stage_p50_ms`` holds their medians. MEC-1's agent shares the core MEC-1's
-load generator saturates (a site agent runs on its site's node) at raised priority
-(``nice: -5``, the agent option monitoring agents use); the controller, another
-machine in a deployment, is pinned to the other core at nice +5 (beside MEC-2, idle
-until the flow moves there, and yielding to it after; the lab's own default, for its
-frame-latency comparison, keeps it on MEC-1's core): ``--opt controller_cpu=1`` puts
+break); ``stage_p50_ms`` holds their medians. MEC-1's agent shares the core MEC-1's load
+generator saturates (a site agent runs on its site's node) at raised priority (``nice:
+-5``, the agent option monitoring agents use; MEC-2's at the default); the controller,
+another machine in a deployment, is pinned to the other core at nice +5 (beside MEC-2,
+idle until the flow moves there, and yielding to it after; the lab's own default, for
+its frame-latency comparison, keeps it on MEC-1's core): ``--opt controller_cpu=1`` puts
 it on the saturated core at nice 0 (``none``: not pinned).
 ``figure`` is the p99 of
 crossing → steer committed over the runs (with few runs the p99 is the maximum; ~35 s

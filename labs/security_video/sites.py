@@ -27,8 +27,11 @@ from telemetry.bgp.codec import ComputeMetadata
 LOCAL_AS = 65000
 AGENT_UDP = 9870
 INGEST_PORT = 8443
-#: the site agents' scheduling priority (``AgentConfig.nice``)
-AGENT_NICE = -5
+#: the site agents' scheduling priority (``AgentConfig.nice``): MEC-1's agent shares
+#: the core its own site's load saturates, so it runs raised as monitoring agents do;
+#: MEC-2's shares CPU 0 with the camera (the instrument) and, after the move, with the
+#: frames it must not delay: default priority
+AGENT_NICE: dict[str, int | None] = {"MEC-1": -5, "MEC-2": None}
 # site → (AS, controller-side mgmt address, MEC-side mgmt address, metadata)
 MECS: dict[str, tuple[int, str, str, dict[str, float]]] = {
     "MEC-1": (65001, T.CTL_FOR["mec1"], "172.16.1.2",
@@ -91,9 +94,7 @@ def agent_conf(site: str, ca: Path, workdir: Path, high: float, low: float) -> P
            "price_per_hour": l0["price_per_hour"], "collectors": ["mem"],
            # a latency lab: no grading benchmark competing with the video service
            "benchmark_s": 0,
-           # a monitoring agent at raised priority: MEC-1's shares the core its own
-           # site's load saturates, and still reports the crossing when it happens
-           "nice": AGENT_NICE,
+           "nice": AGENT_NICE[site],
            "services": [{"name": "video"}]}
     path = workdir / f"agent-{site}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
