@@ -270,7 +270,7 @@ class FlowController:
         """Swap ``service``'s intent to ``site``; wait for its status. Returns (ok, error,
         segments, ms)."""
         from srv6.intents.models import IntentState
-        from srv6.intents.reconciler import spec_digest
+        from srv6.intents.status import spec_digest
 
         assert self.rt is not None
         store = self.rt.store

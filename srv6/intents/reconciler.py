@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -47,7 +46,6 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from controller.errors import CpnError
@@ -65,7 +63,8 @@ from srv6.intents.models import (
     IntentState,
     SrPolicyIntentStatus,
 )
-from srv6.intents.planner import Binding, Egress, IntentPlan, Plan, plan_intents, reconcile
+from srv6.intents.planner import Binding, Egress, Plan, plan_intents, reconcile
+from srv6.intents.status import intent_status, material, spec_digest
 from srv6.models import LinkAffinity, LocalSid, Locator, SrPolicyIntent
 from srv6.paths import Topology
 
@@ -664,8 +663,9 @@ class IntentReconciler:
         new: dict[str, SrPolicyIntentStatus] = {}
         for key, ip in plan.intents.items():
             digest = spec_digest(specs[key])
-            new[key] = self._status(ip, old.get(key), digest, actual, held, rep.frozen, now)
-        changed = [s for k, s in new.items() if _material(old.get(k)) != _material(s)]
+            new[key] = intent_status(ip, old.get(key), digest, actual, held, rep.frozen, now,
+                                     self.sec.readback_s)
+        changed = [s for k, s in new.items() if material(old.get(k)) != material(s)]
         gone = [k for k in old if k not in new]
         if changed or gone:
             with store.transaction(self.name, "SR policy intent status") as txn:
@@ -692,60 +692,7 @@ class IntentReconciler:
                     log.exception("intent status listener failed")
         return {k: s.state for k, s in new.items()}
 
-    def _status(self, ip: IntentPlan, old: SrPolicyIntentStatus | None, digest: str,
-                actual: Mapping[str, NodeState], held: Mapping[str, tuple[str, str]],
-                frozen: Mapping[str, str], now: datetime) -> SrPolicyIntentStatus:
-        base = old or SrPolicyIntentStatus(intent=ip.key)
-        gen = base.generation + (digest != base.spec_digest)
-        upd: dict[str, Any] = {"generation": gen, "spec_digest": digest,
-                               "prefixes": list(ip.prefixes)}
-        if not ip.ok:
-            upd |= {"state": IntentState.FAILED, "reason": ip.reason,
-                    "constraint": ip.constraint, "device": ip.device, "fix": ip.fix,
-                    "active": None, "backup": None, "observed_generation": gen}
-        elif ip.key in held:
-            dev, err = held[ip.key]
-            upd |= {"state": IntentState.DEGRADED, "constraint": None, "device": dev,
-                    "reason": f"{dev} {err}; the previous path is kept",
-                    "fix": f"check {dev} (reachable, interfaces up, SRv6 enabled); the "
-                           f"reconciler retries every {self.sec.readback_s:g} s"}
-        else:
-            missing = [n for n, rs in ip.routes.items()
-                       if n not in actual or any(r not in actual[n] for r in rs)]
-            if missing:
-                dev = missing[0]
-                upd |= {"state": IntentState.DEGRADED, "device": dev, "constraint": None,
-                        "reason": f"{dev} {frozen.get(dev, 'does not hold the routes')}",
-                        "fix": f"check {dev}; the reconciler retries every "
-                               f"{self.sec.readback_s:g} s"}
-            else:
-                same_path = base.active == ip.active and base.state in (
-                    IntentState.PROGRAMMED, IntentState.VERIFIED)
-                upd |= {"state": base.state if same_path else IntentState.PROGRAMMED,
-                        "reason": ip.reason if not same_path else base.reason,
-                        "constraint": None, "device": None, "fix": "",
-                        "active": ip.active, "backup": ip.backup,
-                        "observed_generation": gen,
-                        "programmed_at": base.programmed_at if same_path else now}
-                if not same_path:
-                    upd["verified_at"] = None
-        out = base.model_copy(update=upd)
-        if old is None or out.state != old.state:
-            out = out.model_copy(update={"changed_at": now})
-        return out
-
-
-def spec_digest(intent: SrPolicyIntent) -> str:
-    """The digest a status records of the spec it was computed for (``spec_digest``)."""
-    return hashlib.sha1(intent.model_dump_json().encode()).hexdigest()[:16]
-
 
 def _same(a: Mapping[str, NodeState], b: Mapping[str, NodeState]) -> bool:
     keys = set(a) | set(b)
     return all(a.get(k, NodeState()) == b.get(k, NodeState()) for k in keys)
-
-
-def _material(s: SrPolicyIntentStatus | None) -> Any:
-    if s is None:
-        return None
-    return s.model_dump(exclude={"changed_at"})
