@@ -74,7 +74,9 @@ class TokenLookup:
         """The principal of a config token or of a store token verified less than the
         ttl ago, without touching the store (None: ask ``authenticate``). Raises
         ``AuthError`` for a missing or malformed header."""
-        d = self._digest(header)
+        return self._known(self._digest(header))
+
+    def _known(self, d: str) -> Principal | None:
         if d in self._static:
             return self._static[d]
         hit = self._cache.get(d)
@@ -84,15 +86,12 @@ class TokenLookup:
         """The caller's principal; looks the token up in the store (which may wait for
         a committing writer) unless ``cached`` knows it."""
         d = self._digest(header)
-        if d in self._static:
-            return self._static[d]
-        hit = self._cache.get(d)
-        now = time.monotonic()
-        if hit and hit[0] > now:
-            return hit[1]
+        known = self._known(d)
+        if known is not None:
+            return known
         row = self._store.find_token(d)  # type: ignore[attr-defined]
         if row is None:
             raise AuthError("invalid or revoked token")
         principal = Principal(row[0], Role(row[1]), row[2])
-        self._cache[d] = (now + self._ttl, principal)
+        self._cache[d] = (time.monotonic() + self._ttl, principal)
         return principal
